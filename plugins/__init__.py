@@ -1,0 +1,1 @@
+"""The built-in parts. They register through the same hooks as any third-party plugin."""

@@ -1,0 +1,23 @@
+"""The tutorial's self-attention, written out: the readable reference the other variants must match."""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+
+from zoo.nn import QKVAttention, key_mask, padding_bias
+
+
+class ExplicitAttention(QKVAttention):
+    def __init__(self, *, d_model: int, num_heads: int, dropout: float = 0.0):
+        super().__init__(d_model=d_model, num_heads=num_heads, dropout=dropout)
+        self.attention_dropout = nn.Dropout(dropout)
+
+    def attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Optional[Tensor]) -> Tensor:
+        scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # (B, h, S, S)
+        if mask is not None:
+            scores = scores + padding_bias(key_mask(mask), scores.dtype)
+        weights = self.attention_dropout(torch.softmax(scores, dim=-1))
+        return weights @ v  # (B, h, S, dh)

@@ -1,0 +1,23 @@
+"""How an encoder gives its attention positions, decided by the attention's capabilities."""
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+from torch import nn
+
+from zoo.nn import RotaryEmbedding
+
+
+def attention_capabilities(attention: Callable[..., nn.Module]) -> dict[str, Any]:
+    return dict(getattr(attention, "capabilities", {}))
+
+
+def learned_positions(attention: Callable[..., nn.Module], max_length: int, d_model: int) -> Optional[nn.Embedding]:
+    """A learned position table, or None when the attention encodes positions itself (ALiBi)."""
+    if attention_capabilities(attention).get("positions"):
+        return None
+    return nn.Embedding(max_length, d_model)
+
+
+def attach_rotary(module: nn.Module, head_dim: int) -> None:
+    module.rotary = RotaryEmbedding(head_dim)

@@ -1,0 +1,64 @@
+"""The ``zoo`` command. Subcommands load lazily, so ``zoo --help`` imports neither torch nor plugins."""
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+import click
+
+from zoo import __version__
+from zoo.errors import ZooError
+
+# command name -> "module:attribute"; a module is imported only when its command runs or is listed.
+COMMANDS = {
+    "build": "zoo.cli.build:build",
+    "parts": "zoo.cli.listing:parts",
+    "plugins": "zoo.cli.listing:plugins",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*COMMANDS, *super().list_commands(ctx)})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in COMMANDS:
+            module_name, _, attr = COMMANDS[name].partition(":")
+            return getattr(importlib.import_module(module_name), attr)
+        return super().get_command(ctx, name)
+
+    def resolve_command(self, ctx, args):
+        try:
+            return super().resolve_command(ctx, args)
+        except click.UsageError as exc:
+            from zoo.errors import did_you_mean
+
+            if args and args[0] not in self.list_commands(ctx):
+                raise click.UsageError(f"no such command '{args[0]}'{did_you_mean(args[0], self.list_commands(ctx))}") from exc
+            raise
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except ZooError as exc:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="zoo")
+@click.option("--debug", is_flag=True, envvar="ZOO_DEBUG", help="Show tracebacks for errors.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Assemble transformer encoders from named parts, fine-tune them, and ship them through ONNX."""
+    ctx.ensure_object(dict)["debug"] = debug
+
+
+def main() -> None:
+    cli(prog_name="zoo")

@@ -1,0 +1,58 @@
+"""Option parsing shared by the commands."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from zoo.errors import ZooError
+
+PART_KINDS = ("attention", "encoder", "head")
+
+
+def parse_value(text: str) -> Any:
+    """'2' -> 2, '0.1' -> 0.1, 'true' -> True, '[1,2]' -> [1, 2]; anything else stays a string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def parse_settings(items: tuple[str, ...]) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """``--set`` items: 'attention.num_kv_heads=2' is a part option, 'd_model=128' a size."""
+    sizes: dict[str, Any] = {}
+    parts: dict[str, dict[str, Any]] = {k: {} for k in PART_KINDS}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise ZooError(f"--set expects KEY=VALUE (e.g. attention.num_kv_heads=2), got '{item}'")
+        kind, dot, option = key.partition(".")
+        if dot:
+            if kind not in PART_KINDS:
+                raise ZooError(f"--set {key}: the prefix must be one of {', '.join(PART_KINDS)}")
+            parts[kind][option] = parse_value(value)
+        else:
+            sizes[key] = parse_value(value)
+    return sizes, parts
+
+
+def prepare_output(path: str | Path, overwrite: bool) -> Path:
+    """An output directory that is new or empty; an existing one needs ``--overwrite``."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ZooError(f"{path} exists and is not a directory")
+    if path.is_dir() and any(path.iterdir()):
+        if not overwrite:
+            raise ZooError(f"{path} already exists and is not empty; pass --overwrite to replace it")
+        shutil.rmtree(path)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def human_bytes(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"

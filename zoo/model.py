@@ -1,0 +1,220 @@
+"""Assembly: resolve parts in the registry, build encoder and head, save and load model directories."""
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import torch
+from torch import Tensor, nn
+
+from . import io
+from .errors import ZooError, did_you_mean
+from .manager import get_registry
+from .registry import Part
+from .spec import CONFIG_NAME, ENCODER_SIZES, TOKENIZER_NAME, WEIGHTS_NAME, ModelSpec, PartChoice, check_sizes
+
+DEFAULT_ATTENTION = "sdpa"
+# Keyword arguments the core passes to each kind of factory; anything else is a part option.
+CONTRACT_ARGS = {
+    "attention": {"d_model", "num_heads", "dropout"},
+    "encoder": {"attention", *ENCODER_SIZES},
+    "head": {"d_model", "num_labels", "dropout"},
+}
+
+
+class BoundAttention:
+    """An attention factory with the user's options bound; encoders call it once per layer."""
+
+    def __init__(self, part: Part, options: dict[str, Any]):
+        self.factory, self.options, self.capabilities = part.load(), options, dict(part.capabilities)
+        self.name = part.name
+
+    def __call__(self, *, d_model: int, num_heads: int, dropout: float) -> nn.Module:
+        return self.factory(d_model=d_model, num_heads=num_heads, dropout=dropout, **self.options)
+
+
+def part_options(part: Part, given: dict[str, Any]) -> dict[str, Any]:
+    """Check the user's options against the factory's signature and fill in its defaults."""
+    try:
+        params = inspect.signature(part.load()).parameters
+    except (TypeError, ValueError):  # a builtin or C callable: no signature to check against
+        return dict(given)
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return dict(given)
+    own = {n: p for n, p in params.items()
+           if n not in CONTRACT_ARGS[part.kind] and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+    for key in given:
+        if key not in own:
+            choices = ", ".join(own) or "(none)"
+            raise ZooError(f"unknown option '{key}' for {part.kind} '{part.name}'{did_you_mean(key, own)} "
+                           f"options: {choices}")
+    defaults = {n: p.default for n, p in own.items() if p.default is not p.empty and _is_json(p.default)}
+    return {**defaults, **given}
+
+
+def _is_json(value: Any) -> bool:
+    return value is None or isinstance(value, (bool, int, float, str))
+
+
+class ZooModel(nn.Module):
+    """encoder(input_ids, mask) -> hidden (B, S, D); head(hidden, mask) -> logits."""
+
+    def __init__(self, spec: ModelSpec, encoder: nn.Module, head: nn.Module, tokenizer: Any = None):
+        super().__init__()
+        self.spec = spec
+        self.encoder = encoder
+        self.head = head
+        self.tokenizer = tokenizer  # a tokenizers.Tokenizer, when the model has one
+
+    def forward(self, input_ids: Tensor, attention_mask: Optional[Tensor] = None) -> Tensor:
+        mask = None if attention_mask is None else attention_mask.bool()
+        return self.head(self.encoder(input_ids, mask), mask)
+
+    def loss(self, logits: Tensor, labels: Tensor, attention_mask: Optional[Tensor] = None) -> Tensor:
+        mask = None if attention_mask is None else attention_mask.bool()
+        return self.head.loss(logits, labels, mask)
+
+    @property
+    def labels(self) -> list[str] | None:
+        return self.spec.labels
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def save(self, path: str | Path) -> Path:
+        """Write config.json, model.safetensors (and tokenizer.json); each file atomically, config last."""
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        with io.atomic_path(path / WEIGHTS_NAME) as tmp:
+            save_file(state, str(tmp), metadata={"format": "pt"})
+        if self.tokenizer is not None:
+            io.write_text(path / TOKENIZER_NAME, self.tokenizer.to_str())
+        io.write_json(path / CONFIG_NAME, self.spec.to_dict())
+        return path
+
+    def extra_repr(self) -> str:
+        s = self.spec
+        return f"encoder={s.encoder.ref}, attention={s.attention.ref}, head={s.head.ref}"
+
+
+def _resolve(kind: str, ref: str) -> Part:
+    return get_registry().resolve(kind, ref)
+
+
+def _resolve_recorded(kind: str, choice: PartChoice, source: str) -> Part:
+    """A part named in a saved config; a plugin that is not installed gets a message that names it."""
+    registry = get_registry()
+    if not any(p.plugin == choice.plugin for p in registry.parts(kind)):
+        raise ZooError(f"{source} needs {kind} '{choice.name}' from plugin '{choice.plugin}', which is not "
+                       f"installed; install the package that provides '{choice.plugin}'")
+    try:
+        return registry.resolve(kind, choice.ref)
+    except ZooError:
+        raise ZooError(f"{source} needs {kind} '{choice.name}', which plugin '{choice.plugin}' "
+                       "no longer provides") from None
+
+
+def assemble(spec: ModelSpec, parts: dict[str, Part] | None = None) -> ZooModel:
+    """Build a model with fresh weights from a spec (the part options in it are already checked)."""
+    parts = parts or {k: _resolve_recorded(k, getattr(spec, k), "model") for k in ("encoder", "attention", "head")}
+    sizes = spec.sizes
+    attention = BoundAttention(parts["attention"], spec.attention.options)
+    encoder_factory: Callable[..., nn.Module] = parts["encoder"].load()
+    head_factory: Callable[..., nn.Module] = parts["head"].load()
+    try:
+        encoder = encoder_factory(attention=attention, **{k: sizes[k] for k in ENCODER_SIZES},
+                                  **spec.encoder.options)
+        head = head_factory(d_model=getattr(encoder, "d_model", sizes["d_model"]),
+                            num_labels=sizes["num_labels"], dropout=sizes["dropout"], **spec.head.options)
+    except (ValueError, TypeError) as exc:
+        raise ZooError(f"cannot build {spec.encoder.name}/{spec.attention.name}/{spec.head.name}: {exc}") from exc
+    return ZooModel(spec, encoder, head)
+
+
+def build_model(arch: str = "transformer", head: str = "cls", attention: str | None = None, *,
+                labels: list[str] | None = None, attention_options: dict[str, Any] | None = None,
+                encoder_options: dict[str, Any] | None = None, head_options: dict[str, Any] | None = None,
+                seed: int | None = None, **sizes: Any) -> ZooModel:
+    """Assemble a model from named parts with fresh weights.
+
+    ``sizes`` are d_model, num_layers, num_heads, ffn_dim, vocab_size, num_labels, max_length, dropout.
+    """
+    parts = {"encoder": _resolve("encoder", arch), "attention": _resolve("attention", attention or DEFAULT_ATTENTION),
+             "head": _resolve("head", head)}
+    if labels is not None:
+        labels = [str(x) for x in labels]
+        if sizes.get("num_labels") not in (None, len(labels)):
+            raise ZooError(f"num_labels ({sizes['num_labels']}) does not match the {len(labels)} labels given")
+        sizes["num_labels"] = len(labels)
+    options = {"encoder": encoder_options or {}, "attention": attention_options or {}, "head": head_options or {}}
+    choices = {k: PartChoice(p.name, p.plugin, part_options(p, options[k])) for k, p in parts.items()}
+    spec = ModelSpec(choices["encoder"], choices["attention"], choices["head"], check_sizes(sizes), labels)
+    if seed is not None:
+        torch.manual_seed(seed)
+    return assemble(spec, parts)
+
+
+def load_model(path: str | Path) -> ZooModel:
+    """Load a model directory. Only JSON and safetensors are read: nothing is ever unpickled."""
+    path = Path(path)
+    spec = ModelSpec.read(path)
+    parts = {k: _resolve_recorded(k, getattr(spec, k), str(path / CONFIG_NAME)) for k in ("encoder", "attention", "head")}
+    for kind, part in parts.items():  # reject options the installed part no longer knows
+        part_options(part, getattr(spec, kind).options)
+    model = assemble(spec, parts)
+    load_weights(model, path / WEIGHTS_NAME)
+    if (path / TOKENIZER_NAME).is_file():
+        from tokenizers import Tokenizer
+
+        try:
+            model.tokenizer = Tokenizer.from_file(str(path / TOKENIZER_NAME))
+        except Exception as exc:
+            raise ZooError(f"{path / TOKENIZER_NAME}: not a valid tokenizer ({exc})") from None
+    model.eval()
+    return model
+
+
+def load_weights(model: nn.Module, file: Path) -> None:
+    """Load safetensors weights strictly; every mismatch names the file and the tensor."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    if not file.is_file():
+        raise ZooError(f"{file}: missing weights file")
+    try:
+        state = load_file(str(file))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ZooError(f"{file}: not a valid safetensors file ({exc})") from None
+    expected = model.state_dict()
+    missing = sorted(expected.keys() - state.keys())
+    unexpected = sorted(state.keys() - expected.keys())
+    if missing:
+        raise ZooError(f"{file}: missing tensor '{missing[0]}'" + (f" and {len(missing) - 1} more" if len(missing) > 1 else ""))
+    if unexpected:
+        raise ZooError(f"{file}: unexpected tensor '{unexpected[0]}'"
+                       + (f" and {len(unexpected) - 1} more" if len(unexpected) > 1 else ""))
+    for key, tensor in state.items():
+        want = expected[key]
+        if tensor.shape != want.shape:
+            raise ZooError(f"{file}: tensor '{key}' has shape {tuple(tensor.shape)}, expected {tuple(want.shape)}")
+        if tensor.dtype != want.dtype:
+            raise ZooError(f"{file}: tensor '{key}' has dtype {tensor.dtype}, expected {want.dtype}")
+    model.load_state_dict(state, strict=True)
+
+
+def summary(model: ZooModel, path: Path | None = None) -> dict[str, Any]:
+    s = model.spec
+    out: dict[str, Any] = {
+        "encoder": s.encoder.ref, "attention": s.attention.ref, "head": s.head.ref,
+        "parameters": model.num_parameters(), "sizes": s.sizes,
+    }
+    if path is not None:
+        out["bytes_on_disk"] = sum(f.stat().st_size for f in Path(path).iterdir() if f.is_file())
+    return out
+
+
+__all__ = ["ZooModel", "assemble", "build_model", "load_model", "summary"]

@@ -1,0 +1,133 @@
+"""Building blocks for parts: the q/k/v attention skeleton, masks, rotary positions, pooling.
+
+Built-in parts use these, and plugin authors may too; nothing here is a registered part.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def padding_bias(allowed: Tensor, dtype: torch.dtype) -> Tensor:
+    """Additive attention bias: 0 where ``allowed`` is True, the dtype's minimum elsewhere.
+
+    A finite minimum (not -inf) keeps rows that allow nothing (padding queries) free of NaN.
+    """
+    zero = torch.zeros((), dtype=dtype, device=allowed.device)
+    return torch.where(allowed, zero, torch.finfo(dtype).min)
+
+
+def key_mask(mask: Tensor) -> Tensor:
+    """(B, S) padding mask -> (B, 1, 1, S), broadcastable over heads and queries."""
+    return mask.bool()[:, None, None, :]
+
+
+class RotaryEmbedding(nn.Module):
+    """Rotary position embedding (RoPE) applied to queries and keys of shape (B, h, S, dh)."""
+
+    def __init__(self, head_dim: int, base: float = 10000.0):
+        super().__init__()
+        inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
+
+    def forward(self, q: Tensor, k: Tensor) -> tuple[Tensor, Tensor]:
+        positions = torch.arange(q.shape[-2], device=q.device, dtype=torch.float32)
+        angles = torch.outer(positions, self.inv_freq)  # (S, dh/2)
+        cos = torch.cat([angles.cos(), angles.cos()], dim=-1).to(q.dtype)
+        sin = torch.cat([angles.sin(), angles.sin()], dim=-1).to(q.dtype)
+        return q * cos + _rotate_half(q) * sin, k * cos + _rotate_half(k) * sin
+
+
+def _rotate_half(x: Tensor) -> Tensor:
+    first, second = x.chunk(2, dim=-1)
+    return torch.cat([-second, first], dim=-1)
+
+
+class QKVAttention(nn.Module):
+    """Multi-head attention skeleton: it owns the q/k/v/out projections; subclasses write ``attend``.
+
+    ``num_kv_heads`` below ``num_heads`` shares each key/value head across a group of query heads.
+    When an encoder sets ``self.rotary``, queries and keys are rotated before ``attend``.
+    """
+
+    def __init__(self, *, d_model: int, num_heads: int, dropout: float = 0.0,
+                 num_kv_heads: Optional[int] = None, bias: bool = True):
+        super().__init__()
+        num_kv_heads = num_heads if num_kv_heads is None else num_kv_heads
+        if d_model % num_heads:
+            raise ValueError(f"d_model ({d_model}) must be divisible by num_heads ({num_heads})")
+        if num_kv_heads < 1 or num_heads % num_kv_heads:
+            raise ValueError(f"num_heads ({num_heads}) must be divisible by num_kv_heads ({num_kv_heads})")
+        self.num_heads, self.num_kv_heads = num_heads, num_kv_heads
+        self.head_dim = d_model // num_heads
+        self.dropout_p = dropout
+        self.q_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.k_proj = nn.Linear(d_model, num_kv_heads * self.head_dim, bias=bias)
+        self.v_proj = nn.Linear(d_model, num_kv_heads * self.head_dim, bias=bias)
+        self.out_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.rotary: Optional[RotaryEmbedding] = None
+
+    def _heads(self, x: Tensor, n: int) -> Tensor:
+        batch, seq, _ = x.shape
+        return x.view(batch, seq, n, self.head_dim).transpose(1, 2)  # (B, n, S, dh)
+
+    def forward(self, x: Tensor, mask: Optional[Tensor] = None) -> Tensor:
+        batch, seq, d_model = x.shape
+        q = self._heads(self.q_proj(x), self.num_heads)
+        k = self._heads(self.k_proj(x), self.num_kv_heads)
+        v = self._heads(self.v_proj(x), self.num_kv_heads)
+        if self.rotary is not None:
+            q, k = self.rotary(q, k)
+        if self.num_kv_heads != self.num_heads:  # (B, kv, S, dh) -> (B, h, S, dh)
+            groups = self.num_heads // self.num_kv_heads
+            k = k[:, :, None].expand(batch, self.num_kv_heads, groups, seq, self.head_dim).reshape(q.shape)
+            v = v[:, :, None].expand(batch, self.num_kv_heads, groups, seq, self.head_dim).reshape(q.shape)
+        out = self.attend(q, k, v, mask)  # (B, h, S, dh)
+        return self.out_proj(out.transpose(1, 2).reshape(batch, seq, d_model))
+
+    def attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Optional[Tensor]) -> Tensor:
+        raise NotImplementedError
+
+    @property
+    def active_dropout(self) -> float:
+        return self.dropout_p if self.training else 0.0
+
+
+def scaled_dot_product(q: Tensor, k: Tensor, v: Tensor, bias: Optional[Tensor], dropout: float) -> Tensor:
+    """softmax(QKᵀ/√d + bias)·V through PyTorch's fused kernel."""
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout)
+
+
+def pool(hidden: Tensor, mask: Optional[Tensor], how: str) -> Tensor:
+    """(B, S, D) -> (B, D): the first token ('cls') or the mean over real tokens ('mean')."""
+    if how == "cls":
+        return hidden[:, 0]
+    if how == "mean":
+        if mask is None:
+            return hidden.mean(dim=1)
+        weights = mask.to(hidden.dtype).unsqueeze(-1)
+        return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+    raise ValueError(f"unknown pooling '{how}' (choices: cls, mean)")
+
+
+def activation(name: str) -> nn.Module:
+    """The feed-forward activation by its Hugging Face config name."""
+    table = {
+        "gelu": lambda: nn.GELU(),
+        "gelu_new": lambda: nn.GELU(approximate="tanh"),
+        "gelu_pytorch_tanh": lambda: nn.GELU(approximate="tanh"),
+        "relu": lambda: nn.ReLU(),
+        "silu": lambda: nn.SiLU(),
+    }
+    if name not in table:
+        raise ValueError(f"unsupported activation '{name}' (choices: {', '.join(table)})")
+    return table[name]()
+
+
+__all__ = [
+    "QKVAttention", "RotaryEmbedding", "activation", "key_mask", "padding_bias", "pool",
+    "scaled_dot_product",
+]
