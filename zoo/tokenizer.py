@@ -1,0 +1,43 @@
+"""Text -> padded id arrays with a Hugging Face ``tokenizers.Tokenizer``. numpy only: no torch here,
+so serving an export needs neither torch nor transformers."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .errors import ZooError
+
+
+def load_tokenizer(path: str | Path):
+    from tokenizers import Tokenizer
+
+    try:
+        return Tokenizer.from_file(str(path))
+    except Exception as exc:
+        raise ZooError(f"{path}: not a valid tokenizer.json ({exc})") from None
+
+
+def pad_id(tokenizer) -> int:
+    for token in ("[PAD]", "<pad>"):
+        token_id = tokenizer.token_to_id(token)
+        if token_id is not None:
+            return token_id
+    return 0
+
+
+def encode(tokenizer, texts: Sequence[str], pairs: Sequence[str] | None = None,
+           max_length: int = 512) -> tuple[np.ndarray, np.ndarray]:
+    """(input_ids, attention_mask), int64 (B, S), padded to the longest row and cut at max_length."""
+    tokenizer.enable_truncation(max_length)
+    tokenizer.no_padding()
+    batch = list(zip(texts, pairs)) if pairs is not None else list(texts)
+    encodings = tokenizer.encode_batch(batch)
+    length = max((len(e.ids) for e in encodings), default=0)
+    ids = np.full((len(encodings), max(length, 1)), pad_id(tokenizer), dtype=np.int64)
+    mask = np.zeros_like(ids)
+    for row, enc in enumerate(encodings):
+        ids[row, : len(enc.ids)] = enc.ids
+        mask[row, : len(enc.ids)] = 1
+    return ids, mask
