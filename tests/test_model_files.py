@@ -88,7 +88,7 @@ def test_pickle_is_never_loaded(saved, tmp_path):
     (lambda s: s.update(extra=torch.zeros(1)), "unexpected tensor 'extra'"),
     (lambda s: s.update({"head.classifier.bias": torch.zeros(5)}), "tensor 'head.classifier.bias' has shape (5,), expected (2,)"),
     (lambda s: s.update({"head.classifier.bias": torch.zeros(2, dtype=torch.float16)}),
-     "tensor 'head.classifier.bias' has dtype torch.float16, expected torch.float32"),
+     "tensor 'head.classifier.bias' has dtype F16, expected F32"),
 ])
 def test_wrong_tensors_name_file_and_tensor(saved, mutate, message):
     state = load_file(saved / "model.safetensors")
@@ -102,3 +102,10 @@ def test_wrong_tensors_name_file_and_tensor(saved, mutate, message):
 def test_not_a_model_directory(tmp_path):
     with pytest.raises(ZooError, match="not a zoo model directory"):
         zoo.load_model(tmp_path)
+
+
+@pytest.mark.parametrize("sizes", [{"num_layers": 10**9}, {"vocab_size": 10**12}, {"d_model": 2**40, "num_heads": 1}])
+def test_hostile_sizes_fail_before_allocating(saved, sizes):
+    edit_config(saved, **{f"sizes__{k}": v for k, v in sizes.items()})
+    with pytest.raises(ZooError, match=r"model.safetensors: tensor .* has shape|cannot build|num_layers is"):
+        zoo.load_model(saved)

@@ -130,7 +130,7 @@ def assemble(spec: ModelSpec, parts: dict[str, Part] | None = None) -> ZooModel:
                                   **spec.encoder.options)
         head = head_factory(d_model=getattr(encoder, "d_model", sizes["d_model"]),
                             num_labels=sizes["num_labels"], dropout=sizes["dropout"], **spec.head.options)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, RuntimeError, OverflowError) as exc:
         raise ZooError(f"cannot build {spec.encoder.name}/{spec.attention.name}/{spec.head.name}: {exc}") from exc
     return ZooModel(spec, encoder, head)
 
@@ -159,50 +159,77 @@ def build_model(arch: str = "transformer", head: str = "cls", attention: str | N
 
 
 def load_model(path: str | Path) -> ZooModel:
-    """Load a model directory. Only JSON and safetensors are read: nothing is ever unpickled."""
+    """Load a model directory. Only JSON and safetensors are read: nothing is ever unpickled.
+
+    The weights file's header is checked against a model built on the meta device first, so a hostile
+    config.json (a billion layers, a huge vocabulary) fails before any memory is allocated for it.
+    """
     path = Path(path)
     spec = ModelSpec.read(path)
     parts = {k: _resolve_recorded(k, getattr(spec, k), str(path / CONFIG_NAME)) for k in ("encoder", "attention", "head")}
     for kind, part in parts.items():  # reject options the installed part no longer knows
         part_options(part, getattr(spec, kind).options)
+    weights = path / WEIGHTS_NAME
+    header = read_header(weights)
+    if spec.sizes["num_layers"] > len(header):
+        raise ZooError(f"{path / CONFIG_NAME}: num_layers is {spec.sizes['num_layers']} but {weights} holds only "
+                       f"{len(header)} tensors")
+    with torch.device("meta"):
+        check_tensors(assemble(spec, parts).state_dict(), header, weights)
     model = assemble(spec, parts)
-    load_weights(model, path / WEIGHTS_NAME)
+    load_weights(model, weights)
     if (path / TOKENIZER_NAME).is_file():
-        from tokenizers import Tokenizer
+        from .tokenizer import load_tokenizer
 
-        try:
-            model.tokenizer = Tokenizer.from_file(str(path / TOKENIZER_NAME))
-        except Exception as exc:
-            raise ZooError(f"{path / TOKENIZER_NAME}: not a valid tokenizer ({exc})") from None
+        model.tokenizer = load_tokenizer(path / TOKENIZER_NAME)
     model.eval()
     return model
 
 
-def load_weights(model: nn.Module, file: Path) -> None:
-    """Load safetensors weights strictly; every mismatch names the file and the tensor."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
+def read_header(file: Path) -> dict[str, tuple[tuple[int, ...], str]]:
+    """{tensor name: (shape, dtype)} from a safetensors header, without reading the data."""
+    from safetensors import SafetensorError, safe_open
 
     if not file.is_file():
         raise ZooError(f"{file}: missing weights file")
     try:
-        state = load_file(str(file))
-    except (SafetensorError, OSError, ValueError) as exc:
+        with safe_open(str(file), framework="pt") as f:
+            return {k: (tuple(f.get_slice(k).get_shape()), f.get_slice(k).get_dtype()) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise ZooError(f"{file}: not a valid safetensors file ({exc})") from None
-    expected = model.state_dict()
-    missing = sorted(expected.keys() - state.keys())
-    unexpected = sorted(state.keys() - expected.keys())
-    if missing:
-        raise ZooError(f"{file}: missing tensor '{missing[0]}'" + (f" and {len(missing) - 1} more" if len(missing) > 1 else ""))
-    if unexpected:
-        raise ZooError(f"{file}: unexpected tensor '{unexpected[0]}'"
-                       + (f" and {len(unexpected) - 1} more" if len(unexpected) > 1 else ""))
-    for key, tensor in state.items():
-        want = expected[key]
-        if tensor.shape != want.shape:
-            raise ZooError(f"{file}: tensor '{key}' has shape {tuple(tensor.shape)}, expected {tuple(want.shape)}")
-        if tensor.dtype != want.dtype:
-            raise ZooError(f"{file}: tensor '{key}' has dtype {tensor.dtype}, expected {want.dtype}")
+
+
+_SAFETENSORS_DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64",
+                       torch.int64: "I64", torch.int32: "I32", torch.bool: "BOOL", torch.uint8: "U8"}
+
+
+def check_tensors(expected: dict[str, Tensor], header: dict[str, tuple[tuple[int, ...], str]], file: Path) -> None:
+    """Names, shapes and dtypes must match exactly; the message names the file and the first bad tensor."""
+    missing = sorted(expected.keys() - header.keys())
+    unexpected = sorted(header.keys() - expected.keys())
+    for problem, names in (("missing", missing), ("unexpected", unexpected)):
+        if names:
+            more = f" and {len(names) - 1} more" if len(names) > 1 else ""
+            raise ZooError(f"{file}: {problem} tensor '{names[0]}'{more}")
+    for key, want in expected.items():
+        shape, dtype = header[key]
+        if shape != tuple(want.shape):
+            raise ZooError(f"{file}: tensor '{key}' has shape {shape}, expected {tuple(want.shape)}")
+        if dtype != _SAFETENSORS_DTYPES.get(want.dtype, str(want.dtype)):
+            raise ZooError(f"{file}: tensor '{key}' has dtype {dtype}, expected "
+                           f"{_SAFETENSORS_DTYPES.get(want.dtype, want.dtype)}")
+
+
+def load_weights(model: nn.Module, file: Path) -> None:
+    """Load safetensors weights strictly into ``model``."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    check_tensors(model.state_dict(), read_header(file), file)
+    try:
+        state = load_file(str(file))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise ZooError(f"{file}: not a valid safetensors file ({exc})") from None
     model.load_state_dict(state, strict=True)
 
 

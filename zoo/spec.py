@@ -111,6 +111,8 @@ class ModelSpec:
         labels = data.get("labels")
         if labels is not None and not (isinstance(labels, list) and all(isinstance(x, str) for x in labels)):
             raise bad("'labels' must be a list of strings")
+        if labels is not None and len(labels) != sizes["num_labels"]:
+            raise bad(f"{len(labels)} labels but num_labels is {sizes['num_labels']}")
         tokenizer, extra = data.get("tokenizer", {}), data.get("extra", {})
         if not isinstance(tokenizer, dict) or not isinstance(extra, dict):
             raise bad("'tokenizer' and 'extra' must be objects")
