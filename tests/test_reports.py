@@ -1,0 +1,40 @@
+"""Training curves, confusion matrix and the Markdown report."""
+from __future__ import annotations
+
+import struct
+import sys
+
+import pytest
+
+from zoo.errors import ZooError
+from zoo.metrics import classification_metrics
+from zoo.reports import plot_curves, write_report
+
+
+def png_size(path):
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", data[16:24])
+
+
+def test_report_has_per_class_rows_and_a_confusion_picture(tmp_path):
+    labels = ["neg", "neu", "pos"]
+    metrics = classification_metrics([0, 0, 1, 2, 2, 2], [0, 1, 1, 2, 2, 0], labels)
+    report = write_report("class", metrics, tmp_path).read_text()
+    assert "| accuracy | 0.6667 |" in report
+    assert "| neg | 0.500 | 0.500 | 0.500 | 2 |" in report  # tp 1, fp 1 (a pos), fn 1 (a neu)
+    assert "| pos | 1.000 | 0.667 | 0.800 | 3 |" in report
+    width, height = png_size(tmp_path / "confusion.png")
+    assert width > 200 and height > 200
+
+
+def test_curves_png(tmp_path):
+    history = [{"epoch": e, "train_loss": 1 / e, "eval": {"loss": 1.1 / e, "macro_f1": 0.5 + e / 10}} for e in (1, 2, 3)]
+    width, height = png_size(plot_curves(history, tmp_path / "curves.png"))
+    assert width > height > 100
+
+
+def test_missing_matplotlib_says_how_to_install(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    with pytest.raises(ZooError, match=r"run: pip install 'zoo\[reports\]'"):
+        plot_curves([{"epoch": 1, "train_loss": 1.0}], tmp_path / "c.png")

@@ -1,0 +1,109 @@
+"""Pictures and a Markdown report people would rather look at than read: training curves, confusion matrix.
+
+matplotlib is an optional extra (``pip install 'zoo[reports]'``); nothing else in zoo needs it.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+from . import io
+from .errors import ZooError
+from .metrics import MAIN_METRIC
+
+INSTALL_HINT = "pip install 'zoo[reports]'"
+
+
+def _pyplot():
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ZooError(f"reports need matplotlib, which is not installed; run: {INSTALL_HINT}") from None
+    return plt
+
+
+def _save(fig, path: Path) -> Path:
+    with io.atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+    return path
+
+
+def plot_curves(history: Sequence[dict[str, Any]], path: str | Path, task: str = "class") -> Path:
+    """Train (and eval) loss on the left, the task's main eval metric on the right, per epoch."""
+    plt = _pyplot()
+    epochs = [row["epoch"] for row in history]
+    evals = [row.get("eval") or {} for row in history]
+    metric = MAIN_METRIC.get(task, "macro_f1")
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    left.plot(epochs, [row["train_loss"] for row in history], "o-", label="train loss")
+    if any("loss" in e for e in evals):
+        left.plot(epochs, [e.get("loss") for e in evals], "s-", label="eval loss")
+    left.set(xlabel="epoch", ylabel="loss", title="Loss")
+    left.legend()
+    if any(metric in e for e in evals):
+        right.plot(epochs, [e.get(metric) for e in evals], "o-", color="tab:green", label=f"eval {metric}")
+        if any("accuracy" in e for e in evals) and metric != "accuracy":
+            right.plot(epochs, [e.get("accuracy") for e in evals], "s--", color="tab:olive", label="eval accuracy")
+        best = max(range(len(evals)), key=lambda i: evals[i].get(metric, float("-inf")) * (-1 if metric == "mse" else 1))
+        right.axvline(epochs[best], color="grey", linestyle=":", label=f"best (epoch {epochs[best]})")
+        right.legend()
+    else:
+        right.text(0.5, 0.5, "no eval data (pass --eval)", ha="center", va="center", transform=right.transAxes)
+    right.set(xlabel="epoch", ylabel=metric, title="Evaluation")
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+        ax.set_xticks(epochs)
+    fig.tight_layout()
+    out = _save(fig, Path(path))
+    plt.close(fig)
+    return out
+
+
+def plot_confusion(matrix: Sequence[Sequence[int]], labels: Sequence[str], path: str | Path) -> Path:
+    """Counts in each cell, coloured by the share of the true class (rows sum to 1)."""
+    import numpy as np
+
+    plt = _pyplot()
+    counts = np.asarray(matrix, dtype=np.int64)
+    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    size = max(3.5, 0.6 * len(labels) + 2)
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of true class")
+    ax.set(xticks=range(len(labels)), yticks=range(len(labels)), xticklabels=labels, yticklabels=labels,
+           xlabel="predicted", ylabel="true", title="Confusion matrix")
+    plt.setp(ax.get_xticklabels(), rotation=45 if max(map(len, labels), default=0) > 6 else 0, ha="right")
+    for i in range(len(labels)):
+        for j in range(len(labels)):
+            ax.text(j, i, f"{counts[i, j]}\n{shares[i, j]:.0%}", ha="center", va="center", fontsize=8,
+                    color="white" if shares[i, j] > 0.5 else "black")
+    fig.tight_layout()
+    out = _save(fig, Path(path))
+    plt.close(fig)
+    return out
+
+
+def write_report(task: str, metrics: dict[str, Any], directory: str | Path, title: str = "Evaluation") -> Path:
+    """report.md (headline metrics, per-class table) plus confusion.png for classification tasks."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    lines = [f"# {title}", ""]
+    headline = [k for k in ("n", "tokens", "accuracy", "macro_f1", "exact_match", "micro_f1",
+                            "mse", "rmse", "mae", "r2", "pearson") if k in metrics]
+    lines += ["| metric | value |", "| --- | --- |"]
+    lines += [f"| {k} | {metrics[k]:.4f} |" if isinstance(metrics[k], float) else f"| {k} | {metrics[k]} |"
+              for k in headline]
+    table = metrics.get("per_class") or metrics.get("per_label")
+    if table:
+        lines += ["", "| label | precision | recall | F1 | support |", "| --- | --- | --- | --- | --- |"]
+        lines += [f"| {label} | {r['precision']:.3f} | {r['recall']:.3f} | {r['f1']:.3f} | {r['support']} |"
+                  for label, r in table.items()]
+    if "confusion_matrix" in metrics:
+        plot_confusion(metrics["confusion_matrix"], metrics["labels"], directory / "confusion.png")
+        lines += ["", "![confusion matrix](confusion.png)"]
+    path = directory / "report.md"
+    io.write_text(path, "\n".join(lines) + "\n")
+    return path
