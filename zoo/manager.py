@@ -59,6 +59,12 @@ def _trace(message: str) -> None:
         print(f"zoo: trace: {message}", file=sys.stderr)
 
 
+def _zoo_version() -> str:
+    from . import __version__
+
+    return __version__
+
+
 def allowed_plugins() -> set[str] | None:
     """The ZOO_LOAD_PLUGINS allow-list of third-party plugins; None means load all."""
     raw = os.environ.get("ZOO_LOAD_PLUGINS")
@@ -76,7 +82,7 @@ def load_plugins() -> None:
     for name, module_name in DEFAULT_PLUGINS.items():
         if pm.get_plugin(name) is None:
             pm.register(importlib.import_module(module_name), name=name)
-        _infos[name] = PluginInfo(name, module_name, builtin=True, distribution="zoo")
+        _infos[name] = PluginInfo(name, module_name, builtin=True, distribution="zoo", version=_zoo_version())
     allow = allowed_plugins()
     for ep in metadata.entry_points(group="zoo"):
         if allow is not None and ep.name not in allow:

@@ -1,0 +1,283 @@
+"""The files `zoo plugin new` writes, as string.Template texts ($name, $module, $part, $class_name, $kind).
+
+Kept as Python strings so the templates ship inside the `zoo` package with no package-data set-up.
+"""
+from __future__ import annotations
+
+from string import Template
+
+PYPROJECT = """\
+[build-system]
+requires = ["setuptools>=64"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "$name"
+version = "0.1.0"
+description = "$description"
+readme = "README.md"
+requires-python = ">=3.10"
+dependencies = ["zoo"]
+
+[project.optional-dependencies]
+test = ["pytest"]
+
+# The entry point's name is the plugin name: config.json records it and `$name:$part` picks this part.
+[project.entry-points.zoo]
+$name = "$module"
+
+[tool.setuptools]
+packages = ["$module"]
+
+[tool.pytest.ini_options]
+testpaths = ["tests"]
+"""
+
+README = """\
+# $name
+
+$description: a plugin for zoo, the model zoo of transformer encoders assembled from named parts.
+It registers the $kind `$part`.
+
+## Install
+
+```console
+pip install -e .
+zoo parts --kind $kind          # lists '$part' from plugin '$name'
+```
+
+## Use
+
+```console
+$usage
+```
+
+## Develop
+
+The tests run zoo's conformance kit (`zoo.testing`) on the part: forward and backward with every built-in
+partner, padding invariance, save and load, determinism, ONNX and TorchScript parity.
+
+```console
+pip install -e '.[test]'
+pytest
+```
+
+The plugin's top-level module (`$module/__init__.py`) registers the part as a lazy import path, so
+`zoo --help` and `zoo parts` never import torch or `$module.$kind`. Keep it that way.
+See zoo's docs/plugins.md for the hooks, the factory contract and capabilities.
+"""
+
+INIT = """\
+\"\"\"$name: zoo plugin module (the `zoo` entry point names it). It imports no torch: the part's
+factory is registered as a lazy "module:attr" path and imported the first time a model uses it.\"\"\"
+from zoo import hookimpl
+
+
+@hookimpl
+def $hook(register):
+    register("$part", "$module.$kind:$class_name", description="$description"$capabilities)
+"""
+
+ATTENTION = """\
+\"\"\"The $part attention. zoo calls the class once per encoder layer with d_model, num_heads, dropout
+and the user's options (here: `scale`, set with `--set attention.scale=0.5`).
+
+Replace the body of `forward` with your variant; keep its contract:
+    forward(x: (B, S, D) float, mask: (B, S) bool or None) -> (B, S, D); True in mask marks a real token.
+\"\"\"
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+
+
+class $class_name(nn.Module):
+    def __init__(self, *, d_model: int, num_heads: int, dropout: float = 0.0, scale: float = 1.0):
+        super().__init__()
+        if d_model % num_heads:
+            raise ValueError(f"d_model ({d_model}) must be divisible by num_heads ({num_heads})")
+        if scale <= 0:
+            raise ValueError(f"scale must be > 0, got {scale}")
+        self.num_heads = num_heads
+        self.head_dim = d_model // num_heads
+        self.scale = scale / math.sqrt(self.head_dim)
+        self.q_proj = nn.Linear(d_model, d_model)
+        self.k_proj = nn.Linear(d_model, d_model)
+        self.v_proj = nn.Linear(d_model, d_model)
+        self.out_proj = nn.Linear(d_model, d_model)
+        self.dropout = nn.Dropout(dropout)  # active only in training mode
+
+    def _heads(self, x: Tensor) -> Tensor:
+        batch, seq, _ = x.shape
+        return x.view(batch, seq, self.num_heads, self.head_dim).transpose(1, 2)  # (B, h, S, dh)
+
+    def forward(self, x: Tensor, mask: Optional[Tensor] = None) -> Tensor:
+        batch, seq, d_model = x.shape
+        q, k, v = self._heads(self.q_proj(x)), self._heads(self.k_proj(x)), self._heads(self.v_proj(x))
+        scores = (q @ k.transpose(-2, -1)) * self.scale  # (B, h, S, S)
+        if mask is not None:  # padded keys get no weight
+            scores = scores.masked_fill(~mask[:, None, None, :], torch.finfo(scores.dtype).min)
+        weights = self.dropout(torch.softmax(scores, dim=-1))
+        out = (weights @ v).transpose(1, 2).reshape(batch, seq, d_model)  # (B, S, D)
+        return self.out_proj(out)
+"""
+
+ENCODER = """\
+\"\"\"The $part encoder: pre-norm blocks around any zoo attention.
+
+zoo calls the class with `attention` (a factory: call it once per layer), vocab_size, d_model, num_layers,
+num_heads, ffn_dim, max_length, dropout and the user's options (here: `norm_eps`).
+Contract: a `d_model` attribute, and forward(input_ids (B, S), mask (B, S) bool or None) -> (B, S, d_model).
+\"\"\"
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import torch
+from torch import Tensor, nn
+
+
+class Block(nn.Module):
+    def __init__(self, attention: nn.Module, d_model: int, ffn_dim: int, dropout: float, norm_eps: float):
+        super().__init__()
+        self.attention = attention
+        self.attention_norm = nn.LayerNorm(d_model, eps=norm_eps)
+        self.ffn_norm = nn.LayerNorm(d_model, eps=norm_eps)
+        self.ffn = nn.Sequential(nn.Linear(d_model, ffn_dim), nn.GELU(), nn.Linear(ffn_dim, d_model))
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, mask: Optional[Tensor]) -> Tensor:
+        x = x + self.dropout(self.attention(self.attention_norm(x), mask))
+        return x + self.dropout(self.ffn(self.ffn_norm(x)))
+
+
+class $class_name(nn.Module):
+    def __init__(self, *, attention: Callable[..., nn.Module], vocab_size: int, d_model: int, num_layers: int,
+                 num_heads: int, ffn_dim: int, max_length: int, dropout: float, norm_eps: float = 1e-5):
+        super().__init__()
+        self.d_model = d_model
+        self.token_embedding = nn.Embedding(vocab_size, d_model)
+        # An attention that encodes positions itself (capability 'positions', e.g. ALiBi) needs no table.
+        positions = getattr(attention, "capabilities", {}).get("positions", False)
+        self.position_embedding = None if positions else nn.Embedding(max_length, d_model)
+        self.blocks = nn.ModuleList(
+            Block(attention(d_model=d_model, num_heads=num_heads, dropout=dropout), d_model, ffn_dim, dropout,
+                  norm_eps)
+            for _ in range(num_layers)
+        )
+        self.final_norm = nn.LayerNorm(d_model, eps=norm_eps)
+
+    def forward(self, input_ids: Tensor, mask: Optional[Tensor] = None) -> Tensor:
+        x = self.token_embedding(input_ids)  # (B, S, D)
+        if self.position_embedding is not None:
+            x = x + self.position_embedding(torch.arange(input_ids.shape[1], device=input_ids.device))
+        for block in self.blocks:
+            x = block(x, mask)
+        return self.final_norm(x)
+"""
+
+HEAD = """\
+\"\"\"The $part head: sequence classification over the mean of the real tokens' states.
+
+zoo calls the class with d_model, num_labels, dropout and the user's options (here: `hidden_dim`).
+Contract: forward(hidden (B, S, D), mask (B, S) bool or None) -> logits (B, num_labels), and
+loss(logits, labels, mask) -> scalar, with labels in the format declared by capabilities["labels"]
+("class": (B,) class indices).
+\"\"\"
+from __future__ import annotations
+
+from typing import Optional
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class $class_name(nn.Module):
+    def __init__(self, *, d_model: int, num_labels: int, dropout: float, hidden_dim: int = 0):
+        super().__init__()
+        if hidden_dim < 0:
+            raise ValueError(f"hidden_dim must be >= 0, got {hidden_dim}")
+        width = hidden_dim or d_model
+        self.project = nn.Sequential(nn.Linear(d_model, width), nn.GELU()) if hidden_dim else nn.Identity()
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(width, num_labels)
+
+    def forward(self, hidden: Tensor, mask: Optional[Tensor] = None) -> Tensor:
+        if mask is None:
+            pooled = hidden.mean(dim=1)
+        else:  # padding must not move the mean
+            weights = mask.to(hidden.dtype).unsqueeze(-1)  # (B, S, 1)
+            pooled = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+        return self.classifier(self.dropout(self.project(pooled)))  # (B, num_labels)
+
+    def loss(self, logits: Tensor, labels: Tensor, mask: Optional[Tensor] = None) -> Tensor:
+        return F.cross_entropy(logits.float(), labels.long())
+"""
+
+TEST = """\
+\"\"\"$name's tests: zoo's conformance kit on the $kind, and a fast start-up.\"\"\"
+import subprocess
+import sys
+
+from zoo import testing
+from zoo.manager import plugin_infos
+
+PART = "$name:$part"  # 'plugin:name' stays unambiguous even if another plugin has a '$part' too
+
+
+def test_the_plugin_is_installed_and_registers_its_part():
+    info = {i.name: i for i in plugin_infos()}["$name"]
+    assert info.errors == []
+    assert info.parts == {"$kind": ["$part"]}
+
+
+def test_the_${kind}_passes_the_conformance_kit():
+    # $partners; export=False would skip the ONNX/TorchScript parity.
+    testing.check_part("$kind", PART)
+
+
+def test_importing_the_plugin_module_imports_no_torch():
+    \"\"\"`zoo --help` and `zoo parts` import $module/__init__.py; keep it torch-free.\"\"\"
+    code = "import sys, $module; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+"""
+
+FILES = {
+    "pyproject.toml": PYPROJECT,
+    "README.md": README,
+    "$module/__init__.py": INIT,
+    "$module/$kind.py": None,  # the part's module: ATTENTION, ENCODER or HEAD
+    "tests/test_$module.py": TEST,
+}
+PART_MODULES = {"attention": ATTENTION, "encoder": ENCODER, "head": HEAD}
+HOOKS = {"attention": "register_attention", "encoder": "register_encoders", "head": "register_heads"}
+PARTNERS = {
+    "attention": "with every built-in encoder and the cls head",
+    "encoder": "with every built-in attention and the cls head",
+    "head": "on the default encoder with its own loss",
+}
+USAGE = {
+    "attention": "zoo build --arch transformer --attention $part --head cls --output my-model",
+    "encoder": "zoo build --arch $part --attention sdpa --head cls --output my-model",
+    "head": "zoo build --arch transformer --head $part --num-labels 3 --output my-model",
+}
+CLASS_SUFFIX = {"attention": "Attention", "encoder": "Encoder", "head": "Head"}
+
+
+def render(*, name: str, module: str, part: str, class_name: str, kind: str) -> dict[str, str]:
+    """{relative path: file text} for a new plugin package."""
+    values = {
+        "name": name, "module": module, "part": part, "class_name": class_name, "kind": kind,
+        "hook": HOOKS[kind], "partners": f"checked {PARTNERS[kind]}",
+        "description": f"The '{part}' {kind} for zoo",
+        "capabilities": ', capabilities={"labels": "class"}' if kind == "head" else "",
+    }
+    values["usage"] = Template(USAGE[kind]).substitute(values)
+    files = {}
+    for path, template in FILES.items():
+        text = PART_MODULES[kind] if template is None else template
+        files[Template(path).substitute(values)] = Template(text).substitute(values)
+    return files
