@@ -44,3 +44,32 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 
 def write_text(path: str | os.PathLike, text: str) -> None:
     write_bytes(path, text.encode())
+
+
+@contextmanager
+def directory_lock(directory: str | os.PathLike) -> Iterator[Path]:
+    """Hold an exclusive lock on ``directory`` (created if needed) while a run writes into it.
+
+    The lock is ``flock`` on a file beside the directory, so it outlives ``--overwrite`` removing the
+    directory and is released by the kernel if the process dies: a crash never leaves a stale lock.
+    """
+    import fcntl
+
+    from .errors import ZooError
+
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = directory.parent / f".{directory.name}.lock"
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "another process"
+            raise ZooError(f"{directory} is being written by another zoo run (pid {holder}); "
+                           "wait for it or choose another output") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        yield directory
+    finally:
+        os.close(fd)  # closing releases the lock

@@ -41,8 +41,9 @@ def size_options(f):
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def build(arch, attention, head, pretrained, settings, labels, seed, output, overwrite, as_json, **sizes):
     """Assemble a model from parts and write it to a model directory."""
-    from zoo.model import build_model, summary
     from zoo.errors import ZooError
+    from zoo.io import directory_lock
+    from zoo.model import build_model, summary
 
     set_sizes, part_opts = parse_settings(settings)
     sizes = {**set_sizes, **{k: v for k, v in sizes.items() if v is not None}}
@@ -60,8 +61,9 @@ def build(arch, attention, head, pretrained, settings, labels, seed, output, ove
         model = build_model(arch, head, attention, labels=label_list, seed=seed,
                             attention_options=part_opts["attention"], encoder_options=part_opts["encoder"],
                             head_options=part_opts["head"], **sizes)
-    path = prepare_output(output, overwrite)
-    model.save(path)
+    with directory_lock(output):
+        path = prepare_output(output, overwrite)
+        model.save(path)
     info = summary(model, path)
     if as_json:
         click.echo(json.dumps({"output": str(path), **info}, indent=2))
