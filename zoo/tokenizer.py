@@ -41,3 +41,24 @@ def encode(tokenizer, texts: Sequence[str], pairs: Sequence[str] | None = None,
         ids[row, : len(enc.ids)] = enc.ids
         mask[row, : len(enc.ids)] = 1
     return ids, mask
+
+
+def train_wordpiece(texts, vocab_size: int, lowercase: bool = True):
+    """A BERT-style WordPiece tokenizer ([PAD]=0, [UNK], [CLS], [SEP], [MASK]) trained on ``texts``.
+
+    ``texts`` may hold strings or word lists; the vocabulary has at most ``vocab_size`` entries.
+    """
+    from tokenizers.implementations import BertWordPieceTokenizer
+
+    wordpiece = BertWordPieceTokenizer(lowercase=lowercase)
+    lines = (" ".join(t) if isinstance(t, list) else t for t in texts)
+    wordpiece.train_from_iterator(lines, vocab_size=vocab_size, min_frequency=1, show_progress=False,
+                                  special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
+    from tokenizers.processors import BertProcessing
+
+    tokenizer = wordpiece._tokenizer
+    tokenizer.post_processor = BertProcessing(("[SEP]", tokenizer.token_to_id("[SEP]")),
+                                              ("[CLS]", tokenizer.token_to_id("[CLS]")))
+    tokenizer.no_padding()
+    tokenizer.no_truncation()
+    return tokenizer

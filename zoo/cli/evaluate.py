@@ -1,0 +1,30 @@
+"""``zoo evaluate``: score a model or export directory on labelled data. An export needs no torch."""
+from __future__ import annotations
+
+import json
+
+import click
+
+from .finetune import data_columns
+
+
+@click.command()
+@click.argument("model", type=click.Path())
+@click.option("--data", required=True, type=click.Path(), help="Labelled data: .csv, .tsv or .jsonl.")
+@data_columns
+@click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print all metrics as JSON.")
+def evaluate(model, data, text_column, label_column, pair_column, batch_size, as_json):
+    """Accuracy, macro-F1, per-class P/R/F1 and the confusion matrix (or the task's own metrics)."""
+    from zoo.data import read_table
+    from zoo.inference import evaluate_table, load_predictor
+    from zoo.metrics import format_report
+
+    predictor = load_predictor(model)
+    table = read_table(data, text_column=text_column, label_column=label_column, pair_column=pair_column)
+    metrics = evaluate_table(predictor, table, batch_size)
+    if as_json:
+        click.echo(json.dumps({"task": predictor.task, **metrics}, indent=2, ensure_ascii=False))
+    else:
+        click.echo(f"{len(table)} examples from {data}")
+        click.echo(format_report(predictor.task, metrics))

@@ -1,0 +1,45 @@
+"""``zoo predict``: labels for texts given as arguments or in a file. An export directory needs no torch."""
+from __future__ import annotations
+
+import json
+
+import click
+
+
+@click.command()
+@click.argument("model", type=click.Path())
+@click.argument("texts", nargs=-1)
+@click.option("--file", "file", type=click.Path(), default=None, help="Texts in a .csv, .tsv or .jsonl file.")
+@click.option("--text-column", default=None, help="Text column of --file [default: text, or a usual name].")
+@click.option("--text-pair-column", "pair_column", default=None, help="Second text of a pair in --file.")
+@click.option("--top-k", type=int, default=1, show_default=True, help="Show the k likeliest labels (cls).")
+@click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per text (JSON Lines).")
+def predict(model, texts, file, text_column, pair_column, top_k, batch_size, as_json):
+    """Predict the label (and its probability) of each text."""
+    from zoo.data import Table, read_table
+    from zoo.errors import ZooError
+    from zoo.inference import load_predictor, predict_table
+
+    if bool(texts) == bool(file):
+        raise ZooError("give texts as arguments or --file, not both" if texts else "give some texts or --file")
+    predictor = load_predictor(model)
+    if file:
+        table = read_table(file, text_column=text_column, pair_column=pair_column, require_labels=False)
+        table.labels = None
+    else:
+        table = Table("arguments", list(texts), None, None, list(range(1, len(texts) + 1)))
+    for result in predict_table(predictor, table, batch_size, top_k):
+        if as_json:
+            click.echo(json.dumps(result, ensure_ascii=False))
+        elif "label" in result:
+            extra = "".join(f"  {t['label']}={t['probability']:.3f}" for t in result.get("top", [])[1:])
+            click.echo(f"{result['label']}\t{result['probability']:.4f}\t{result['text']}{extra}")
+        elif "labels" in result and "words" in result:
+            click.echo(" ".join(f"{w}/{t}" for w, t in zip(result["words"], result["labels"])))
+        elif "labels" in result:
+            click.echo(f"{','.join(result['labels']) or '-'}\t{result['text']}")
+        else:
+            value = result["value"]
+            shown = f"{value:.4f}" if isinstance(value, float) else ",".join(f"{v:.4f}" for v in value)
+            click.echo(f"{shown}\t{result['text']}")

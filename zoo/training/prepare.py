@@ -1,0 +1,88 @@
+"""Fit a model to a data set before training: the starting model, its label set and head size, and a
+tokenizer for a model that has none."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from zoo.data import Table, label_names
+from zoo.errors import ZooError
+from zoo.manager import get_registry
+
+
+def load_start_model(model: Any, seed: int = 0):
+    """A ZooModel, a zoo model directory, or a Hugging Face BERT directory (imported on the fly)."""
+    from zoo.hf import import_pretrained, is_hf_checkpoint
+    from zoo.model import ZooModel, load_model
+
+    if isinstance(model, ZooModel):
+        return model
+    path = Path(model)
+    if not path.exists():
+        raise ZooError(f"{path}: no such model directory")
+    return import_pretrained(path, seed=seed) if is_hf_checkpoint(path) else load_model(path)
+
+
+def task_of(model) -> str:
+    return get_registry().resolve("head", model.spec.head.ref).capabilities.get("labels", "class")
+
+
+def fit_labels(model, table: Table, task: str, seed: int) -> list[str] | None:
+    """Record the data's label set; a head that was never trained is rebuilt for the right label count."""
+    names = label_names(table, task, model.spec.labels)
+    if task == "float":
+        first = table.labels[0]
+        count = len(first) if isinstance(first, list) else len(str(first).replace(";", ",").split(","))
+    else:
+        count = len(names)
+        if count < 2 and task == "class":
+            raise ZooError(f"{table.source}: only one label ({names[0] if names else 'none'}) in the data; "
+                           "classification needs at least two")
+    fresh = model.spec.labels is None and "training" not in model.spec.extra
+    if fresh and count != model.spec.sizes["num_labels"]:
+        replace_head(model, count, seed)
+    if task != "float":
+        model.spec.labels = names
+    return names
+
+
+def replace_head(model, num_labels: int, seed: int) -> None:
+    """A new head with ``num_labels`` outputs; tensors whose shapes still fit (a pooler) are kept."""
+    part = get_registry().resolve("head", model.spec.head.ref)
+    torch.manual_seed(seed)
+    sizes = model.spec.sizes
+    head = part.load()(d_model=getattr(model.encoder, "d_model", sizes["d_model"]), num_labels=num_labels,
+                       dropout=sizes["dropout"], **model.spec.head.options)
+    old, new = model.head.state_dict(), head.state_dict()
+    head.load_state_dict({k: old[k] if k in old and old[k].shape == v.shape and "classifier" not in k else v
+                          for k, v in new.items()})
+    model.head = head
+    sizes["num_labels"] = num_labels
+
+
+def ensure_tokenizer(model, table: Table) -> None:
+    """A model built from scratch gets a WordPiece tokenizer trained on the training text."""
+    from zoo.tokenizer import pad_id, train_wordpiece
+
+    if model.tokenizer is not None:
+        return
+    texts = list(table.texts) + list(table.pairs or [])
+    model.tokenizer = train_wordpiece(texts, vocab_size=model.spec.sizes["vocab_size"])
+    model.spec.tokenizer.update({"pad_id": pad_id(model.tokenizer), "lowercase": True,
+                                 "trained_on": Path(table.source).name})
+    sep = model.tokenizer.token_to_id("[SEP]")
+    if hasattr(model.encoder, "sep_token_id") and model.encoder.sep_token_id is None:
+        model.encoder.sep_token_id = sep  # text pairs get segment B after the first [SEP]
+        model.spec.encoder.options["sep_token_id"] = sep
+
+
+def max_length(model, requested: int) -> int:
+    limit = model.spec.tokenizer.get("max_length") or model.spec.sizes["max_length"]
+    return int(min(requested, limit, model.spec.sizes["max_length"]))
+
+
+def lengths(ids: list[np.ndarray]) -> np.ndarray:
+    return np.fromiter((len(r) for r in ids), dtype=np.int64, count=len(ids))
