@@ -13,8 +13,14 @@ from zoo.errors import ZooError
 # command name -> "module:attribute"; a module is imported only when its command runs or is listed.
 COMMANDS = {
     "build": "zoo.cli.build:build",
+    "demo": "zoo.cli.demo:demo",
+    "evaluate": "zoo.cli.evaluate:evaluate",
+    "finetune": "zoo.cli.finetune:finetune",
+    "predict": "zoo.cli.predict:predict",
+    "export": "zoo.cli.export:export",
     "parts": "zoo.cli.listing:parts",
     "plugins": "zoo.cli.listing:plugins",
+    "plugin": "zoo.cli.scaffold:plugin",
 }
 
 

@@ -1,0 +1,294 @@
+"""export_model: ONNX and/or TorchScript, each parity-checked, then optional optimisation and int8.
+
+Everything is written into a hidden temporary directory beside the output and moved into place only
+when every check passed (or ``allow_mismatch`` says to keep it anyway), so a failed export never
+leaves a model.onnx that looks valid.
+"""
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from zoo import __version__, io
+from zoo.errors import ExportMismatch, ZooError, unknown
+from zoo.manager import get_registry
+
+from . import parity
+from .onnx_export import EXPORTERS, ExportFailed, export_onnx
+from .runtime import MANIFEST_NAME, ONNX_NAME, TOKENIZER_NAME, session_options
+
+MANIFEST_VERSION = 1
+TORCHSCRIPT_NAME, OPTIMIZED_NAME, INT8_NAME = "model.pt", "model.optimized.onnx", "model.int8.onnx"
+QUANTIZE_CHOICES = ("int8",)
+FORMAT_NAMES = {"onnx": "ONNX", "torchscript": "TorchScript"}
+
+
+def export_model(model, output_dir, *, onnx: bool = True, torchscript: bool = False, opset: int | None = None,
+                 atol: float = 1e-4, rtol: float = 1e-3, optimize: bool = False, quantize: str | None = None,
+                 calibration_texts: Sequence[str] | None = None, allow_mismatch: bool = False,
+                 min_agreement: float = 0.99, overwrite: bool = False,
+                 log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Export ``model`` (a ZooModel) to ``output_dir`` and return the manifest.
+
+    Raises ExportMismatch (exit code 1) when an export differs from the eager model beyond
+    ``atol + rtol·|eager|`` on a probe shape, or int8 agrees with fp32 on fewer than ``min_agreement``
+    of the predictions; ``allow_mismatch`` keeps the files anyway and records the failure.
+    """
+    log = log or (lambda message: None)
+    formats = [f for f, wanted in (("onnx", onnx), ("torchscript", torchscript)) if wanted]
+    _check_arguments(formats, opset, atol, rtol, optimize, quantize, min_agreement)
+    output = Path(output_dir)
+    _check_output(output, overwrite)
+    parts = check_capabilities(model, formats)
+    if calibration_texts is not None and getattr(model, "tokenizer", None) is None:
+        raise ZooError("calibration data needs a model with a tokenizer; this model has none")
+
+    source = _cpu_float32(model)
+    was_training = source.training
+    source.eval()
+    sizes, tokenizer = model.spec.sizes, getattr(model, "tokenizer", None)
+    pad = _pad_id(tokenizer)
+    example = tuple(torch.from_numpy(a) for a in parity.trace_inputs(sizes["vocab_size"], sizes["max_length"], pad))
+    eager = eager_runner(source)
+    references = [(p, eager(p.input_ids, p.attention_mask))
+                  for p in parity.probes(sizes["vocab_size"], sizes["max_length"], pad)]
+    manifest: dict[str, Any] = {
+        "format": "zoo-export", "format_version": MANIFEST_VERSION, "zoo_version": __version__,
+        "model": {k: getattr(model.spec, k).ref for k in ("encoder", "attention", "head")},
+        "labels": model.spec.labels, "task": parts["head"].capabilities.get("labels", "class"),
+        # max_length: where text is cut (as for the torch model); max_positions: the longest the graph takes
+        "max_length": int(model.spec.tokenizer.get("max_length") or sizes["max_length"]),
+        "max_positions": sizes["max_length"], "vocab_size": sizes["vocab_size"], "pad_id": pad,
+        "tokenizer_settings": model.spec.tokenizer, "tolerance": {"atol": atol, "rtol": rtol},
+        "trace_shape": list(example[0].shape), "serve": None,
+    }
+    output.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".partial", dir=output.parent))
+    failures: list[str] = []
+    try:
+        if onnx:
+            manifest["onnx"] = _onnx(source, example, work, opset, sizes["max_length"], references, atol, rtol)
+            _note(manifest["onnx"], "ONNX", failures, log)
+            manifest["serve"] = ONNX_NAME
+        if torchscript:
+            manifest["torchscript"] = _torchscript(source, example, work, references, atol, rtol)
+            _note(manifest["torchscript"], "TorchScript", failures, log)
+        if optimize:
+            manifest["optimized"] = _optimize(work, references, atol, rtol, sizes)
+            _note(manifest["optimized"], "optimised ONNX", failures, log)
+            if manifest["optimized"]["parity"]["passed"]:
+                manifest["serve"] = OPTIMIZED_NAME
+        if quantize:
+            base = work / manifest["serve"]
+            batches = _held_out(tokenizer, calibration_texts, sizes, pad)
+            manifest["int8"] = _int8(base, work / INT8_NAME, batches, manifest["task"], min_agreement)
+            _note_int8(manifest["int8"], failures, log)
+            if manifest["int8"]["passed"]:
+                manifest["serve"] = INT8_NAME
+        if tokenizer is not None:
+            io.write_text(work / TOKENIZER_NAME, tokenizer.to_str())
+        manifest["parity_passed"] = not failures
+        manifest["allow_mismatch"] = allow_mismatch
+        manifest["files"] = {f.name: f.stat().st_size for f in sorted(work.iterdir()) if not f.name.startswith(".")}
+        io.write_json(work / MANIFEST_NAME, manifest)
+        if failures and not allow_mismatch:
+            raise ExportMismatch(f"{failures[0]}; nothing was written (--allow-mismatch keeps it anyway)")
+        for stray in work.glob(".*"):
+            stray.unlink()
+        _publish(work, output)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        source.train(was_training)
+    if failures:
+        log(f"WARNING: kept an export that FAILED its checks (--allow-mismatch): {'; '.join(failures)}")
+    return manifest
+
+
+def check_capabilities(model, formats: list[str]) -> dict[str, Any]:
+    """The model's registered parts; a part that declares it cannot export stops here, in one line."""
+    registry = get_registry()
+    parts = {}
+    for kind in ("encoder", "attention", "head"):
+        choice = getattr(model.spec, kind)
+        part = registry.resolve(kind, choice.ref)
+        for fmt in formats:
+            if part.capabilities.get(fmt) is False:
+                raise ZooError(f"{kind} '{part.name}' (plugin '{part.plugin}') declares that it cannot be "
+                               f"exported to {FORMAT_NAMES[fmt]} (capability {fmt}=False)")
+        parts[kind] = part
+    return parts
+
+
+def eager_runner(model) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    def run(input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return model(torch.from_numpy(input_ids), torch.from_numpy(attention_mask)).float().numpy()
+
+    return run
+
+
+def ort_runner(path: Path) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), session_options(spinning=False), providers=["CPUExecutionProvider"])
+    return lambda ids, mask: session.run(["logits"], {"input_ids": ids, "attention_mask": mask})[0]
+
+
+def _onnx(source, example, work: Path, opset, max_length: int, references, atol, rtol) -> dict[str, Any]:
+    """The dynamo exporter first; the TorchScript-based one when dynamo raises or misses parity."""
+    attempts, produced = [], []
+    for exporter in EXPORTERS:
+        path = work / f".{exporter}.onnx"
+        try:
+            graph_opset = export_onnx(source, example, path, exporter=exporter, opset=opset, max_length=max_length)
+        except ExportFailed as exc:
+            attempts.append({"exporter": exporter, "error": str(exc)})
+            continue
+        report = parity.check(ort_runner(path), references, atol, rtol)
+        attempts.append({"exporter": exporter, "parity_passed": report["passed"]})
+        produced.append((exporter, path, graph_opset, report))
+        if report["passed"]:
+            break
+    if not produced:
+        raise ZooError("ONNX export failed: " + "; ".join(a["error"] for a in attempts))
+    exporter, path, graph_opset, report = next((p for p in produced if p[3]["passed"]), produced[0])
+    path.replace(work / ONNX_NAME)
+    return {"file": ONNX_NAME, "exporter": exporter, "opset": graph_opset, "bytes": (work / ONNX_NAME).stat().st_size,
+            "attempts": attempts, "parity": report}
+
+
+def _torchscript(source, example, work: Path, references, atol, rtol) -> dict[str, Any]:
+    from .torchscript import export_torchscript, load_runner
+
+    path = work / TORCHSCRIPT_NAME
+    try:
+        info = export_torchscript(source, example, path)
+    except Exception as exc:
+        raise ZooError(f"TorchScript export failed: {type(exc).__name__}: {str(exc).strip().splitlines()[0]}") from exc
+    report = parity.check(load_runner(path), references, atol, rtol)
+    return {"file": TORCHSCRIPT_NAME, **info, "bytes": path.stat().st_size, "parity": report}
+
+
+def _optimize(work: Path, references, atol, rtol, sizes) -> dict[str, Any]:
+    """BERT fusions first, plain onnxruntime optimisations when the fused graph misses parity."""
+    from .optimize import METHODS, optimize
+
+    attempts, report, info = [], None, {}
+    target = work / OPTIMIZED_NAME
+    for method in METHODS:
+        try:
+            info = optimize(work / ONNX_NAME, target, method, num_heads=sizes["num_heads"], d_model=sizes["d_model"])
+        except Exception as exc:
+            attempts.append({"method": method, "error": f"{type(exc).__name__}: {exc}"})
+            continue
+        report = parity.check(ort_runner(target), references, atol, rtol)
+        attempts.append({"method": method, "parity_passed": report["passed"]})
+        if report["passed"]:
+            break
+    if report is None:
+        raise ZooError("ONNX optimisation failed: " + "; ".join(a["error"] for a in attempts))
+    return {"file": OPTIMIZED_NAME, **info, "bytes": target.stat().st_size, "attempts": attempts, "parity": report}
+
+
+def _int8(base: Path, target: Path, batches, task, min_agreement: float) -> dict[str, Any]:
+    from .quantize import best_int8
+
+    report = best_int8(base, target, ort_runner(base), ort_runner, batches, task, min_agreement)
+    return {**report, "quantized_from": base.name}
+
+
+def _held_out(tokenizer, texts, sizes, pad: int):
+    from .quantize import generated_batches, text_batches
+
+    if texts:
+        return text_batches(tokenizer, list(texts), sizes["max_length"])
+    return generated_batches(sizes["vocab_size"], sizes["max_length"], pad)
+
+
+def _note(section: dict[str, Any], what: str, failures: list[str], log) -> None:
+    report = section["parity"]
+    if report["passed"]:
+        worst = max((s["max_abs_diff"] for s in report["shapes"]), default=0.0)
+        how = section.get("exporter") or section.get("method")
+        log(f"{what}: {how}, parity ok on {len(report['shapes'])} shapes (max abs diff {worst:.2g})")
+    else:
+        failures.append(f"{what} export differs from the eager model beyond atol={report['atol']:g}, "
+                        f"rtol={report['rtol']:g}: {parity.worst(report)}")
+
+
+def _note_int8(section: dict[str, Any], failures: list[str], log) -> None:
+    summary = (f"int8 predictions agree with fp32 on {section['agreement']:.2%} of {section['compared']} "
+               f"({section['rule']})")
+    if section["passed"]:
+        log(f"{summary}; {section['size_ratio']:.0%} of the fp32 size")
+    else:
+        failures.append(f"{summary}, below the required {section['min_agreement']:.0%} (--min-agreement)")
+
+
+def _check_arguments(formats, opset, atol, rtol, optimize, quantize, min_agreement) -> None:
+    if not formats:
+        raise ZooError("nothing to export: pass --onnx and/or --torchscript")
+    if "onnx" not in formats and (optimize or quantize):
+        raise ZooError("--optimize and --quantize work on the ONNX graph; add --onnx")
+    if quantize is not None and quantize not in QUANTIZE_CHOICES:
+        raise unknown("quantisation", quantize, QUANTIZE_CHOICES)
+    if opset is not None and not 7 <= opset <= 23:
+        raise ZooError(f"--opset must be between 7 and 23, got {opset}")
+    if atol < 0 or rtol < 0:
+        raise ZooError(f"tolerances must be >= 0, got atol={atol}, rtol={rtol}")
+    if not 0 <= min_agreement <= 1:
+        raise ZooError(f"min_agreement must be in [0, 1], got {min_agreement}")
+
+
+def _check_output(output: Path, overwrite: bool) -> None:
+    if output.exists() and not output.is_dir():
+        raise ZooError(f"{output} exists and is not a directory")
+    if output.is_dir() and any(output.iterdir()) and not overwrite:
+        raise ZooError(f"{output} already exists and is not empty; pass --overwrite to replace it")
+
+
+def _publish(work: Path, output: Path) -> None:
+    """Move the finished export into place; an old one is replaced only now, after every check."""
+    os.chmod(work, 0o777 & ~_umask())
+    if output.is_dir():
+        old = output.with_name(f".{output.name}.old-{os.getpid()}")
+        os.replace(output, old)
+        os.replace(work, output)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(work, output)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _pad_id(tokenizer) -> int:
+    if tokenizer is None:
+        return 0
+    from zoo.tokenizer import pad_id
+
+    return pad_id(tokenizer)
+
+
+def _cpu_float32(model):
+    """The model itself when it is on the CPU in float32; otherwise a CPU float32 copy (exports are CPU)."""
+    params = list(model.parameters())
+    if all(p.device.type == "cpu" and p.dtype == torch.float32 for p in params):
+        return model
+    tokenizer, model.tokenizer = getattr(model, "tokenizer", None), None
+    try:
+        clone = copy.deepcopy(model).to("cpu", torch.float32)
+    finally:
+        model.tokenizer = tokenizer
+    clone.tokenizer = tokenizer
+    return clone

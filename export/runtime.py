@@ -1,0 +1,141 @@
+"""Serve an export directory with onnxruntime, tokenizers and numpy only: no torch, no transformers.
+
+    model = OnnxModel("out")                      # or OnnxModel("out/model.onnx")
+    ids, mask = model.encode(["a text", "another"])
+    logits = model.logits(ids, mask)              # (B, num_labels) or (B, S, num_labels) for "token"
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from zoo.errors import ZooError
+
+MANIFEST_NAME, ONNX_NAME, TOKENIZER_NAME = "manifest.json", "model.onnx", "tokenizer.json"
+INPUT_NAMES, OUTPUT_NAME = ("input_ids", "attention_mask"), "logits"
+
+
+def physical_cores() -> int:
+    """Physical cores available to this process (hyper-threads share a core's arithmetic units)."""
+    try:
+        available = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        available = os.cpu_count() or 1
+    cores = set()
+    try:
+        block: dict[str, str] = {}
+        for line in Path("/proc/cpuinfo").read_text().splitlines() + [""]:
+            if not line.strip():
+                if "core id" in block:
+                    cores.add((block.get("physical id", "0"), block["core id"]))
+                block = {}
+                continue
+            key, _, value = line.partition(":")
+            block[key.strip()] = value.strip()
+    except OSError:
+        pass
+    return max(1, min(available, len(cores) or available))
+
+
+def session_options(threads: int | None = None, spinning: bool = True):
+    """One intra-op thread per physical core. ``spinning=False`` stops idle threads busy-waiting, which
+    matters when something else (torch, another session) shares the cores between runs."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or physical_cores()
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3  # errors only
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return options
+
+
+def read_manifest(directory: Path) -> dict[str, Any]:
+    path = directory / MANIFEST_NAME
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ZooError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ZooError(f"{path}: expected a JSON object")
+    return data
+
+
+class OnnxModel:
+    """An exported model served by onnxruntime. ``path``: an export directory or a .onnx file.
+
+    A directory serves the file its manifest names under "serve" (model.int8.onnx after --quantize),
+    unless ``file`` picks another one (e.g. "model.onnx" for the fp32 graph).
+    """
+
+    def __init__(self, path: str | os.PathLike, *, file: str | None = None, threads: int | None = None,
+                 spinning: bool = True):
+        import onnxruntime as ort
+
+        path = Path(path)
+        if path.is_dir():
+            directory = path
+            self.manifest = read_manifest(directory)
+            onnx_file = directory / (file or self.manifest.get("serve") or ONNX_NAME)
+        elif path.is_file():
+            directory, onnx_file = path.parent, path
+            self.manifest = read_manifest(directory)
+        else:
+            raise ZooError(f"{path}: no such export directory or .onnx file")
+        if not onnx_file.is_file():
+            raise ZooError(f"{directory}: not an export directory (no {onnx_file.name})")
+        if self.manifest.get("parity_passed") is False:
+            print(f"zoo: warning: {directory} was exported with --allow-mismatch; its outputs differ from "
+                  "the trained model beyond tolerance (see manifest.json)", file=sys.stderr)
+        self.path = onnx_file
+        try:
+            self.session = ort.InferenceSession(str(onnx_file), session_options(threads, spinning),
+                                                providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise ZooError(f"{onnx_file}: onnxruntime cannot load it ({type(exc).__name__}: {exc})") from None
+        names = tuple(i.name for i in self.session.get_inputs())
+        if names != INPUT_NAMES or OUTPUT_NAME not in [o.name for o in self.session.get_outputs()]:
+            raise ZooError(f"{onnx_file}: expected inputs {', '.join(INPUT_NAMES)} and output {OUTPUT_NAME}, "
+                           f"got inputs {', '.join(names)}")
+        self.labels: list[str] | None = self.manifest.get("labels")
+        self.task: str | None = self.manifest.get("task")
+        self.max_length: int = int(self.manifest.get("max_length") or 512)  # where encode() cuts text
+        self.max_positions: int = int(self.manifest.get("max_positions") or self.max_length)
+        self.tokenizer = None
+        if (directory / TOKENIZER_NAME).is_file():
+            from zoo.tokenizer import load_tokenizer
+
+            self.tokenizer = load_tokenizer(directory / TOKENIZER_NAME)
+
+    def encode(self, texts: Sequence[str], pairs: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Texts -> (input_ids, attention_mask) with the export's tokenizer, cut at max_length."""
+        from zoo.tokenizer import encode
+
+        if self.tokenizer is None:
+            raise ZooError(f"{self.path.parent}: the export has no {TOKENIZER_NAME}; pass token ids instead")
+        return encode(self.tokenizer, texts, pairs, max_length=self.max_length)
+
+    def logits(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        input_ids = np.ascontiguousarray(input_ids, dtype=np.int64)
+        attention_mask = np.ascontiguousarray(attention_mask, dtype=np.int64)
+        if input_ids.ndim != 2 or input_ids.shape != attention_mask.shape:
+            raise ZooError(f"input_ids and attention_mask must be (batch, sequence) arrays of one shape, "
+                           f"got {input_ids.shape} and {attention_mask.shape}")
+        if input_ids.shape[1] > self.max_positions:
+            raise ZooError(f"sequence length {input_ids.shape[1]} exceeds the model's {self.max_positions} positions")
+        feeds = {"input_ids": input_ids, "attention_mask": attention_mask}
+        return self.session.run([OUTPUT_NAME], feeds)[0]
+
+    def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        return self.logits(input_ids, attention_mask)
+
+    def __repr__(self) -> str:
+        return f"OnnxModel({str(self.path)!r}, task={self.task!r}, labels={self.labels!r})"

@@ -1,0 +1,69 @@
+"""``zoo export``: ONNX and TorchScript exports, parity-checked at shapes the export never saw."""
+from __future__ import annotations
+
+import json
+
+import click
+
+CALIBRATION_ROWS = 1000  # the held-out sample for int8 agreement is at most this many rows
+
+
+@click.command()
+@click.argument("model_dir", type=click.Path())
+@click.option("--onnx", is_flag=True, help="Write model.onnx (dynamo exporter; TorchScript-based fallback).")
+@click.option("--torchscript", is_flag=True, help="Write model.pt (torch.jit.script, or trace when a part cannot).")
+@click.option("--output", "-o", required=True, type=click.Path(), help="Export directory to write.")
+@click.option("--opset", type=int, default=None, help="ONNX opset [default: the exporter's].")
+@click.option("--atol", type=float, default=1e-4, show_default=True, help="Parity: absolute tolerance.")
+@click.option("--rtol", type=float, default=1e-3, show_default=True, help="Parity: relative tolerance.")
+@click.option("--optimize", is_flag=True, help="Save onnxruntime-optimised graph (BERT fusions) offline.")
+@click.option("--quantize", default=None, metavar="int8", help="Dynamic int8 quantisation, checked against fp32.")
+@click.option("--calibration-data", type=click.Path(), default=None,
+              help="CSV/TSV/JSONL of held-out texts for the int8 agreement check [default: generated ids].")
+@click.option("--text-column", default=None, help="Text column of --calibration-data [default: text].")
+@click.option("--min-agreement", type=float, default=0.99, show_default=True,
+              help="Least fraction of int8 predictions that must agree with fp32.")
+@click.option("--allow-mismatch", is_flag=True, help="Keep an export that fails its checks (recorded, loudly).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing export directory (only after the checks pass).")
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
+def export(model_dir, onnx, torchscript, output, opset, atol, rtol, optimize, quantize, calibration_data,
+           text_column, min_agreement, allow_mismatch, overwrite, as_json):
+    """Export a model directory; exits 1 when an export differs from the eager model."""
+    from pathlib import Path
+
+    from zoo.errors import ZooError
+    from zoo.export import export_model
+    from zoo.model import load_model
+
+    if Path(output).resolve() == Path(model_dir).resolve():
+        raise ZooError("--output must be a new directory, not the model directory itself")
+    texts = None
+    if calibration_data:
+        texts = calibration_texts(calibration_data, text_column)
+    model = load_model(model_dir)
+    manifest = export_model(
+        model, output, onnx=onnx, torchscript=torchscript, opset=opset, atol=atol, rtol=rtol,
+        optimize=optimize, quantize=quantize, calibration_texts=texts, allow_mismatch=allow_mismatch,
+        min_agreement=min_agreement, overwrite=overwrite, log=lambda line: click.echo(line, err=True),
+    )
+    if as_json:
+        click.echo(json.dumps(manifest, indent=2))
+        return
+    click.echo(f"exported {output}")
+    for name, size in manifest["files"].items():
+        marker = "  (served)" if name == manifest["serve"] else ""
+        click.echo(f"  {name:<22} {size / 1e6:8.2f} MB{marker}")
+
+
+def calibration_texts(path: str, text_column: str | None) -> list[str]:
+    """A fixed random sample of up to CALIBRATION_ROWS texts (labels, if any, are not needed)."""
+    import numpy as np
+
+    from zoo.data import read_table
+
+    table = read_table(path, text_column=text_column, require_labels=False)
+    texts = [t if isinstance(t, str) else " ".join(t) for t in table.texts]
+    if len(texts) > CALIBRATION_ROWS:
+        keep = np.sort(np.random.default_rng(0).choice(len(texts), CALIBRATION_ROWS, replace=False))
+        texts = [texts[i] for i in keep]
+    return texts
