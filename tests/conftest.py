@@ -6,6 +6,9 @@ import os
 import pytest
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# pytest-xdist runs one worker per core: one thread each (subprocesses inherit it) avoids oversubscription,
+# where OpenMP's busy-waiting threads make tiny models hundreds of times slower.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture

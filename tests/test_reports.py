@@ -38,3 +38,32 @@ def test_missing_matplotlib_says_how_to_install(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     with pytest.raises(ZooError, match=r"run: pip install 'zoo\[reports\]'"):
         plot_curves([{"epoch": 1, "train_loss": 1.0}], tmp_path / "c.png")
+
+
+def test_finetune_writes_curves_and_evaluate_writes_a_report(tmp_path):
+    import random
+
+    from click.testing import CliRunner
+
+    from zoo.cli import cli
+
+    rng = random.Random(0)
+    rows = ["text,label"] + [f"{' '.join(rng.choice(words) for _ in range(5))},{label}"
+                             for label, words in (("good", ["great", "fine", "love"]), ("bad", ["awful", "hate", "poor"]))
+                             for _ in range(40)]
+    (tmp_path / "train.csv").write_text("\n".join(rows) + "\n")
+    runner = CliRunner()
+    assert runner.invoke(cli, ["build", "--d-model", "16", "--num-heads", "2", "--num-layers", "1", "--vocab-size",
+                               "60", "-o", str(tmp_path / "m")]).exit_code == 0
+    result = runner.invoke(cli, ["finetune", str(tmp_path / "m"), "--train", str(tmp_path / "train.csv"), "--eval",
+                                 str(tmp_path / "train.csv"), "--epochs", "2", "--threads", "1", "-q",
+                                 "-o", str(tmp_path / "ft")])
+    assert result.exit_code == 0, result.output
+    width, height = png_size(tmp_path / "ft" / "curves.png")
+    assert width > height > 100
+    result = runner.invoke(cli, ["evaluate", str(tmp_path / "ft"), "--data", str(tmp_path / "train.csv"),
+                                 "--report", str(tmp_path / "report")])
+    assert result.exit_code == 0, result.output
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "| bad |" in report and "| good |" in report
+    png_size(tmp_path / "report" / "confusion.png")

@@ -14,7 +14,9 @@ from .finetune import data_columns
 @data_columns
 @click.option("--batch-size", type=int, default=64, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print all metrics as JSON.")
-def evaluate(model, data, text_column, label_column, pair_column, batch_size, as_json):
+@click.option("--report", "report_dir", type=click.Path(), default=None,
+              help="Also write DIR/report.md and DIR/confusion.png (needs the reports extra).")
+def evaluate(model, data, text_column, label_column, pair_column, batch_size, as_json, report_dir):
     """Accuracy, macro-F1, per-class P/R/F1 and the confusion matrix (or the task's own metrics)."""
     from zoo.data import read_table
     from zoo.inference import evaluate_table, load_predictor
@@ -23,6 +25,10 @@ def evaluate(model, data, text_column, label_column, pair_column, batch_size, as
     predictor = load_predictor(model)
     table = read_table(data, text_column=text_column, label_column=label_column, pair_column=pair_column)
     metrics = evaluate_table(predictor, table, batch_size)
+    if report_dir:
+        from zoo.reports import write_report
+
+        write_report(predictor.task, metrics, report_dir, title=f"{model} on {data}")
     if as_json:
         click.echo(json.dumps({"task": predictor.task, **metrics}, indent=2, ensure_ascii=False))
     else:

@@ -1,9 +1,13 @@
 """``zoo finetune``: train a model directory (or a Hugging Face BERT directory) on labelled text."""
 from __future__ import annotations
 
+import json
 import sys
+from pathlib import Path
 
 import click
+
+from .options import Choice
 
 
 def data_columns(f):
@@ -28,7 +32,7 @@ def data_columns(f):
 @click.option("--max-grad-norm", type=float, default=1.0, show_default=True, help="Clipping; 0 turns it off.")
 @click.option("--max-length", type=int, default=256, show_default=True, help="Truncate texts to this many tokens.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True)
+@click.option("--precision", type=Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True)
 @click.option("--grad-accum", type=int, default=1, show_default=True, help="Micro-batches per optimizer step.")
 @click.option("--patience", type=int, default=2, show_default=True, help="Epochs without improvement before stopping.")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -55,6 +59,27 @@ def finetune(model, train, eval_path, output, text_column, label_column, pair_co
                  progress=not quiet)
     if result.interrupted:
         sys.exit(130)
+    write_curves(Path(output), result.history, quiet)
     if result.best and not quiet:
         best = result.best
         click.echo(f"best epoch {best['epoch']}: {best['metric']} {best['value']:.4f}", err=True)
+
+
+def write_curves(output: Path, history, quiet: bool) -> None:
+    """curves.png beside the model when matplotlib is installed (the reports extra); a note otherwise."""
+    import os
+
+    from zoo.errors import ZooError
+    from zoo.reports import plot_curves
+
+    if not history or int(os.environ.get("RANK", "0")) != 0:
+        return
+    try:
+        task = json.loads((output / "config.json").read_text())["extra"]["training"]["task"]
+    except (OSError, ValueError, KeyError, TypeError):
+        task = "class"
+    try:
+        plot_curves(history, output / "curves.png", task=task)
+    except ZooError as exc:
+        if not quiet:
+            click.echo(f"zoo: no curves.png ({exc})", err=True)
