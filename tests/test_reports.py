@@ -57,8 +57,15 @@ def test_finetune_writes_curves_and_evaluate_writes_a_report(tmp_path):
                                "60", "-o", str(tmp_path / "m")]).exit_code == 0
     result = runner.invoke(cli, ["finetune", str(tmp_path / "m"), "--train", str(tmp_path / "train.csv"), "--eval",
                                  str(tmp_path / "train.csv"), "--epochs", "2", "--threads", "1", "-q",
-                                 "-o", str(tmp_path / "ft")])
+                                 "--batch-size", "16", "--tensorboard", str(tmp_path / "tb"), "-o", str(tmp_path / "ft")])
     assert result.exit_code == 0, result.output
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "tb"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("train/loss")] == list(range(1, 11))  # 80 rows / 16 x 2 epochs
+    assert {"train/lr", "train/tokens_per_s", "epoch/train_loss", "eval/macro_f1"} <= set(events.Tags()["scalars"])
+    assert len(events.Scalars("eval/accuracy")) == 2
     width, height = png_size(tmp_path / "ft" / "curves.png")
     assert width > height > 100
     result = runner.invoke(cli, ["evaluate", str(tmp_path / "ft"), "--data", str(tmp_path / "train.csv"),

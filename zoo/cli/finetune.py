@@ -40,9 +40,11 @@ def data_columns(f):
 @click.option("--resume", is_flag=True, help="Continue the interrupted or finished run in --output.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output directory.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+@click.option("--tensorboard", type=click.Path(), default=None,
+              help="Write TensorBoard event files (loss, lr, tokens/s, eval metrics) to this directory.")
 def finetune(model, train, eval_path, output, text_column, label_column, pair_column, epochs, batch_size, lr,
              warmup_ratio, weight_decay, max_grad_norm, max_length, device, precision, grad_accum, patience, seed,
-             threads, resume, overwrite, quiet):
+             threads, resume, overwrite, quiet, tensorboard):
     """Fine-tune MODEL (a zoo model directory or a Hugging Face BERT directory) on labelled text.
 
     Run it under `torchrun --nproc-per-node N --no-python zoo finetune ...` for data-parallel training.
@@ -53,7 +55,7 @@ def finetune(model, train, eval_path, output, text_column, label_column, pair_co
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, warmup_ratio=warmup_ratio,
                          weight_decay=weight_decay, max_grad_norm=max_grad_norm, max_length=max_length,
                          device=device, precision=precision, grad_accum=grad_accum, seed=seed,
-                         patience=patience, num_threads=threads)
+                         patience=patience, num_threads=threads, tensorboard=tensorboard)
     result = run(model, train, output=output, eval=eval_path, config=config, text_column=text_column,
                  label_column=label_column, pair_column=pair_column, resume=resume, overwrite=overwrite,
                  progress=not quiet)

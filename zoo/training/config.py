@@ -29,6 +29,7 @@ class TrainConfig:
     eval_batch_size: int = 64
     num_threads: Optional[int] = None  # CPU threads per process; None: the cores / local processes
     log_every: int = 50             # steps between progress lines when not on a terminal
+    tensorboard: Optional[str] = None  # directory for TensorBoard event files (the reports extra)
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "grad_accum", "max_length", "mega_batches", "eval_batch_size"):

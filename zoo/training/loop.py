@@ -25,8 +25,9 @@ from .batching import Collate, epoch_batches, micro_batch
 from .config import PRETRAINED_LR, SCRATCH_LR, TrainConfig
 from .optim import lr_factor, make_optimizer, set_lr, warmup_steps
 from .prepare import ensure_tokenizer, fit_labels, lengths, load_start_model, max_length, task_of
+from .board import Board
 from .progress import Progress
-from .state import STATE_NAME, read_state, restore, save_state
+from .state import STATE_NAME, model_from_state, read_state, restore, save_state
 
 METRICS_NAME = "metrics.jsonl"
 
@@ -74,13 +75,23 @@ def finetune(model: Any, train: str | Path, *, output: str | Path, eval: str | P
     """
     env = D.dist_env()
     output = Path(output)
+    # one writer per output directory: a second run (or a second torchrun job) is refused, not interleaved
+    with io.directory_lock(output) if env.is_main else _nullcontext():
+        return _finetune(env, model, train, output, eval, config, resume, overwrite, progress, on_step,
+                         dict(text_column=text_column, label_column=label_column, pair_column=pair_column))
+
+
+def _finetune(env, model, train, output: Path, eval, config, resume, overwrite, progress, on_step, columns):
     if not resume:
         _check_output(output, overwrite)
     started_dist = env.distributed and not dist.is_initialized()
     config = config or TrainConfig()
     saved = read_state(output / STATE_NAME) if resume else None
     if saved is not None:
-        config = TrainConfig.from_dict(saved[1]["config"])
+        try:
+            config = TrainConfig.from_dict(saved[1]["config"])
+        except TypeError as exc:
+            raise ZooError(f"{output / STATE_NAME}: damaged training checkpoint ({exc})") from None
     device, precision = D.resolve(config.device, config.precision, env)
     if started_dist:
         if device.startswith("cuda"):
@@ -89,9 +100,7 @@ def finetune(model: Any, train: str | Path, *, output: str | Path, eval: str | P
     try:
         if device == "cpu":
             torch.set_num_threads(D.cpu_threads(env.local_world_size, config.num_threads))
-        return _Run(env, device, precision, config, output, progress, on_step).run(
-            model, train, eval, saved, dict(text_column=text_column, label_column=label_column,
-                                            pair_column=pair_column))
+        return _Run(env, device, precision, config, output, progress, on_step).run(model, train, eval, saved, columns)
     finally:
         if started_dist:
             dist.destroy_process_group()
@@ -104,6 +113,9 @@ def _check_output(output: Path, overwrite: bool) -> None:
         if (output / STATE_NAME).is_file():
             raise ZooError(f"{output} holds a training run; pass --resume to continue it or --overwrite to replace it")
         raise ZooError(f"{output} already exists and is not empty; pass --overwrite to replace it")
+    if overwrite:  # a replaced run's state must not be resumed by mistake, nor its metrics mixed in
+        for stale in (STATE_NAME, METRICS_NAME):
+            (output / stale).unlink(missing_ok=True)
 
 
 class _Run:
@@ -111,20 +123,13 @@ class _Run:
                  progress: bool, on_step):
         self.env, self.device, self.precision, self.config, self.output = env, device, precision, config, output
         self.progress = Progress(progress and env.is_main, log_every=config.log_every)
+        self.board = Board(config.tensorboard) if config.tensorboard and env.is_main else None
         self.on_step = on_step
 
     # ---- setup ----------------------------------------------------------------------------------------
     def _model(self, model: Any, saved, train_table):
         if saved is not None:
-            from tokenizers import Tokenizer
-
-            from zoo.model import assemble
-            from zoo.spec import ModelSpec
-
-            info = saved[1]
-            built = assemble(ModelSpec.from_dict(info["spec"], str(self.output / STATE_NAME)))
-            built.tokenizer = Tokenizer.from_str(info["tokenizer"])
-            return built, info["labels"]
+            return model_from_state(self.output / STATE_NAME, *saved)
         built = load_start_model(model, self.config.seed)
         task = task_of(built)
         names = fit_labels(built, train_table, task, self.config.seed)
@@ -204,6 +209,9 @@ class _Run:
                     pos["step"] += 1
                     epoch_loss, epoch_rows = epoch_loss + loss * rows, epoch_rows + rows
                     self.progress.update(tokens * env.world_size, loss, self.optimizer.param_groups[0]["lr"])
+                    if self.board is not None:
+                        self.board.step(pos["step"], loss, self.optimizer.param_groups[0]["lr"],
+                                        self.progress.tokens_per_s())
                     if self.on_step is not None:
                         self.on_step(pos["step"])
                     if self._agree(stop.requested) and pos["batch"] < self.steps_per_epoch:
@@ -241,6 +249,8 @@ class _Run:
             total_loss += loss.item() * rows
             total_rows += rows
             total_tokens += int(batch["attention_mask"].sum())
+        if self._agree(not math.isfinite(total_loss)):  # before the step: bad weights are never applied
+            self._stop_on_bad_loss(total_loss / max(1, total_rows), step)
         set_lr(self.optimizer, self.base_lr * lr_factor(step, self.total_steps, self.warmup))
         if cfg.max_grad_norm:
             self.scaler.unscale_(self.optimizer)
@@ -249,6 +259,13 @@ class _Run:
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         return total_loss / max(1, total_rows), total_rows, total_tokens
+
+    def _stop_on_bad_loss(self, loss: float, step: int) -> None:
+        kept = (f"the last good checkpoint in {self.output} is kept" if (self.output / STATE_NAME).is_file()
+                else "nothing was saved")
+        fp32 = "" if self.precision == "fp32" else " or --precision fp32"
+        raise ZooError(f"the loss is {loss} at step {step}; training stopped and {kept}. "
+                       f"Try a lower --lr (it was {self.base_lr:g}){fp32}")
 
     def _agree(self, flag: bool) -> bool:
         """Under torchrun a stop anywhere stops every process at the same step."""
@@ -295,6 +312,8 @@ class _Run:
             record["stopped_early"] = True
             self.progress.note(f"zoo: no improvement for {pos['bad_epochs']} epoch(s); stopping early")
         pos["history"].append(record)
+        if self.board is not None:
+            self.board.epoch(record)
         if self.env.is_main:
             self.output.mkdir(parents=True, exist_ok=True)
             if improved:
