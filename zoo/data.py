@@ -6,13 +6,13 @@ per whitespace-separated word). Every problem with the data is a one-line ZooErr
 """
 from __future__ import annotations
 
+import codecs
 import csv
-import io
 import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -38,47 +38,69 @@ class Table:
         return len(self.texts)
 
 
-def _read_text(path: Path) -> str:
-    raw = path.read_bytes()
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        return raw.decode("cp1252", errors="replace")  # the usual encoding of spreadsheet exports
+def _encoding(path: Path) -> str:
+    """utf-8-sig when the whole file is UTF-8, else cp1252 (the usual encoding of spreadsheet exports).
+    Checked block by block, so a large file is never held in memory."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    with open(path, "rb") as f:
+        try:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                decoder.decode(block)
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            return "cp1252"
+    return "utf-8-sig"
 
 
-def _rows(path: Path) -> tuple[list[dict[str, Any]], list[int], list[str]]:
+def _row_stream(path: Path) -> tuple[list[str] | None, Iterator[tuple[dict[str, Any], int]]]:
+    """(the CSV/TSV header, or None for JSONL; an iterator of (row, file line)). Reads lazily."""
     kind = FORMATS.get(path.suffix.lower())
     if kind is None:
         raise ZooError(f"{path}: unsupported data format '{path.suffix or path.name}'; use .csv, .tsv or .jsonl")
     if not path.is_file():
         raise ZooError(f"{path}: no such file")
-    text = _read_text(path)
-    rows, lines = [], []
-    if kind == "jsonl":
-        columns: dict[str, None] = {}
-        for number, line in enumerate(text.split("\n"), start=1):  # not splitlines: \u2028 is valid in JSON
+    try:
+        encoding = _encoding(path)
+        if kind == "jsonl":
+            return None, _jsonl_rows(path, encoding)
+        f = open(path, encoding=encoding, errors="replace", newline="")
+    except OSError as exc:
+        raise ZooError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    reader = csv.DictReader(f, delimiter="\t" if kind == "tsv" else ",")
+    try:
+        header = list(reader.fieldnames or [])
+    except csv.Error as exc:
+        f.close()
+        raise ZooError(f"{path} line {reader.line_num}: {exc}") from None
+    return header, _csv_rows(path, f, reader)
+
+
+def _jsonl_rows(path: Path, encoding: str) -> Iterator[tuple[dict[str, Any], int]]:
+    # lines end at \n only: \u2028 and a lone \r are valid inside a JSON line
+    with open(path, encoding=encoding, errors="replace", newline="\n") as f:
+        for number, line in enumerate(f, start=1):
             if not line.strip():
                 continue
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise ZooError(f"{path} line {number}: not valid JSON ({exc.msg})") from None
+            except RecursionError:
+                raise ZooError(f"{path} line {number}: JSON nested too deeply") from None
             if not isinstance(row, dict):
                 raise ZooError(f"{path} line {number}: expected a JSON object, got {type(row).__name__}")
-            columns.update(dict.fromkeys(row))
-            rows.append(row)
-            lines.append(number)
-        return rows, lines, list(columns)
-    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter="\t" if kind == "tsv" else ",")
-    try:
-        for row in reader:
-            if None in row:
-                raise ZooError(f"{path} line {reader.line_num}: more fields than the header has columns")
-            rows.append(row)
-            lines.append(reader.line_num)
-    except csv.Error as exc:
-        raise ZooError(f"{path} line {reader.line_num}: {exc}") from None
-    return rows, lines, list(reader.fieldnames or [])
+            yield row, number
+
+
+def _csv_rows(path: Path, f, reader: csv.DictReader) -> Iterator[tuple[dict[str, Any], int]]:
+    with f:
+        try:
+            for row in reader:
+                if None in row:
+                    raise ZooError(f"{path} line {reader.line_num}: more fields than the header has columns")
+                yield row, reader.line_num
+        except csv.Error as exc:
+            raise ZooError(f"{path} line {reader.line_num}: {exc}") from None
 
 
 def _pick_column(path: Path, columns: list[str], given: str | None, defaults: Sequence[str], what: str) -> str:
@@ -98,38 +120,82 @@ def _pick_column(path: Path, columns: list[str], given: str | None, defaults: Se
                    f"(columns: {', '.join(columns) or '(none)'})")
 
 
+class _Columns:
+    """The columns a read uses: found once (from the header, or the first JSON rows) for every chunk."""
+
+    def __init__(self, path: Path, columns: list[str], text_column, label_column, pair_column, require_labels):
+        self.text = _pick_column(path, columns, text_column, TEXT_COLUMNS, "text")
+        self.pair = _pick_column(path, columns, pair_column, (), "text pair") if pair_column else None
+        self.label = None
+        if require_labels or label_column is not None:  # predicting needs no labels: none are read
+            self.label = _pick_column(path, columns, label_column, LABEL_COLUMNS, "label")
+
+    def table(self, path: Path, rows: list[dict[str, Any]], lines: list[int]) -> Table:
+        table = Table(str(path), [], [] if self.pair else None, [] if self.label else None, lines)
+        for row, line in zip(rows, lines):
+            text = row.get(self.text)
+            if text is None or (isinstance(text, list) and not all(isinstance(w, str) for w in text)) \
+                    or not isinstance(text, (str, list)):
+                raise ZooError(f"{path} line {line}: the text in '{self.text}' must be a string (or a list of words)")
+            table.texts.append(text)
+            if self.pair:
+                pair = row.get(self.pair)
+                if not isinstance(pair, str):
+                    raise ZooError(f"{path} line {line}: the text pair in '{self.pair}' must be a string")
+                table.pairs.append(pair)
+            if self.label:
+                label = row.get(self.label)
+                if label is None or (isinstance(label, str) and not label.strip()):
+                    raise ZooError(f"{path} line {line}: no label in column '{self.label}'")
+                table.labels.append(label.strip() if isinstance(label, str) else label)
+        return table
+
+
+def _columns_of(header: list[str] | None, rows: list[dict[str, Any]]) -> list[str]:
+    return header if header is not None else list(dict.fromkeys(k for row in rows for k in row))
+
+
 def read_table(path: str | Path, *, text_column: str | None = None, label_column: str | None = None,
                pair_column: str | None = None, require_labels: bool = True) -> Table:
     """Read a data file. Columns left as None are found by their usual names (text, label, sentiment...)."""
     path = Path(path)
-    rows, lines, columns = _rows(path)
-    if not rows:
+    header, stream = _row_stream(path)
+    pairs = list(stream)
+    if not pairs:
         raise ZooError(f"{path}: no rows")
-    text_key = _pick_column(path, columns, text_column, TEXT_COLUMNS, "text")
-    pair_key = _pick_column(path, columns, pair_column, (), "text pair") if pair_column else None
-    label_key = None
-    if require_labels or label_column is not None:
-        label_key = _pick_column(path, columns, label_column, LABEL_COLUMNS, "label")
-    elif any(c.lower() in LABEL_COLUMNS for c in columns):
-        label_key = next(c for c in columns if c.lower() in LABEL_COLUMNS)
-    table = Table(str(path), [], [] if pair_key else None, [] if label_key else None, lines)
-    for row, line in zip(rows, lines):
-        text = row.get(text_key)
-        if text is None or (isinstance(text, list) and not all(isinstance(w, str) for w in text)) \
-                or not isinstance(text, (str, list)):
-            raise ZooError(f"{path} line {line}: the text in '{text_key}' must be a string (or a list of words)")
-        table.texts.append(text)
-        if pair_key:
-            pair = row.get(pair_key)
-            if not isinstance(pair, str):
-                raise ZooError(f"{path} line {line}: the text pair in '{pair_key}' must be a string")
-            table.pairs.append(pair)
-        if label_key:
-            label = row.get(label_key)
-            if label is None or (isinstance(label, str) and not label.strip()):
-                raise ZooError(f"{path} line {line}: no label in column '{label_key}'")
-            table.labels.append(label.strip() if isinstance(label, str) else label)
-    return table
+    rows, lines = [r for r, _ in pairs], [n for _, n in pairs]
+    columns = _Columns(path, _columns_of(header, rows), text_column, label_column, pair_column, require_labels)
+    return columns.table(path, rows, lines)
+
+
+def iter_tables(path: str | Path, chunk_rows: int = 4096, *, text_column: str | None = None,
+                label_column: str | None = None, pair_column: str | None = None,
+                require_labels: bool = True) -> Iterator[Table]:
+    """read_table in chunks of ``chunk_rows`` rows, for inputs too large to hold: memory stays constant.
+
+    JSONL columns are found from the first chunk's rows (read_table looks at every row)."""
+    path = Path(path)
+    header, stream = _row_stream(path)
+    columns: _Columns | None = None
+    for chunk in _chunks(stream, chunk_rows):
+        rows, lines = [r for r, _ in chunk], [n for _, n in chunk]
+        if columns is None:
+            columns = _Columns(path, _columns_of(header, rows), text_column, label_column, pair_column,
+                               require_labels)
+        yield columns.table(path, rows, lines)
+    if columns is None:
+        raise ZooError(f"{path}: no rows")
+
+
+def _chunks(items: Iterator[Any], size: int) -> Iterator[list[Any]]:
+    chunk: list[Any] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 # ---- labels -------------------------------------------------------------------------------------------

@@ -73,7 +73,11 @@ def weight_files(path: Path) -> list[Path]:
         return [single]
     index = path / "model.safetensors.index.json"
     if index.is_file():
-        shards = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
+        weight_map = _json_or_empty(index).get("weight_map")
+        shards = sorted(set(weight_map.values())) if isinstance(weight_map, dict) else []
+        if not shards or not all(isinstance(s, str) and s == Path(s).name and s.endswith(".safetensors")
+                                  for s in shards):
+            raise ZooError(f"{index}: 'weight_map' must map tensors to .safetensors files in {path}")
         return [path / s for s in shards]
     pickles = sorted(p.name for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES)
     if pickles:

@@ -68,6 +68,8 @@ def row_logits(predictor, ids: Sequence[np.ndarray], batch_size: int = 64) -> li
     """Logits per row, batched by similar length so little padding is computed."""
     from .tokenizer import pad_id
 
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ZooError(f"--batch-size must be a positive integer, got {batch_size}")
     pad_value = pad_id(predictor.tokenizer) if predictor.tokenizer is not None else 0
     order = np.argsort([-len(r) for r in ids], kind="stable")
     out: list[np.ndarray | None] = [None] * len(ids)

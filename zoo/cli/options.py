@@ -6,7 +6,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from zoo.errors import ZooError
+import click
+
+from zoo.errors import ZooError, did_you_mean
 
 PART_KINDS = ("attention", "encoder", "head")
 
@@ -56,3 +58,14 @@ def human_bytes(n: int) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n} B"
+
+
+class Choice(click.Choice):
+    """click.Choice whose error also names the closest choice: 'bf61' ... ; did you mean 'bf16'?"""
+
+    def convert(self, value, param, ctx):
+        try:
+            return super().convert(value, param, ctx)
+        except click.BadParameter as exc:
+            exc.message = exc.message.rstrip(".") + (did_you_mean(str(value), map(str, self.choices)) or ".")
+            raise

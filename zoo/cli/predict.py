@@ -5,6 +5,8 @@ import json
 
 import click
 
+CHUNK_ROWS = 4096  # rows read, predicted and printed at a time
+
 
 @click.command()
 @click.argument("model", type=click.Path())
@@ -17,29 +19,36 @@ import click
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per text (JSON Lines).")
 def predict(model, texts, file, text_column, pair_column, top_k, batch_size, as_json):
     """Predict the label (and its probability) of each text."""
-    from zoo.data import Table, read_table
+    from zoo.data import Table, iter_tables
     from zoo.errors import ZooError
     from zoo.inference import load_predictor, predict_table
 
     if bool(texts) == bool(file):
         raise ZooError("give texts as arguments or --file, not both" if texts else "give some texts or --file")
+    if batch_size < 1 or top_k < 1:
+        raise ZooError("--batch-size and --top-k must be positive integers")
     predictor = load_predictor(model)
-    if file:
-        table = read_table(file, text_column=text_column, pair_column=pair_column, require_labels=False)
-        table.labels = None
+    if file:  # streamed in chunks: a file of any size runs in constant memory
+        tables = iter_tables(file, CHUNK_ROWS, text_column=text_column, pair_column=pair_column,
+                             require_labels=False)
     else:
-        table = Table("arguments", list(texts), None, None, list(range(1, len(texts) + 1)))
-    for result in predict_table(predictor, table, batch_size, top_k):
-        if as_json:
-            click.echo(json.dumps(result, ensure_ascii=False))
-        elif "label" in result:
-            extra = "".join(f"  {t['label']}={t['probability']:.3f}" for t in result.get("top", [])[1:])
-            click.echo(f"{result['label']}\t{result['probability']:.4f}\t{result['text']}{extra}")
-        elif "labels" in result and "words" in result:
-            click.echo(" ".join(f"{w}/{t}" for w, t in zip(result["words"], result["labels"])))
-        elif "labels" in result:
-            click.echo(f"{','.join(result['labels']) or '-'}\t{result['text']}")
-        else:
-            value = result["value"]
-            shown = f"{value:.4f}" if isinstance(value, float) else ",".join(f"{v:.4f}" for v in value)
-            click.echo(f"{shown}\t{result['text']}")
+        tables = [Table("arguments", list(texts), None, None, list(range(1, len(texts) + 1)))]
+    for table in tables:
+        for result in predict_table(predictor, table, batch_size, top_k):
+            show(result, as_json)
+
+
+def show(result: dict, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(result, ensure_ascii=False))
+    elif "label" in result:
+        extra = "".join(f"  {t['label']}={t['probability']:.3f}" for t in result.get("top", [])[1:])
+        click.echo(f"{result['label']}\t{result['probability']:.4f}\t{result['text']}{extra}")
+    elif "labels" in result and "words" in result:
+        click.echo(" ".join(f"{w}/{t}" for w, t in zip(result["words"], result["labels"])))
+    elif "labels" in result:
+        click.echo(f"{','.join(result['labels']) or '-'}\t{result['text']}")
+    else:
+        value = result["value"]
+        shown = f"{value:.4f}" if isinstance(value, float) else ",".join(f"{v:.4f}" for v in value)
+        click.echo(f"{shown}\t{result['text']}")

@@ -6,7 +6,7 @@ import os
 from contextlib import nullcontext
 from dataclasses import dataclass
 
-from zoo.errors import ZooError
+from zoo.errors import ZooError, did_you_mean
 
 
 @dataclass(frozen=True)
@@ -38,11 +38,12 @@ def pick_device(requested: str, cuda_available: bool, local_rank: int = 0) -> st
         requested = "cuda" if cuda_available else "cpu"
     if requested == "cpu":
         return "cpu"
-    if requested.startswith("cuda"):
+    if requested == "cuda" or (requested.startswith("cuda:") and requested[5:].isdigit()):
         if not cuda_available:
             raise ZooError(f"--device {requested}: CUDA is not available on this machine; use --device cpu")
         return requested if ":" in requested else f"cuda:{local_rank}"
-    raise ZooError(f"unknown device '{requested}' (choices: auto, cpu, cuda, cuda:N)")
+    raise ZooError(f"unknown device '{requested}'{did_you_mean(requested, ('auto', 'cpu', 'cuda'))} "
+                   "choices: auto, cpu, cuda, cuda:N")
 
 
 def pick_precision(requested: str, device: str, bf16_supported: bool) -> str:
@@ -87,5 +88,7 @@ def resolve(requested_device: str, requested_precision: str, env: DistEnv) -> tu
 
     cuda = torch.cuda.is_available()
     device = pick_device(requested_device, cuda, env.local_rank)
+    if device.startswith("cuda:") and int(device[5:]) >= torch.cuda.device_count():
+        raise ZooError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     bf16 = cuda and device.startswith("cuda") and torch.cuda.is_bf16_supported()
     return device, pick_precision(requested_precision, device, bf16)

@@ -44,6 +44,9 @@ def fit_labels(model, table: Table, task: str, seed: int) -> list[str] | None:
     fresh = model.spec.labels is None and "training" not in model.spec.extra
     if fresh and count != model.spec.sizes["num_labels"]:
         replace_head(model, count, seed)
+    if count != model.spec.sizes["num_labels"]:  # a trained head keeps its size: the data must fit it
+        raise ZooError(f"{table.source}: {count} {'numbers per label' if task == 'float' else 'labels'} in the "
+                       f"data but the model's head predicts {model.spec.sizes['num_labels']}")
     if task != "float":
         model.spec.labels = names
     return names

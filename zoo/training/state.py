@@ -42,21 +42,87 @@ def read_state(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         with safe_open(str(path), framework="pt") as f:
             info = json.loads((f.metadata() or {})["zoo_trainer"])
             tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, KeyError, ValueError, OSError) as exc:
+    except (SafetensorError, KeyError, ValueError, OSError, RecursionError, RuntimeError) as exc:
         raise ZooError(f"{path}: not a zoo training checkpoint ({exc})") from None
+    _check_info(path, info, tensors)
     return tensors, info
+
+
+# the JSON fields of a state and their types; a hostile or damaged file fails here, in one line
+_INFO_TYPES = {"position": dict, "config": dict, "spec": dict, "tokenizer": str, "param_groups": list}
+_POSITION_TYPES = {"epoch": int, "batch": int, "step": int, "bad_epochs": int, "history": list}
+
+
+def _check_info(path: Path, info: Any, tensors: dict[str, torch.Tensor]) -> None:
+    def bad(what: str) -> ZooError:
+        return ZooError(f"{path}: damaged training checkpoint ({what})")
+
+    if not isinstance(info, dict):
+        raise bad("its metadata is not a JSON object")
+    for fields, data, where in ((_INFO_TYPES, info, ""), (_POSITION_TYPES, info.get("position"), "position.")):
+        for key, kind in fields.items():
+            value = data.get(key)
+            if not isinstance(value, kind) or isinstance(value, bool) or (kind is int and value < 0):
+                raise bad(f"'{where}{key}' is missing or not a {'non-negative ' if kind is int else ''}"
+                          f"{kind.__name__}")
+    labels = info.get("labels")
+    if labels is not None and not (isinstance(labels, list) and all(isinstance(x, str) for x in labels)):
+        raise bad("'labels' must be a list of strings")
+    if not all(isinstance(g, dict) and isinstance(g.get("params"), list) for g in info["param_groups"]):
+        raise bad("'param_groups' must be objects with 'params'")
+    if not isinstance(tensors.get("rng.torch"), torch.Tensor) or tensors["rng.torch"].dtype != torch.uint8:
+        raise bad("no RNG state 'rng.torch'")
+
+
+def model_from_state(path: Path, tensors: dict[str, torch.Tensor], info: dict[str, Any]) -> tuple[Any, list[str] | None]:
+    """The saved run's model and labels, checked like zoo.load_model: registered parts only, and the spec is checked
+    against the saved tensors on the meta device before any memory is allocated for it."""
+    from tokenizers import Tokenizer
+
+    from zoo.model import _SAFETENSORS_DTYPES, _resolve_recorded, assemble, check_tensors, part_options
+    from zoo.spec import ModelSpec
+
+    spec = ModelSpec.from_dict(info["spec"], str(path))
+    parts = {k: _resolve_recorded(k, getattr(spec, k), str(path)) for k in ("encoder", "attention", "head")}
+    for kind, part in parts.items():
+        part_options(part, getattr(spec, kind).options)
+    weights = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    header = {k: (tuple(v.shape), _SAFETENSORS_DTYPES.get(v.dtype, str(v.dtype))) for k, v in weights.items()}
+    if spec.sizes["num_layers"] > len(header):
+        raise ZooError(f"{path}: num_layers is {spec.sizes['num_layers']} but the checkpoint holds only "
+                       f"{len(header)} tensors")
+    with torch.device("meta"):
+        check_tensors(assemble(spec, parts).state_dict(), header, path)
+    model = assemble(spec, parts)
+    try:
+        model.tokenizer = Tokenizer.from_str(info["tokenizer"])
+    except Exception as exc:  # tokenizers raises its own exception type
+        raise ZooError(f"{path}: damaged training checkpoint (its tokenizer: {exc})") from None
+    labels = info.get("labels")
+    if labels is not None and len(labels) != spec.sizes["num_labels"]:
+        raise ZooError(f"{path}: damaged training checkpoint ({len(labels)} labels but num_labels is "
+                       f"{spec.sizes['num_labels']})")
+    return model, labels
+
 
 
 def restore(tensors: dict[str, torch.Tensor], info: dict[str, Any], model: torch.nn.Module,
             optimizer: torch.optim.Optimizer) -> None:
     """Weights, optimizer moments and RNG state as they were when the state was saved."""
     model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
+    params = [p for group in optimizer.param_groups for p in group["params"]]
     slots: dict[int, dict[str, torch.Tensor]] = {}
     for key, value in tensors.items():
         if key.startswith("optim."):
             _, index, name = key.split(".", 2)
+            if not index.isdigit() or int(index) >= len(params) or (
+                    name != "step" and value.shape != params[int(index)].shape):
+                raise ZooError(f"optimizer tensor '{key}' of the training checkpoint does not fit the model")
             slots.setdefault(int(index), {})[name] = value
-    optimizer.load_state_dict({"state": slots, "param_groups": info["param_groups"]})
+    try:
+        optimizer.load_state_dict({"state": slots, "param_groups": info["param_groups"]})
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ZooError(f"the training checkpoint's optimizer state does not fit the model ({exc})") from None
     torch.set_rng_state(tensors["rng.torch"])
     cuda = [tensors[k] for k in sorted(k for k in tensors if k.startswith("rng.cuda."))]
     if cuda and torch.cuda.is_available():
