@@ -43,22 +43,30 @@ def encode(tokenizer, texts: Sequence[str], pairs: Sequence[str] | None = None,
     return ids, mask
 
 
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+
+
 def train_wordpiece(texts, vocab_size: int, lowercase: bool = True):
     """A BERT-style WordPiece tokenizer ([PAD]=0, [UNK], [CLS], [SEP], [MASK]) trained on ``texts``.
 
-    ``texts`` may hold strings or word lists; the vocabulary has at most ``vocab_size`` entries.
+    ``texts`` may hold strings or word lists; the vocabulary has at most ``vocab_size`` entries. The
+    trainer numbers tokens in hash order, which changes from process to process; renumbering them in
+    sorted order makes the same texts give the same ids in every run (WordPiece's longest-match
+    tokenisation does not depend on the numbering).
     """
     from tokenizers.implementations import BertWordPieceTokenizer
+    from tokenizers.models import WordPiece
+    from tokenizers.processors import BertProcessing
 
     wordpiece = BertWordPieceTokenizer(lowercase=lowercase)
     lines = (" ".join(t) if isinstance(t, list) else t for t in texts)
     wordpiece.train_from_iterator(lines, vocab_size=vocab_size, min_frequency=1, show_progress=False,
-                                  special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
-    from tokenizers.processors import BertProcessing
-
+                                  special_tokens=list(SPECIAL_TOKENS))
     tokenizer = wordpiece._tokenizer
-    tokenizer.post_processor = BertProcessing(("[SEP]", tokenizer.token_to_id("[SEP]")),
-                                              ("[CLS]", tokenizer.token_to_id("[CLS]")))
+    learned = sorted(t for t in tokenizer.get_vocab() if t not in SPECIAL_TOKENS)
+    vocab = {token: i for i, token in enumerate([*SPECIAL_TOKENS, *learned])}
+    tokenizer.model = WordPiece(vocab, unk_token="[UNK]", continuing_subword_prefix="##")
+    tokenizer.post_processor = BertProcessing(("[SEP]", vocab["[SEP]"]), ("[CLS]", vocab["[CLS]"]))
     tokenizer.no_padding()
     tokenizer.no_truncation()
     return tokenizer
