@@ -195,7 +195,7 @@ def rewrite_state(path, change_info=None, change_tensors=None):
 STATE_DAMAGE = [
     (lambda i: i["spec"]["parts"]["encoder"].update(name="os:system"), None, "which plugin 'zoo.encoders' no longer provides"),
     (lambda i: i["spec"]["parts"]["attention"].update(plugin="evil_module"), None, "from plugin 'evil_module', which is not installed"),
-    (lambda i: i["spec"]["sizes"].update(num_layers=10**9), None, "num_layers is 1000000000 but the checkpoint holds only"),
+    (lambda i: i["spec"]["sizes"].update(num_layers=10**9), None, "num_layers is 1000000000 but the weights hold only"),
     (lambda i: i["spec"]["sizes"].update(d_model=2**40, num_heads=1), None, "cannot build transformer/sdpa/cls"),
     (lambda i: i["spec"]["parts"]["head"]["options"].update(evil=1), None, "unknown option 'evil' for head 'cls'"),
     (lambda i: i.pop("position"), None, "damaged training checkpoint ('position' is missing or not a dict)"),

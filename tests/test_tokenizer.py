@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from zoo.tokenizer import SPECIAL_TOKENS, encode, train_wordpiece
 
@@ -29,7 +30,7 @@ def test_special_tokens_and_bert_layout():
 
 
 def test_encode_pads_to_the_longest_row_and_truncates():
-    tokenizer = train_wordpiece(["one two three four five six"] * 5, 40)
+    tokenizer = train_wordpiece(["one two three four five six"] * 5, 80)
     ids, mask = encode(tokenizer, ["one", "one two three four five six"], max_length=5)
     assert ids.dtype == np.int64 and ids.shape == (2, 5)
     short = len(tokenizer.encode("one").ids)
@@ -37,3 +38,17 @@ def test_encode_pads_to_the_longest_row_and_truncates():
     assert mask.tolist() == [[1] * short + [0] * (5 - short), [1] * 5]
     assert ids[0, short:].tolist() == [0] * (5 - short)  # [PAD]
     assert ids[1, -1] == tokenizer.token_to_id("[SEP]")
+
+
+@pytest.mark.parametrize("vocab_size", [8, 30, 200])
+def test_vocabulary_never_exceeds_the_model_size(vocab_size):
+    texts = ["Ünïcode and emoji 😀 tweets, #hashtags @users http://x.co/abc"] * 3 + ["plain words here"] * 5
+    tokenizer = train_wordpiece(texts, vocab_size)
+    assert tokenizer.get_vocab_size() <= vocab_size
+    ids, _ = encode(tokenizer, texts)
+    assert ids.max() < vocab_size
+
+
+def test_frequent_words_become_single_pieces():
+    tokenizer = train_wordpiece(["the film was wonderful"] * 50 + ["a film"] * 3, 100)
+    assert tokenizer.encode("wonderful film").tokens == ["[CLS]", "wonderful", "film", "[SEP]"]

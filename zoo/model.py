@@ -166,17 +166,8 @@ def load_model(path: str | Path) -> ZooModel:
     """
     path = Path(path)
     spec = ModelSpec.read(path)
-    parts = {k: _resolve_recorded(k, getattr(spec, k), str(path / CONFIG_NAME)) for k in ("encoder", "attention", "head")}
-    for kind, part in parts.items():  # reject options the installed part no longer knows
-        part_options(part, getattr(spec, kind).options)
     weights = path / WEIGHTS_NAME
-    header = read_header(weights)
-    if spec.sizes["num_layers"] > len(header):
-        raise ZooError(f"{path / CONFIG_NAME}: num_layers is {spec.sizes['num_layers']} but {weights} holds only "
-                       f"{len(header)} tensors")
-    with torch.device("meta"):
-        check_tensors(assemble(spec, parts).state_dict(), header, weights)
-    model = assemble(spec, parts)
+    model = assemble_checked(spec, read_header(weights), str(path / CONFIG_NAME), weights)
     load_weights(model, weights)
     if (path / TOKENIZER_NAME).is_file():
         from .tokenizer import load_tokenizer
@@ -184,6 +175,21 @@ def load_model(path: str | Path) -> ZooModel:
         model.tokenizer = load_tokenizer(path / TOKENIZER_NAME)
     model.eval()
     return model
+
+
+def assemble_checked(spec: ModelSpec, header: dict[str, tuple[tuple[int, ...], str]], source: str,
+                     weights: Path | str) -> ZooModel:
+    """A fresh model for ``spec``, once its parts, options and every tensor's name, shape and dtype have
+    been checked against the weights' ``header`` on the meta device (so nothing huge is allocated)."""
+    parts = {k: _resolve_recorded(k, getattr(spec, k), source) for k in ("encoder", "attention", "head")}
+    for kind, part in parts.items():  # reject options the installed part no longer knows
+        part_options(part, getattr(spec, kind).options)
+    if spec.sizes["num_layers"] > len(header):
+        raise ZooError(f"{source}: num_layers is {spec.sizes['num_layers']} but the weights hold only "
+                       f"{len(header)} tensors")
+    with torch.device("meta"):
+        check_tensors(assemble(spec, parts).state_dict(), header, Path(weights))
+    return assemble(spec, parts)
 
 
 def read_header(file: Path) -> dict[str, tuple[tuple[int, ...], str]]:

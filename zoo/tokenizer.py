@@ -47,26 +47,47 @@ SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
 
 def train_wordpiece(texts, vocab_size: int, lowercase: bool = True):
-    """A BERT-style WordPiece tokenizer ([PAD]=0, [UNK], [CLS], [SEP], [MASK]) trained on ``texts``.
+    """A BERT-style WordPiece tokenizer ([PAD]=0, [UNK], [CLS], [SEP], [MASK]) for ``texts``.
 
-    ``texts`` may hold strings or word lists; the vocabulary has at most ``vocab_size`` entries. The
-    trainer numbers tokens in hash order, which changes from process to process; renumbering them in
-    sorted order makes the same texts give the same ids in every run (WordPiece's longest-match
-    tokenisation does not depend on the numbering).
+    ``texts`` may hold strings or word lists; the vocabulary has at most ``vocab_size`` entries: the
+    special tokens, every character seen (alone and as a ``##`` continuation), then the word prefixes and
+    ``##`` suffixes that save the most characters over the corpus. Ties are broken by the piece itself,
+    so the same texts give the same tokenizer in every process (the `tokenizers` trainer breaks ties in
+    hash order, which changes from process to process).
     """
-    from tokenizers.implementations import BertWordPieceTokenizer
+    from collections import Counter
+
+    from tokenizers import Tokenizer
     from tokenizers.models import WordPiece
+    from tokenizers.normalizers import BertNormalizer
+    from tokenizers.pre_tokenizers import BertPreTokenizer
     from tokenizers.processors import BertProcessing
 
-    wordpiece = BertWordPieceTokenizer(lowercase=lowercase)
-    lines = (" ".join(t) if isinstance(t, list) else t for t in texts)
-    wordpiece.train_from_iterator(lines, vocab_size=vocab_size, min_frequency=1, show_progress=False,
-                                  special_tokens=list(SPECIAL_TOKENS))
-    tokenizer = wordpiece._tokenizer
-    learned = sorted(t for t in tokenizer.get_vocab() if t not in SPECIAL_TOKENS)
-    vocab = {token: i for i, token in enumerate([*SPECIAL_TOKENS, *learned])}
-    tokenizer.model = WordPiece(vocab, unk_token="[UNK]", continuing_subword_prefix="##")
-    tokenizer.post_processor = BertProcessing(("[SEP]", vocab["[SEP]"]), ("[CLS]", vocab["[CLS]"]))
-    tokenizer.no_padding()
-    tokenizer.no_truncation()
+    normalizer = BertNormalizer(lowercase=lowercase, strip_accents=None, clean_text=True, handle_chinese_chars=True)
+    pre_tokenizer = BertPreTokenizer()
+    words: Counter[str] = Counter()
+    for text in texts:
+        line = normalizer.normalize_str(" ".join(text) if isinstance(text, list) else text)
+        words.update(word for word, _ in pre_tokenizer.pre_tokenize_str(line))
+    chars: Counter[str] = Counter()
+    for word, count in words.items():
+        for ch in word:
+            chars[ch] += count
+    # every character alone and as a continuation, the most frequent first if they do not all fit
+    keep = max(0, (vocab_size - len(SPECIAL_TOKENS)) // 2)
+    alphabet = sorted(ch for ch, _ in sorted(chars.items(), key=lambda kv: (-kv[1], kv[0]))[:keep])
+    vocab = [*SPECIAL_TOKENS, *alphabet, *(f"##{ch}" for ch in alphabet)]
+    saved: Counter[str] = Counter()  # characters a piece saves against spelling it out letter by letter
+    for word, count in words.items():
+        for i in range(2, len(word) + 1):
+            saved[word[:i]] += count * (i - 1)
+        for i in range(1, len(word) - 1):
+            saved["##" + word[i:]] += count * (len(word) - i - 1)
+    room = max(0, vocab_size - len(vocab))
+    vocab += [piece for piece, _ in sorted(saved.items(), key=lambda kv: (-kv[1], kv[0]))[:room]]
+    tokenizer = Tokenizer(WordPiece({token: i for i, token in enumerate(vocab)}, unk_token="[UNK]",
+                                    continuing_subword_prefix="##", max_input_chars_per_word=100))
+    tokenizer.normalizer = normalizer
+    tokenizer.pre_tokenizer = pre_tokenizer
+    tokenizer.post_processor = BertProcessing(("[SEP]", 3), ("[CLS]", 2))
     return tokenizer

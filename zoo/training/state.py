@@ -79,21 +79,13 @@ def model_from_state(path: Path, tensors: dict[str, torch.Tensor], info: dict[st
     against the saved tensors on the meta device before any memory is allocated for it."""
     from tokenizers import Tokenizer
 
-    from zoo.model import _SAFETENSORS_DTYPES, _resolve_recorded, assemble, check_tensors, part_options
+    from zoo.model import _SAFETENSORS_DTYPES, assemble_checked
     from zoo.spec import ModelSpec
 
     spec = ModelSpec.from_dict(info["spec"], str(path))
-    parts = {k: _resolve_recorded(k, getattr(spec, k), str(path)) for k in ("encoder", "attention", "head")}
-    for kind, part in parts.items():
-        part_options(part, getattr(spec, kind).options)
     weights = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     header = {k: (tuple(v.shape), _SAFETENSORS_DTYPES.get(v.dtype, str(v.dtype))) for k, v in weights.items()}
-    if spec.sizes["num_layers"] > len(header):
-        raise ZooError(f"{path}: num_layers is {spec.sizes['num_layers']} but the checkpoint holds only "
-                       f"{len(header)} tensors")
-    with torch.device("meta"):
-        check_tensors(assemble(spec, parts).state_dict(), header, path)
-    model = assemble(spec, parts)
+    model = assemble_checked(spec, header, str(path), path)
     try:
         model.tokenizer = Tokenizer.from_str(info["tokenizer"])
     except Exception as exc:  # tokenizers raises its own exception type
