@@ -5,10 +5,12 @@ import json
 
 import click
 
+from .options import Choice
+
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON: {kind: [part, ...]} with metadata.")
-@click.option("--kind", type=click.Choice(["attention", "encoder", "head"]), help="Only this kind.")
+@click.option("--kind", type=Choice(["attention", "encoder", "head"]), help="Only this kind.")
 def parts(as_json: bool, kind: str | None) -> None:
     """List the registered parts: kind, name, plugin, description."""
     from zoo.manager import get_registry

@@ -11,6 +11,8 @@ import click
 
 from zoo.errors import ZooError
 
+from .options import Choice
+
 KINDS = ("attention", "encoder", "head")
 NAME_PATTERN = re.compile(r"[a-z][a-z0-9]*(-[a-z0-9]+)*")
 
@@ -73,7 +75,7 @@ def plugin() -> None:
 
 @plugin.command("new")
 @click.argument("name")
-@click.option("--kind", required=True, type=click.Choice(KINDS), help="The kind of part the plugin adds.")
+@click.option("--kind", required=True, type=Choice(KINDS), help="The kind of part the plugin adds.")
 @click.option("--part", "part", default=None, help="The part's name [default: NAME without 'zoo-' and '-KIND'].")
 @click.option("--output", "-o", type=click.Path(), default=None, help="Directory to create [default: ./NAME].")
 def new(name: str, kind: str, part: str | None, output: str | None) -> None:
