@@ -74,3 +74,28 @@ def test_finetune_writes_curves_and_evaluate_writes_a_report(tmp_path):
     report = (tmp_path / "report" / "report.md").read_text()
     assert "| bad |" in report and "| good |" in report
     png_size(tmp_path / "report" / "confusion.png")
+
+
+@pytest.mark.parametrize("task", ["class", "multi", "float", "token"])
+def test_numpy_eval_loss_equals_the_heads_torch_loss(task):
+    import numpy as np
+    import torch
+
+    import zoo
+    from zoo.metrics import mean_loss
+
+    head = {"class": "cls", "multi": "multilabel", "float": "regression", "token": "token-cls"}[task]
+    model = zoo.build_model("transformer", head, d_model=16, num_heads=2, num_layers=1, vocab_size=30,
+                            num_labels=1 if task == "float" else 3, seed=0).eval()
+    torch.manual_seed(1)
+    ids, mask = torch.randint(0, 30, (4, 6)), torch.ones(4, 6, dtype=torch.long)
+    labels = {"class": torch.tensor([0, 2, 1, 2]), "multi": torch.randint(0, 2, (4, 3)),
+              "float": torch.randn(4), "token": torch.randint(0, 3, (4, 6))}[task]
+    if task == "token":
+        labels[0, 4:] = -100  # ignored positions
+    with torch.no_grad():
+        logits = model(ids, mask)
+        expected = model.loss(logits, labels, mask).item()
+    rows = list(logits.numpy())
+    gold = list(labels.numpy()) if task != "float" else list(labels.numpy()[:, None])
+    assert mean_loss(task, rows, gold) == pytest.approx(expected, rel=1e-5)

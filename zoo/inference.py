@@ -98,16 +98,17 @@ def label_list(predictor) -> list[str]:
 
 
 def evaluate_rows(task: str, logits: list[np.ndarray], gold: list[Any], labels: list[str]) -> dict[str, Any]:
-    """Metrics for per-row logits against encoded gold labels (see zoo.data.encode_labels)."""
+    """Metrics for per-row logits against encoded gold labels (see zoo.data.encode_labels), and the loss."""
+    loss = {"loss": M.mean_loss(task, logits, gold)}
     if task == "class":
-        return M.classification_metrics(gold, [int(decide(task, x)) for x in logits], labels)
+        return {**M.classification_metrics(gold, [int(decide(task, x)) for x in logits], labels), **loss}
     if task == "multi":
-        return M.multilabel_metrics(np.stack(gold), np.stack([decide(task, x) for x in logits]), labels)
+        return {**M.multilabel_metrics(np.stack(gold), np.stack([decide(task, x) for x in logits]), labels), **loss}
     if task == "float":
-        return M.regression_metrics(np.stack(gold), np.stack(logits))
+        return {**M.regression_metrics(np.stack(gold), np.stack(logits)), **loss}
     true = np.concatenate(gold)
     pred = np.concatenate([decide(task, x) for x in logits])
-    return M.token_metrics(true, pred, labels)
+    return {**M.token_metrics(true, pred, labels), **loss}
 
 
 def evaluate_table(predictor, table: Table, batch_size: int = 64) -> dict[str, Any]:

@@ -100,6 +100,31 @@ def token_metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[str])
     return out
 
 
+def _log_softmax(x: np.ndarray) -> np.ndarray:
+    x = x - x.max(axis=-1, keepdims=True)
+    return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
+
+
+def mean_loss(task: str, logits: Sequence[np.ndarray], gold: Sequence[Any]) -> float:
+    """The head's own loss over a data set, in numpy: cross-entropy (class, token; IGNORE_INDEX skipped),
+    binary cross-entropy (multi), mean squared error (float). Matches the heads' torch losses."""
+    if not len(logits):
+        return 0.0
+    if task == "class":
+        x = np.stack(logits).astype(np.float64)
+        return float(-_log_softmax(x)[np.arange(len(x)), np.asarray(gold, dtype=np.int64)].mean())
+    if task == "multi":
+        x, y = np.stack(logits).astype(np.float64), np.stack(gold).astype(np.float64)
+        return float((np.maximum(x, 0) - x * y + np.log1p(np.exp(-np.abs(x)))).mean())
+    if task == "float":
+        x, y = np.stack(logits).astype(np.float64), np.stack(gold).astype(np.float64)
+        return float(((x.reshape(y.shape) - y) ** 2).mean())
+    x = np.concatenate([np.asarray(r, dtype=np.float64) for r in logits])
+    y = np.concatenate([np.asarray(g, dtype=np.int64) for g in gold])
+    keep = y != IGNORE_INDEX
+    return float(-_log_softmax(x[keep])[np.arange(int(keep.sum())), y[keep]].mean()) if keep.any() else 0.0
+
+
 def format_report(task: str, metrics: dict[str, Any]) -> str:
     """A plain-text report: the headline numbers, a per-class table and the confusion matrix."""
     if task == "float":
