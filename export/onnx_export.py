@@ -42,15 +42,19 @@ def quiet() -> Iterator[None]:
 
 
 def export_dynamo(model: nn.Module, example: tuple[torch.Tensor, torch.Tensor], path: Path,
-                  opset: int | None, max_length: int) -> None:
+                  opset: int | None, max_length: int, fuse_attention: bool = True) -> None:
+    """``fuse_attention``: built-in softmax attentions become one com.microsoft.Attention node each."""
+    from .fused_attention import packed_attentions
+
     batch = torch.export.Dim("batch", min=1, max=4096)
     sequence = torch.export.Dim("sequence", min=1, max=max_length)
     dims = {0: batch, 1: sequence}
-    with quiet():
+    swap = packed_attentions(model) if fuse_attention else contextlib.nullcontext({})
+    with quiet(), swap as translations:
         program = torch.onnx.export(
             model, example, None, dynamo=True, input_names=list(INPUT_NAMES), output_names=[OUTPUT_NAME],
             dynamic_shapes={"input_ids": dims, "attention_mask": dims}, opset_version=opset,
-            verbose=False, optimize=True,
+            verbose=False, optimize=True, custom_translation_table=translations or None,
         )
         program.save(str(path))
 

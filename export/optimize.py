@@ -1,9 +1,10 @@
 """Graph optimisation saved offline, so serving does not redo it at every start.
 
-First choice: onnxruntime.transformers' BERT fusions (LayerNorm, SkipLayerNorm, Gelu/BiasGelu, and
-Attention where the graph matches its pattern) on top of onnxruntime's basic optimisations. The fused
-graph is checked for parity like any export; when it fails (the fusions assume BERT's shapes and
-some parts are not BERT), plain onnxruntime extended optimisations are the fallback.
+First choice: onnxruntime.transformers' BERT fusions (LayerNorm, Gelu/BiasGelu, and Attention where
+the graph matches its pattern; not SkipLayerNorm, whose CPU kernel is slower than the Add and
+LayerNorm it replaces) on top of onnxruntime's basic optimisations. The fused graph is checked for
+parity like any export; when it fails (the fusions assume BERT's shapes and some parts are not
+BERT), plain onnxruntime extended optimisations are the fallback.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .onnx_export import quiet
+from .runtime import DISABLED_OPTIMIZERS
 
 METHODS = ("transformers-fusion", "onnxruntime-extended")
 
@@ -19,10 +21,13 @@ def optimize(source: Path, target: Path, method: str, *, num_heads: int, d_model
     """Write the optimised graph of ``source`` to ``target``; returns what was fused (op -> count)."""
     with quiet():
         if method == "transformers-fusion":
+            from onnxruntime.transformers.fusion_options import FusionOptions
             from onnxruntime.transformers.optimizer import optimize_model
 
-            optimized = optimize_model(str(source), model_type="bert", num_heads=num_heads,
-                                       hidden_size=d_model, opt_level=1)
+            fusions = FusionOptions("bert")
+            fusions.enable_skip_layer_norm = fusions.enable_bias_skip_layer_norm = False  # slower on CPU
+            optimized = optimize_model(str(source), model_type="bert", num_heads=num_heads, hidden_size=d_model,
+                                       opt_level=1, optimization_options=fusions)
             fused = {op: n for op, n in optimized.get_fused_operator_statistics().items() if n}
             optimized.save_model_to_file(str(target))
             return {"method": method, "fused_ops": fused}
@@ -31,7 +36,8 @@ def optimize(source: Path, target: Path, method: str, *, num_heads: int, d_model
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
         options.optimized_model_filepath = str(target)
-        ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
+        ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"],
+                             disabled_optimizers=DISABLED_OPTIMIZERS)
     return {"method": method, "fused_ops": op_counts_delta(source, target)}
 
 

@@ -149,7 +149,8 @@ def test_optimize_fuses_bert_ops_and_keeps_parity(tmp_path):
     manifest = json.loads(_run_export(model, tmp_path, "--optimize", "--json").stdout)
     optimized = manifest["optimized"]
     assert optimized["method"] == "transformers-fusion" and optimized["parity"]["passed"]
-    assert optimized["fused_ops"].get("SkipLayerNormalization", 0) >= 1
+    assert optimized["fused_ops"].get("BiasGelu", 0) >= 1
+    assert "SkipLayerNormalization" not in optimized["fused_ops"]  # slower on CPU than Add + LayerNorm
     assert manifest["serve"] == "model.optimized.onnx"
     ids, mask = parity.probes(40, 32, seed=5)[-1].input_ids, parity.probes(40, 32, seed=5)[-1].attention_mask
     session = ort.InferenceSession(str(tmp_path / "out" / "model.optimized.onnx"), providers=["CPUExecutionProvider"])

@@ -25,6 +25,24 @@ def key_mask(mask: Tensor) -> Tensor:
     return mask.bool()[:, None, None, :]
 
 
+def _tracing() -> bool:
+    return torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.compiler.is_exporting()
+
+
+def attention_bias(mask: Optional[Tensor], dtype: torch.dtype) -> Optional[Tensor]:
+    """The additive key-padding bias for ``mask``, or None when no key is padded.
+
+    None lets scaled_dot_product_attention take its unmasked fast path (as transformers does). A
+    traced, scripted or exported graph always keeps the bias, since it must also serve padded batches.
+    """
+    if mask is None:
+        return None
+    if not torch.jit.is_scripting():  # TorchScript compiles only the bias path
+        if not _tracing() and bool(mask.all()):
+            return None
+    return padding_bias(key_mask(mask), dtype)
+
+
 class RotaryEmbedding(nn.Module):
     """Rotary position embedding (RoPE) applied to queries and keys of shape (B, h, S, dh)."""
 
@@ -128,6 +146,6 @@ def activation(name: str) -> nn.Module:
 
 
 __all__ = [
-    "QKVAttention", "RotaryEmbedding", "activation", "key_mask", "padding_bias", "pool",
+    "QKVAttention", "RotaryEmbedding", "activation", "attention_bias", "key_mask", "padding_bias", "pool",
     "scaled_dot_product",
 ]

@@ -5,7 +5,7 @@ from typing import Optional
 
 from torch import Tensor
 
-from zoo.nn import QKVAttention, key_mask, padding_bias, scaled_dot_product
+from zoo.nn import QKVAttention, attention_bias, scaled_dot_product
 
 
 class SDPAttention(QKVAttention):
@@ -13,8 +13,7 @@ class SDPAttention(QKVAttention):
         super().__init__(d_model=d_model, num_heads=num_heads, dropout=dropout)
 
     def attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Optional[Tensor]) -> Tensor:
-        bias = None if mask is None else padding_bias(key_mask(mask), q.dtype)
-        return scaled_dot_product(q, k, v, bias, self.active_dropout)
+        return scaled_dot_product(q, k, v, attention_bias(mask, q.dtype), self.active_dropout)
 
 
 class GroupedQueryAttention(SDPAttention):

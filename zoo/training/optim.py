@@ -17,9 +17,13 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 
 
 def make_optimizer(model: nn.Module, lr: float, weight_decay: float, device: str) -> torch.optim.AdamW:
-    fused = device.startswith("cuda")
-    return torch.optim.AdamW(param_groups(model, weight_decay), lr=lr, betas=(0.9, 0.999), eps=1e-8,
-                             fused=fused or None)
+    """AdamW with the fused kernel (CUDA, and CPU since torch 2.4): one pass over all tensors. On CPU it
+    measured 19 ms per step for MiniLM against 121 ms for the per-tensor loop (bench/NOTES.md)."""
+    groups = param_groups(model, weight_decay)
+    try:
+        return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999), eps=1e-8, fused=True)
+    except RuntimeError:  # a device or dtype without the fused kernel
+        return torch.optim.AdamW(param_groups(model, weight_decay), lr=lr, betas=(0.9, 0.999), eps=1e-8)
 
 
 def lr_factor(step: int, total: int, warmup: int) -> float:
