@@ -98,11 +98,12 @@ class OnnxModel:
     """An exported model served by onnxruntime. ``path``: an export directory or a .onnx file.
 
     A directory serves the file its manifest names under "serve" (model.int8.onnx after --quantize),
-    unless ``file`` picks another one (e.g. "model.onnx" for the fp32 graph).
+    unless ``file`` picks another one (e.g. "model.onnx" for the fp32 graph). Loading a file that failed its
+    parity or int8 check (kept with --allow-mismatch) prints a warning unless ``warn`` is False.
     """
 
     def __init__(self, path: str | os.PathLike, *, file: str | None = None, threads: int | None = None,
-                 spinning: bool = True):
+                 spinning: bool = True, warn: bool = True):
         import onnxruntime as ort
 
         path = Path(path)
@@ -117,7 +118,7 @@ class OnnxModel:
             raise ZooError(f"{path}: no such export directory or .onnx file")
         if not onnx_file.is_file():
             raise ZooError(f"{directory}: not an export directory (no {onnx_file.name})")
-        if file_failed_check(self.manifest, onnx_file.name):
+        if warn and file_failed_check(self.manifest, onnx_file.name):
             print(f"zoo: warning: {onnx_file} was exported with --allow-mismatch; its outputs differ from "
                   "the trained model beyond tolerance (see manifest.json)", file=sys.stderr)
         self.path = onnx_file
