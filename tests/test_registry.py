@@ -154,3 +154,18 @@ def test_save_load_roundtrip_is_exact(tmp_path):
     assert torch.equal(model(ids, mask), loaded(ids, mask))
     assert loaded.labels == ["a", "b", "c"]
     assert loaded.spec.to_dict() == model.spec.to_dict()
+
+
+def test_trace_logs_each_hook_call_with_its_time():
+    import os
+    import re
+    import subprocess
+    import sys
+
+    env = {**os.environ, "ZOO_TRACE_PLUGINS": "1", "ZOO_LOAD_PLUGINS": ""}
+    result = subprocess.run([sys.executable, "-m", "zoo", "parts", "--json"], env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("zoo: trace: ")]
+    for plugin, hook in [("zoo.attention", "register_attention"), ("zoo.encoders", "register_encoders"),
+                         ("zoo.heads", "register_heads")]:
+        assert any(re.fullmatch(rf"zoo: trace: {re.escape(plugin)}\.{hook} took \d+\.\d ms", line) for line in lines), lines
