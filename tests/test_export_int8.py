@@ -9,7 +9,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from test_export_fixtures import sentences, trained_model
+from export_fixtures import sentences, trained_model
 from zoo.cli import cli
 from zoo.export.quantize import agreement
 from zoo.tokenizer import encode
