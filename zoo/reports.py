@@ -52,7 +52,7 @@ def plot_curves(history: Sequence[dict[str, Any]], path: str | Path, task: str =
         right.legend()
     else:
         right.text(0.5, 0.5, "no eval data (pass --eval)", ha="center", va="center", transform=right.transAxes)
-    right.set(xlabel="epoch", ylabel=metric, title="Evaluation")
+    right.set(xlabel="epoch", ylabel="score", title="Evaluation")
     for ax in (left, right):
         ax.grid(alpha=0.3)
         ax.set_xticks(epochs)
