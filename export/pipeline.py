@@ -7,9 +7,6 @@ leaves a model.onnx that looks valid.
 from __future__ import annotations
 
 import copy
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -45,7 +42,7 @@ def export_model(model, output_dir, *, onnx: bool = True, torchscript: bool = Fa
     formats = [f for f, wanted in (("onnx", onnx), ("torchscript", torchscript)) if wanted]
     _check_arguments(formats, opset, atol, rtol, optimize, quantize, min_agreement)
     output = Path(output_dir)
-    _check_output(output, overwrite)
+    io.check_output(output, overwrite)
     parts = check_capabilities(model, formats)
     if calibration_texts is not None and getattr(model, "tokenizer", None) is None:
         raise ZooError("calibration data needs a model with a tokenizer; this model has none")
@@ -69,42 +66,40 @@ def export_model(model, output_dir, *, onnx: bool = True, torchscript: bool = Fa
         "tokenizer_settings": model.spec.tokenizer, "tolerance": {"atol": atol, "rtol": rtol},
         "trace_shape": list(example[0].shape), "serve": None,
     }
-    output.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".partial", dir=output.parent))
     failures: list[str] = []
-    try:
-        if onnx:
-            manifest["onnx"] = _onnx(source, example, work, opset, sizes["max_length"], references, atol, rtol)
-            _note(manifest["onnx"], "ONNX", failures, log)
-            manifest["serve"] = ONNX_NAME
-        if torchscript:
-            manifest["torchscript"] = _torchscript(source, example, work, references, atol, rtol)
-            _note(manifest["torchscript"], "TorchScript", failures, log)
-        if optimize:
-            manifest["optimized"] = _optimize(work, references, atol, rtol, sizes)
-            _note(manifest["optimized"], "optimised ONNX", failures, log)
-            if manifest["optimized"]["parity"]["passed"]:
-                manifest["serve"] = OPTIMIZED_NAME
-        if quantize:
-            base = work / manifest["serve"]
-            batches = _held_out(tokenizer, calibration_texts, sizes, pad)
-            manifest["int8"] = _int8(base, work / INT8_NAME, batches, manifest["task"], min_agreement)
-            _note_int8(manifest["int8"], failures, log)
-            if manifest["int8"]["passed"]:
-                manifest["serve"] = INT8_NAME
-        if tokenizer is not None:
-            io.write_text(work / TOKENIZER_NAME, tokenizer.to_str())
-        manifest["parity_passed"] = not failures
-        manifest["allow_mismatch"] = allow_mismatch
-        manifest["files"] = {f.name: f.stat().st_size for f in sorted(work.iterdir()) if not f.name.startswith(".")}
-        io.write_json(work / MANIFEST_NAME, manifest)
-        if failures and not allow_mismatch:
-            raise ExportMismatch(f"{failures[0]}; nothing was written (--allow-mismatch keeps it anyway)")
-        for stray in work.glob(".*"):
-            stray.unlink()
-        _publish(work, output)
+    try:  # built in a hidden directory that replaces the output only after every check (io.staged_directory)
+        with io.staged_directory(output) as work:
+            if onnx:
+                manifest["onnx"] = _onnx(source, example, work, opset, sizes["max_length"], references, atol, rtol)
+                _note(manifest["onnx"], "ONNX", failures, log)
+                manifest["serve"] = ONNX_NAME
+            if torchscript:
+                manifest["torchscript"] = _torchscript(source, example, work, references, atol, rtol)
+                _note(manifest["torchscript"], "TorchScript", failures, log)
+            if optimize:
+                manifest["optimized"] = _optimize(work, references, atol, rtol, sizes)
+                _note(manifest["optimized"], "optimised ONNX", failures, log)
+                if manifest["optimized"]["parity"]["passed"]:
+                    manifest["serve"] = OPTIMIZED_NAME
+            if quantize:
+                base = work / manifest["serve"]
+                batches = _held_out(tokenizer, calibration_texts, sizes, pad)
+                manifest["int8"] = _int8(base, work / INT8_NAME, batches, manifest["task"], min_agreement)
+                _note_int8(manifest["int8"], failures, log)
+                if manifest["int8"]["passed"]:
+                    manifest["serve"] = INT8_NAME
+            if tokenizer is not None:
+                io.write_text(work / TOKENIZER_NAME, tokenizer.to_str())
+            manifest["parity_passed"] = not failures
+            manifest["allow_mismatch"] = allow_mismatch
+            manifest["files"] = {f.name: f.stat().st_size for f in sorted(work.iterdir())
+                                 if not f.name.startswith(".")}
+            io.write_json(work / MANIFEST_NAME, manifest)
+            if failures and not allow_mismatch:
+                raise ExportMismatch(f"{failures[0]}; nothing was written (--allow-mismatch keeps it anyway)")
+            for stray in work.glob(".*"):
+                stray.unlink()
     finally:
-        shutil.rmtree(work, ignore_errors=True)
         source.train(was_training)
     if failures:
         log(f"WARNING: kept an export that FAILED its checks (--allow-mismatch): {'; '.join(failures)}")
@@ -245,31 +240,6 @@ def _check_arguments(formats, opset, atol, rtol, optimize, quantize, min_agreeme
         raise ZooError(f"tolerances must be >= 0, got atol={atol}, rtol={rtol}")
     if not 0 <= min_agreement <= 1:
         raise ZooError(f"min_agreement must be in [0, 1], got {min_agreement}")
-
-
-def _check_output(output: Path, overwrite: bool) -> None:
-    if output.exists() and not output.is_dir():
-        raise ZooError(f"{output} exists and is not a directory")
-    if output.is_dir() and any(output.iterdir()) and not overwrite:
-        raise ZooError(f"{output} already exists and is not empty; pass --overwrite to replace it")
-
-
-def _publish(work: Path, output: Path) -> None:
-    """Move the finished export into place; an old one is replaced only now, after every check."""
-    os.chmod(work, 0o777 & ~_umask())
-    if output.is_dir():
-        old = output.with_name(f".{output.name}.old-{os.getpid()}")
-        os.replace(output, old)
-        os.replace(work, output)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(work, output)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _pad_id(tokenizer) -> int:

