@@ -16,7 +16,7 @@ import zoo
 from zoo.errors import ZooError
 from zoo.training import TrainConfig, finetune
 from zoo.training.batching import epoch_batches, micro_batch
-from zoo.training.device import DistEnv, cpu_threads, dist_env, pick_device, pick_precision
+from zoo.device import DistEnv, cpu_threads, dist_env, pick_device, pick_precision
 from zoo.training.optim import lr_factor, param_groups
 
 POSITIVE, NEGATIVE = ["good", "great", "nice", "happy"], ["bad", "awful", "sad", "poor"]
@@ -82,11 +82,12 @@ def test_every_head_learns_its_synthetic_task(tmp_path, head, options):
         assert final["accuracy"] >= 0.95 and final["macro_f1"] >= 0.95
     else:  # rounding the predicted count must recover it
         from zoo.inference import ModelPredictor, row_logits
-        from zoo.data import read_table, tokenize
+        from zoo.data import read_table
+        from zoo.tokenizer import encode_rows, ids_of
 
         model = zoo.load_model(tmp_path / "ft")
         predictor = ModelPredictor(model)
-        ids, _ = tokenize(model.tokenizer, read_table(dev), predictor.max_length)
+        ids = ids_of(encode_rows(model.tokenizer, read_table(dev).texts, max_length=predictor.max_length))
         predicted = np.rint(np.concatenate(row_logits(predictor, ids)))
         truth = np.array([r["label"] for r in synthetic(head, 120, 2)])
         assert (predicted == truth).mean() >= 0.95 and final["r2"] >= 0.9

@@ -9,7 +9,6 @@ from typing import Any, Sequence
 
 from . import io
 from .errors import ZooError
-from .metrics import MAIN_METRIC
 
 INSTALL_HINT = "pip install 'zoo[reports]'"
 
@@ -31,12 +30,12 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def plot_curves(history: Sequence[dict[str, Any]], path: str | Path, task: str = "class") -> Path:
-    """Train (and eval) loss on the left, the task's main eval metric on the right, per epoch."""
+def plot_curves(history: Sequence[dict[str, Any]], path: str | Path, metric: str = "macro_f1",
+                lower_is_better: bool = False) -> Path:
+    """Train (and eval) loss on the left, the task's main eval ``metric`` on the right, per epoch."""
     plt = _pyplot()
     epochs = [row["epoch"] for row in history]
     evals = [row.get("eval") or {} for row in history]
-    metric = MAIN_METRIC.get(task, "macro_f1")
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
     left.plot(epochs, [row["train_loss"] for row in history], "o-", label="train loss")
     if any("loss" in e for e in evals):
@@ -47,7 +46,7 @@ def plot_curves(history: Sequence[dict[str, Any]], path: str | Path, task: str =
         right.plot(epochs, [e.get(metric) for e in evals], "o-", color="tab:green", label=f"eval {metric}")
         if any("accuracy" in e for e in evals) and metric != "accuracy":
             right.plot(epochs, [e.get("accuracy") for e in evals], "s--", color="tab:olive", label="eval accuracy")
-        best = max(range(len(evals)), key=lambda i: evals[i].get(metric, float("-inf")) * (-1 if metric == "mse" else 1))
+        best = max(range(len(evals)), key=lambda i: evals[i].get(metric, float("-inf")) * (-1 if lower_is_better else 1))
         right.axvline(epochs[best], color="grey", linestyle=":", label=f"best (epoch {epochs[best]})")
         right.legend()
     else:
@@ -86,13 +85,13 @@ def plot_confusion(matrix: Sequence[Sequence[int]], labels: Sequence[str], path:
     return out
 
 
-def write_report(task: str, metrics: dict[str, Any], directory: str | Path, title: str = "Evaluation") -> Path:
-    """report.md (headline metrics, per-class table) plus confusion.png for classification tasks."""
+def write_report(metrics: dict[str, Any], directory: str | Path, title: str = "Evaluation",
+                 headline: Sequence[str] = ()) -> Path:
+    """report.md (the ``headline`` metrics, a per-class table) plus confusion.png when there is a matrix."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     lines = [f"# {title}", ""]
-    headline = [k for k in ("n", "tokens", "accuracy", "macro_f1", "exact_match", "micro_f1",
-                            "mse", "rmse", "mae", "r2", "pearson") if k in metrics]
+    headline = [k for k in ("n", "tokens", *headline, "loss") if k in metrics]
     lines += ["| metric | value |", "| --- | --- |"]
     lines += [f"| {k} | {metrics[k]:.4f} |" if isinstance(metrics[k], float) else f"| {k} | {metrics[k]} |"
               for k in headline]

@@ -5,7 +5,7 @@ import json
 
 import click
 
-from .finetune import data_columns
+from .options import data_columns
 
 
 @click.command()
@@ -20,17 +20,18 @@ def evaluate(model, data, text_column, label_column, pair_column, batch_size, as
     """Accuracy, macro-F1, per-class P/R/F1 and the confusion matrix (or the task's own metrics)."""
     from zoo.data import read_table
     from zoo.inference import evaluate_table, load_predictor
-    from zoo.metrics import format_report
 
     predictor = load_predictor(model)
-    table = read_table(data, text_column=text_column, label_column=label_column, pair_column=pair_column)
+    task = predictor.task
+    table = read_table(data, text_column=text_column, label_column=label_column, pair_column=pair_column,
+                       allow_empty_labels=task.allows_empty_labels)
     metrics = evaluate_table(predictor, table, batch_size)
     if report_dir:
         from zoo.reports import write_report
 
-        write_report(predictor.task, metrics, report_dir, title=f"{model} on {data}")
+        write_report(metrics, report_dir, title=f"{model} on {data}", headline=task.summary_metrics)
     if as_json:
-        click.echo(json.dumps({"task": predictor.task, **metrics}, indent=2, ensure_ascii=False))
+        click.echo(json.dumps({"task": task.name, **metrics}, indent=2, ensure_ascii=False))
     else:
         click.echo(f"{len(table)} examples from {data}")
-        click.echo(format_report(predictor.task, metrics))
+        click.echo(task.format_report(metrics))

@@ -1,20 +1,12 @@
 """``zoo finetune``: train a model directory (or a Hugging Face BERT directory) on labelled text."""
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import click
 
-from .options import Choice
-
-
-def data_columns(f):
-    f = click.option("--text-pair-column", "pair_column", default=None, help="Second text of a pair.")(f)
-    f = click.option("--label-column", default=None, help="Label column [default: label, or a usual name].")(f)
-    f = click.option("--text-column", default=None, help="Text column [default: text, or a usual name].")(f)
-    return f
+from .options import Choice, data_columns
 
 
 @click.command()
@@ -86,12 +78,13 @@ def write_curves(output: Path, history, quiet: bool) -> None:
 
     if not history or int(os.environ.get("RANK", "0")) != 0:
         return
+    from zoo.constants import CURVES_NAME
+    from zoo.spec import ModelSpec
+    from zoo.tasks import load_task
+
+    task = load_task(ModelSpec.read(output).task)
     try:
-        task = json.loads((output / "config.json").read_text())["extra"]["training"]["task"]
-    except (OSError, ValueError, KeyError, TypeError):
-        task = "class"
-    try:
-        plot_curves(history, output / "curves.png", task=task)
+        plot_curves(history, output / CURVES_NAME, metric=task.main_metric, lower_is_better=task.lower_is_better)
     except ZooError as exc:
         if not quiet:
             click.echo(f"zoo: no curves.png ({exc})", err=True)

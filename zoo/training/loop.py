@@ -14,22 +14,21 @@ import torch
 import torch.distributed as dist
 
 from zoo import io
-from zoo.data import encode_labels, read_table, tokenize
+from zoo.constants import METRICS_NAME
+from zoo.data import read_table
 from zoo.errors import ZooError
-from zoo.inference import ModelPredictor, evaluate_rows, row_logits
-from zoo.metrics import MAIN_METRIC, is_better
-from zoo.tokenizer import pad_id
+from zoo.inference import ModelPredictor, row_logits
+from zoo.tokenizer import ids_of, pad_id
 
-from . import device as D
+from zoo import device as D
 from .batching import Collate, epoch_batches, micro_batch
 from .config import PRETRAINED_LR, SCRATCH_LR, TrainConfig
 from .optim import lr_factor, make_optimizer, set_lr, warmup_steps
-from .prepare import ensure_tokenizer, fit_labels, lengths, load_start_model, max_length, task_of
+from .prepare import ensure_tokenizer, fit_labels, lengths, load_start_model, max_length
 from .board import Board
 from .progress import Progress
 from .state import STATE_NAME, model_from_state, read_state, restore, save_state
 
-METRICS_NAME = "metrics.jsonl"
 
 
 @dataclass
@@ -124,32 +123,34 @@ class _Run:
         self.on_step = on_step
 
     # ---- setup ----------------------------------------------------------------------------------------
-    def _model(self, model: Any, saved, train_table):
-        if saved is not None:
-            return model_from_state(self.output / STATE_NAME, *saved)
-        built = load_start_model(model, self.config.seed)
-        task = task_of(built)
-        names = fit_labels(built, train_table, task, self.config.seed)
+    def _fit(self, train_table):
+        """A fresh run's model takes the data's label set, a tokenizer when it has none, and the length."""
+        built = self.model
+        names = fit_labels(built, train_table, self.config.seed)
         ensure_tokenizer(built, train_table)
         built.spec.tokenizer["max_length"] = max_length(built, self.config.max_length)
         built.spec.tokenizer.setdefault("pad_id", pad_id(built.tokenizer))
-        return built, names
+        return names
 
-    def _encode(self, table, task: str, names, num_labels: int):
-        gold = encode_labels(table, task, names, num_labels)
-        ids, token_gold = tokenize(self.model.tokenizer, table, self.model.spec.tokenizer["max_length"],
-                                   gold if task == "token" else None)
-        return ids, token_gold if task == "token" else gold
+    def _encode(self, table, names, num_labels: int):
+        encodings = self.task.inputs(self.model.tokenizer, table, self.model.spec.tokenizer["max_length"])
+        return ids_of(encodings), self.task.targets(table, names, num_labels, encodings)
 
     def run(self, model: Any, train, eval, saved, columns) -> TrainResult:
         cfg, env = self.config, self.env
+        if saved is not None:
+            self.model, names = model_from_state(self.output / STATE_NAME, *saved)
+        else:
+            self.model = load_start_model(model, cfg.seed)
+        self.task = self.model.task
+        columns = {**columns, "allow_empty_labels": self.task.allows_empty_labels}
         train_table = read_table(train, **columns)
         eval_table = read_table(eval, **columns) if eval is not None else None
-        self.model, names = self._model(model, saved, train_table)
-        self.task = task = task_of(self.model)
+        if saved is None:
+            names = self._fit(train_table)
         num = self.model.spec.sizes["num_labels"]
-        self.train_ids, self.train_gold = self._encode(train_table, task, names, num)
-        self.eval_data = self._encode(eval_table, task, names, num) if eval_table is not None else None
+        self.train_ids, self.train_gold = self._encode(train_table, names, num)
+        self.eval_data = self._encode(eval_table, names, num) if eval_table is not None else None
         self.names = names or []
         if saved is None:
             torch.manual_seed(cfg.seed + env.rank)
@@ -278,7 +279,7 @@ class _Run:
             return None
         ids, gold = self.eval_data
         predictor = ModelPredictor(self.model, self.device, self.precision)
-        return evaluate_rows(self.task, row_logits(predictor, ids, self.config.eval_batch_size), gold, self.names)
+        return self.task.evaluate(row_logits(predictor, ids, self.config.eval_batch_size), gold, self.names or None)
 
     def _end_epoch(self, pos, train_loss: float, rows: int, seconds: float, tokens_s: float) -> dict[str, Any]:
         metrics = self.evaluate()
@@ -290,17 +291,16 @@ class _Run:
                                   "tokens_per_s": round(tokens_s, 1), "epoch_seconds": round(seconds, 2)}
         improved = True
         if metrics is not None:
-            key = MAIN_METRIC[self.task]
+            key = self.task.main_metric
             record["eval"] = metrics
-            improved = is_better(self.task, metrics[key], pos["best"] and pos["best"]["value"])
+            improved = self.task.better(metrics[key], pos["best"] and pos["best"]["value"])
             if improved:
                 pos["best"] = {"epoch": pos["epoch"], "metric": key, "value": metrics[key]}
                 pos["bad_epochs"] = 0
             else:
                 pos["bad_epochs"] += 1
             record["best"] = improved
-            summary = " ".join(f"{k} {metrics[k]:.4f}" for k in ("accuracy", "macro_f1", "micro_f1", "mse", "r2")
-                               if k in metrics)
+            summary = self.task.summary(metrics)
             self.progress.note(f"epoch {pos['epoch']}: train loss {train_loss:.4f}; eval {summary}"
                                + (" (best)" if improved else ""))
         else:
@@ -321,7 +321,7 @@ class _Run:
 
     def _save_model(self, pos) -> None:
         spec = self.model.spec
-        spec.extra["training"] = {"train": self.train_source, "task": self.task, "epochs": pos["epoch"],
+        spec.extra["training"] = {"train": self.train_source, "task": self.task.name, "epochs": pos["epoch"],
                                   "steps": pos["step"], "best": pos["best"], "config": self.config.to_dict(),
                                   "world_size": self.env.world_size, "device": self.device,
                                   "precision": self.precision}

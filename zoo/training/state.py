@@ -10,9 +10,9 @@ from typing import Any
 import torch
 
 from zoo import io
+from zoo.constants import STATE_NAME  # noqa: F401  (re-exported)
 from zoo.errors import ZooError
 
-STATE_NAME = "trainer_state.safetensors"
 
 
 def save_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, info: dict[str, Any]) -> None:
@@ -79,7 +79,7 @@ def model_from_state(path: Path, tensors: dict[str, torch.Tensor], info: dict[st
     against the saved tensors on the meta device before any memory is allocated for it."""
     from tokenizers import Tokenizer
 
-    from zoo.model import _SAFETENSORS_DTYPES, assemble_checked
+    from zoo.model import _SAFETENSORS_DTYPES, assemble_checked, check_labels
     from zoo.spec import ModelSpec
 
     spec = ModelSpec.from_dict(info["spec"], str(path))
@@ -91,9 +91,10 @@ def model_from_state(path: Path, tensors: dict[str, torch.Tensor], info: dict[st
     except Exception as exc:  # tokenizers raises its own exception type
         raise ZooError(f"{path}: damaged training checkpoint (its tokenizer: {exc})") from None
     labels = info.get("labels")
-    if labels is not None and len(labels) != spec.sizes["num_labels"]:
-        raise ZooError(f"{path}: damaged training checkpoint ({len(labels)} labels but num_labels is "
-                       f"{spec.sizes['num_labels']})")
+    try:
+        check_labels(spec, labels, str(path))
+    except ZooError as exc:
+        raise ZooError(f"{path}: damaged training checkpoint ({str(exc).removeprefix(f'{path}: ')})") from None
     return model, labels
 
 
