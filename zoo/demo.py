@@ -85,7 +85,7 @@ def _run_demo(output: str | Path, *, samples: int, epochs: int, seed: int, overw
     from .hf import import_pretrained
     from .inference import evaluate_table, load_predictor, predict_table
     from .training.config import TrainConfig
-    from .training.loop import finetune
+    from .training.recipe import finetune
 
     checkpoint, tweets = demo_assets()
     output = prepare_output(output, overwrite)

