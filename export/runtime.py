@@ -6,7 +6,6 @@
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from zoo.errors import ZooError
+from zoo.io import read_json
 
 from zoo.constants import MANIFEST_NAME, ONNX_NAME, TOKENIZER_NAME
 INPUT_NAMES, OUTPUT_NAME = ("input_ids", "attention_mask"), "logits"
@@ -63,10 +63,7 @@ def read_manifest(directory: Path) -> dict[str, Any]:
     path = directory / MANIFEST_NAME
     if not path.is_file():
         return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise ZooError(f"{path}: not valid JSON ({exc})") from None
+    data = read_json(path)
     if not isinstance(data, dict):
         raise ZooError(f"{path}: expected a JSON object")
     serve, labels = data.get("serve"), data.get("labels")

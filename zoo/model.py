@@ -269,21 +269,24 @@ _SAFETENSORS_DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat1
                        torch.int64: "I64", torch.int32: "I32", torch.bool: "BOOL", torch.uint8: "U8"}
 
 
-def check_tensors(expected: dict[str, Tensor], header: dict[str, tuple[tuple[int, ...], str]], file: Path) -> None:
-    """Names, shapes and dtypes must match exactly; the message names the file and the first bad tensor."""
+def check_tensors(expected: dict[str, Tensor], header: dict[str, tuple[tuple[int, ...], str | None]],
+                  file: Path | str, context: str = "") -> None:
+    """Names, shapes and dtypes (None in ``header``: any) must match exactly; the message names the file, the
+    first bad tensor and ``context``. The one check for model directories, training checkpoints and imports."""
+    then = f"; {context}" if context else ""
     missing = sorted(expected.keys() - header.keys())
     unexpected = sorted(header.keys() - expected.keys())
     for problem, names in (("missing", missing), ("unexpected", unexpected)):
         if names:
             more = f" and {len(names) - 1} more" if len(names) > 1 else ""
-            raise ZooError(f"{file}: {problem} tensor '{names[0]}'{more}")
+            raise ZooError(f"{file}: {problem} tensor '{names[0]}'{more}{then}")
     for key, want in expected.items():
         shape, dtype = header[key]
         if shape != tuple(want.shape):
-            raise ZooError(f"{file}: tensor '{key}' has shape {shape}, expected {tuple(want.shape)}")
-        if dtype != _SAFETENSORS_DTYPES.get(want.dtype, str(want.dtype)):
+            raise ZooError(f"{file}: tensor '{key}' has shape {shape}, expected {tuple(want.shape)}{then}")
+        if dtype is not None and dtype != _SAFETENSORS_DTYPES.get(want.dtype, str(want.dtype)):
             raise ZooError(f"{file}: tensor '{key}' has dtype {dtype}, expected "
-                           f"{_SAFETENSORS_DTYPES.get(want.dtype, want.dtype)}")
+                           f"{_SAFETENSORS_DTYPES.get(want.dtype, want.dtype)}{then}")
 
 
 def load_weights(model: nn.Module, file: Path) -> None:

@@ -97,7 +97,6 @@ class FineTuneRecipe:
     # ---- setup ------------------------------------------------------------------------------------------
     def setup(self, model: Any, train, eval, *, resume: bool, overwrite: bool, columns: dict[str, Any]) -> None:
         """Read the data, build (or restore) the model, optimizer and state, and start the loggers."""
-        env = self.env
         if not resume:
             self._check_output(overwrite)
         saved = read_state(self.output / STATE_NAME) if resume else None
@@ -106,17 +105,27 @@ class FineTuneRecipe:
                 self.config = TrainConfig.from_dict(saved[1]["config"])
             except TypeError as exc:
                 raise ZooError(f"{self.output / STATE_NAME}: damaged training checkpoint ({exc})") from None
-        cfg = self.config
+        self._place()
+        self._data(model, train, eval, saved, columns)
+        self._optimizer(saved)
+        self.wrapped = self._wrap()
+        self.loggers = self._loggers()
+
+    def _place(self) -> None:
+        """Device, precision, processes and threads."""
+        cfg, env = self.config, self.env
         self.device, self.precision = D.resolve(cfg.device, cfg.precision, env)
         self._start_processes()
         if self.device == "cpu":
             torch.set_num_threads(D.cpu_threads(env.local_world_size, cfg.num_threads))
         self.progress = Progress(self.show_progress and env.is_main, log_every=cfg.log_every)
 
+    def _data(self, model: Any, train, eval, saved, columns: dict[str, Any]) -> None:
+        """The model (the saved run's, or the starting one fitted to the data) and the encoded data."""
         if saved is not None:
             self.model, names = model_from_state(self.output / STATE_NAME, *saved)
         else:
-            self.model = load_start_model(model, cfg.seed)
+            self.model = load_start_model(model, self.config.seed)
         self.task = self.model.task
         columns = {**columns, "allow_empty_labels": self.task.allows_empty_labels}
         train_table = read_table(train, **columns)
@@ -129,8 +138,11 @@ class FineTuneRecipe:
         self.eval_data = self._encode(eval_table, names, num) if eval_table is not None else None
         self.train_source = str(train)
 
+    def _optimizer(self, saved) -> None:
+        """AdamW, the schedule and the state: fresh, or exactly as saved (weights, moments, RNG, position)."""
+        cfg = self.config
         if saved is None:
-            torch.manual_seed(cfg.seed + env.rank)
+            torch.manual_seed(cfg.seed + self.env.rank)
         self.model.to(self.device).train()
         self.base_lr = cfg.lr or (PRETRAINED_LR if "source" in self.model.spec.extra else SCRATCH_LR)
         self.optimizer = make_optimizer(self.model, self.base_lr, cfg.weight_decay, self.device)
@@ -143,8 +155,6 @@ class FineTuneRecipe:
             restore(saved[0], saved[1], self.model, self.optimizer)
             self.state = TrainState.from_dict(saved[1]["position"])
             self.progress.note(f"zoo: resuming at epoch {self.state.epoch + 1}, step {self.state.step}")
-        self.wrapped = self._wrap()
-        self.loggers = self._loggers()
 
     def _check_output(self, overwrite: bool) -> None:
         output = self.output
