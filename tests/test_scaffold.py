@@ -42,12 +42,34 @@ def test_new_attention_package_has_every_file(tmp_path):
     assert "zoo build --arch transformer --attention sigmoid" in (out / "README.md").read_text()
 
 
+def test_new_task_package_has_a_task_and_a_head_that_serves_it(tmp_path):
+    out = tmp_path / "pkg"
+    result = run("plugin", "new", "zoo-stars-task", "--kind", "task", "--output", str(out))
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[0] == f"wrote {out}: task 'stars' in plugin 'zoo-stars-task'"
+    files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert files == ["README.md", "pyproject.toml", "tests/test_zoo_stars_task.py", "zoo_stars_task/__init__.py",
+                     "zoo_stars_task/head.py", "zoo_stars_task/task.py"]
+    init = (out / "zoo_stars_task/__init__.py").read_text()
+    assert 'register("stars", "zoo_stars_task.task:StarsTask"' in init  # lazy paths, both parts
+    assert 'register("stars", "zoo_stars_task.head:StarsHead", task="stars"' in init
+    assert "torch" not in init.replace("imports no torch", "")
+    assert "import torch" not in (out / "zoo_stars_task/task.py").read_text().split("class StarsTask")[0]
+    for path in out.rglob("*.py"):
+        compile(path.read_text(), str(path), "exec")
+    test = (out / "tests/test_zoo_stars_task.py").read_text()
+    assert 'testing.check_part("task", PART)' in test
+    assert 'info.parts == {"task": ["stars"], "head": ["stars"]}' in test
+    assert "zoo build --arch transformer --head stars" in (out / "README.md").read_text()
+
+
 @pytest.mark.parametrize("name, kind, part, expected", [
     ("zoo-sigmoid-attention", "attention", None, ("zoo_sigmoid_attention", "sigmoid", "SigmoidAttention")),
     ("zoo-deep-narrow-encoder", "encoder", None, ("zoo_deep_narrow_encoder", "deep-narrow", "DeepNarrowEncoder")),
     ("maxpool", "head", None, ("maxpool", "maxpool", "MaxpoolHead")),
     ("zoo-head", "head", None, ("zoo_head", "head", "HeadHead")),
     ("zoo-x2", "attention", "2d", ("zoo_x2", "2d", "My2dAttention")),
+    ("zoo-stars-task", "task", None, ("zoo_stars_task", "stars", "StarsTask")),
 ])
 def test_names_derived_from_the_distribution_name(name, kind, part, expected):
     names = derive_names(name, kind, part)
@@ -55,7 +77,7 @@ def test_names_derived_from_the_distribution_name(name, kind, part, expected):
 
 
 def test_the_generated_parts_pass_the_kit_in_process(tmp_path, inline_plugin):
-    """All three templates, registered inline: together in one model, and each through the conformance kit
+    """Every template, registered inline: together in one model, and each through the conformance kit
     without export (the round trip below runs the generated tests, export included)."""
     import importlib
 
@@ -63,12 +85,14 @@ def test_the_generated_parts_pass_the_kit_in_process(tmp_path, inline_plugin):
 
     from zoo import testing
 
-    for kind in ("attention", "encoder", "head"):
+    kinds = ("attention", "encoder", "head", "task")
+    for kind in kinds:  # the task package's task and head are 'tt' (its head would clash with zoo-t-head's 't')
         out = tmp_path / kind
-        assert run("plugin", "new", f"zoo-t-{kind}", "--kind", kind, "-o", str(out)).exit_code == 0
-    sys.path[:0] = [str(tmp_path / k) for k in ("attention", "encoder", "head")]
+        part = ["--part", "tt"] if kind == "task" else []
+        assert run("plugin", "new", f"zoo-t-{kind}", "--kind", kind, *part, "-o", str(out)).exit_code == 0
+    sys.path[:0] = [str(tmp_path / k) for k in kinds]
     try:
-        for kind in ("attention", "encoder", "head"):
+        for kind in kinds:
             inline_plugin(importlib.import_module(f"zoo_t_{kind}"), name=f"zoo-t-{kind}")
         import zoo
 
@@ -80,9 +104,14 @@ def test_the_generated_parts_pass_the_kit_in_process(tmp_path, inline_plugin):
             "zoo-t-attention", "zoo-t-encoder", "zoo-t-head"}
         for kind in ("attention", "encoder", "head"):
             assert testing.check_part(kind, f"zoo-t-{kind}:t", export=False)
+        assert testing.check_part("task", "zoo-t-task:tt", export=False) == [
+            "task 'tt' with encoder 'transformer' and attention 'sdpa' and head 'tt'"]
+        task_model = zoo.build_model("t", head="tt", attention="t", vocab_size=50, d_model=16, num_layers=1,
+                                     num_heads=2, labels=["no", "yes"], seed=0)
+        assert (task_model.spec.task.ref, task_model.spec.head.plugin) == ("zoo-t-task:tt", "zoo-t-task")
     finally:
-        del sys.path[:3]
-        for kind in ("attention", "encoder", "head"):
+        del sys.path[:len(kinds)]
+        for kind in kinds:
             for module in [m for m in sys.modules if m == f"zoo_t_{kind}" or m.startswith(f"zoo_t_{kind}.")]:
                 del sys.modules[module]
 
@@ -116,7 +145,7 @@ def test_existing_directory_is_not_overwritten(tmp_path):
 
 def test_unknown_kind_and_a_clash_note(tmp_path):
     result = run("plugin", "new", "zoo-x", "--kind", "atention", "-o", str(tmp_path / "x"))
-    assert result.exit_code == 2 and "'atention' is not one of 'attention', 'encoder', 'head'" in result.output
+    assert result.exit_code == 2 and "'atention' is not one of 'attention', 'encoder', 'head', 'task'" in result.output
     result = run("plugin", "new", "zoo-local-attention", "--kind", "attention", "-o", str(tmp_path / "local"))
     assert result.exit_code == 0
     assert ("note: attention 'local' is also registered by zoo.attention; users will pick yours with "
@@ -124,7 +153,9 @@ def test_unknown_kind_and_a_clash_note(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["attention", "head"])  # an encoder's kit run exports 6 models: ~1 min
+# An encoder's kit run exports 6 models (~1 min). A task package holds a head from the head template, so "task"
+# also installs and exports that template; the head package itself is checked in process above.
+@pytest.mark.parametrize("kind", ["attention", "task"])
 def test_scaffold_install_and_its_tests_pass(kind, tmp_path):
     name = f"zoo-fresh-{kind}"
     package, site = tmp_path / name, tmp_path / "site"

@@ -1,10 +1,13 @@
 """The files `zoo plugin new` writes, as string.Template texts ($name, $module, $part, $class_name, $kind).
+A task package (--kind task) holds a task and a head that serves it ($head_class).
 
 Kept as Python strings so the templates ship inside the `zoo` package with no package-data set-up.
 """
 from __future__ import annotations
 
 from string import Template
+
+from zoo.registry import HOOKS
 
 PYPROJECT = """\
 [build-system]
@@ -37,7 +40,7 @@ README = """\
 # $name
 
 $description: a plugin for zoo, the model zoo of transformer encoders assembled from named parts.
-It registers the $kind `$part`.
+It registers $registers.
 
 ## Install
 
@@ -54,7 +57,7 @@ $usage
 
 ## Develop
 
-The tests run zoo's conformance kit (`zoo.testing`) on the part: forward and backward with every built-in
+The tests run zoo's conformance kit (`zoo.testing`) on the $kind: forward and backward with every built-in
 partner, padding invariance, save and load, determinism, ONNX and TorchScript parity.
 
 ```console
@@ -62,7 +65,7 @@ pip install -e '.[test]'
 pytest
 ```
 
-The plugin's top-level module (`$module/__init__.py`) registers the part as a lazy import path, so
+The plugin's top-level module (`$module/__init__.py`) registers $parts_word by lazy import path, so
 `zoo --help` and `zoo parts` never import torch or `$module.$kind`. Keep it that way.
 See zoo's docs/plugins.md for the hooks, the factory contract and capabilities.
 """
@@ -76,6 +79,23 @@ from zoo import hookimpl
 @hookimpl
 def $hook(register):
     register("$part", "$module.$kind:$class_name", description="$description"$capabilities)
+"""
+
+INIT_TASK = """\
+\"\"\"$name: zoo plugin module (the `zoo` entry point names it). It imports no torch: the task and the head
+are registered as lazy "module:attr" paths and imported the first time a model uses them.\"\"\"
+from zoo import hookimpl
+
+
+@hookimpl
+def register_tasks(register):
+    register("$part", "$module.task:$class_name", description="$description")
+
+
+@hookimpl
+def register_heads(register):
+    register("$part", "$module.head:$head_class", task="$part",
+             description="Mean pooling and a linear layer for task '$part'")
 """
 
 ATTENTION = """\
@@ -185,7 +205,7 @@ HEAD = """\
 zoo calls the class with d_model, num_labels, dropout and the user's options (here: `hidden_dim`).
 Contract: forward(hidden (B, S, D), mask (B, S) bool or None) -> logits (B, num_labels), and
 loss(logits, labels, mask) -> scalar, with labels as the task it serves collates them
-(task "classification": (B,) class indices).
+($served: (B,) class indices).
 \"\"\"
 from __future__ import annotations
 
@@ -195,7 +215,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
-class $class_name(nn.Module):
+class $head_class(nn.Module):
     def __init__(self, *, d_model: int, num_labels: int, dropout: float, hidden_dim: int = 0):
         super().__init__()
         if hidden_dim < 0:
@@ -217,6 +237,61 @@ class $class_name(nn.Module):
         return F.cross_entropy(logits.float(), labels.long())
 """
 
+TASK = """\
+\"\"\"The $part task: what a label is, how a batch of labels is collated, how outputs are scored and printed.
+
+This starting point is single-label classification: one label name per text, (B,) class indices for the
+head's loss (head.py), accuracy as the main metric. Change what your task does differently; docs/plugins.md
+(register_tasks) lists every member of zoo.tasks.Task and what zoo uses it for. Keep torch out of this
+module's imports (import it inside collate and synthetic_labels): an ONNX export is served without torch.
+\"\"\"
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from zoo.tasks import Task, class_name, log_softmax, lookup, one_line, softmax
+
+
+class $class_name(Task):
+    main_metric = "accuracy"         # picks the best epoch (set lower_is_better = True for an error)
+    summary_metrics = ("accuracy",)  # printed after each epoch and by `zoo evaluate`
+    # agreement() (int8 against fp32) is inherited: the argmax of each row, right for this task.
+
+    def target(self, label, index, num_labels, text, encoding, where) -> int:
+        \"\"\"One raw label cell -> its target; a ValueError is reported with the file and line.\"\"\"
+        return lookup(index, class_name(label))
+
+    def collate(self, targets: list[int]):
+        import torch
+
+        return torch.tensor(targets, dtype=torch.long)  # the `labels` that head.loss receives
+
+    def evaluate(self, outputs, targets, names) -> dict[str, Any]:
+        if not outputs:
+            return {"n": 0, "accuracy": 0.0, "loss": 0.0}
+        x, gold = np.stack(outputs).astype(np.float64), np.asarray(targets, dtype=np.int64)
+        loss = float(-log_softmax(x)[np.arange(len(x)), gold].mean())  # head.loss, in numpy
+        return {"n": len(gold), "accuracy": float((x.argmax(-1) == gold).mean()), "loss": loss}
+
+    def predict(self, table, encodings, outputs, names, top_k=1) -> list[dict[str, Any]]:
+        results = []
+        for text, x in zip(table.texts, outputs):
+            p, best = softmax(x.astype(np.float64)), int(x.argmax())
+            label = names[best] if best < len(names or []) else str(best)
+            results.append({"text": text, "label": label, "probability": float(p[best])})  # `zoo predict --json`
+        return results
+
+    def format_prediction(self, result: dict[str, Any]) -> str:
+        return f"{result['label']}\\t{result['probability']:.4f}\\t{one_line(result['text'])}"  # `zoo predict`
+
+    def synthetic_labels(self, batch, seq, num_labels, generator):
+        import torch
+
+        return torch.randint(0, num_labels, (batch,), generator=generator)  # shaped as collate makes them
+"""
+
 TEST = """\
 \"\"\"$name's tests: zoo's conformance kit on the $kind, and a fast start-up.\"\"\"
 import subprocess
@@ -231,7 +306,7 @@ PART = "$name:$part"  # 'plugin:name' stays unambiguous even if another plugin h
 def test_the_plugin_is_installed_and_registers_its_part():
     info = {i.name: i for i in plugin_infos()}["$name"]
     assert info.errors == []
-    assert info.parts == {"$kind": ["$part"]}
+    assert info.parts == $parts
 
 
 def test_the_${kind}_passes_the_conformance_kit():
@@ -241,43 +316,52 @@ def test_the_${kind}_passes_the_conformance_kit():
 
 def test_importing_the_plugin_module_imports_no_torch():
     \"\"\"`zoo --help` and `zoo parts` import $module/__init__.py; keep it torch-free.\"\"\"
-    code = "import sys, $module; assert 'torch' not in sys.modules"
+    code = "import sys, $torch_free; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
 """
 
 FILES = {
     "pyproject.toml": PYPROJECT,
     "README.md": README,
-    "$module/__init__.py": INIT,
-    "$module/$kind.py": None,  # the part's module: ATTENTION, ENCODER or HEAD
+    "$module/__init__.py": None,  # INIT, or INIT_TASK for a task and its head
     "tests/test_$module.py": TEST,
 }
-PART_MODULES = {"attention": ATTENTION, "encoder": ENCODER, "head": HEAD}
-HOOKS = {"attention": "register_attention", "encoder": "register_encoders", "head": "register_heads"}
+# The part modules each kind writes: a task package holds the task and a head that serves it.
+PART_MODULES = {"attention": {"attention": ATTENTION}, "encoder": {"encoder": ENCODER}, "head": {"head": HEAD},
+                "task": {"task": TASK, "head": HEAD}}
 PARTNERS = {
     "attention": "with every built-in encoder and the cls head",
     "encoder": "with every built-in attention and the cls head",
     "head": "on the default encoder with its own loss",
+    "task": "with each head that serves it (head.py) on the default encoder",
 }
 USAGE = {
     "attention": "zoo build --arch transformer --attention $part --head cls --output my-model",
     "encoder": "zoo build --arch $part --attention sdpa --head cls --output my-model",
     "head": "zoo build --arch transformer --head $part --num-labels 3 --output my-model",
+    "task": "zoo build --arch transformer --head $part --output my-model   # the head serves task '$part'\n"
+            "zoo finetune my-model --train train.csv --eval dev.csv --output ft\n"
+            "zoo evaluate ft --data test.csv",
 }
-CLASS_SUFFIX = {"attention": "Attention", "encoder": "Encoder", "head": "Head"}
+CLASS_SUFFIX = {"attention": "Attention", "encoder": "Encoder", "head": "Head", "task": "Task"}
 
 
 def render(*, name: str, module: str, part: str, class_name: str, kind: str) -> dict[str, str]:
     """{relative path: file text} for a new plugin package."""
+    task = kind == "task"
     values = {
         "name": name, "module": module, "part": part, "class_name": class_name, "kind": kind,
+        "head_class": class_name.removesuffix("Task") + "Head" if task else class_name,
         "hook": HOOKS[kind], "partners": f"checked {PARTNERS[kind]}",
         "description": f"The '{part}' {kind} for zoo",
         "capabilities": ', task="classification"' if kind == "head" else "",
+        "served": f'task "{part}" in task.py' if task else 'task "classification"',
+        "registers": f"the task `{part}` and the head `{part}` that serves it" if task else f"the {kind} `{part}`",
+        "parts_word": "its parts" if task else "the part",
+        "parts": repr({"task": [part], "head": [part]} if task else {kind: [part]}).replace("'", '"'),
+        "torch_free": f"{module}, {module}.task" if task else module,
     }
     values["usage"] = Template(USAGE[kind]).substitute(values)
-    files = {}
-    for path, template in FILES.items():
-        text = PART_MODULES[kind] if template is None else template
-        files[Template(path).substitute(values)] = Template(text).substitute(values)
-    return files
+    templates = {**FILES, "$module/__init__.py": INIT_TASK if task else INIT}
+    templates.update({f"$module/{file}.py": text for file, text in PART_MODULES[kind].items()})
+    return {Template(path).substitute(values): Template(text).substitute(values) for path, text in templates.items()}

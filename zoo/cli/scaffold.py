@@ -11,7 +11,7 @@ from zoo.io import staged_directory
 
 from .options import Choice
 
-KINDS = ("attention", "encoder", "head")
+KINDS = ("attention", "encoder", "head", "task")  # a task package holds a head that serves it too
 NAME_PATTERN = re.compile(r"[a-z][a-z0-9]*(-[a-z0-9]+)*")
 
 
@@ -68,7 +68,8 @@ def new(name: str, kind: str, part: str | None, output: str | None) -> None:
     click.echo(f"wrote {target}: {kind} '{values['part']}' in plugin '{name}'")
     for path in sorted(p for p in target.rglob("*") if p.is_file()):
         click.echo(f"  {path.relative_to(target)}")
-    _note_clash(kind, values["part"], name)
+    for clash_kind in ("task", "head") if kind == "task" else (kind,):
+        _note_clash(clash_kind, values["part"], name)
     click.echo("next:")
     click.echo(f"  pip install -e {target}")
     click.echo(f"  pytest {target}")
