@@ -61,7 +61,7 @@ def export_model(model, output_dir, *, onnx: bool = True, torchscript: bool = Fa
     manifest: dict[str, Any] = {
         "format": "zoo-export", "format_version": MANIFEST_VERSION, "zoo_version": __version__,
         "model": {k: getattr(model.spec, k).ref for k in MODEL_PARTS},
-        "labels": model.spec.labels, "task": model.task.name, "outputs": list(model.task.output_names),
+        "labels": model.spec.labels, "num_labels": sizes["num_labels"], "task": model.task.name, "outputs": list(model.task.output_names),
         # max_length: where text is cut (as for the torch model); max_positions: the longest the graph takes
         "max_length": int(model.spec.tokenizer.get("max_length") or sizes["max_length"]),
         "max_positions": sizes["max_length"], "vocab_size": sizes["vocab_size"], "pad_id": pad,

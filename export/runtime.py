@@ -72,7 +72,7 @@ def read_manifest(directory: Path) -> dict[str, Any]:
         raise ZooError(f"{path}: 'serve' must name a .onnx file inside the export directory, got {serve!r}")
     if labels is not None and not (isinstance(labels, list) and all(isinstance(x, str) for x in labels)):
         raise ZooError(f"{path}: 'labels' must be a list of strings")
-    for key in ("max_length", "max_positions"):
+    for key in ("max_length", "max_positions", "num_labels"):
         value = data.get(key)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
             raise ZooError(f"{path}: '{key}' must be a positive integer, got {value!r}")
@@ -145,6 +145,7 @@ class OnnxModel:
                            f"got inputs {', '.join(names)}")
         self.labels: list[str] | None = self.manifest.get("labels")
         self.task = manifest_task(self.manifest, directory)
+        self.num_labels: int | None = self.manifest.get("num_labels")  # the head's size (older exports: None)
         self.max_length: int = int(self.manifest.get("max_length") or 512)  # where encode() cuts text
         self.max_positions: int = int(self.manifest.get("max_positions") or self.max_length)
         self.tokenizer = None

@@ -95,6 +95,16 @@ def test_a_head_cannot_be_paired_with_another_task():
         zoo.build_model("transformer", "cls", task="regression", **testing.TINY_SIZES)
 
 
+def test_task_options_are_checked_like_any_part_option(tmp_path):
+    from click.testing import CliRunner
+
+    from zoo.cli import cli
+
+    result = CliRunner().invoke(cli, ["build", "--set", "task.nope=1", "-o", str(tmp_path / "m")])
+    assert result.exit_code == 2
+    assert "unknown option 'nope' for task 'classification'" in result.output
+
+
 def test_better_knows_lower_is_better_for_mse():
     regression, classification = load_task("regression"), load_task("classification")
     assert regression.better(0.1, 0.2) and not classification.better(0.1, 0.2) and classification.better(0.1, None)
@@ -198,12 +208,13 @@ def test_a_third_party_task_trains_evaluates_and_predicts_through_the_cli(parity
     rows = [{"text": " ".join(["w"] * n), "label": "even" if n % 2 == 0 else "odd"} for n in range(1, 9)] * 4
     data = write(tmp_path / "d.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
     runner = CliRunner()
-    for args in (["build", "--head", "parity-head", "--d-model", "16", "--num-layers", "1",
+    for args in (["build", "--head", "parity-head", "--labels", "even,odd", "--d-model", "16", "--num-layers", "1",
                   "--num-heads", "2", "--vocab-size", "40", "-o", str(tmp_path / "m")],
                  ["finetune", str(tmp_path / "m"), "--train", str(data), "--eval", str(data), "--epochs", "1",
                   "-q", "-o", str(tmp_path / "ft")]):
         result = runner.invoke(cli, args)
         assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["sizes"]["num_labels"] == 1  # one score
     spec = json.loads((tmp_path / "ft" / "config.json").read_text())
     assert spec["parts"]["task"] == {"name": "parity", "plugin": "parity-plugin", "options": {}}
     assert spec["labels"] == ["even", "odd"] and spec["extra"]["training"]["best"]["metric"] == "accuracy"

@@ -174,7 +174,7 @@ def default_head_options(path: Path, head_part, head_weights: dict[str, Any]) ->
 
 def import_pretrained(path, *, head: str = "cls", attention: str | None = None, labels: list[str] | None = None,
                       head_options: dict[str, Any] | None = None, attention_options: dict[str, Any] | None = None,
-                      seed: int = 0, num_labels: int | None = None, dropout: float | None = None,
+                      task_options: dict[str, Any] | None = None, seed: int = 0, num_labels: int | None = None, dropout: float | None = None,
                       max_length: int | None = None):
     """A ZooModel with the checkpoint's encoder (and pooler) weights, its tokenizer, and a fresh head.
 
@@ -197,7 +197,8 @@ def import_pretrained(path, *, head: str = "cls", attention: str | None = None, 
     options = {**default_head_options(path, head_part, found.head_weights), **(head_options or {})}
     sizes = {**found.sizes, "num_labels": num_labels, **({"dropout": dropout} if dropout is not None else {})}
     model = build_model(found.encoder, head, attention, labels=labels, seed=seed, attention_options=attention_options,
-                        encoder_options=found.encoder_options, head_options=options, **sizes)
+                        encoder_options=found.encoder_options, head_options=options, task_options=task_options,
+                        **sizes)
     loaded = _load_state(model, found, path)
     model.tokenizer = tokenizer
     model.spec.tokenizer = {

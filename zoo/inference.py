@@ -23,6 +23,7 @@ class ModelPredictor:
         self.model, self.device, self.precision = model, device, precision
         self.task = model.task
         self.labels = model.spec.labels
+        self.num_labels = int(model.spec.sizes["num_labels"])
         self.tokenizer = model.tokenizer
         self.max_length = int(model.spec.tokenizer.get("max_length") or model.spec.sizes["max_length"])
 
@@ -89,7 +90,7 @@ def evaluate_table(predictor, table: Table, batch_size: int = 64) -> dict[str, A
         raise ZooError("the model has no label names; fine-tune it on labelled data first")
     encodings = task.inputs(tokenizer, table, predictor.max_length)
     outputs = row_logits(predictor, ids_of(encodings), batch_size)
-    num_labels = int(outputs[0].shape[-1]) if outputs else len(names or []) or 1
+    num_labels = getattr(predictor, "num_labels", None) or (int(outputs[0].shape[-1]) if outputs else 1)
     return task.evaluate(outputs, task.targets(table, names, num_labels, encodings), names)
 
 
@@ -99,7 +100,7 @@ def predict_table(predictor, table: Table, batch_size: int = 64, top_k: int = 1)
     task = predictor.task
     encodings = task.inputs(tokenizer, table, predictor.max_length)
     outputs = row_logits(predictor, ids_of(encodings), batch_size)
-    return task.predict(table, encodings, outputs, list(predictor.labels or []), top_k)
+    return task.predict(table, encodings, outputs, list(predictor.labels or []) or None, top_k)
 
 
 __all__ = ["ModelPredictor", "evaluate_table", "load_predictor", "predict_table", "row_logits"]

@@ -186,23 +186,32 @@ def build_model(arch: str = "transformer", head: str = "cls", attention: str | N
     parts = {"encoder": _resolve("encoder", arch), "attention": _resolve("attention", attention or DEFAULT_ATTENTION),
              "head": _resolve("head", head)}
     parts["task"] = served_task(parts["head"], task)
-    if sizes.get("num_labels") is None and labels is None:  # a task with a fixed number of outputs sets it
-        from .tasks import load_task
-
-        sizes["num_labels"] = load_task(parts["task"].ref, task_options).num_outputs
-    if labels is not None:
-        labels = [str(x) for x in labels]
-        if sizes.get("num_labels") not in (None, len(labels)):
-            raise ZooError(f"num_labels ({sizes['num_labels']}) does not match the {len(labels)} labels given")
-        sizes["num_labels"] = len(labels)
     options = {"encoder": encoder_options or {}, "attention": attention_options or {}, "head": head_options or {},
                "task": task_options or {}}
     choices = {k: PartChoice(p.name, p.plugin, part_options(p, options[k])) for k, p in parts.items()}
+    labels = [str(x) for x in labels] if labels is not None else None
+    sizes["num_labels"] = _head_size(choices["task"], labels, sizes.get("num_labels"))
     spec = ModelSpec(choices["encoder"], choices["attention"], choices["head"], check_sizes(sizes), labels,
                      task=choices["task"])
     if seed is not None:
         torch.manual_seed(seed)
     return assemble(spec, parts)
+
+
+def _head_size(task: PartChoice, labels: list[str] | None, num_labels: int | None) -> int | None:
+    """The head's outputs: the task's fixed number (one score, whatever the labels), else one per label."""
+    from .tasks import load_task
+
+    fixed = load_task(task).num_outputs
+    if fixed is not None:
+        if num_labels not in (None, fixed):
+            raise ZooError(f"task '{task.name}' has {fixed} output(s); num_labels cannot be {num_labels}")
+        return fixed
+    if labels is not None:
+        if num_labels not in (None, len(labels)):
+            raise ZooError(f"num_labels ({num_labels}) does not match the {len(labels)} labels given")
+        return len(labels)
+    return num_labels
 
 
 def load_model(path: str | Path) -> ZooModel:

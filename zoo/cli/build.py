@@ -58,11 +58,12 @@ def build(arch, attention, head, pretrained, settings, labels, seed, output, ove
             raise ZooError(f"--from-pretrained takes its sizes from the checkpoint; drop {', '.join(extra)}")
         model = import_pretrained(pretrained, head=head, attention=attention, labels=label_list,
                                   head_options=part_opts["head"], attention_options=part_opts["attention"],
+                                  task_options=part_opts["task"],
                                   seed=seed, **sizes)
     else:
         model = build_model(arch, head, attention, labels=label_list, seed=seed,
                             attention_options=part_opts["attention"], encoder_options=part_opts["encoder"],
-                            head_options=part_opts["head"], **sizes)
+                            head_options=part_opts["head"], task_options=part_opts["task"], **sizes)
     with directory_lock(output):
         path = prepare_output(output, overwrite)
         model.save(path)

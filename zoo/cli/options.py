@@ -9,7 +9,7 @@ import click
 
 from zoo.errors import ZooError, did_you_mean
 
-PART_KINDS = ("attention", "encoder", "head")
+PART_KINDS = ("attention", "encoder", "head", "task")
 
 
 def parse_value(text: str) -> Any:

@@ -44,15 +44,17 @@ def fit_labels(model, table: Table, seed: int) -> list[str] | None:
 
 
 def replace_head(model, num_labels: int, seed: int) -> None:
-    """A new head with ``num_labels`` outputs; tensors whose shapes still fit (a pooler) are kept."""
+    """A new head with ``num_labels`` outputs. Only tensors an imported checkpoint brought (its pooler) are
+    kept, where their shapes still fit; everything else in the head starts fresh."""
     part = get_registry().resolve("head", model.spec.head.ref)
     torch.manual_seed(seed)
     sizes = model.spec.sizes
     head = part.load()(d_model=getattr(model.encoder, "d_model", sizes["d_model"]), num_labels=num_labels,
                        dropout=sizes["dropout"], **model.spec.head.options)
+    imported = tuple(f"{p}." for p in model.spec.extra.get("source", {}).get("imported", ()) if p.startswith("head."))
     old, new = model.head.state_dict(), head.state_dict()
-    head.load_state_dict({k: old[k] if k in old and old[k].shape == v.shape and "classifier" not in k else v
-                          for k, v in new.items()})
+    head.load_state_dict({k: old[k] if f"head.{k}".startswith(imported) and k in old and old[k].shape == v.shape
+                          else v for k, v in new.items()})
     model.head = head
     sizes["num_labels"] = num_labels
 
