@@ -1,7 +1,8 @@
 """torch -> ONNX: the dynamo exporter with dynamic batch and sequence axes, or the TorchScript-based one.
 
 Either way the graph must pass ``onnx.checker`` and keep the contract: int64 inputs ``input_ids`` and
-``attention_mask`` with symbolic (not fixed) batch and sequence dims, and an output ``logits``.
+``attention_mask`` with symbolic (not fixed) batch and sequence dims, and the outputs the model's task names
+(``Task.output_names``: ``logits`` for the classifiers, ``sentence_embedding`` for embeddings).
 """
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ import torch
 from torch import nn
 
 from .runtime import INPUT_NAMES, OUTPUT_NAME
+
+Outputs = tuple[str, ...]
 
 EXPORTERS = ("dynamo", "torchscript")
 LEGACY_DEFAULT_OPSET = 17  # the TorchScript-based exporter's well-tested opset
@@ -42,7 +45,8 @@ def quiet() -> Iterator[None]:
 
 
 def export_dynamo(model: nn.Module, example: tuple[torch.Tensor, torch.Tensor], path: Path,
-                  opset: int | None, max_length: int, fuse_attention: bool = True) -> None:
+                  opset: int | None, max_length: int, fuse_attention: bool = True,
+                  outputs: Outputs = (OUTPUT_NAME,)) -> None:
     """``fuse_attention``: built-in softmax attentions become one com.microsoft.Attention node each."""
     from .fused_attention import packed_attentions
 
@@ -52,7 +56,7 @@ def export_dynamo(model: nn.Module, example: tuple[torch.Tensor, torch.Tensor], 
     swap = packed_attentions(model) if fuse_attention else contextlib.nullcontext({})
     with quiet(), swap as translations:
         program = torch.onnx.export(
-            model, example, None, dynamo=True, input_names=list(INPUT_NAMES), output_names=[OUTPUT_NAME],
+            model, example, None, dynamo=True, input_names=list(INPUT_NAMES), output_names=list(outputs),
             dynamic_shapes={"input_ids": dims, "attention_mask": dims}, opset_version=opset,
             verbose=False, optimize=True, custom_translation_table=translations or None,
         )
@@ -60,17 +64,17 @@ def export_dynamo(model: nn.Module, example: tuple[torch.Tensor, torch.Tensor], 
 
 
 def export_torchscript_based(model: nn.Module, example: tuple[torch.Tensor, torch.Tensor], path: Path,
-                             opset: int | None) -> None:
+                             opset: int | None, outputs: Outputs = (OUTPUT_NAME,)) -> None:
     axes = {0: "batch", 1: "sequence"}
     with quiet():
         torch.onnx.export(
             model, example, str(path), dynamo=False, input_names=list(INPUT_NAMES),
-            output_names=[OUTPUT_NAME], dynamic_axes={"input_ids": axes, "attention_mask": axes},
+            output_names=list(outputs), dynamic_axes={"input_ids": axes, "attention_mask": axes},
             opset_version=opset or LEGACY_DEFAULT_OPSET, do_constant_folding=True,
         )
 
 
-def check_graph(path: Path) -> int:
+def check_graph(path: Path, outputs: Outputs = (OUTPUT_NAME,)) -> int:
     """onnx.checker plus the I/O contract; returns the default-domain opset of the graph."""
     import onnx
 
@@ -89,20 +93,21 @@ def check_graph(path: Path) -> int:
         if len(dims) != 2 or any(d.HasField("dim_value") for d in dims):
             fixed = [d.dim_value if d.HasField("dim_value") else d.dim_param for d in dims]
             raise ExportFailed(f"input '{tensor.name}' has shape {fixed}; batch and sequence must be dynamic")
-    if OUTPUT_NAME not in [o.name for o in graph_model.graph.output]:
-        raise ExportFailed(f"graph has no output '{OUTPUT_NAME}'")
+    found = [o.name for o in graph_model.graph.output]
+    if list(outputs) != found:
+        raise ExportFailed(f"graph outputs are {found}, expected {list(outputs)}")
     return next((o.version for o in graph_model.opset_import if o.domain in ("", "ai.onnx")), 0)
 
 
 def export_onnx(model: nn.Module, example: tuple[torch.Tensor, torch.Tensor], path: Path, *, exporter: str,
-                opset: int | None, max_length: int) -> int:
+                opset: int | None, max_length: int, outputs: Outputs = (OUTPUT_NAME,)) -> int:
     """Export with one exporter and check the graph; returns its opset. Raises ExportFailed."""
     try:
         if exporter == "dynamo":
-            export_dynamo(model, example, path, opset, max_length)
+            export_dynamo(model, example, path, opset, max_length, outputs=outputs)
         else:
-            export_torchscript_based(model, example, path, opset)
+            export_torchscript_based(model, example, path, opset, outputs)
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise ExportFailed(f"{exporter} exporter failed: {type(exc).__name__}: {first}") from exc
-    return check_graph(path)
+    return check_graph(path, outputs)

@@ -60,8 +60,9 @@ def export_model(model, output_dir, *, onnx: bool = True, torchscript: bool = Fa
                   for p in parity.probes(sizes["vocab_size"], sizes["max_length"], pad)]
     manifest: dict[str, Any] = {
         "format": "zoo-export", "format_version": MANIFEST_VERSION, "zoo_version": __version__,
-        "model": {k: getattr(model.spec, k).ref for k in MODEL_PARTS},
-        "labels": model.spec.labels, "num_labels": sizes["num_labels"], "task": model.task.name, "outputs": list(model.task.output_names),
+        "model": {k: getattr(model.spec, k).ref for k in MODEL_PARTS}, "head_options": model.spec.head.options,
+        "labels": model.spec.labels, "num_labels": sizes["num_labels"], "task": model.task.name,
+        "outputs": list(model.task.output_names),
         # max_length: where text is cut (as for the torch model); max_positions: the longest the graph takes
         "max_length": int(model.spec.tokenizer.get("max_length") or sizes["max_length"]),
         "max_positions": sizes["max_length"], "vocab_size": sizes["vocab_size"], "pad_id": pad,
@@ -72,7 +73,8 @@ def export_model(model, output_dir, *, onnx: bool = True, torchscript: bool = Fa
     try:  # built in a hidden directory that replaces the output only after every check (io.staged_directory)
         with io.staged_directory(output) as work:
             if onnx:
-                manifest["onnx"] = _onnx(source, example, work, opset, sizes["max_length"], references, atol, rtol)
+                manifest["onnx"] = _onnx(source, example, work, opset, sizes["max_length"], references, atol, rtol,
+                                         tuple(model.task.output_names))
                 _note(manifest["onnx"], "ONNX", failures, log)
                 manifest["serve"] = ONNX_NAME
             if torchscript:
@@ -132,19 +134,23 @@ def eager_runner(model) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
 
 
 def ort_runner(path: Path) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """The graph's first output (the task's first output name), as the eager model's forward returns it."""
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), session_options(spinning=False), providers=["CPUExecutionProvider"])
-    return lambda ids, mask: session.run(["logits"], {"input_ids": ids, "attention_mask": mask})[0]
+    first = session.get_outputs()[0].name
+    return lambda ids, mask: session.run([first], {"input_ids": ids, "attention_mask": mask})[0]
 
 
-def _onnx(source, example, work: Path, opset, max_length: int, references, atol, rtol) -> dict[str, Any]:
+def _onnx(source, example, work: Path, opset, max_length: int, references, atol, rtol,
+          outputs: tuple[str, ...]) -> dict[str, Any]:
     """The dynamo exporter first; the TorchScript-based one when dynamo raises or misses parity."""
     attempts, produced = [], []
     for exporter in EXPORTERS:
         path = work / f".{exporter}.onnx"
         try:
-            graph_opset = export_onnx(source, example, path, exporter=exporter, opset=opset, max_length=max_length)
+            graph_opset = export_onnx(source, example, path, exporter=exporter, opset=opset, max_length=max_length,
+                                      outputs=outputs)
         except ExportFailed as exc:
             attempts.append({"exporter": exporter, "error": str(exc)})
             continue

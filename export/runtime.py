@@ -2,7 +2,8 @@
 
     model = OnnxModel("out")                      # or OnnxModel("out/model.onnx")
     ids, mask = model.encode(["a text", "another"])
-    logits = model.logits(ids, mask)              # (B, num_labels), or (B, S, num_labels) per token
+    logits = model.logits(ids, mask)              # the task's first output: (B, num_labels), (B, S, num_labels)
+                                                  # per token, or (B, dim) sentence_embedding
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from zoo.errors import ZooError
 from zoo.io import read_json
 
 from zoo.constants import MANIFEST_NAME, ONNX_NAME, TOKENIZER_NAME
-INPUT_NAMES, OUTPUT_NAME = ("input_ids", "attention_mask"), "logits"
+INPUT_NAMES, OUTPUT_NAME = ("input_ids", "attention_mask"), "logits"  # OUTPUT_NAME: the default task's output
 # onnxruntime's fused SkipLayerNormalization CPU kernel measured 4-5x slower than the Add +
 # LayerNormalization it replaces (MiniLM, batch 1, len 128: 4.3 ms vs 1.2 ms per call; bench/NOTES.md).
 DISABLED_OPTIMIZERS = ["SkipLayerNormFusion"]
@@ -139,13 +140,15 @@ class OnnxModel:
                                                 disabled_optimizers=DISABLED_OPTIMIZERS)
         except Exception as exc:  # onnxruntime raises its own exception types
             raise ZooError(f"{onnx_file}: onnxruntime cannot load it ({type(exc).__name__}: {exc})") from None
-        names = tuple(i.name for i in self.session.get_inputs())
-        if names != INPUT_NAMES or OUTPUT_NAME not in [o.name for o in self.session.get_outputs()]:
-            raise ZooError(f"{onnx_file}: expected inputs {', '.join(INPUT_NAMES)} and output {OUTPUT_NAME}, "
-                           f"got inputs {', '.join(names)}")
         self.labels: list[str] | None = self.manifest.get("labels")
         self.task = manifest_task(self.manifest, directory)
         self.num_labels: int | None = self.manifest.get("num_labels")  # the head's size (older exports: None)
+        self.output = self.task.output_names[0]  # what logits() returns: the task's first output
+        names = tuple(i.name for i in self.session.get_inputs())
+        outputs = [o.name for o in self.session.get_outputs()]
+        if names != INPUT_NAMES or self.output not in outputs:
+            raise ZooError(f"{onnx_file}: expected inputs {', '.join(INPUT_NAMES)} and output {self.output}, "
+                           f"got inputs {', '.join(names)} and outputs {', '.join(outputs)}")
         self.max_length: int = int(self.manifest.get("max_length") or 512)  # where encode() cuts text
         self.max_positions: int = int(self.manifest.get("max_positions") or self.max_length)
         self.tokenizer = None
@@ -171,7 +174,7 @@ class OnnxModel:
         if input_ids.shape[1] > self.max_positions:
             raise ZooError(f"sequence length {input_ids.shape[1]} exceeds the model's {self.max_positions} positions")
         feeds = {"input_ids": input_ids, "attention_mask": attention_mask}
-        return self.session.run([OUTPUT_NAME], feeds)[0]
+        return self.session.run([self.output], feeds)[0]
 
     def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         return self.logits(input_ids, attention_mask)

@@ -79,7 +79,7 @@ def test_token_labels_go_to_each_words_first_piece(tmp_path):
 def test_heads_name_their_task_and_first_wave_heads_still_work():
     assert {p.name: head_task(p.ref) for p in get_registry().parts("head") if p.plugin == "zoo.heads"} == {
         "cls": "classification", "multilabel": "multilabel", "regression": "regression",
-        "token-cls": "token-classification"}
+        "token-cls": "token-classification", "embedding": "embedding"}
     from zoo.registry import make_part
 
     legacy = make_part("head", "old", "old-head", "x:y", capabilities={"labels": "multi"})

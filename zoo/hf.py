@@ -156,15 +156,28 @@ def _json_or_empty(file: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def default_head(path: str | Path) -> str:
+    """The head an import gets when none is asked for: ``embedding`` for a sentence-transformers directory
+    (modules.json with a Pooling module), else ``cls``."""
+    from .sentence_dir import is_sentence_transformers
+
+    return "embedding" if is_sentence_transformers(path) else "cls"
+
+
 def default_head_options(path: Path, head_part, head_weights: dict[str, Any]) -> dict[str, Any]:
-    """Pooling that matches how the checkpoint was trained: mean for sentence-transformers models,
-    else [CLS] + pooler (dense+tanh) when the checkpoint has pooler weights."""
+    """Pooling that matches how the checkpoint was trained. A head that can normalise (an embedding head)
+    takes what a sentence-transformers directory says: pooling, Dense projection, Normalize. Other heads:
+    mean for sentence-transformers models, else [CLS] + pooler (dense+tanh) when the checkpoint has one."""
     import inspect
+
+    from . import sentence_dir
 
     params = inspect.signature(head_part.load()).parameters
     options: dict[str, Any] = {}
-    pooling_config = _json_or_empty(path / "1_Pooling" / "config.json")
-    sentence_model = bool(pooling_config.get("pooling_mode_mean_tokens"))
+    sentence = sentence_dir.head_options(path) if sentence_dir.is_sentence_transformers(path) else {}
+    if "normalize" in params and sentence:
+        return {k: v for k, v in sentence.items() if k in params}
+    sentence_model = sentence.get("pooling") == "mean"
     if "pooling" in params:
         options["pooling"] = "mean" if sentence_model else "cls"
     if "pooler" in params:
@@ -172,14 +185,17 @@ def default_head_options(path: Path, head_part, head_weights: dict[str, Any]) ->
     return options
 
 
-def import_pretrained(path, *, head: str = "cls", attention: str | None = None, labels: list[str] | None = None,
+def import_pretrained(path, *, head: str | None = "cls", attention: str | None = None, labels: list[str] | None = None,
                       head_options: dict[str, Any] | None = None, attention_options: dict[str, Any] | None = None,
                       task_options: dict[str, Any] | None = None, seed: int = 0, num_labels: int | None = None, dropout: float | None = None,
                       max_length: int | None = None):
     """A ZooModel with the checkpoint's encoder (and pooler) weights, its tokenizer, and a fresh head.
 
-    ``max_length`` is the tokenizer's truncation length; the position table keeps the checkpoint's size.
+    ``max_length`` is the tokenizer's truncation length (default: the sentence-transformers
+    max_seq_length, else the tokenizer's model_max_length); the position table keeps the checkpoint's size.
+    ``head=None`` picks :func:`default_head`.
     """
+    from . import sentence_dir
     from .manager import get_registry
     from .model import build_model
     from .tokenizer import pad_id
@@ -193,7 +209,9 @@ def import_pretrained(path, *, head: str = "cls", attention: str | None = None, 
     if max_length is not None and not 1 <= max_length <= positions:
         raise ZooError(f"max_length must be between 1 and {positions} (the checkpoint's position table), "
                        f"got {max_length}")
+    head = head or default_head(path)
     head_part = get_registry().resolve("head", head)
+    found.head_weights.update(sentence_dir.head_weights(path))  # a Dense module; loaded where the head has one
     options = {**default_head_options(path, head_part, found.head_weights), **(head_options or {})}
     sizes = {**found.sizes, "num_labels": num_labels, **({"dropout": dropout} if dropout is not None else {})}
     model = build_model(found.encoder, head, attention, labels=labels, seed=seed, attention_options=attention_options,
@@ -202,7 +220,8 @@ def import_pretrained(path, *, head: str = "cls", attention: str | None = None, 
     loaded = _load_state(model, found, path)
     model.tokenizer = tokenizer
     model.spec.tokenizer = {
-        "max_length": max_length or min(positions, int(tok_config.get("model_max_length", positions))),
+        "max_length": max_length or min(positions, int(sentence_dir.max_seq_length(path)
+                                                        or tok_config.get("model_max_length", positions))),
         "pad_id": pad_id(tokenizer),
         "lowercase": bool(tok_config.get("do_lower_case", True)),
     }

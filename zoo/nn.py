@@ -129,16 +129,32 @@ def scaled_dot_product(q: Tensor, k: Tensor, v: Tensor, bias: Optional[Tensor], 
     return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout)
 
 
+POOLINGS = ("cls", "mean", "max", "weighted-mean", "last", "mean-sqrt-len")
+
+
 def pool(hidden: Tensor, mask: Optional[Tensor], how: str) -> Tensor:
-    """(B, S, D) -> (B, D): the first token ('cls') or the mean over real tokens ('mean')."""
+    """(B, S, D) -> (B, D) over the real tokens (``mask`` True), as sentence-transformers' Pooling does:
+    the first token ('cls'), the mean ('mean'), the maximum ('max'), the mean weighted by position 1..S
+    ('weighted-mean'), the last real token ('last', right padding) or the sum over √length ('mean-sqrt-len')."""
     if how == "cls":
         return hidden[:, 0]
+    if mask is None:
+        mask = torch.ones(hidden.shape[:2], dtype=torch.bool, device=hidden.device)
+    weights = mask.to(hidden.dtype).unsqueeze(-1)  # (B, S, 1)
     if how == "mean":
-        if mask is None:
-            return hidden.mean(dim=1)
-        weights = mask.to(hidden.dtype).unsqueeze(-1)
         return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
-    raise ValueError(f"unknown pooling '{how}' (choices: cls, mean)")
+    if how == "mean-sqrt-len":
+        return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0).sqrt()
+    if how == "max":
+        return hidden.masked_fill(~mask.bool().unsqueeze(-1), torch.finfo(hidden.dtype).min).max(dim=1).values
+    if how == "weighted-mean":
+        positions = torch.arange(1, hidden.shape[1] + 1, device=hidden.device, dtype=hidden.dtype)
+        weights = weights * positions[None, :, None]
+        return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
+    if how == "last":
+        last = (mask.long().sum(dim=1) - 1).clamp(min=0)  # (B,)
+        return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+    raise ValueError(f"unknown pooling '{how}' (choices: {', '.join(POOLINGS)})")
 
 
 def activation(name: str) -> nn.Module:
@@ -156,6 +172,6 @@ def activation(name: str) -> nn.Module:
 
 
 __all__ = [
-    "QKVAttention", "RotaryEmbedding", "activation", "attention_bias", "key_mask", "padding_bias", "pool",
+    "POOLINGS", "QKVAttention", "RotaryEmbedding", "activation", "attention_bias", "key_mask", "padding_bias", "pool",
     "scaled_dot_product",
 ]

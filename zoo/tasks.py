@@ -134,7 +134,8 @@ class Task:
         return {"agreement": agree / max(total, 1), "compared": total, "rule": "argmax"}
 
     # ---- the conformance kit ----------------------------------------------------------------------
-    def output_shape(self, batch: int, seq: int, num_labels: int) -> tuple[int, ...]:
+    def output_shape(self, batch: int, seq: int, num_labels: int) -> tuple[int | None, ...]:
+        """The outputs' shape for the kit; None leaves a width to the head (an embedding's dimension)."""
         return (batch, seq, num_labels) if self.per_token else (batch, num_labels)
 
     def synthetic_labels(self, batch: int, seq: int, num_labels: int, generator: Any) -> Any:

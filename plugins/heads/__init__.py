@@ -13,3 +13,6 @@ def register_heads(register):
              description="Regression of num_labels real values (mean squared error)")
     register("token-cls", f"{here}.token:TokenClassificationHead", task="token-classification",
              description="Per-token classification (tagging, NER); padding and -100 labels ignored")
+    register("embedding", f"{here}.embedding:EmbeddingHead", task="embedding",
+             description="Sentence embeddings: pooling mean|cls|max|weighted-mean|last, optional dense and "
+                         "L2 normalisation; in-batch-negatives ranking loss")

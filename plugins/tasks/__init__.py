@@ -14,3 +14,5 @@ def register_tasks(register):
              description="One or more numbers per text; MSE, RMSE, MAE, R², Pearson")
     register("token-classification", f"{here}.token:TokenClassification",
              description="One label per word (tagging, NER); token-level accuracy and macro-F1")
+    register("embedding", f"{here}.embedding:Embedding",
+             description="One vector per text (sentence embeddings); retrieval metrics mrr@10, ndcg@10, recall@k, map@100")

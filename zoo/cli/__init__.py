@@ -14,6 +14,7 @@ from zoo.errors import ZooError
 COMMANDS = {
     "build": "zoo.cli.build:build",
     "demo": "zoo.cli.demo:demo",
+    "embed": "zoo.cli.embed:embed",
     "evaluate": "zoo.cli.evaluate:evaluate",
     "finetune": "zoo.cli.finetune:finetune",
     "predict": "zoo.cli.predict:predict",

@@ -30,7 +30,8 @@ def size_options(f):
 @click.option("--arch", "--encoder", "arch", default="transformer", show_default=True,
               help="Encoder architecture (see `zoo parts`).")
 @click.option("--attention", default=None, help="Attention variant [default: sdpa].")
-@click.option("--head", default="cls", show_default=True, help="Task head.")
+@click.option("--head", default=None, help="Task head [default: cls; embedding when --from-pretrained is a "
+              "sentence-transformers directory (pass --head cls for a classifier)].")
 @click.option("--from-pretrained", "pretrained", type=click.Path(), default=None,
               help="Import a Hugging Face BERT-family directory instead of fresh weights.")
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
@@ -56,12 +57,12 @@ def build(arch, attention, head, pretrained, settings, labels, seed, output, ove
         extra = sorted(k for k in sizes if k not in ("num_labels", "dropout", "max_length"))
         if extra:
             raise ZooError(f"--from-pretrained takes its sizes from the checkpoint; drop {', '.join(extra)}")
-        model = import_pretrained(pretrained, head=head, attention=attention, labels=label_list,
+        model = import_pretrained(pretrained, head=head or None, attention=attention, labels=label_list,
                                   head_options=part_opts["head"], attention_options=part_opts["attention"],
                                   task_options=part_opts["task"],
                                   seed=seed, **sizes)
     else:
-        model = build_model(arch, head, attention, labels=label_list, seed=seed,
+        model = build_model(arch, head or "cls", attention, labels=label_list, seed=seed,
                             attention_options=part_opts["attention"], encoder_options=part_opts["encoder"],
                             head_options=part_opts["head"], task_options=part_opts["task"], **sizes)
     with directory_lock(output):

@@ -1,0 +1,95 @@
+"""Ranking metrics for embeddings (numpy only): every query scored against every candidate by cosine.
+
+The names and definitions are those of sentence-transformers' InformationRetrievalEvaluator, with binary
+relevance: ``mrr@10``, ``ndcg@10``, ``recall@1``, ``recall@10``, ``map@100``.
+"""
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+import numpy as np
+
+METRICS = ("mrr@10", "ndcg@10", "recall@1", "recall@10", "map@100")
+MRR_AT, NDCG_AT, RECALL_AT, MAP_AT = 10, 10, (1, 10), 100
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to length 1 (zero rows stay zero)."""
+    x = np.asarray(x, dtype=np.float64)
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+def cosine_scores(queries: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    """(Q, D), (C, D) -> (Q, C) cosine similarities."""
+    return unit(queries) @ unit(candidates).T
+
+
+def top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """(Q, C) -> (Q, min(k, C)) candidate indices, best first (ties: lower index first)."""
+    k = min(k, scores.shape[1])
+    part = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < scores.shape[1] else np.tile(
+        np.arange(scores.shape[1]), (len(scores), 1))
+    order = np.lexsort((part, -np.take_along_axis(scores, part, 1)), axis=1)
+    return np.take_along_axis(part, order, 1)
+
+
+def rank_metrics(scores: np.ndarray, relevant: Sequence[Iterable[int]]) -> dict[str, float]:
+    """Mean over queries of each metric; ``relevant[q]`` holds the candidate indices relevant to query q."""
+    relevant = [set(r) for r in relevant]
+    if len(relevant) != len(scores):
+        raise ValueError(f"{len(scores)} queries but {len(relevant)} relevance sets")
+    if not len(scores):
+        return {**{m: 0.0 for m in METRICS}, "queries": 0}
+    best = top_k(scores, max(MRR_AT, NDCG_AT, MAP_AT, *RECALL_AT))
+    sums = dict.fromkeys(METRICS, 0.0)
+    for ranked, rel in zip(best.tolist(), relevant):
+        hits = [c in rel for c in ranked]
+        n = max(len(rel), 1)
+        first = next((i for i, h in enumerate(hits[:MRR_AT]) if h), None)
+        sums["mrr@10"] += 0.0 if first is None else 1.0 / (first + 1)
+        dcg = sum(1.0 / np.log2(i + 2) for i, h in enumerate(hits[:NDCG_AT]) if h)
+        idcg = sum(1.0 / np.log2(i + 2) for i in range(min(n, NDCG_AT)))
+        sums["ndcg@10"] += dcg / idcg
+        for k in RECALL_AT:
+            sums[f"recall@{k}"] += sum(hits[:k]) / n
+        found, precision_sum = 0, 0.0
+        for i, h in enumerate(hits[:MAP_AT]):
+            if h:
+                found += 1
+                precision_sum += found / (i + 1)
+        sums["map@100"] += precision_sum / min(n, MAP_AT)
+    return {**{m: v / len(scores) for m, v in sums.items()}, "queries": len(scores)}
+
+
+def pair_retrieval(queries: np.ndarray, positives: np.ndarray, query_keys: Sequence[object] | None = None,
+                   positive_keys: Sequence[object] | None = None) -> dict[str, float]:
+    """One row per (query, positive) pair: each distinct query ranked against every distinct positive, the
+    positives of its rows being relevant. Keys (the texts) say which rows are the same query or positive;
+    without them every row is distinct."""
+    qkeys = list(query_keys) if query_keys is not None else list(range(len(queries)))
+    pkeys = list(positive_keys) if positive_keys is not None else list(range(len(positives)))
+    qfirst, pfirst = distinct(qkeys), distinct(pkeys)
+    relevant: dict[int, set[int]] = {}
+    for q, p in zip(qkeys, pkeys):
+        relevant.setdefault(qfirst[q], set()).add(pfirst[p])
+    qrows, prows = list(first_rows(qkeys).values()), list(first_rows(pkeys).values())
+    scores = cosine_scores(np.asarray(queries)[qrows], np.asarray(positives)[prows])
+    return rank_metrics(scores, [relevant[i] for i in range(len(qrows))])
+
+
+def distinct(keys: Sequence[object]) -> dict[object, int]:
+    """key -> its index among the distinct keys, in order of first appearance."""
+    out: dict[object, int] = {}
+    for key in keys:
+        out.setdefault(key, len(out))
+    return out
+
+
+def first_rows(keys: Sequence[object]) -> dict[object, int]:
+    out: dict[object, int] = {}
+    for row, key in enumerate(keys):
+        out.setdefault(key, row)
+    return out
+
+
+__all__ = ["METRICS", "cosine_scores", "pair_retrieval", "rank_metrics", "top_k", "unit"]
