@@ -15,6 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from zoo.errors import ZooError
+from zoo.threads import requested as requested_threads, usable_cpus
 
 MANIFEST_NAME, ONNX_NAME, TOKENIZER_NAME = "manifest.json", "model.onnx", "tokenizer.json"
 INPUT_NAMES, OUTPUT_NAME = ("input_ids", "attention_mask"), "logits"
@@ -25,10 +26,7 @@ DISABLED_OPTIMIZERS = ["SkipLayerNormFusion"]
 
 def physical_cores() -> int:
     """Physical cores available to this process (hyper-threads share a core's arithmetic units)."""
-    try:
-        available = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        available = os.cpu_count() or 1
+    available = usable_cpus()  # affinity and the cgroup CPU quota
     cores = set()
     try:
         block: dict[str, str] = {}
@@ -46,12 +44,13 @@ def physical_cores() -> int:
 
 
 def session_options(threads: int | None = None, spinning: bool = True):
-    """One intra-op thread per physical core. ``spinning=False`` stops idle threads busy-waiting, which
+    """``threads``, else the command's --threads, else one intra-op thread per usable physical core.
+    ``spinning=False`` stops idle threads busy-waiting, which
     matters when something else (torch, another session) shares the cores between runs."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.intra_op_num_threads = threads or physical_cores()
+    options.intra_op_num_threads = threads or requested_threads() or physical_cores()
     options.inter_op_num_threads = 1
     options.log_severity_level = 3  # errors only
     if not spinning:

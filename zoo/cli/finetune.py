@@ -69,8 +69,8 @@ def finetune(model, train, eval_path, output, text_column, label_column, pair_co
     result = run(model, train, output=output, eval=eval_path, config=config, text_column=text_column,
                  label_column=label_column, pair_column=pair_column, resume=resume, overwrite=overwrite,
                  progress=not quiet)
-    if result.interrupted:
-        sys.exit(130)
+    if result.interrupted:  # 128 + the signal, as a process killed by it would report (130 Ctrl-C, 143 SIGTERM)
+        sys.exit(128 + (result.signal or 2))
     write_curves(Path(output), result.history, quiet)
     if result.best and not quiet:
         best = result.best

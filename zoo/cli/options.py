@@ -58,6 +58,12 @@ def human_bytes(n: int) -> str:
     return f"{n} B"
 
 
+def threads_option(f):
+    """--threads for a command that computes; the command calls zoo.threads.use(threads) first."""
+    return click.option("--threads", type=click.IntRange(min=1), default=None,
+                        help="CPU threads [default: the CPUs this process may use (affinity, cgroup quota)].")(f)
+
+
 class Choice(click.Choice):
     """click.Choice whose error also names the closest choice: 'bf61' ... ; did you mean 'bf16'?"""
 

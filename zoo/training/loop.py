@@ -39,13 +39,14 @@ class TrainResult:
     interrupted: bool
     history: list[dict[str, Any]] = field(default_factory=list)
     best: dict[str, Any] | None = None
+    signal: int | None = None  # the signal that interrupted the run (SIGINT or SIGTERM)
 
 
 class StopRequest:
     """SIGINT/SIGTERM ask the loop to stop after the current step and save; a second Ctrl-C aborts."""
 
     def __init__(self, progress: Progress):
-        self.requested, self.progress, self.previous = False, progress, {}
+        self.requested, self.progress, self.previous, self.signal = False, progress, {}, None
 
     def __enter__(self) -> "StopRequest":
         if threading.current_thread() is threading.main_thread():
@@ -56,8 +57,10 @@ class StopRequest:
     def _handle(self, signum, frame) -> None:
         if self.requested:
             raise KeyboardInterrupt
-        self.requested = True
-        self.progress.note("zoo: stopping after this step and saving a checkpoint (Ctrl-C again to abort)")
+        self.requested, self.signal = True, signum
+        self.progress.note("zoo: stopping after this step and saving a checkpoint (Ctrl-C again to abort)"
+                           if signum == signal.SIGINT else "zoo: SIGTERM received; stopping after this step and "
+                           "saving a checkpoint")
 
     def __exit__(self, *exc) -> None:
         for sig, handler in self.previous.items():
@@ -168,7 +171,9 @@ class _Run:
             self.progress.note(f"zoo: resuming at epoch {position['epoch'] + 1}, step {position['step']}")
         self.train_source = str(train)
         self.wrapped = self._wrap()
-        return self._loop(position)
+        result = self._loop(position)
+        result.signal = self.stop.signal if result.interrupted else None
+        return result
 
     def _wrap(self):
         if not self.env.distributed:
@@ -194,6 +199,7 @@ class _Run:
         cfg, env = self.config, self.env
         start = time.perf_counter()
         with StopRequest(self.progress) as stop:
+            self.stop = stop
             while pos["epoch"] < cfg.epochs:
                 batches = epoch_batches(lengths(self.train_ids), cfg.batch_size, cfg.seed, pos["epoch"],
                                         cfg.group_by_length, cfg.mega_batches)[pos["batch"]:]
