@@ -94,7 +94,7 @@ CASES = [
     (["predict", "{d}/ft", "--file", "{d}/binary.csv"], "error: {d}/binary.csv: no text column 'text'"),
     (["evaluate", "{d}/ft", "--data", "{d}/unseen.csv"],
      "error: {d}/unseen.csv line 3: label 'postive' is not one of the model's labels (neg, pos); did you mean 'pos'?"),
-    (["evaluate", "{d}/ft", "--data", "{d}/data.txt"], "error: {d}/data.txt: unsupported data format '.txt'"),
+    (["evaluate", "{d}/ft", "--data", "{d}/data.xlsx"], "error: {d}/data.xlsx: unsupported data format '.xlsx'"),
     (["predict", "{d}/ft", "--file", "{d}/nope.jsonl"], "error: {d}/nope.jsonl: no such file"),
     # model directories: newer format, a plugin that is not installed, not a model at all
     (["predict", "{d}/newer", "hi"], "error: {d}/newer/config.json: format version 99 is newer than this zoo understands (1); upgrade zoo"),

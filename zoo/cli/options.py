@@ -64,6 +64,11 @@ def threads_option(f):
                         help="CPU threads [default: the CPUs this process may use (affinity, cgroup quota)].")(f)
 
 
+def encoding_option(f):
+    return click.option("--encoding", default=None,
+                        help="Encoding of the data file [default: its byte-order mark, UTF-8, else cp1252].")(f)
+
+
 class Choice(click.Choice):
     """click.Choice whose error also names the closest choice: 'bf61' ... ; did you mean 'bf16'?"""
 

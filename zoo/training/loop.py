@@ -70,7 +70,8 @@ class StopRequest:
 def finetune(model: Any, train: str | Path, *, output: str | Path, eval: str | Path | None = None,
              config: TrainConfig | None = None, text_column: str | None = None, label_column: str | None = None,
              pair_column: str | None = None, resume: bool = False, overwrite: bool = False,
-             progress: bool = True, on_step: Callable[[int], None] | None = None) -> TrainResult:
+             progress: bool = True, on_step: Callable[[int], None] | None = None,
+             encoding: str | None = None) -> TrainResult:
     """Fine-tune ``model`` (a ZooModel, zoo model dir or HF BERT dir) on a CSV/TSV/JSONL file.
 
     ``output`` becomes a model directory (the best epoch by the task's metric when ``eval`` is given, else
@@ -81,7 +82,8 @@ def finetune(model: Any, train: str | Path, *, output: str | Path, eval: str | P
     # one writer per output directory: a second run (or a second torchrun job) is refused, not interleaved
     with io.directory_lock(output) if env.is_main else _nullcontext():
         return _finetune(env, model, train, output, eval, config, resume, overwrite, progress, on_step,
-                         dict(text_column=text_column, label_column=label_column, pair_column=pair_column))
+                         dict(text_column=text_column, label_column=label_column, pair_column=pair_column,
+                              encoding=encoding))
 
 
 def _finetune(env, model, train, output: Path, eval, config, resume, overwrite, progress, on_step, columns):
