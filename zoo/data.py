@@ -141,7 +141,7 @@ def _csv_rows(path: Path, f, reader: csv.DictReader) -> Iterator[tuple[dict[str,
 def _pick_column(path: Path, columns: list[str], given: str | None, defaults: Sequence[str], what: str) -> str:
     if given is not None:
         if given not in columns:
-            raise ZooError(f"{path}: no {what} column '{given}'{did_you_mean(given, columns)} "
+            raise ZooError(f"{path}: no {what} column '{given}'{did_you_mean(given, columns) or ';'} "
                            f"columns: {', '.join(columns) or '(none)'}")
         return given
     for name in defaults:

@@ -87,7 +87,8 @@ def plot_confusion(matrix: Sequence[Sequence[int]], labels: Sequence[str], path:
 
 
 def write_report(task: str, metrics: dict[str, Any], directory: str | Path, title: str = "Evaluation") -> Path:
-    """report.md (headline metrics, per-class table) plus confusion.png for classification tasks."""
+    """report.md (headline metrics, per-class table) plus confusion.png for classification tasks; it links
+    curves.png when that is already in ``directory``."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     lines = [f"# {title}", ""]
@@ -104,6 +105,8 @@ def write_report(task: str, metrics: dict[str, Any], directory: str | Path, titl
     if "confusion_matrix" in metrics:
         plot_confusion(metrics["confusion_matrix"], metrics["labels"], directory / "confusion.png")
         lines += ["", "![confusion matrix](confusion.png)"]
+    if (directory / "curves.png").is_file():  # training curves plotted into the same directory
+        lines += ["", "![training curves](curves.png)"]
     path = directory / "report.md"
     io.write_text(path, "\n".join(lines) + "\n")
     return path

@@ -33,7 +33,8 @@ def parse_settings(items: tuple[str, ...]) -> tuple[dict[str, Any], dict[str, di
         kind, dot, option = key.partition(".")
         if dot:
             if kind not in PART_KINDS:
-                raise ZooError(f"--set {key}: the prefix must be one of {', '.join(PART_KINDS)}")
+                raise ZooError(f"--set {key}: unknown prefix '{kind}'{did_you_mean(kind, PART_KINDS) or ';'} "
+                               f"the prefix must be one of {', '.join(PART_KINDS)}")
             parts[kind][option] = parse_value(value)
         else:
             sizes[key] = parse_value(value)
