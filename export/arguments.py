@@ -6,7 +6,7 @@ from zoo.errors import ZooError
 
 
 def check_formats(onnx: bool, torchscript: bool, optimize: bool, quantize: str | None) -> None:
-    if not (onnx or torchscript):
-        raise ZooError("nothing to export: pass --onnx and/or --torchscript")
     if not onnx and (optimize or quantize):
         raise ZooError("--optimize and --quantize work on the ONNX graph; add --onnx")
+    if not torchscript and not onnx:
+        raise ZooError("nothing to export: pass --onnx and/or --torchscript")
