@@ -43,10 +43,11 @@ def physical_cores() -> int:
     return max(1, min(available, len(cores) or available))
 
 
-def session_options(threads: int | None = None, spinning: bool = True):
+def session_options(threads: int | None = None, spinning: bool = False):
     """``threads``, else the command's --threads, else one intra-op thread per usable physical core.
-    ``spinning=False`` stops idle threads busy-waiting, which
-    matters when something else (torch, another session) shares the cores between runs."""
+    Idle threads sleep unless ``spinning``: busy-waiting threads take the cores from the working ones
+    whenever anything else shares them (2 spinning threads predicted 1.9x slower than 2 sleeping ones on
+    a loaded 2-core machine; bench/NOTES.md)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -102,7 +103,7 @@ class OnnxModel:
     """
 
     def __init__(self, path: str | os.PathLike, *, file: str | None = None, threads: int | None = None,
-                 spinning: bool = True, warn: bool = True):
+                 spinning: bool = False, warn: bool = True):
         import onnxruntime as ort
 
         path = Path(path)
