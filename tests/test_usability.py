@@ -138,6 +138,10 @@ def test_evaluate_keeps_an_existing_report_without_overwrite(tmp_path, model_dir
     assert result.exit_code == 0, result.output
     assert (tmp_path / "report" / "report.md").read_text().startswith("# ")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.csv", "report"]  # no staging folder left
+    for inside in (model_dir, model_dir.parent, tmp_path):  # --overwrite never replaces the model or the data
+        result = invoke("evaluate", model_dir, "--data", data, "--report", inside, "--overwrite")
+        assert result.exit_code == 2 and "holds the model or the data" in result.output
+    assert (model_dir / "config.json").is_file()
 
 
 def test_a_max_length_above_the_models_is_said(tmp_path):

@@ -1,9 +1,9 @@
 """How many CPU threads to compute with: the CPUs this process may really use, not the machine's count.
 
 A container's CPU quota (cgroup ``cpu.max``, or v1's ``cpu.cfs_quota_us``) and the process's CPU affinity
-both limit what a process gets; ``os.cpu_count()`` knows neither. Threads beyond the real share wait on
-each other at every parallel region, which made fine-tuning up to 13x slower (bench/threads.py).
-Pure standard library: the torch-free ONNX runtime uses it too.
+both limit what a process gets; ``os.cpu_count()`` knows neither. Threads beyond the real share, and
+OpenMP threads that spin while they wait, made fine-tuning up to 12x slower on a busy machine
+(bench/NOTES.md). Pure standard library: the torch-free ONNX runtime uses it too.
 """
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def requested() -> int | None:
 def passive_wait() -> None:
     """OpenMP threads that run out of work sleep instead of spinning, unless the user chose otherwise.
     Spinning threads take the CPU from the threads still working whenever other jobs share the cores:
-    fine-tuning on a loaded 2-core machine ran 4x faster with it (bench/threads.py). Works only when set
+    fine-tuning on a loaded 2-core machine ran 4-12x faster with it (bench/threads.py). Works only when set
     before torch loads OpenMP, so the CLI calls it first."""
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
@@ -75,8 +75,7 @@ def cgroup_cpu_quota(root: Path = CGROUP_ROOT, proc_cgroup: Path = Path("/proc/s
 def _cgroup_dirs(root: Path, proc_cgroup: Path) -> list[Path]:
     """The directories that may hold this process's CPU limits: its own cgroup (v2 '0::/path' or v1's
     'N:cpu,cpuacct:/path') up to the root; inside a container the root is its own cgroup."""
-    tops = [root, root / "cpu", root / "cpu,cpuacct"]
-    dirs = list(tops)
+    dirs = [root, root / "cpu", root / "cpu,cpuacct"]
     try:
         lines = proc_cgroup.read_text().splitlines()
     except OSError:
@@ -85,8 +84,11 @@ def _cgroup_dirs(root: Path, proc_cgroup: Path) -> list[Path]:
         _, controllers, path = line.split(":", 2) if line.count(":") >= 2 else ("", "", "")
         if not path.startswith("/"):
             continue
-        top = root if controllers == "" else root / controllers if "cpu" in controllers.split(",") else None
-        if top is None:
+        if controllers == "":  # v2: one hierarchy
+            top = root
+        elif "cpu" in controllers.split(","):  # v1: the cpu controller's hierarchy
+            top = root / controllers
+        else:
             continue
         here = top / path.lstrip("/")
         while here != top and top in here.parents:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 
@@ -24,12 +25,16 @@ def evaluate(model, data, text_column, label_column, pair_column, batch_size, as
              encoding, threads):
     """Accuracy, macro-F1, per-class P/R/F1 and the confusion matrix (or the task's own metrics)."""
     from zoo.data import read_table
+    from zoo.errors import ZooError
     from zoo.inference import evaluate_table, load_predictor
     from zoo.io import check_output, staged_directory
     from zoo.metrics import format_report
     from zoo.threads import use
 
-    if report_dir:  # before any work: an existing report is the user's
+    if report_dir:  # before any work: an existing report, the model and the data are the user's
+        report = Path(report_dir).resolve()
+        if any(report == p or report in p.parents for p in (Path(model).resolve(), Path(data).resolve())):
+            raise ZooError(f"--report {report_dir} holds the model or the data; choose a directory of its own")
         check_output(report_dir, overwrite)
     use(threads)
     predictor = load_predictor(model)
