@@ -22,8 +22,9 @@ def use(threads: int | None = None) -> int:
     global _requested
     _requested = threads
     count = threads or _env_threads() or default_threads()
-    if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(count)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(count)
     else:  # torch reads these when it loads
         os.environ["OMP_NUM_THREADS"] = str(count)
         passive_wait()
