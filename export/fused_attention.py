@@ -1,10 +1,10 @@
 """Export softmax attention as one onnxruntime ``com.microsoft.Attention`` node.
 
 onnxruntime's BERT fusion does not recognise the graph torch exports for our attention, so the
-projections, QKᵀ, softmax and ·V stay a dozen small nodes. While exporting, every built-in softmax
-attention (sdpa, mha: no rotary, no grouped heads) is swapped for a stand-in whose core is a custom
-torch op; the dynamo exporter translates that op into one Attention node, with q/k/v packed into one
-(D, 3D) weight. The swap is undone afterwards, and the export is parity-checked like any other.
+projections, QKᵀ, softmax and ·V stay a dozen small nodes. While exporting, every attention whose
+``is_plain_softmax_attention()`` is true (sdpa and mha without rotary or grouped heads) is swapped for a
+stand-in whose core is a custom torch op; the dynamo exporter translates that op into one Attention node,
+with q/k/v packed into one (D, 3D) weight. The swap is undone afterwards, and the export is parity-checked like any other.
 """
 from __future__ import annotations
 
@@ -80,13 +80,10 @@ class PackedAttention(nn.Module):
 
 
 def packable(module: nn.Module) -> bool:
-    """A built-in softmax attention whose exact function the Attention op computes."""
-    from zoo.plugins.attention.mha import ExplicitAttention
-    from zoo.plugins.attention.sdpa import SDPAttention
-
-    return (type(module) in (SDPAttention, ExplicitAttention) and module.rotary is None
-            and module.num_kv_heads == module.num_heads and module.q_proj.bias is not None
-            and module.head_dim * module.num_heads == module.q_proj.in_features)
+    """An attention that says it computes exactly what the Attention op computes (zoo.nn.QKVAttention's
+    ``is_plain_softmax_attention``); anything else keeps its own graph."""
+    says = getattr(module, "is_plain_softmax_attention", None)
+    return callable(says) and bool(says())
 
 
 @contextlib.contextmanager

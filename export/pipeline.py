@@ -13,17 +13,19 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from zoo import __version__, io
+from zoo import io
+from zoo.constants import VERSION as __version__
+from zoo.constants import INT8_NAME, MANIFEST_NAME, ONNX_NAME, OPTIMIZED_NAME, TOKENIZER_NAME, TORCHSCRIPT_NAME
 from zoo.errors import ExportMismatch, ZooError, unknown
 from zoo.manager import get_registry
+from zoo.registry import MODEL_PARTS
 
 from . import parity
 from .arguments import check_formats
 from .onnx_export import EXPORTERS, ExportFailed, export_onnx
-from .runtime import MANIFEST_NAME, ONNX_NAME, TOKENIZER_NAME, session_options
+from .runtime import session_options
 
 MANIFEST_VERSION = 1
-TORCHSCRIPT_NAME, OPTIMIZED_NAME, INT8_NAME = "model.pt", "model.optimized.onnx", "model.int8.onnx"
 QUANTIZE_CHOICES = ("int8",)
 FORMAT_NAMES = {"onnx": "ONNX", "torchscript": "TorchScript"}
 
@@ -59,8 +61,8 @@ def export_model(model, output_dir, *, onnx: bool = True, torchscript: bool = Fa
                   for p in parity.probes(sizes["vocab_size"], sizes["max_length"], pad)]
     manifest: dict[str, Any] = {
         "format": "zoo-export", "format_version": MANIFEST_VERSION, "zoo_version": __version__,
-        "model": {k: getattr(model.spec, k).ref for k in ("encoder", "attention", "head")},
-        "labels": model.spec.labels, "task": parts["head"].capabilities.get("labels", "class"),
+        "model": {k: getattr(model.spec, k).ref for k in MODEL_PARTS},
+        "labels": model.spec.labels, "task": model.task.name, "outputs": list(model.task.output_names),
         # max_length: where text is cut (as for the torch model); max_positions: the longest the graph takes
         "max_length": int(model.spec.tokenizer.get("max_length") or sizes["max_length"]),
         "max_positions": sizes["max_length"], "vocab_size": sizes["vocab_size"], "pad_id": pad,
@@ -85,7 +87,7 @@ def export_model(model, output_dir, *, onnx: bool = True, torchscript: bool = Fa
             if quantize:
                 base = work / manifest["serve"]
                 batches = _held_out(tokenizer, calibration_texts, sizes, pad)
-                manifest["int8"] = _int8(base, work / INT8_NAME, batches, manifest["task"], min_agreement)
+                manifest["int8"] = _int8(base, work / INT8_NAME, batches, model.task, min_agreement)
                 _note_int8(manifest["int8"], failures, log)
                 if manifest["int8"]["passed"]:
                     manifest["serve"] = INT8_NAME
@@ -111,7 +113,7 @@ def check_capabilities(model, formats: list[str]) -> dict[str, Any]:
     """The model's registered parts; a part that declares it cannot export stops here, in one line."""
     registry = get_registry()
     parts = {}
-    for kind in ("encoder", "attention", "head"):
+    for kind in MODEL_PARTS:
         choice = getattr(model.spec, kind)
         part = registry.resolve(kind, choice.ref)
         for fmt in formats:

@@ -16,37 +16,10 @@ from .onnx_export import quiet
 Batches = list[tuple[np.ndarray, np.ndarray]]
 
 
-def predictions(logits: np.ndarray, mask: np.ndarray, task: str | None) -> tuple[np.ndarray, str]:
-    """What a user would read off the logits, flattened to comparable units, and the rule used."""
-    if task == "token":  # a label per real token
-        return logits.argmax(-1)[mask.astype(bool)], "argmax per real token"
-    if task == "multi":  # a yes/no per label
-        return (logits > 0).reshape(-1), "sigmoid > 0.5 per label"
-    if task == "float":
-        return logits.reshape(logits.shape[0], -1), "within 5% of the fp32 spread"
-    return logits.reshape(logits.shape[0], -1).argmax(-1), "argmax"
-
-
-def agreement(run_a: Callable, run_b: Callable, batches: Batches, task: str | None) -> dict[str, Any]:
-    """Fraction of predictions on which two runners agree over ``batches``."""
-    agree = total = 0
-    rule = ""
-    spread_a, spread_b = [], []
-    for ids, mask in batches:
-        pa, rule = predictions(run_a(ids, mask), mask, task)
-        pb, _ = predictions(run_b(ids, mask), mask, task)
-        if task == "float":
-            spread_a.append(pa)
-            spread_b.append(pb)
-            continue
-        agree += int((pa == pb).sum())
-        total += pa.size
-    if task == "float":
-        a, b = np.concatenate(spread_a), np.concatenate(spread_b)
-        tolerance = 0.05 * max(float(a.max() - a.min()), 1e-6)
-        close = np.abs(a - b).max(axis=1) <= tolerance
-        agree, total = int(close.sum()), int(close.size)
-    return {"agreement": agree / total if total else 1.0, "compared": total, "rule": rule}
+def agreement(run_a: Callable, run_b: Callable, batches: Batches, task) -> dict[str, Any]:
+    """How often two runners give the same answers over ``batches``, as the model's task (a zoo.tasks.Task)
+    compares them: {"agreement", "compared", "rule"}."""
+    return task.agreement([(run_a(ids, mask), run_b(ids, mask), mask) for ids, mask in batches])
 
 
 def quantize_int8(source: Path, target: Path, *, per_channel: bool) -> None:
@@ -57,7 +30,7 @@ def quantize_int8(source: Path, target: Path, *, per_channel: bool) -> None:
 
 
 def best_int8(source: Path, target: Path, fp32_run: Callable, make_run: Callable[[Path], Callable],
-              batches: Batches, task: str | None, min_agreement: float) -> dict[str, Any]:
+              batches: Batches, task, min_agreement: float) -> dict[str, Any]:
     """Quantise per-channel, and per-tensor too unless per-channel already reaches ``min_agreement``;
     keep the variant that agrees more. Returns the report (agreement, sizes, the variant kept)."""
     tried: list[dict[str, Any]] = []

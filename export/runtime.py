@@ -2,7 +2,7 @@
 
     model = OnnxModel("out")                      # or OnnxModel("out/model.onnx")
     ids, mask = model.encode(["a text", "another"])
-    logits = model.logits(ids, mask)              # (B, num_labels) or (B, S, num_labels) for "token"
+    logits = model.logits(ids, mask)              # (B, num_labels), or (B, S, num_labels) per token
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import numpy as np
 from zoo.errors import ZooError
 from zoo.threads import requested as requested_threads, usable_cpus
 
-MANIFEST_NAME, ONNX_NAME, TOKENIZER_NAME = "manifest.json", "model.onnx", "tokenizer.json"
+from zoo.constants import MANIFEST_NAME, ONNX_NAME, TOKENIZER_NAME
 INPUT_NAMES, OUTPUT_NAME = ("input_ids", "attention_mask"), "logits"
 # onnxruntime's fused SkipLayerNormalization CPU kernel measured 4-5x slower than the Add +
 # LayerNormalization it replaces (MiniLM, batch 1, len 128: 4.3 ms vs 1.2 ms per call; bench/NOTES.md).
@@ -84,6 +84,20 @@ def read_manifest(directory: Path) -> dict[str, Any]:
     return data
 
 
+def manifest_task(manifest: dict[str, Any], directory: Path):
+    """The export's task object: the recorded 'plugin:name' part, or (older exports) the task's name or
+    the first wave's label format; classification when the manifest names none."""
+    from zoo.tasks import LEGACY_LABEL_FORMATS, load_task
+
+    recorded = (manifest.get("model") or {}).get("task") if isinstance(manifest.get("model"), dict) else None
+    name = manifest.get("task") or "classification"
+    ref = recorded if isinstance(recorded, str) else LEGACY_LABEL_FORMATS.get(name, name)
+    try:
+        return load_task(ref)
+    except ZooError as exc:
+        raise ZooError(f"{directory / MANIFEST_NAME}: {exc}") from None
+
+
 def file_failed_check(manifest: dict[str, Any], name: str) -> bool:
     """Whether the manifest records that ``name`` itself failed parity (or int8 agreement)."""
     for section in ("onnx", "optimized", "int8"):
@@ -133,7 +147,7 @@ class OnnxModel:
             raise ZooError(f"{onnx_file}: expected inputs {', '.join(INPUT_NAMES)} and output {OUTPUT_NAME}, "
                            f"got inputs {', '.join(names)}")
         self.labels: list[str] | None = self.manifest.get("labels")
-        self.task: str | None = self.manifest.get("task")
+        self.task = manifest_task(self.manifest, directory)
         self.max_length: int = int(self.manifest.get("max_length") or 512)  # where encode() cuts text
         self.max_positions: int = int(self.manifest.get("max_positions") or self.max_length)
         self.tokenizer = None
@@ -165,4 +179,4 @@ class OnnxModel:
         return self.logits(input_ids, attention_mask)
 
     def __repr__(self) -> str:
-        return f"OnnxModel({str(self.path)!r}, task={self.task!r}, labels={self.labels!r})"
+        return f"OnnxModel({str(self.path)!r}, task={self.task.name!r}, labels={self.labels!r})"

@@ -30,7 +30,7 @@ def test_build_writes_a_loadable_model_and_summary(tmp_path):
     assert f"parameters {model.num_parameters():,}" in result.output
     assert model.encoder.blocks[0].attention.num_kv_heads == 2
     config = json.loads((out / "config.json").read_text())
-    assert config["sizes"]["num_labels"] == 3 and config["format_version"] == 1
+    assert config["sizes"]["num_labels"] == 3 and config["format_version"] == 2 and config["parts"]["task"]["name"] == "classification"
     assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors"]
 
 
@@ -98,7 +98,10 @@ def test_parts_table_and_json():
     assert table.output.splitlines()[0].split() == ["KIND", "NAME", "ALIASES", "PLUGIN", "DESCRIPTION"]
     assert any(line.split()[:4] == ["attention", "sdpa", "-", "zoo.attention"] for line in table.output.splitlines())
     data = json.loads(run("parts", "--json").output)
-    assert set(data) == {"attention", "encoder", "head"}
+    assert set(data) == {"attention", "encoder", "head", "task", "importer"}
+    assert {p["name"]: p["task"] for p in data["head"]}["cls"] == "classification"
+    assert [p["name"] for p in json.loads(run("parts", "--json", "--kind", "task").output)["task"]] == \
+        ["classification", "multilabel", "regression", "token-classification"]
     gqa = next(p for p in data["attention"] if p["name"] == "gqa")
     assert gqa["aliases"] == [] and gqa["capabilities"]["onnx"] is True and gqa["description"]
     assert [p["name"] for p in json.loads(run("parts", "--json", "--kind", "encoder").output)["encoder"]] == \
@@ -108,8 +111,9 @@ def test_parts_table_and_json():
 def test_plugins_lists_builtins():
     data = json.loads(run("plugins", "--json").output)
     builtin = {p["name"]: p for p in data if p["builtin"]}
-    assert set(builtin) == {"zoo.attention", "zoo.encoders", "zoo.heads"}
-    assert builtin["zoo.encoders"]["hooks"] == ["register_encoders"]
+    assert set(builtin) == {"zoo.attention", "zoo.encoders", "zoo.heads", "zoo.tasks"}
+    assert builtin["zoo.encoders"]["hooks"] == ["register_encoders", "register_importers"]
+    assert builtin["zoo.encoders"]["parts"]["importer"] == ["bert"]
     assert builtin["zoo.heads"]["parts"]["head"] == ["cls", "multilabel", "regression", "token-cls"]
     assert "zoo.attention" in run("plugins").output
 

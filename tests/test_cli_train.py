@@ -42,7 +42,7 @@ def test_finetune_evaluate_predict(trained):
     result = invoke("evaluate", trained / "ft", "--data", trained / "dev.csv", "--json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
-    assert report["task"] == "class" and report["n"] == 120 and report["accuracy"] >= 0.95
+    assert report["task"] == "classification" and report["n"] == 120 and report["accuracy"] >= 0.95
     assert sum(map(sum, report["confusion_matrix"])) == 120
     text = invoke("evaluate", trained / "ft", "--data", trained / "dev.csv")
     assert "confusion matrix (rows: true, columns: predicted)" in text.output

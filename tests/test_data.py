@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from zoo import metrics as M
-from zoo.data import encode_labels, label_names, read_table, tokenize
+from zoo.data import read_table
 from zoo.errors import ZooError
 from zoo.tokenizer import train_wordpiece
 
@@ -62,45 +62,6 @@ def test_missing_file(tmp_path):
         read_table(tmp_path / "nope.csv")
 
 
-def test_class_labels_strings_and_integers(tmp_path):
-    table = read_table(write(tmp_path / "d.jsonl", "".join(json.dumps({"text": "t", "label": v}) + "\n"
-                                                        for v in [10, 2, 2.0, 1])))
-    names = label_names(table, "class")
-    assert names == ["1", "2", "10"]  # numeric labels sort as numbers
-    assert encode_labels(table, "class", names) == [2, 1, 1, 0]
-    with pytest.raises(ZooError, match=r"line 1: label '10' is not one of the model's labels \(1, 2\)"):
-        encode_labels(table, "class", ["1", "2"])
-
-
-def test_multilabel_float_and_token_labels(tmp_path):
-    multi = read_table(write(tmp_path / "m.csv", 'text,label\na,"x|y"\nb,y\nc,\n'.replace("c,\n", 'c,"[""z""]"\n')))
-    names = label_names(multi, "multi")
-    assert names == ["x", "y", "z"]
-    assert np.array_equal(np.stack(encode_labels(multi, "multi", names)), [[1, 1, 0], [0, 1, 0], [0, 0, 1]])
-    floats = read_table(write(tmp_path / "f.csv", "text,score\na,0.5\nb,oops\n"))
-    with pytest.raises(ZooError, match=r"f\.csv line 3: label 'oops' is not a number$"):
-        encode_labels(floats, "float", None, 1)
-    tokens = read_table(write(tmp_path / "t.jsonl", '{"tokens": ["Paris", "is", "big"], "tags": ["LOC", "O", "O"]}\n'
-                                                     '{"tokens": ["Bob"], "tags": ["PER", "O"]}\n'),
-                        label_column="tags")
-    names = label_names(tokens, "token")
-    with pytest.raises(ZooError, match=r"t\.jsonl line 2: 1 words but 2 labels$"):
-        encode_labels(tokens, "token", names)
-
-
-def test_token_labels_go_to_each_words_first_piece(tmp_path):
-    table = read_table(write(tmp_path / "t.jsonl", '{"text": "walking dog", "label": "V N"}\n'))
-    tokenizer = train_wordpiece(["walk walking walked dog dogs"] * 5, vocab_size=40)
-    names = label_names(table, "token")
-    gold = encode_labels(table, "token", names)
-    ids, aligned = tokenize(tokenizer, table, 16, gold)
-    pieces = tokenizer.encode(["walking", "dog"], is_pretokenized=True)
-    expected = [-100] * len(pieces.ids)
-    expected[pieces.word_ids.index(0)] = names.index("V")
-    expected[pieces.word_ids.index(1)] = names.index("N")
-    assert aligned[0].tolist() == expected and len(ids[0]) == len(expected)
-
-
 def test_classification_metrics_by_hand():
     # true:  a a a b b c ; pred: a b a b c c
     got = M.classification_metrics([0, 0, 0, 1, 1, 2], [0, 1, 0, 1, 2, 2], ["a", "b", "c"])
@@ -123,10 +84,6 @@ def test_multilabel_regression_and_token_metrics_by_hand():
     assert reg["pearson"] == pytest.approx(np.corrcoef([1, 2, 3], [1, 2, 5])[0, 1])
     tok = M.token_metrics(np.array([[0, -100, 1], [1, 1, -100]]), np.array([[0, 1, 1], [0, 1, 0]]), ["O", "X"])
     assert tok["tokens"] == 4 and tok["accuracy"] == pytest.approx(3 / 4)
-
-
-def test_is_better_knows_lower_is_better_for_mse():
-    assert M.is_better("float", 0.1, 0.2) and not M.is_better("class", 0.1, 0.2) and M.is_better("class", 0.1, None)
 
 
 def test_quoted_newlines_and_unicode_line_separators(tmp_path):

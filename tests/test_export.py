@@ -131,7 +131,7 @@ def test_manifest_and_onnx_contract(tmp_path):
     model.spec.tokenizer["max_length"] = 16  # text is cut at 16 tokens though the graph takes 32
     result = _run_export(model, tmp_path, "--json")
     manifest = json.loads(result.stdout)
-    assert manifest["labels"] == ["O", "B", "I"] and manifest["task"] == "token"
+    assert manifest["labels"] == ["O", "B", "I"] and manifest["task"] == "token-classification"
     assert (manifest["max_length"], manifest["max_positions"]) == (16, 32)
     assert manifest["serve"] == "model.onnx"
     assert manifest["onnx"]["exporter"] == "dynamo" and manifest["onnx"]["opset"] >= 18

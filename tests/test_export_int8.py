@@ -53,19 +53,21 @@ def _fixed(outputs):
 
 
 def test_agreement_rules_per_task():
+    from zoo.tasks import load_task
+
     mask = np.array([[1, 1, 0]])
     batches = [(np.zeros((1, 3), dtype=np.int64), mask)]
     a = np.array([[[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]]])  # token logits (1, 3, 2)
     b = np.array([[[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]]])  # differs at a real token and at padding
-    token = agreement(_fixed([a]), _fixed([b]), batches, "token")
+    token = agreement(_fixed([a]), _fixed([b]), batches, load_task("token-classification"))
     assert (token["agreement"], token["compared"]) == (0.5, 2)  # padding is not a prediction
 
     two = [(np.zeros((2, 3), dtype=np.int64), np.ones((2, 3), dtype=np.int64))]
     assert agreement(_fixed([np.array([[2.0, 1.0], [0.0, 1.0]])]), _fixed([np.array([[2.0, 3.0], [0.0, 1.0]])]),
-                     two, "class")["agreement"] == 0.5
+                     two, load_task("classification"))["agreement"] == 0.5
     multi = agreement(_fixed([np.array([[1.0, -1.0], [1.0, 1.0]])]), _fixed([np.array([[1.0, 1.0], [1.0, 1.0]])]),
-                      two, "multi")
+                      two, load_task("multilabel"))
     assert (multi["agreement"], multi["compared"]) == (0.75, 4)
     # float: within 5% of the fp32 spread (here 10 -> 0.5)
-    regression = agreement(_fixed([np.array([[0.0], [10.0]])]), _fixed([np.array([[0.4], [11.0]])]), two, "float")
+    regression = agreement(_fixed([np.array([[0.0], [10.0]])]), _fixed([np.array([[0.4], [11.0]])]), two, load_task("regression"))
     assert regression["agreement"] == 0.5

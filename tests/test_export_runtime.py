@@ -53,12 +53,12 @@ def test_onnx_model_serves_without_torch(exported):
     model, out, texts, _ = exported
     code = ("import json\nfrom zoo.export.runtime import OnnxModel\n"
             "m = OnnxModel(sys.argv[1]); ids, mask = m.encode(sys.argv[2:])\n"
-            "print(json.dumps({'logits': m.logits(ids, mask).tolist(), 'labels': m.labels, 'task': m.task,\n"
+            "print(json.dumps({'logits': m.logits(ids, mask).tolist(), 'labels': m.labels, 'task': m.task.name,\n"
             "                  'torch': sys.modules['torch'], 'max_length': m.max_length}))\n")
     result = _without_torch(code, str(out), *texts[:8])
     assert result.returncode == 0, result.stderr
     served = json.loads(result.stdout)
-    assert served["torch"] is None and served["labels"] == list(CLASSES) and served["task"] == "class"
+    assert served["torch"] is None and served["labels"] == list(CLASSES) and served["task"] == "classification"
     assert served["max_length"] == 32
     np.testing.assert_allclose(np.array(served["logits"]), _eager(model, model.tokenizer, texts[:8]),
                                atol=1e-4, rtol=0)

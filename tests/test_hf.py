@@ -143,7 +143,7 @@ def test_any_qkv_attention_takes_the_weights(tmp_path, attention):
 
 def test_refuses_attention_with_other_projection_shapes(tmp_path):
     save_checkpoint(tmp_path / "hf")
-    with pytest.raises(ZooError, match=r"attention 'gqa' cannot take BERT weights: k_proj\.weight has shape \(8, 32\)"):
+    with pytest.raises(ZooError, match=r"attention 'gqa' cannot take the checkpoint's weights: k_proj\.bias has shape \(8,\), the checkpoint has \(32,\)"):
         import_pretrained(tmp_path / "hf", attention="gqa", attention_options={"num_kv_heads": 1})
 
 
@@ -175,3 +175,57 @@ def test_real_minilm_matches_transformers():
         ours = model.encoder(torch.from_numpy(ids), torch.from_numpy(mask).bool())
         theirs = reference(**batch).last_hidden_state
     assert (ours - theirs)[batch["attention_mask"].bool()].abs().max().item() <= 1e-5
+
+
+def test_an_unknown_model_type_lists_the_importers_and_their_plugins(tmp_path):
+    save_checkpoint(tmp_path / "hf")
+    config = json.loads((tmp_path / "hf" / "config.json").read_text())
+    (tmp_path / "hf" / "config.json").write_text(json.dumps({**config, "model_type": "bret"}))
+    with pytest.raises(ZooError, match=r"model_type 'bret' is not supported; zoo imports: bert \(zoo\.encoders\)$"):
+        import_pretrained(tmp_path / "hf")
+
+
+class ThirdPartyImporter:
+    """A plugin that imports a made-up model_type whose checkpoints store BERT under 'body.'."""
+
+    @zoo.hookimpl
+    def register_importers(self, register):
+        from zoo.hf import Checkpoint
+        from zoo.plugins.encoders.bert_import import import_bert
+
+        def import_body(checkpoint: Checkpoint):
+            renamed = Checkpoint(checkpoint.path, checkpoint.config, checkpoint.without_prefix("body."),
+                                 checkpoint.tokenizer, checkpoint.tokenizer_config)
+            return import_bert(renamed)
+
+        register("body-bert", import_body, description="BERT stored under body.")
+
+
+def test_a_plugin_adds_an_importer_for_its_own_model_type(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from zoo.manager import pm
+
+    reference = save_checkpoint(tmp_path / "hf")
+    weights = load_file(str(tmp_path / "hf" / "model.safetensors"))
+    save_file({f"body.{k}": v.contiguous() for k, v in weights.items()}, str(tmp_path / "hf" / "model.safetensors"))
+    config = json.loads((tmp_path / "hf" / "config.json").read_text())
+    (tmp_path / "hf" / "config.json").write_text(json.dumps({**config, "model_type": "body-bert"}))
+    pm.register(ThirdPartyImporter(), name="body-importer")
+    try:
+        assert "body-bert" in zoo.list_parts()["importer"]
+        model = import_pretrained(tmp_path / "hf")
+        ids, mask = padded_batch(model)
+        with torch.no_grad():
+            diff = model.encoder(ids, mask.bool()) - reference(input_ids=ids, attention_mask=mask).last_hidden_state
+        assert diff[mask.bool()].abs().max().item() <= 1e-5
+        assert model.spec.extra["source"]["model_type"] == "body-bert"
+    finally:
+        pm.unregister(name="body-importer")
+
+
+def test_alibi_in_bert_refuses_a_checkpoint_with_learned_positions(tmp_path):
+    save_checkpoint(tmp_path / "hf")
+    with pytest.raises(ZooError, match=r"position_embeddings.weight' has no place in encoder 'bert' with attention "
+                                       r"'alibi'"):
+        import_pretrained(tmp_path / "hf", attention="alibi")

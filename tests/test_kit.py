@@ -202,21 +202,22 @@ def test_head_pooling_over_padding_fails(kit_parts):
         testing.check_part("head", "kit-meanpad", export=False)
 
 
-def test_head_without_a_labels_format_is_told_what_to_declare(kit_parts):
+def test_head_without_a_task_is_told_what_to_declare(kit_parts):
     with pytest.raises(AssertionError) as err:
         testing.check_part("head", "kit-nolabels", export=False)
-    assert str(err.value) == ("head 'kit-nolabels' declares capabilities['labels']=None; the kit needs one of "
-                              "class, multi, float, token to make labels for its loss")
+    assert str(err.value) == ("head 'kit-nolabels' with encoder 'transformer' and attention 'sdpa': building the "
+                              "model failed: head 'kit-nolabels' (plugin 'kit-plugin') names no task; register it "
+                              "with task=...")
 
 
-def test_labels_match_each_format():
+def test_labels_match_each_task():
     g = torch.Generator().manual_seed(0)
-    assert testing.make_labels("class", 4, 7, 3, g).shape == (4,)
-    multi = testing.make_labels("multi", 4, 7, 3, g)
+    assert testing.make_labels("classification", 4, 7, 3, g).shape == (4,)
+    multi = testing.make_labels("multilabel", 4, 7, 3, g)
     assert multi.shape == (4, 3) and set(multi.unique().tolist()) <= {0.0, 1.0}
-    assert testing.make_labels("float", 4, 7, 1, g).shape == (4,)
-    assert testing.make_labels("float", 4, 7, 3, g).shape == (4, 3)
-    token = testing.make_labels("token", 4, 7, 3, g)
+    assert testing.make_labels("regression", 4, 7, 1, g).shape == (4,)
+    assert testing.make_labels("regression", 4, 7, 3, g).shape == (4, 3)
+    token = testing.make_labels("token-classification", 4, 7, 3, g)
     assert token.shape == (4, 7) and token.max() < 3
 
 

@@ -36,7 +36,7 @@ def edit_config(path, **changes):
 
 
 @pytest.mark.parametrize("changes, message", [
-    ({"format_version": 99}, "format version 99 is newer than this zoo understands (1); upgrade zoo"),
+    ({"format_version": 99}, "format version 99 is newer than this zoo understands (2); upgrade zoo"),
     ({"parts__attention__name": "spda"}, "needs attention 'spda', which plugin 'zoo.attention' no longer provides"),
     ({"parts__attention__plugin": "os"}, "needs attention 'sdpa' from plugin 'os', which is not installed"),
     ({"parts__head__options": {"evil": 1}}, "unknown option 'evil' for head 'cls'"),

@@ -21,6 +21,7 @@ def test_wheel_layout_and_import(tmp_path):
     top_level = {n.split("/")[0] for n in names}
     assert {t for t in top_level if not t.endswith(".dist-info")} == {"zoo"}
     for module in ("zoo/plugins/attention/sdpa.py", "zoo/plugins/encoders/bert.py", "zoo/plugins/heads/token.py",
+                   "zoo/plugins/tasks/token.py", "zoo/plugins/encoders/bert_import.py",
                    "zoo/export/__init__.py", "zoo/cli/__init__.py", "zoo/hookspecs.py"):
         assert module in names
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(tmp_path / "site"),
@@ -33,3 +34,16 @@ def test_wheel_layout_and_import(tmp_path):
                             env={**os.environ, "PYTHONPATH": str(tmp_path / "site")})
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "['bert', 'prenorm', 'transformer']"
+
+
+@pytest.mark.slow
+def test_the_layer_contracts_hold(tmp_path):
+    """lint-imports (import-linter, contracts in pyproject.toml) on the installed package, where zoo.plugins
+    and zoo.export sit inside zoo as users get them. Run from outside the checkout so it cannot shadow it."""
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(tmp_path / "site"),
+                    str(ROOT)], check=True, capture_output=True)
+    lint = Path(sys.executable).with_name("lint-imports")
+    result = subprocess.run([str(lint), str(ROOT / "pyproject.toml")], cwd=tmp_path, capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(tmp_path / "site")})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert "0 broken" in result.stdout

@@ -97,7 +97,7 @@ CASES = [
     (["evaluate", "{d}/ft", "--data", "{d}/data.xlsx"], "error: {d}/data.xlsx: unsupported data format '.xlsx'"),
     (["predict", "{d}/ft", "--file", "{d}/nope.jsonl"], "error: {d}/nope.jsonl: no such file"),
     # model directories: newer format, a plugin that is not installed, not a model at all
-    (["predict", "{d}/newer", "hi"], "error: {d}/newer/config.json: format version 99 is newer than this zoo understands (1); upgrade zoo"),
+    (["predict", "{d}/newer", "hi"], "error: {d}/newer/config.json: format version 99 is newer than this zoo understands (2); upgrade zoo"),
     (["finetune", "{d}/newer", "--train", "{d}/good.csv", "-o", "{d}/o"], "error: {d}/newer/config.json: format version 99"),
     (["export", "{d}/newer", "--onnx", "-o", "{d}/o"], "error: {d}/newer/config.json: format version 99"),
     (["evaluate", "{d}/noplugin", "--data", "{d}/good.csv"],

@@ -299,7 +299,7 @@ def test_path_like_labels_and_paths_in_config_write_nowhere_else(tmp_path):
     try:
         from zoo.reports import write_report
 
-        write_report("class", metrics, inside / "report")
+        write_report(metrics, inside / "report")
     except ZooError:  # matplotlib (the reports extra) missing: only report.md is not tested
         pass
     created = sorted(set(tmp_path.rglob("*")) - set(before))

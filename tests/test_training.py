@@ -16,7 +16,7 @@ import zoo
 from zoo.errors import ZooError
 from zoo.training import TrainConfig, finetune
 from zoo.training.batching import epoch_batches, micro_batch
-from zoo.training.device import DistEnv, cpu_threads, dist_env, pick_device, pick_precision
+from zoo.device import DistEnv, cpu_threads, dist_env, pick_device, pick_precision
 from zoo.training.optim import lr_factor, param_groups
 
 POSITIVE, NEGATIVE = ["good", "great", "nice", "happy"], ["bad", "awful", "sad", "poor"]
@@ -82,11 +82,12 @@ def test_every_head_learns_its_synthetic_task(tmp_path, head, options):
         assert final["accuracy"] >= 0.95 and final["macro_f1"] >= 0.95
     else:  # rounding the predicted count must recover it
         from zoo.inference import ModelPredictor, row_logits
-        from zoo.data import read_table, tokenize
+        from zoo.data import read_table
+        from zoo.tokenizer import encode_rows, ids_of
 
         model = zoo.load_model(tmp_path / "ft")
         predictor = ModelPredictor(model)
-        ids, _ = tokenize(model.tokenizer, read_table(dev), predictor.max_length)
+        ids = ids_of(encode_rows(model.tokenizer, read_table(dev).texts, max_length=predictor.max_length))
         predicted = np.rint(np.concatenate(row_logits(predictor, ids)))
         truth = np.array([r["label"] for r in synthetic(head, 120, 2)])
         assert (predicted == truth).mean() >= 0.95 and final["r2"] >= 0.9
@@ -103,7 +104,8 @@ def test_output_is_a_model_directory_with_labels_metrics_and_state(tmp_path):
     lines = [json.loads(x) for x in (tmp_path / "ft" / "metrics.jsonl").read_text().splitlines()]
     assert [x["epoch"] for x in lines] == [1, 2] and "macro_f1" in lines[0]["eval"]
     assert sorted(p.name for p in (tmp_path / "ft").iterdir()) == [
-        "config.json", "metrics.jsonl", "model.safetensors", "tokenizer.json", "trainer_state.safetensors"]
+        "config.json", "curves.png", "metrics.jsonl", "model.safetensors", "tokenizer.json",
+        "trainer_state.safetensors"]
     with pytest.raises(ZooError, match="holds a training run; pass --resume"):
         finetune(tiny("cls"), train, output=tmp_path / "ft", progress=False)
 
@@ -220,3 +222,27 @@ def test_config_errors_are_one_line():
         TrainConfig(batch_size=0)
     with pytest.raises(ZooError, match=r"^warmup-ratio must be in \[0, 1\), got 1.5$"):
         TrainConfig(warmup_ratio=1.5)
+
+
+def test_every_setting_is_declared_once_and_offered_by_the_cli():
+    """TrainConfig is the one source of the settings: each CLI flag of `zoo finetune` comes from a field,
+    and each field (but the API-only ones) has a flag, with the same default."""
+    from zoo.cli.finetune import finetune as command
+    from zoo.training.config import TrainConfig, cli_fields, default_of
+
+    flags = {p.name: p for p in command.params}
+    for spec in cli_fields():
+        assert spec.name in flags, f"TrainConfig.{spec.name} has no flag"
+        assert flags[spec.name].default == default_of(spec), spec.name
+        assert flags[spec.name].help == spec.metadata["help"]
+    assert TrainConfig(**{s.name: flags[s.name].default for s in cli_fields()}) == TrainConfig()
+
+
+def test_the_train_state_round_trips_and_older_checkpoints_load():
+    from zoo.training.state import TrainState
+
+    state = TrainState(epoch=2, batch=3, step=40, best={"epoch": 1, "metric": "macro_f1", "value": 0.5},
+                       bad_epochs=1, history=[{"epoch": 1}], losses=[[1, 0.7], [2, 0.6]])
+    assert TrainState.from_dict(state.to_dict()) == state
+    older = {k: v for k, v in state.to_dict().items() if k != "losses"}  # written before losses were kept
+    assert TrainState.from_dict(older) == TrainState(**{**older, "losses": []})

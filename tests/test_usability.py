@@ -187,7 +187,7 @@ def test_the_cgroup_cpu_quota_is_read(tmp_path, files, membership, quota):
 
 
 def test_default_threads_follow_the_usable_cpus(monkeypatch):
-    from zoo.training.device import cpu_threads
+    from zoo.device import cpu_threads
 
     monkeypatch.setattr(threads, "usable_cpus", lambda *a: 6)
     assert threads.default_threads() == 6 and threads.default_threads(4) == 1

@@ -9,7 +9,7 @@ from typing import Any
 from .errors import ZooError
 from .hookspecs import hookimpl
 
-__version__ = "0.1.0"
+from .constants import VERSION as __version__
 
 
 def build_model(arch: str = "transformer", head: str = "cls", attention: str | None = None, **options: Any):

@@ -1,8 +1,7 @@
-"""Labelled text from CSV, TSV and JSONL: reading, label encoding per task, tokenization. numpy only.
+"""Labelled text from CSV, TSV and JSONL: rows with a text, an optional text pair and a raw label. numpy only.
 
-Tasks are the heads' ``capabilities['labels']``: "class" (one string/int label), "multi" (a list of labels,
-or one string split on | ; or ,), "float" (a number, or a list of num_labels numbers), "token" (one label
-per whitespace-separated word). Every problem with the data is a one-line ZooError naming file and line.
+What a label means (and how it becomes a target) is the model's task's business (zoo.tasks); this module
+only reads. Every problem with the data is a one-line ZooError naming file and line.
 """
 from __future__ import annotations
 
@@ -18,7 +17,6 @@ import numpy as np
 
 from .errors import ZooError, did_you_mean
 
-IGNORE_INDEX = -100
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".txt": "txt"}
 # Byte-order marks, longest first (a UTF-32 LE mark starts like a UTF-16 LE one).
 BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF8, "utf-8-sig"),
@@ -158,7 +156,9 @@ def _pick_column(path: Path, columns: list[str], given: str | None, defaults: Se
 class _Columns:
     """The columns a read uses: found once (from the header, or the first JSON rows) for every chunk."""
 
-    def __init__(self, path: Path, columns: list[str], text_column, label_column, pair_column, require_labels):
+    def __init__(self, path: Path, columns: list[str], text_column, label_column, pair_column, require_labels,
+                 allow_empty_labels: bool = False):
+        self.allow_empty_labels = allow_empty_labels
         self.text = _pick_column(path, columns, text_column, TEXT_COLUMNS, "text")
         self.pair = _pick_column(path, columns, pair_column, (), "text pair") if pair_column else None
         self.label = None
@@ -180,7 +180,7 @@ class _Columns:
                 table.pairs.append(pair)
             if self.label:
                 label = row.get(self.label)
-                if label is None or (isinstance(label, str) and not label.strip()):
+                if label is None or (isinstance(label, str) and not label.strip() and not self.allow_empty_labels):
                     raise ZooError(f"{path} line {line}: no label in column '{self.label}'")
                 table.labels.append(label.strip() if isinstance(label, str) else label)
         return table
@@ -191,8 +191,10 @@ def _columns_of(header: list[str] | None, rows: list[dict[str, Any]]) -> list[st
 
 
 def read_table(path: str | Path, *, text_column: str | None = None, label_column: str | None = None,
-               pair_column: str | None = None, require_labels: bool = True, encoding: str | None = None) -> Table:
+               pair_column: str | None = None, require_labels: bool = True, allow_empty_labels: bool = False,
+               encoding: str | None = None) -> Table:
     """Read a data file. Columns left as None are found by their usual names (text, label, sentiment...).
+    ``allow_empty_labels``: an empty label cell is a label (a multi-label row with no labels), not a mistake.
     ``encoding`` None finds it (a byte-order mark, UTF-8, else cp1252)."""
     path = Path(path)
     header, stream = _row_stream(path, encoding)
@@ -200,7 +202,8 @@ def read_table(path: str | Path, *, text_column: str | None = None, label_column
     if not pairs:
         raise ZooError(f"{path}: no rows")
     rows, lines = [r for r, _ in pairs], [n for _, n in pairs]
-    columns = _Columns(path, _columns_of(header, rows), text_column, label_column, pair_column, require_labels)
+    columns = _Columns(path, _columns_of(header, rows), text_column, label_column, pair_column, require_labels,
+                       allow_empty_labels)
     return columns.table(path, rows, lines)
 
 
@@ -232,130 +235,6 @@ def _chunks(items: Iterator[Any], size: int) -> Iterator[list[Any]]:
             chunk = []
     if chunk:
         yield chunk
-
-
-# ---- labels -------------------------------------------------------------------------------------------
-
-def _sort_labels(names: set[str]) -> list[str]:
-    try:
-        return sorted(names, key=float)
-    except ValueError:
-        return sorted(names)
-
-
-def _class_name(value: Any) -> str:
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise ValueError(f"label {value!r} must be a string or an integer")
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    return str(value)
-
-
-def _split_multi(value: Any) -> list[str]:
-    if isinstance(value, list):
-        return [_class_name(v) for v in value]
-    text = str(value).strip()
-    if text.startswith("["):
-        try:
-            return [_class_name(v) for v in json.loads(text)]
-        except (json.JSONDecodeError, TypeError):
-            raise ValueError(f"label {text!r} is not a JSON list") from None
-    for sep in ("|", ";", ","):
-        if sep in text:
-            return [p.strip() for p in text.split(sep) if p.strip()]
-    return [text] if text else []
-
-
-def _words(value: Any) -> list[str]:
-    return value if isinstance(value, list) else str(value).split()
-
-
-def label_names(table: Table, task: str, known: list[str] | None = None) -> list[str] | None:
-    """The label set: the model's own when it has one, else every label seen in the data (sorted)."""
-    if task == "float":
-        return None
-    if known:
-        return list(known)
-    names: set[str] = set()
-    for label, line in zip(table.labels or [], table.lines):
-        try:
-            if task == "class":
-                names.add(_class_name(label))
-            else:
-                names.update(_split_multi(label) if task == "multi" else [_class_name(t) for t in _words(label)])
-        except ValueError as exc:
-            raise ZooError(f"{table.source} line {line}: {exc}") from None
-    return _sort_labels(names)
-
-
-def encode_labels(table: Table, task: str, names: list[str] | None, num_labels: int = 1) -> list[Any]:
-    """Raw labels -> class ids, multi-hot rows, float rows or per-word id lists (for "token")."""
-    index = {n: i for i, n in enumerate(names or [])}
-    out: list[Any] = []
-    for label, line, text in zip(table.labels or [], table.lines, table.texts):
-        where = f"{table.source} line {line}"
-        try:
-            if task == "class":
-                out.append(_lookup(index, _class_name(label), where))
-            elif task == "multi":
-                row = np.zeros(len(index), dtype=np.float32)
-                for name in _split_multi(label):
-                    row[_lookup(index, name, where)] = 1.0
-                out.append(row)
-            elif task == "float":
-                values = label if isinstance(label, list) else str(label).replace(";", ",").split(",")
-                row = np.asarray([float(v) for v in values], dtype=np.float32)
-                if len(row) != num_labels:
-                    raise ValueError(f"{len(row)} numbers in the label but the model predicts {num_labels}")
-                out.append(row)
-            elif task == "token":
-                tags, words = _words(label), _words(text)
-                if len(tags) != len(words):
-                    raise ValueError(f"{len(words)} words but {len(tags)} labels")
-                out.append([_lookup(index, _class_name(t), where) for t in tags])
-            else:
-                raise ZooError(f"unknown task '{task}'")
-        except ValueError as exc:
-            detail = str(exc)
-            if task == "float" and detail.startswith("could not convert"):
-                detail = f"label {label!r} is not a number"
-            raise ZooError(f"{where}: {detail}") from None
-    return out
-
-
-def _lookup(index: dict[str, int], name: str, where: str) -> int:
-    if name not in index:
-        shown = ", ".join(list(index)[:10]) + (f", ... ({len(index)} in all)" if len(index) > 10 else "")
-        raise ZooError(f"{where}: label '{name}' is not one of the model's labels ({shown})"
-                       f"{did_you_mean(name, index)}")
-    return index[name]
-
-
-# ---- tokens -------------------------------------------------------------------------------------------
-
-def tokenize(tokenizer, table: Table, max_length: int, token_labels: list[list[int]] | None = None
-             ) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
-    """Token ids per row (truncated at max_length); for token tasks, labels on each word's first piece."""
-    tokenizer.no_padding()
-    tokenizer.enable_truncation(max_length)
-    if token_labels is not None or any(isinstance(t, list) for t in table.texts[:1]):
-        encodings = tokenizer.encode_batch([_words(t) for t in table.texts], is_pretokenized=True)
-    elif table.pairs is not None:
-        encodings = tokenizer.encode_batch(list(zip(table.texts, table.pairs)))
-    else:
-        encodings = tokenizer.encode_batch(table.texts)
-    ids = [np.asarray(e.ids, dtype=np.int64) for e in encodings]
-    if token_labels is None:
-        return ids, None
-    aligned = []
-    for enc, tags in zip(encodings, token_labels):
-        row, previous = np.full(len(enc.ids), IGNORE_INDEX, dtype=np.int64), None
-        for position, word in enumerate(enc.word_ids):
-            if word is not None and word != previous:
-                row[position] = tags[word]
-            previous = word
-        aligned.append(row)
-    return ids, aligned
 
 
 def pad(rows: Sequence[np.ndarray], value: int) -> np.ndarray:

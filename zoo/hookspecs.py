@@ -1,7 +1,7 @@
 """The plugin contract. Each hook receives a ``register(name, factory, **metadata)`` callback.
 
 ``factory`` is a callable or a lazy ``"module:attr"`` import path; metadata is ``description``,
-``aliases`` and ``capabilities``. Call contracts for each kind of factory: docs/plugins.md.
+``aliases``, ``capabilities`` and, for heads, ``task``. Call contracts for each kind: docs/plugins.md.
 """
 import pluggy
 
@@ -21,4 +21,14 @@ def register_encoders(register):
 
 @hookspec
 def register_heads(register):
-    """Register task heads: factory(*, d_model, num_labels, dropout, **options) -> nn.Module."""
+    """Register task heads: factory(*, d_model, num_labels, dropout, **options) -> nn.Module; task=..."""
+
+
+@hookspec
+def register_tasks(register):
+    """Register tasks: factory(**options) -> zoo.tasks.Task (labels, batches, metrics, predictions)."""
+
+
+@hookspec
+def register_importers(register):
+    """Register checkpoint importers by Hugging Face model_type: factory(checkpoint) -> zoo.hf.EncoderImport."""

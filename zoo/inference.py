@@ -1,6 +1,6 @@
 """Predict and evaluate with a model directory (torch) or an export directory (onnxruntime, no torch).
 
-Both are "predictors": ``.labels``, ``.task``, ``.max_length``, ``.tokenizer`` and
+Both are "predictors": ``.labels``, ``.task`` (a zoo.tasks.Task), ``.max_length``, ``.tokenizer`` and
 ``.logits(input_ids, attention_mask) -> np.ndarray``. torch is imported only for a model directory.
 """
 from __future__ import annotations
@@ -10,20 +10,18 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from . import metrics as M
-from .data import IGNORE_INDEX, Table, encode_labels, pad, tokenize
+from .constants import CONFIG_NAME, ONNX_NAME
+from .data import Table, pad
 from .errors import ZooError
+from .tokenizer import ids_of
 
 
 class ModelPredictor:
     """A ZooModel behind the predictor interface (eval mode, no gradients, optional autocast)."""
 
     def __init__(self, model, device: str = "cpu", precision: str = "fp32"):
-        from .manager import get_registry
-
         self.model, self.device, self.precision = model, device, precision
-        part = get_registry().resolve("head", model.spec.head.ref)
-        self.task = part.capabilities.get("labels", "class")
+        self.task = model.task
         self.labels = model.spec.labels
         self.tokenizer = model.tokenizer
         self.max_length = int(model.spec.tokenizer.get("max_length") or model.spec.sizes["max_length"])
@@ -31,7 +29,7 @@ class ModelPredictor:
     def logits(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         import torch
 
-        from .training.device import autocast
+        from .device import autocast
 
         was_training = self.model.training
         self.model.eval()
@@ -47,12 +45,12 @@ class ModelPredictor:
 def load_predictor(path: str | Path):
     """An export directory (model.onnx) runs on onnxruntime without torch; a model directory on torch."""
     path = Path(path)
-    if (path / "model.onnx").is_file():
+    if (path / ONNX_NAME).is_file():
         from zoo.export.runtime import OnnxModel
 
         return OnnxModel(path)
-    if not (path / "config.json").is_file():
-        raise ZooError(f"{path}: not a model or export directory (no config.json or model.onnx)")
+    if not (path / CONFIG_NAME).is_file():
+        raise ZooError(f"{path}: not a model or export directory (no {CONFIG_NAME} or {ONNX_NAME})")
     from .model import load_model
 
     return ModelPredictor(load_model(path))
@@ -82,95 +80,26 @@ def row_logits(predictor, ids: Sequence[np.ndarray], batch_size: int = 64) -> li
     return out  # type: ignore[return-value]
 
 
-def decide(task: str, logits: np.ndarray) -> np.ndarray:
-    """Logits -> predictions: class ids (class, token), 0/1 rows (multi), values (float)."""
-    if task in ("class", "token"):
-        return logits.argmax(axis=-1)
-    if task == "multi":
-        return (logits > 0).astype(np.int64)
-    return logits
-
-
-def label_list(predictor) -> list[str]:
-    if predictor.labels:
-        return list(predictor.labels)
-    return []
-
-
-def evaluate_rows(task: str, logits: list[np.ndarray], gold: list[Any], labels: list[str]) -> dict[str, Any]:
-    """Metrics for per-row logits against encoded gold labels (see zoo.data.encode_labels), and the loss."""
-    loss = {"loss": M.mean_loss(task, logits, gold)}
-    if task == "class":
-        return {**M.classification_metrics(gold, [int(decide(task, x)) for x in logits], labels), **loss}
-    if task == "multi":
-        return {**M.multilabel_metrics(np.stack(gold), np.stack([decide(task, x) for x in logits]), labels), **loss}
-    if task == "float":
-        return {**M.regression_metrics(np.stack(gold), np.stack(logits)), **loss}
-    true = np.concatenate(gold)
-    pred = np.concatenate([decide(task, x) for x in logits])
-    return {**M.token_metrics(true, pred, labels), **loss}
-
-
 def evaluate_table(predictor, table: Table, batch_size: int = 64) -> dict[str, Any]:
     """Tokenize a labelled table, predict, and score it with the task's metrics."""
     tokenizer = _require_tokenizer(predictor)
     task = predictor.task
-    names = label_list(predictor) or None
-    if task in ("class", "multi", "token") and not names:
+    names = list(predictor.labels or []) or None
+    if task.named_labels and not names:
         raise ZooError("the model has no label names; fine-tune it on labelled data first")
-    if task == "token":
-        gold = encode_labels(table, task, names)
-        ids, token_gold = tokenize(tokenizer, table, predictor.max_length, gold)
-        return evaluate_rows(task, row_logits(predictor, ids, batch_size), token_gold, names)
-    ids, _ = tokenize(tokenizer, table, predictor.max_length)
-    logits = row_logits(predictor, ids, batch_size)
-    gold = encode_labels(table, task, names, int(logits[0].shape[-1]) if logits else 1)
-    return evaluate_rows(task, logits, gold, names or [])
-
-
-def _softmax(x: np.ndarray) -> np.ndarray:
-    e = np.exp(x - x.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
+    encodings = task.inputs(tokenizer, table, predictor.max_length)
+    outputs = row_logits(predictor, ids_of(encodings), batch_size)
+    num_labels = int(outputs[0].shape[-1]) if outputs else len(names or []) or 1
+    return task.evaluate(outputs, task.targets(table, names, num_labels, encodings), names)
 
 
 def predict_table(predictor, table: Table, batch_size: int = 64, top_k: int = 1) -> list[dict[str, Any]]:
-    """One result per row: label and probability (class), labels over 0.5 (multi), values (float),
-    or a label per word (token)."""
+    """One JSON-ready result per row, as the model's task words it (label and probability, labels, values...)."""
     tokenizer = _require_tokenizer(predictor)
     task = predictor.task
-    names = label_list(predictor)
-    word_rows = [t if isinstance(t, list) else t.split() for t in table.texts] if task == "token" else None
-    if task == "token":
-        table = Table(table.source, word_rows, None, None, table.lines)
-    ids, _ = tokenize(tokenizer, table, predictor.max_length)
-    logits = row_logits(predictor, ids, batch_size)
-    name = (lambda i: names[i] if i < len(names) else str(i))
-    results = []
-    for row, x in enumerate(logits):
-        text = table.texts[row]
-        if task == "class":
-            p = _softmax(x.astype(np.float64))
-            best = np.argsort(-p)[:max(1, top_k)]
-            result = {"text": text, "label": name(int(best[0])), "probability": float(p[best[0]])}
-            if top_k > 1:
-                result["top"] = [{"label": name(int(i)), "probability": float(p[i])} for i in best]
-        elif task == "multi":
-            p = 1 / (1 + np.exp(-x.astype(np.float64)))
-            result = {"text": text, "labels": [name(i) for i in np.flatnonzero(p > 0.5)],
-                      "probabilities": {name(i): float(v) for i, v in enumerate(p)}}
-        elif task == "float":
-            result = {"text": text, "value": float(x[0]) if len(x) == 1 else [float(v) for v in x]}
-        else:
-            enc = tokenizer.encode(word_rows[row], is_pretokenized=True)
-            first: dict[int, int] = {}
-            for position, word in enumerate(enc.word_ids[: len(x)]):
-                if word is not None and word not in first:
-                    first[word] = position
-            tags = [name(int(x[first[w]].argmax())) if w in first else None for w in range(len(word_rows[row]))]
-            result = {"text": " ".join(word_rows[row]), "words": word_rows[row], "labels": tags}
-        results.append(result)
-    return results
+    encodings = task.inputs(tokenizer, table, predictor.max_length)
+    outputs = row_logits(predictor, ids_of(encodings), batch_size)
+    return task.predict(table, encodings, outputs, list(predictor.labels or []), top_k)
 
 
-__all__ = ["IGNORE_INDEX", "ModelPredictor", "decide", "evaluate_rows", "evaluate_table", "load_predictor",
-           "predict_table", "row_logits"]
+__all__ = ["ModelPredictor", "evaluate_table", "load_predictor", "predict_table", "row_logits"]

@@ -30,6 +30,22 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             os.unlink(tmp)
 
 
+def read_json(path: str | os.PathLike, *, missing_ok: bool = False) -> Any:
+    """A JSON file's content; an unreadable or invalid file is one ZooError naming it. ``missing_ok``: {}
+    for a file that does not exist."""
+    from .errors import ZooError
+
+    path = Path(path)
+    if missing_ok and not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ZooError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise ZooError(f"{path}: not valid JSON ({exc})") from None
+
+
 def current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -136,3 +152,13 @@ def _holder(path: Path) -> str:
         return path.read_text(errors="replace").strip()[:32] or "another process"
     except OSError:
         return "another process"
+
+
+def prepare_output(path: str | Path, overwrite: bool) -> Path:
+    """An output directory that is new or empty; an existing one needs ``--overwrite``."""
+    path = Path(path)
+    check_output(path, overwrite)
+    if path.is_dir() and any(path.iterdir()):
+        shutil.rmtree(path)
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -16,15 +16,15 @@ from typing import Any
 import pluggy
 
 from . import hookspecs
-from .registry import KINDS, Registry, make_part
+from .registry import HOOKS, KINDS, Registry, make_part
 
 # pluggy plugin name -> module; the names are what config.json and 'plugin:name' refer to.
 DEFAULT_PLUGINS = {
     "zoo.attention": "zoo.plugins.attention",
     "zoo.encoders": "zoo.plugins.encoders",
     "zoo.heads": "zoo.plugins.heads",
+    "zoo.tasks": "zoo.plugins.tasks",
 }
-HOOK_FOR_KIND = {"attention": "register_attention", "encoder": "register_encoders", "head": "register_heads"}
 
 
 @dataclass
@@ -60,9 +60,9 @@ def _trace(message: str) -> None:
 
 
 def _zoo_version() -> str:
-    from . import __version__
+    from .constants import VERSION
 
-    return __version__
+    return VERSION
 
 
 def allowed_plugins() -> set[str] | None:
@@ -109,7 +109,7 @@ def _build_registry() -> Registry:
     for info in _infos.values():
         info.hooks, info.parts, info.errors = [], {}, list(info.import_errors)
     for kind in KINDS:
-        hook_name = HOOK_FOR_KIND[kind]
+        hook_name = HOOKS[kind]
         for impl in getattr(pm.hook, hook_name).get_hookimpls():
             plugin_name = impl.plugin_name
             info = _infos.setdefault(

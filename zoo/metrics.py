@@ -1,23 +1,12 @@
-"""Task metrics in numpy (no torch, no sklearn). Each ``*_metrics`` returns a JSON-ready dict.
-
-The main metric of each task (what picks the best checkpoint) is MAIN_METRIC[task]; all are higher-better
-except regression's mse.
-"""
+"""Metrics in numpy (no torch, no sklearn) for task plugins to build on. Each ``*_metrics`` returns a
+JSON-ready dict; which of them a task reports, and which picks the best epoch, is the task's choice."""
 from __future__ import annotations
 
 from typing import Any, Sequence
 
 import numpy as np
 
-IGNORE_INDEX = -100
-MAIN_METRIC = {"class": "macro_f1", "multi": "micro_f1", "float": "mse", "token": "macro_f1"}
-LOWER_IS_BETTER = {"mse"}
-
-
-def is_better(task: str, new: float, best: float | None) -> bool:
-    if best is None:
-        return True
-    return new < best if MAIN_METRIC[task] in LOWER_IS_BETTER else new > best
+from .constants import IGNORE_INDEX
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
@@ -100,38 +89,12 @@ def token_metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[str])
     return out
 
 
-def _log_softmax(x: np.ndarray) -> np.ndarray:
-    x = x - x.max(axis=-1, keepdims=True)
-    return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
-
-
-def mean_loss(task: str, logits: Sequence[np.ndarray], gold: Sequence[Any]) -> float:
-    """The head's own loss over a data set, in numpy: cross-entropy (class, token; IGNORE_INDEX skipped),
-    binary cross-entropy (multi), mean squared error (float). Matches the heads' torch losses."""
-    if not len(logits):
-        return 0.0
-    if task == "class":
-        x = np.stack(logits).astype(np.float64)
-        return float(-_log_softmax(x)[np.arange(len(x)), np.asarray(gold, dtype=np.int64)].mean())
-    if task == "multi":
-        x, y = np.stack(logits).astype(np.float64), np.stack(gold).astype(np.float64)
-        return float((np.maximum(x, 0) - x * y + np.log1p(np.exp(-np.abs(x)))).mean())
-    if task == "float":
-        x, y = np.stack(logits).astype(np.float64), np.stack(gold).astype(np.float64)
-        return float(((x.reshape(y.shape) - y) ** 2).mean())
-    x = np.concatenate([np.asarray(r, dtype=np.float64) for r in logits])
-    y = np.concatenate([np.asarray(g, dtype=np.int64) for g in gold])
-    keep = y != IGNORE_INDEX
-    return float(-_log_softmax(x[keep])[np.arange(int(keep.sum())), y[keep]].mean()) if keep.any() else 0.0
-
-
-def format_report(task: str, metrics: dict[str, Any]) -> str:
-    """A plain-text report: the headline numbers, a per-class table and the confusion matrix."""
-    if task == "float":
-        return "\n".join(f"{k:<8} {metrics[k]:.4f}" for k in ("mse", "rmse", "mae", "r2", "pearson"))
-    lines = []
-    heads = ("accuracy", "macro_f1") if task in ("class", "token") else ("exact_match", "micro_f1", "macro_f1")
-    lines += [f"{k:<12} {metrics[k]:.4f}" for k in heads]
+def format_report(metrics: dict[str, Any], headline: Sequence[str]) -> str:
+    """A plain-text report: the ``headline`` numbers, then a per-class table and the confusion matrix
+    when the metrics have them."""
+    lines = [f"{k:<12} {metrics[k]:.4f}" for k in headline if k in metrics]
+    if not (metrics.get("per_class") or metrics.get("per_label") or "confusion_matrix" in metrics):
+        return "\n".join(lines)
     table = metrics.get("per_class") or metrics.get("per_label") or {}
     width = max([len("label"), *map(len, table)])
     lines.append("")

@@ -11,27 +11,45 @@ from torch import Tensor, nn
 from . import io
 from .errors import ZooError, did_you_mean
 from .manager import get_registry
-from .registry import Part
+from .registry import MODEL_PARTS, Part
 from .spec import CONFIG_NAME, ENCODER_SIZES, TOKENIZER_NAME, WEIGHTS_NAME, ModelSpec, PartChoice, check_sizes
 
 DEFAULT_ATTENTION = "sdpa"
 # Keyword arguments the core passes to each kind of factory; anything else is a part option.
 CONTRACT_ARGS = {
-    "attention": {"d_model", "num_heads", "dropout"},
+    "attention": {"d_model", "num_heads", "dropout", "rotary"},
     "encoder": {"attention", *ENCODER_SIZES},
     "head": {"d_model", "num_labels", "dropout"},
+    "task": set(),
 }
 
 
 class BoundAttention:
-    """An attention factory with the user's options bound; encoders call it once per layer."""
+    """An attention factory with the user's options bound; encoders call it once per layer. An encoder
+    passes ``rotary`` (a zoo.nn.RotaryEmbedding) only to attentions with capability 'rotary'."""
 
     def __init__(self, part: Part, options: dict[str, Any]):
         self.factory, self.options, self.capabilities = part.load(), options, dict(part.capabilities)
         self.name = part.name
 
-    def __call__(self, *, d_model: int, num_heads: int, dropout: float) -> nn.Module:
-        return self.factory(d_model=d_model, num_heads=num_heads, dropout=dropout, **self.options)
+    def __call__(self, *, d_model: int, num_heads: int, dropout: float, rotary: nn.Module | None = None) -> nn.Module:
+        if rotary is None:
+            return self.factory(d_model=d_model, num_heads=num_heads, dropout=dropout, **self.options)
+        if not self.capabilities.get("rotary"):
+            raise ZooError(f"attention '{self.name}' does not apply rotary positions (no capability 'rotary')")
+        if _takes(self.factory, "rotary"):
+            return self.factory(d_model=d_model, num_heads=num_heads, dropout=dropout, rotary=rotary, **self.options)
+        module = self.factory(d_model=d_model, num_heads=num_heads, dropout=dropout, **self.options)
+        module.rotary = rotary  # a first-wave plugin that reads self.rotary but takes no rotary= argument
+        return module
+
+
+def _takes(factory: Callable[..., Any], name: str) -> bool:
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
 def part_options(part: Part, given: dict[str, Any]) -> dict[str, Any]:
@@ -79,6 +97,16 @@ class ZooModel(nn.Module):
     def labels(self) -> list[str] | None:
         return self.spec.labels
 
+    @property
+    def task(self):
+        """The model's task object (zoo.tasks.Task): labels, batches, metrics and predictions."""
+        from .tasks import load_task
+
+        cached = self.__dict__.get("_task")
+        if cached is None or cached[0] != self.spec.task.ref:
+            self.__dict__["_task"] = cached = (self.spec.task.ref, load_task(self.spec.task))
+        return cached[1]
+
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
@@ -98,7 +126,7 @@ class ZooModel(nn.Module):
 
     def extra_repr(self) -> str:
         s = self.spec
-        return f"encoder={s.encoder.ref}, attention={s.attention.ref}, head={s.head.ref}"
+        return f"encoder={s.encoder.ref}, attention={s.attention.ref}, head={s.head.ref}, task={s.task.ref}"
 
 
 def _resolve(kind: str, ref: str) -> Part:
@@ -118,9 +146,20 @@ def _resolve_recorded(kind: str, choice: PartChoice, source: str) -> Part:
                        "no longer provides") from None
 
 
+def served_task(head: Part, given: str | None = None) -> Part:
+    """The task part for a head: the one it names (or, from the first wave, its label format)."""
+    from .tasks import head_task
+
+    name = head_task(head.ref)
+    if given is not None and given != name and _resolve("task", given).name != name:
+        raise ZooError(f"head '{head.name}' serves task '{name}', not '{given}'; pick a head that serves it "
+                       f"(zoo parts --kind head)")
+    return _resolve("task", given or name)
+
+
 def assemble(spec: ModelSpec, parts: dict[str, Part] | None = None) -> ZooModel:
     """Build a model with fresh weights from a spec (the part options in it are already checked)."""
-    parts = parts or {k: _resolve_recorded(k, getattr(spec, k), "model") for k in ("encoder", "attention", "head")}
+    parts = parts or {k: _resolve_recorded(k, getattr(spec, k), "model") for k in MODEL_PARTS}
     sizes = spec.sizes
     attention = BoundAttention(parts["attention"], spec.attention.options)
     encoder_factory: Callable[..., nn.Module] = parts["encoder"].load()
@@ -138,21 +177,29 @@ def assemble(spec: ModelSpec, parts: dict[str, Part] | None = None) -> ZooModel:
 def build_model(arch: str = "transformer", head: str = "cls", attention: str | None = None, *,
                 labels: list[str] | None = None, attention_options: dict[str, Any] | None = None,
                 encoder_options: dict[str, Any] | None = None, head_options: dict[str, Any] | None = None,
+                task: str | None = None, task_options: dict[str, Any] | None = None,
                 seed: int | None = None, **sizes: Any) -> ZooModel:
-    """Assemble a model from named parts with fresh weights.
+    """Assemble a model from named parts with fresh weights. The task is the one the head serves.
 
     ``sizes`` are d_model, num_layers, num_heads, ffn_dim, vocab_size, num_labels, max_length, dropout.
     """
     parts = {"encoder": _resolve("encoder", arch), "attention": _resolve("attention", attention or DEFAULT_ATTENTION),
              "head": _resolve("head", head)}
+    parts["task"] = served_task(parts["head"], task)
+    if sizes.get("num_labels") is None and labels is None:  # a task with a fixed number of outputs sets it
+        from .tasks import load_task
+
+        sizes["num_labels"] = load_task(parts["task"].ref, task_options).num_outputs
     if labels is not None:
         labels = [str(x) for x in labels]
         if sizes.get("num_labels") not in (None, len(labels)):
             raise ZooError(f"num_labels ({sizes['num_labels']}) does not match the {len(labels)} labels given")
         sizes["num_labels"] = len(labels)
-    options = {"encoder": encoder_options or {}, "attention": attention_options or {}, "head": head_options or {}}
+    options = {"encoder": encoder_options or {}, "attention": attention_options or {}, "head": head_options or {},
+               "task": task_options or {}}
     choices = {k: PartChoice(p.name, p.plugin, part_options(p, options[k])) for k, p in parts.items()}
-    spec = ModelSpec(choices["encoder"], choices["attention"], choices["head"], check_sizes(sizes), labels)
+    spec = ModelSpec(choices["encoder"], choices["attention"], choices["head"], check_sizes(sizes), labels,
+                     task=choices["task"])
     if seed is not None:
         torch.manual_seed(seed)
     return assemble(spec, parts)
@@ -181,15 +228,28 @@ def assemble_checked(spec: ModelSpec, header: dict[str, tuple[tuple[int, ...], s
                      weights: Path | str) -> ZooModel:
     """A fresh model for ``spec``, once its parts, options and every tensor's name, shape and dtype have
     been checked against the weights' ``header`` on the meta device (so nothing huge is allocated)."""
-    parts = {k: _resolve_recorded(k, getattr(spec, k), source) for k in ("encoder", "attention", "head")}
+    if spec.task is None:  # a version-1 directory: its task is the one its head serves
+        head = _resolve_recorded("head", spec.head, source)
+        task = served_task(head)
+        spec.task = PartChoice(task.name, task.plugin, {})
+    parts = {k: _resolve_recorded(k, getattr(spec, k), source) for k in MODEL_PARTS}
     for kind, part in parts.items():  # reject options the installed part no longer knows
         part_options(part, getattr(spec, kind).options)
+    check_labels(spec, spec.labels, source)
     if spec.sizes["num_layers"] > len(header):
         raise ZooError(f"{source}: num_layers is {spec.sizes['num_layers']} but the weights hold only "
                        f"{len(header)} tensors")
     with torch.device("meta"):
         check_tensors(assemble(spec, parts).state_dict(), header, Path(weights))
     return assemble(spec, parts)
+
+
+def check_labels(spec: ModelSpec, labels: list[str] | None, source: str) -> None:
+    """One label name per output, unless the task has a fixed number of outputs (one score for two labels)."""
+    from .tasks import load_task
+
+    if labels is not None and load_task(spec.task).num_outputs is None and len(labels) != spec.sizes["num_labels"]:
+        raise ZooError(f"{source}: {len(labels)} labels but num_labels is {spec.sizes['num_labels']}")
 
 
 def read_header(file: Path) -> dict[str, tuple[tuple[int, ...], str]]:
@@ -242,7 +302,7 @@ def load_weights(model: nn.Module, file: Path) -> None:
 def summary(model: ZooModel, path: Path | None = None) -> dict[str, Any]:
     s = model.spec
     out: dict[str, Any] = {
-        "encoder": s.encoder.ref, "attention": s.attention.ref, "head": s.head.ref,
+        "encoder": s.encoder.ref, "attention": s.attention.ref, "head": s.head.ref, "task": s.task.ref,
         "parameters": model.num_parameters(), "sizes": s.sizes,
     }
     if path is not None:

@@ -68,11 +68,12 @@ class QKVAttention(nn.Module):
     """Multi-head attention skeleton: it owns the q/k/v/out projections; subclasses write ``attend``.
 
     ``num_kv_heads`` below ``num_heads`` shares each key/value head across a group of query heads.
-    When an encoder sets ``self.rotary``, queries and keys are rotated before ``attend``.
+    ``rotary``, when an encoder passes one, rotates queries and keys before ``attend``.
     """
 
     def __init__(self, *, d_model: int, num_heads: int, dropout: float = 0.0,
-                 num_kv_heads: Optional[int] = None, bias: bool = True):
+                 num_kv_heads: Optional[int] = None, bias: bool = True,
+                 rotary: Optional["RotaryEmbedding"] = None):
         super().__init__()
         num_kv_heads = num_heads if num_kv_heads is None else num_kv_heads
         if d_model % num_heads:
@@ -86,7 +87,7 @@ class QKVAttention(nn.Module):
         self.k_proj = nn.Linear(d_model, num_kv_heads * self.head_dim, bias=bias)
         self.v_proj = nn.Linear(d_model, num_kv_heads * self.head_dim, bias=bias)
         self.out_proj = nn.Linear(d_model, d_model, bias=bias)
-        self.rotary: Optional[RotaryEmbedding] = None
+        self.rotary = rotary
 
     def _heads(self, x: Tensor, n: int) -> Tensor:
         batch, seq, _ = x.shape
@@ -108,6 +109,15 @@ class QKVAttention(nn.Module):
 
     def attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Optional[Tensor]) -> Tensor:
         raise NotImplementedError
+
+    # A subclass whose ``attend`` is exactly softmax(QKᵀ/√d + padding)·V sets this True.
+    computes_softmax_attention = False
+
+    def is_plain_softmax_attention(self) -> bool:
+        """Whether an export may replace this module by one fused Attention operator: softmax attention over
+        its own q/k/v/out projections, with biases, no rotary positions and no grouped key/value heads."""
+        return (self.computes_softmax_attention and self.rotary is None and self.num_kv_heads == self.num_heads
+                and self.q_proj.bias is not None and self.head_dim * self.num_heads == self.q_proj.in_features)
 
     @property
     def active_dropout(self) -> float:

@@ -7,8 +7,18 @@ from typing import Any, Callable
 
 from .errors import ZooError, did_you_mean, unknown
 
-KINDS = ("attention", "encoder", "head")
+# The kinds of part, each with the hook that registers it: the one list every other module reads.
+HOOKS = {
+    "attention": "register_attention",
+    "encoder": "register_encoders",
+    "head": "register_heads",
+    "task": "register_tasks",
+    "importer": "register_importers",
+}
+KINDS = tuple(HOOKS)
+MODEL_PARTS = ("encoder", "attention", "head", "task")  # what config.json records for a model
 DEFAULT_CAPABILITIES = {"onnx": True, "torchscript": True}
+METADATA = ("description", "aliases", "capabilities", "task")
 
 
 @dataclass(frozen=True)
@@ -20,6 +30,7 @@ class Part:
     description: str = ""
     aliases: tuple[str, ...] = ()
     capabilities: dict[str, Any] = field(default_factory=dict)
+    task: str | None = None  # heads: the task they serve
 
     @property
     def ref(self) -> str:
@@ -45,6 +56,7 @@ class Part:
             "description": self.description,
             "aliases": list(self.aliases),
             "capabilities": dict(self.capabilities),
+            **({"task": self.task} if self.task else {}),
         }
 
 
@@ -100,11 +112,11 @@ class Registry:
 
 def make_part(kind: str, plugin: str, name: str, factory: Any, *, description: str = "",
               aliases: tuple[str, ...] | list[str] = (), capabilities: dict[str, Any] | None = None,
-              **unknown_metadata: Any) -> Part:
+              task: str | None = None, **unknown_metadata: Any) -> Part:
     if unknown_metadata:
         bad = next(iter(unknown_metadata))
-        raise TypeError(
-            f"unknown metadata '{bad}'{did_you_mean(bad, ['description', 'aliases', 'capabilities'])}"
-        )
+        raise TypeError(f"unknown metadata '{bad}'{did_you_mean(bad, METADATA)}")
+    if task is not None and (kind != "head" or not isinstance(task, str) or not task):
+        raise TypeError("metadata 'task' names the task a head serves (a non-empty string); only heads take it")
     caps = {**DEFAULT_CAPABILITIES, **(capabilities or {})}
-    return Part(kind, name, plugin, factory, description, tuple(aliases), caps)
+    return Part(kind, name, plugin, factory, description, tuple(aliases), caps, task)

@@ -9,7 +9,6 @@ from typing import Any, Sequence
 
 from . import io
 from .errors import ZooError
-from .metrics import MAIN_METRIC
 
 INSTALL_HINT = "pip install 'zoo[reports]'"
 
@@ -31,23 +30,40 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def plot_curves(history: Sequence[dict[str, Any]], path: str | Path, task: str = "class") -> Path:
-    """Train (and eval) loss on the left, the task's main eval metric on the right, per epoch."""
+def smooth(values: Sequence[float], weight: float = 0.9) -> list[float]:
+    """TensorBoard's smoothing: an exponential moving average, debiased so the start is not pulled to 0."""
+    out, average = [], 0.0
+    for i, value in enumerate(values, start=1):
+        average = weight * average + (1 - weight) * value
+        out.append(average / (1 - weight ** i))
+    return out
+
+
+def plot_curves(history: Sequence[dict[str, Any]], path: str | Path, metric: str = "macro_f1",
+                lower_is_better: bool = False, steps: Sequence[Sequence[float]] = ()) -> Path:
+    """Loss on the left against optimizer steps: the training loss of every step (faint) and smoothed, and
+    the eval loss after each epoch; the task's main eval ``metric`` per epoch on the right. Without
+    per-step losses (``steps``: [step, loss] pairs) the training loss is drawn once per epoch."""
     plt = _pyplot()
     epochs = [row["epoch"] for row in history]
+    ends = [row.get("step", row["epoch"]) for row in history]
     evals = [row.get("eval") or {} for row in history]
-    metric = MAIN_METRIC.get(task, "macro_f1")
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
-    left.plot(epochs, [row["train_loss"] for row in history], "o-", label="train loss")
+    if steps:
+        xs, losses = [s for s, _ in steps], [loss for _, loss in steps]
+        left.plot(xs, losses, color="tab:blue", alpha=0.25, linewidth=0.8)
+        left.plot(xs, smooth(losses), color="tab:blue", label="train loss (smoothed)")
+    else:
+        left.plot(ends, [row["train_loss"] for row in history], "o-", label="train loss")
     if any("loss" in e for e in evals):
-        left.plot(epochs, [e.get("loss") for e in evals], "s-", label="eval loss")
-    left.set(xlabel="epoch", ylabel="loss", title="Loss")
+        left.plot(ends, [e.get("loss") for e in evals], "s-", color="tab:orange", label="eval loss")
+    left.set(xlabel="step", ylabel="loss", title="Loss")
     left.legend()
     if any(metric in e for e in evals):
         right.plot(epochs, [e.get(metric) for e in evals], "o-", color="tab:green", label=f"eval {metric}")
         if any("accuracy" in e for e in evals) and metric != "accuracy":
             right.plot(epochs, [e.get("accuracy") for e in evals], "s--", color="tab:olive", label="eval accuracy")
-        best = max(range(len(evals)), key=lambda i: evals[i].get(metric, float("-inf")) * (-1 if metric == "mse" else 1))
+        best = max(range(len(evals)), key=lambda i: evals[i].get(metric, float("-inf")) * (-1 if lower_is_better else 1))
         right.axvline(epochs[best], color="grey", linestyle=":", label=f"best (epoch {epochs[best]})")
         right.legend()
     else:
@@ -55,7 +71,7 @@ def plot_curves(history: Sequence[dict[str, Any]], path: str | Path, task: str =
     right.set(xlabel="epoch", ylabel="score", title="Evaluation")
     for ax in (left, right):
         ax.grid(alpha=0.3)
-        ax.set_xticks(epochs)
+    right.set_xticks(epochs)
     fig.tight_layout()
     out = _save(fig, Path(path))
     plt.close(fig)
@@ -86,14 +102,14 @@ def plot_confusion(matrix: Sequence[Sequence[int]], labels: Sequence[str], path:
     return out
 
 
-def write_report(task: str, metrics: dict[str, Any], directory: str | Path, title: str = "Evaluation") -> Path:
-    """report.md (headline metrics, per-class table) plus confusion.png for classification tasks; it links
-    curves.png when that is already in ``directory``."""
+def write_report(metrics: dict[str, Any], directory: str | Path, title: str = "Evaluation",
+                 headline: Sequence[str] = ()) -> Path:
+    """report.md (the ``headline`` metrics, a per-class table) plus confusion.png when there is a matrix;
+    it links curves.png when that is already in ``directory``."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     lines = [f"# {title}", ""]
-    headline = [k for k in ("n", "tokens", "accuracy", "macro_f1", "exact_match", "micro_f1",
-                            "mse", "rmse", "mae", "r2", "pearson") if k in metrics]
+    headline = [k for k in ("n", "tokens", *headline, "loss") if k in metrics]
     lines += ["| metric | value |", "| --- | --- |"]
     lines += [f"| {k} | {metrics[k]:.4f} |" if isinstance(metrics[k], float) else f"| {k} | {metrics[k]} |"
               for k in headline]

@@ -187,8 +187,8 @@ HEAD = """\
 
 zoo calls the class with d_model, num_labels, dropout and the user's options (here: `hidden_dim`).
 Contract: forward(hidden (B, S, D), mask (B, S) bool or None) -> logits (B, num_labels), and
-loss(logits, labels, mask) -> scalar, with labels in the format declared by capabilities["labels"]
-("class": (B,) class indices).
+loss(logits, labels, mask) -> scalar, with labels as the task it serves collates them
+(task "classification": (B,) class indices).
 \"\"\"
 from __future__ import annotations
 
@@ -277,7 +277,7 @@ def render(*, name: str, module: str, part: str, class_name: str, kind: str) -> 
         "name": name, "module": module, "part": part, "class_name": class_name, "kind": kind,
         "hook": HOOKS[kind], "partners": f"checked {PARTNERS[kind]}",
         "description": f"The '{part}' {kind} for zoo",
-        "capabilities": ', capabilities={"labels": "class"}' if kind == "head" else "",
+        "capabilities": ', task="classification"' if kind == "head" else "",
     }
     values["usage"] = Template(USAGE[kind]).substitute(values)
     files = {}

@@ -1,15 +1,16 @@
 """The model spec: which parts, their options and sizes, labels, tokenizer settings; it *is* config.json."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import ZooError, did_you_mean
+from .io import read_json
+from .registry import MODEL_PARTS
 
-FORMAT_VERSION = 1
-CONFIG_NAME, WEIGHTS_NAME, TOKENIZER_NAME = "config.json", "model.safetensors", "tokenizer.json"
+FORMAT_VERSION = 2  # 2: parts.task (version 1 directories load: their task is the one their head serves)
+from .constants import CONFIG_NAME, TOKENIZER_NAME, WEIGHTS_NAME  # noqa: F401  (re-exported)
 
 # The size options every encoder and head understands, and their defaults.
 SIZE_DEFAULTS: dict[str, Any] = {
@@ -64,14 +65,15 @@ class ModelSpec:
     labels: list[str] | None = None
     tokenizer: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)  # provenance: source checkpoint, training run
+    task: PartChoice | None = None  # None only while reading a version-1 config (zoo.model fills it in)
 
     def to_dict(self) -> dict[str, Any]:
-        from . import __version__
+        from .constants import VERSION as __version__
 
         return {
             "format_version": FORMAT_VERSION,
             "zoo_version": __version__,
-            "parts": {k: getattr(self, k).__dict__ for k in ("encoder", "attention", "head")},
+            "parts": {k: dict(getattr(self, k).__dict__) for k in MODEL_PARTS},
             "sizes": self.sizes,
             "labels": self.labels,
             "tokenizer": self.tokenizer,
@@ -94,9 +96,11 @@ class ModelSpec:
         parts = data.get("parts")
         if not isinstance(parts, dict):
             raise bad("missing or invalid 'parts'")
-        choices = {}
-        for kind in ("encoder", "attention", "head"):
+        choices: dict[str, PartChoice | None] = {"task": None}
+        for kind in MODEL_PARTS:
             p = parts.get(kind)
+            if kind == "task" and p is None and version < 2:
+                continue
             if not (isinstance(p, dict) and isinstance(p.get("name"), str) and isinstance(p.get("plugin"), str)
                     and isinstance(p.get("options", {}), dict)):
                 raise bad(f"'parts.{kind}' must be an object with string 'name' and 'plugin'")
@@ -111,20 +115,15 @@ class ModelSpec:
         labels = data.get("labels")
         if labels is not None and not (isinstance(labels, list) and all(isinstance(x, str) for x in labels)):
             raise bad("'labels' must be a list of strings")
-        if labels is not None and len(labels) != sizes["num_labels"]:
-            raise bad(f"{len(labels)} labels but num_labels is {sizes['num_labels']}")
         tokenizer, extra = data.get("tokenizer", {}), data.get("extra", {})
         if not isinstance(tokenizer, dict) or not isinstance(extra, dict):
             raise bad("'tokenizer' and 'extra' must be objects")
-        return cls(choices["encoder"], choices["attention"], choices["head"], sizes, labels, tokenizer, extra)
+        return cls(choices["encoder"], choices["attention"], choices["head"], sizes, labels, tokenizer, extra,
+                   choices["task"])
 
     @classmethod
     def read(cls, directory: str | Path) -> "ModelSpec":
         path = Path(directory) / CONFIG_NAME
         if not path.is_file():
             raise ZooError(f"{directory}: not a zoo model directory (no {CONFIG_NAME})")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ZooError(f"{path}: not valid JSON ({exc})") from None
-        return cls.from_dict(data, str(path))
+        return cls.from_dict(read_json(path), str(path))

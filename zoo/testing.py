@@ -26,7 +26,7 @@ from torch import Tensor
 from .errors import ExportMismatch, ZooError, unknown
 from .manager import DEFAULT_PLUGINS, get_registry
 from .model import DEFAULT_ATTENTION, ZooModel, build_model, load_model
-from .registry import KINDS
+from .registry import KINDS, MODEL_PARTS
 
 DEFAULT_ENCODER = "transformer"
 DEFAULT_HEAD = "cls"
@@ -34,7 +34,6 @@ DEFAULT_HEAD = "cls"
 TINY_SIZES: dict[str, Any] = {"vocab_size": 64, "d_model": 16, "num_layers": 2, "num_heads": 2,
                               "ffn_dim": 32, "max_length": 32, "num_labels": 3, "dropout": 0.1}
 PADDING_TOLERANCE = 1e-5
-LABEL_FORMATS = ("class", "multi", "float", "token")
 LENGTHS = (8, 6, 3)  # real tokens per row of the test batch; shorter rows are padded
 EXTRA_PADDING = 4    # padding appended to every row for the padding-invariance check
 
@@ -50,9 +49,10 @@ class Case:
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
     sizes: dict[str, Any] = field(default_factory=lambda: dict(TINY_SIZES))
     seed: int = 0
+    task: str = ""  # set when the focus is a task (the head serves it)
 
     def name(self, kind: str) -> str:
-        return {"encoder": self.encoder, "attention": self.attention, "head": self.head}[kind]
+        return {"encoder": self.encoder, "attention": self.attention, "head": self.head, "task": self.task}[kind]
 
     @property
     def label(self) -> str:
@@ -91,19 +91,27 @@ def check_part(kind: str, name: str, *, options: Optional[dict[str, Any]] = None
 
     An attention is checked with every built-in encoder and the cls head; an encoder with every built-in
     attention and the cls head; a head on the default encoder (``partners`` lists encoders for it) with
-    its own loss. ``options`` are the part's own options; ``export=False`` skips ONNX/TorchScript.
+    its own loss and its task; a task with every head that serves it (``partners`` lists heads) on the
+    default encoder. ``options`` are the part's own options; ``export=False`` skips ONNX/TorchScript.
     """
     kind = _kind(kind)
-    get_registry().resolve(kind, name)  # an unknown name is a ZooError with a suggestion
+    part = get_registry().resolve(kind, name)  # an unknown name is a ZooError with a suggestion
     if kind == "attention":
         cases = [Case(e, name, DEFAULT_HEAD) for e in partners or builtin_names("encoder")]
     elif kind == "encoder":
         cases = [Case(name, a, DEFAULT_HEAD) for a in partners or builtin_names("attention")]
-    else:
+    elif kind == "task":
+        heads = partners or serving_heads(part.name)
+        if not heads:
+            raise AssertionError(f"task '{name}': no registered head serves it; register one with task='{name}'")
+        cases = [Case(DEFAULT_ENCODER, DEFAULT_ATTENTION, h, task=part.name) for h in heads]
+    elif kind == "head":
         cases = [Case(e, DEFAULT_ATTENTION, name) for e in partners or [DEFAULT_ENCODER]]
+    else:
+        raise unknown("kind to check", kind, ("attention", "encoder", "head", "task"))
     done = []
     for case in cases:
-        case.focus, case.options, case.seed = kind, {kind: dict(options or {})}, seed
+        case.focus, case.options, case.seed = kind, {"head" if kind == "task" else kind: dict(options or {})}, seed
         case.sizes.update(sizes or {})
         run_checks(case, export=export)
         done.append(case.label)
@@ -119,25 +127,32 @@ def check_model(*, encoder: str = DEFAULT_ENCODER, attention: str = DEFAULT_ATTE
     return run_checks(case, export=export)
 
 
+def serving_heads(task: str) -> list[str]:
+    """The registered heads that serve ``task``."""
+    from .tasks import head_task
+
+    return [p.name for p in get_registry().parts("head") if head_task(p.ref) == task]
+
+
 def run_checks(case: Case, *, export: bool) -> list[str]:
     registry = get_registry()
-    resolved = {kind: registry.resolve(kind, case.name(kind)) for kind in KINDS}
-    labels_format = resolved["head"].capabilities.get("labels")
-    if labels_format not in LABEL_FORMATS:
-        raise AssertionError(
-            f"head '{case.head}' declares capabilities['labels']={labels_format!r}; the kit needs one of "
-            f"{', '.join(LABEL_FORMATS)} to make labels for its loss")
+    resolved = {kind: registry.resolve(kind, case.name(kind)) for kind in ("encoder", "attention", "head")}
     ran = []
     if case.focus == "attention":
         check_attention_module(case)
         ran.append("attention-contract")
+    fixed = _task_outputs(resolved["head"])
+    if fixed:  # a task with a fixed number of outputs (one score per text) sets the head's size
+        case.sizes["num_labels"] = fixed
     model = build(case)
+    resolved["task"] = registry.resolve("task", model.spec.task.ref)
     batch = make_batch(case)
-    check_shapes(case, model, batch, labels_format)
-    check_backward(case, model, batch, labels_format)
-    check_padding(case, model, batch, labels_format)
+    check_shapes(case, model, batch)
+    check_backward(case, model, batch)
+    check_padding(case, model, batch)
     check_determinism(case, model, batch)
-    ran += ["shapes", "backward", "padding", "determinism"]
+    check_task(case, model, batch)
+    ran += ["shapes", "backward", "padding", "determinism", "task"]
     with tempfile.TemporaryDirectory(prefix="zoo-kit-") as tmp:
         check_save_load(case, model, batch, Path(tmp) / "model")
         ran.append("save-load")
@@ -170,16 +185,12 @@ def make_batch(case: Case) -> tuple[Tensor, Tensor]:
     return ids, mask
 
 
-def make_labels(labels_format: str, batch: int, seq: int, num_labels: int, generator: torch.Generator) -> Tensor:
-    """Labels shaped as a head with capabilities['labels'] == labels_format expects them."""
-    if labels_format == "class":
-        return torch.randint(0, num_labels, (batch,), generator=generator)
-    if labels_format == "multi":
-        return torch.randint(0, 2, (batch, num_labels), generator=generator).float()
-    if labels_format == "float":
-        shape = (batch,) if num_labels == 1 else (batch, num_labels)
-        return torch.randn(shape, generator=generator)
-    return torch.randint(0, num_labels, (batch, seq), generator=generator)  # "token"
+def make_labels(task: Any, batch: int, seq: int, num_labels: int, generator: torch.Generator) -> Tensor:
+    """Labels for a batch, shaped as ``task`` (a zoo.tasks.Task or a task name) collates them."""
+    from .tasks import load_task
+
+    task = load_task(task) if isinstance(task, str) else task
+    return task.synthetic_labels(batch, seq, num_labels, generator)
 
 
 def check_attention_module(case: Case) -> None:
@@ -209,7 +220,7 @@ def check_attention_module(case: Case) -> None:
                         "mask=None means every token is real")
 
 
-def check_shapes(case: Case, model: ZooModel, batch: tuple[Tensor, Tensor], labels_format: str) -> None:
+def check_shapes(case: Case, model: ZooModel, batch: tuple[Tensor, Tensor]) -> None:
     """Encoder output (B, S, d_model), logits shaped for the head's labels, finite, repeatable in eval."""
     ids, mask = batch
     d_model = getattr(model.encoder, "d_model", None)
@@ -224,10 +235,10 @@ def check_shapes(case: Case, model: ZooModel, batch: tuple[Tensor, Tensor], labe
         logits = _call(case, "head forward", model.head, hidden, mask.bool())
         again = model.head(model.encoder(ids, mask.bool()), mask.bool())
     num_labels = case.sizes["num_labels"]
-    want = (*ids.shape, num_labels) if labels_format == "token" else (ids.shape[0], num_labels)
+    want = model.task.output_shape(*ids.shape, num_labels)
     if not isinstance(logits, Tensor) or tuple(logits.shape) != want:
         got = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
-        raise case.fail(f"head returned {got}; expected {want} for labels format '{labels_format}'")
+        raise case.fail(f"head returned {got}; expected {want} for task '{model.task.name}'")
     if not torch.equal(logits, again):
         raise case.fail(f"two eval-mode calls on the same input differ by {_max_diff(logits, again):.1e}; "
                         "is dropout or sampling active outside training?")
@@ -236,15 +247,15 @@ def check_shapes(case: Case, model: ZooModel, batch: tuple[Tensor, Tensor], labe
             raise case.fail(f"{what} contains NaN or inf")
 
 
-def check_backward(case: Case, model: ZooModel, batch: tuple[Tensor, Tensor], labels_format: str) -> None:
+def check_backward(case: Case, model: ZooModel, batch: tuple[Tensor, Tensor]) -> None:
     """A training step's forward and backward; every parameter must get a finite gradient."""
     ids, mask = batch
     model.train()
     model.zero_grad(set_to_none=True)
     generator = torch.Generator().manual_seed(case.seed + 2)
-    labels = make_labels(labels_format, *ids.shape, case.sizes["num_labels"], generator)
+    labels = make_labels(model.task, *ids.shape, case.sizes["num_labels"], generator)
     logits = _call(case, "forward in training mode", model, ids, mask)
-    loss = _call(case, f"head loss with '{labels_format}' labels of shape {tuple(labels.shape)}",
+    loss = _call(case, f"head loss with task '{model.task.name}' labels of shape {tuple(labels.shape)}",
                  model.loss, logits, labels, mask)
     if not isinstance(loss, Tensor) or loss.dim() != 0 or not torch.isfinite(loss):
         raise case.fail(f"head loss returned {loss!r}; expected a finite scalar tensor")
@@ -260,7 +271,7 @@ def check_backward(case: Case, model: ZooModel, batch: tuple[Tensor, Tensor], la
     model.zero_grad(set_to_none=True)
 
 
-def check_padding(case: Case, model: ZooModel, batch: tuple[Tensor, Tensor], labels_format: str) -> None:
+def check_padding(case: Case, model: ZooModel, batch: tuple[Tensor, Tensor]) -> None:
     """Each row alone, unpadded, must give the outputs it gives in the padded batch (eval mode)."""
     ids, mask = batch
     generator = torch.Generator().manual_seed(case.seed + 3)
@@ -277,7 +288,7 @@ def check_padding(case: Case, model: ZooModel, batch: tuple[Tensor, Tensor], lab
             alone = model.encoder(alone_ids, alone_mask)
             alone_logits = model.head(alone, alone_mask)
             worst_hidden = max(worst_hidden, _max_diff(hidden[row, :length], alone[0]))
-            padded_logits = logits[row, :length] if labels_format == "token" else logits[row]
+            padded_logits = logits[row, :length] if model.task.per_token else logits[row]
             worst_logits = max(worst_logits, _max_diff(padded_logits, alone_logits[0]))
             worst_none = max(worst_none, _max_diff(model.encoder(alone_ids, None), alone))
     if worst_hidden > PADDING_TOLERANCE:
@@ -306,6 +317,31 @@ def check_determinism(case: Case, model: ZooModel, batch: tuple[Tensor, Tensor])
         first, other = model(*batch), twin(*batch)
     if not torch.equal(first, other):
         raise case.fail(f"two builds with seed {case.seed} give outputs that differ by {_max_diff(first, other):.1e}")
+
+
+def check_task(case: Case, model: ZooModel, batch: tuple[Tensor, Tensor]) -> None:
+    """The task scores the model's outputs against its own synthetic labels: a finite main metric and loss,
+    a perfect agreement of an output with itself."""
+    import numpy as np
+
+    task, (ids, mask) = model.task, batch
+    model.eval()
+    with torch.no_grad():
+        logits = model(ids, mask).float().numpy()
+    lengths = mask.sum(dim=1).tolist()
+    outputs = [logits[i, :n] if task.per_token else logits[i] for i, n in enumerate(lengths)]
+    generator = torch.Generator().manual_seed(case.seed + 4)
+    labels = make_labels(task, *ids.shape, case.sizes["num_labels"], generator).numpy()
+    targets = [labels[i, :n] if task.per_token else labels[i] for i, n in enumerate(lengths)]
+    names = [f"label{i}" for i in range(case.sizes["num_labels"])] if task.named_labels else None
+    metrics = _call(case, f"task '{task.name}' evaluate", task.evaluate, outputs, targets, names)
+    for key in (task.main_metric, "loss"):
+        value = metrics.get(key) if isinstance(metrics, dict) else None
+        if not isinstance(value, (int, float)) or not np.isfinite(value):
+            raise case.fail(f"task '{task.name}' evaluate gave {key}={value!r}; expected a finite number")
+    same = _call(case, f"task '{task.name}' agreement", task.agreement, [(logits, logits, mask.numpy())])
+    if not isinstance(same, dict) or same.get("agreement") != 1.0:
+        raise case.fail(f"task '{task.name}' agreement of an output with itself is {same!r}; expected 1.0")
 
 
 def check_save_load(case: Case, model: ZooModel, batch: tuple[Tensor, Tensor], path: Path) -> None:
@@ -341,6 +377,15 @@ def check_export(case: Case, model: ZooModel, path: Path, *, onnx: bool, torchsc
                         "capabilities={'onnx': False} or {'torchscript': False}") from exc
 
 
+def _task_outputs(head: Any) -> Optional[int]:
+    from .tasks import head_task, load_task
+
+    try:
+        return load_task(head_task(head.ref)).num_outputs
+    except ZooError:
+        return None  # the build reports what is wrong in the case's terms
+
+
 def _call(case: Case, what: str, fn: Any, *args: Any) -> Any:
     try:
         return fn(*args)
@@ -365,4 +410,4 @@ def _kind(kind: str) -> str:
 
 
 __all__ = ["DEFAULT_ENCODER", "DEFAULT_HEAD", "TINY_SIZES", "Case", "builtin_names", "check_model", "check_part",
-           "make_labels", "parts", "run_checks"]
+           "make_labels", "parts", "run_checks", "serving_heads"]

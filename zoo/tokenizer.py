@@ -27,6 +27,26 @@ def pad_id(tokenizer) -> int:
     return 0
 
 
+def encode_rows(tokenizer, texts: Sequence, pairs: Sequence[str] | None = None, max_length: int = 512,
+                pretokenized: bool | None = None) -> list:
+    """One unpadded ``tokenizers.Encoding`` per row, cut at ``max_length``: texts, text pairs, or word lists
+    (``pretokenized``; by default when the texts are lists of words)."""
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(max_length)
+    if pretokenized is None:
+        pretokenized = bool(texts) and isinstance(texts[0], list)
+    if pretokenized:
+        return tokenizer.encode_batch(list(texts), is_pretokenized=True)
+    if pairs is not None:
+        return tokenizer.encode_batch(list(zip(texts, pairs)))
+    return tokenizer.encode_batch(list(texts))
+
+
+def ids_of(encodings: Sequence) -> list[np.ndarray]:
+    """The int64 token ids of each encoding."""
+    return [np.asarray(e.ids, dtype=np.int64) for e in encodings]
+
+
 def encode(tokenizer, texts: Sequence[str], pairs: Sequence[str] | None = None,
            max_length: int = 512) -> tuple[np.ndarray, np.ndarray]:
     """(input_ids, attention_mask), int64 (B, S), padded to the longest row and cut at max_length."""

@@ -6,12 +6,13 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from zoo.nn import QKVAttention, key_mask, padding_bias, scaled_dot_product
+from zoo.nn import QKVAttention, RotaryEmbedding, key_mask, padding_bias, scaled_dot_product
 
 
 class LocalAttention(QKVAttention):
-    def __init__(self, *, d_model: int, num_heads: int, dropout: float = 0.0, window: int = 64):
-        super().__init__(d_model=d_model, num_heads=num_heads, dropout=dropout)
+    def __init__(self, *, d_model: int, num_heads: int, dropout: float = 0.0, window: int = 64,
+                 rotary: Optional[RotaryEmbedding] = None):
+        super().__init__(d_model=d_model, num_heads=num_heads, dropout=dropout, rotary=rotary)
         if window < 0:
             raise ValueError(f"window must be >= 0, got {window}")
         self.window = window

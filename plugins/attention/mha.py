@@ -7,12 +7,14 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from zoo.nn import QKVAttention, key_mask, padding_bias
+from zoo.nn import QKVAttention, RotaryEmbedding, key_mask, padding_bias
 
 
 class ExplicitAttention(QKVAttention):
-    def __init__(self, *, d_model: int, num_heads: int, dropout: float = 0.0):
-        super().__init__(d_model=d_model, num_heads=num_heads, dropout=dropout)
+    computes_softmax_attention = True
+    def __init__(self, *, d_model: int, num_heads: int, dropout: float = 0.0,
+                 rotary: Optional[RotaryEmbedding] = None):
+        super().__init__(d_model=d_model, num_heads=num_heads, dropout=dropout, rotary=rotary)
         self.attention_dropout = nn.Dropout(dropout)
 
     def attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Optional[Tensor]) -> Tensor:

@@ -5,12 +5,14 @@ from typing import Optional
 
 from torch import Tensor
 
-from zoo.nn import QKVAttention, attention_bias, scaled_dot_product
+from zoo.nn import QKVAttention, RotaryEmbedding, attention_bias, scaled_dot_product
 
 
 class SDPAttention(QKVAttention):
-    def __init__(self, *, d_model: int, num_heads: int, dropout: float = 0.0):
-        super().__init__(d_model=d_model, num_heads=num_heads, dropout=dropout)
+    computes_softmax_attention = True
+    def __init__(self, *, d_model: int, num_heads: int, dropout: float = 0.0,
+                 rotary: Optional[RotaryEmbedding] = None):
+        super().__init__(d_model=d_model, num_heads=num_heads, dropout=dropout, rotary=rotary)
 
     def attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Optional[Tensor]) -> Tensor:
         return scaled_dot_product(q, k, v, attention_bias(mask, q.dtype), self.active_dropout)
@@ -21,16 +23,19 @@ class GroupedQueryAttention(SDPAttention):
     groups: about num_heads / 4 key/value heads, at least 2 when num_heads has such a divisor.
     num_kv_heads=1 is multi-query attention; num_kv_heads=num_heads is plain multi-head."""
 
-    def __init__(self, *, d_model: int, num_heads: int, dropout: float = 0.0, num_kv_heads: Optional[int] = None):
-        QKVAttention.__init__(self, d_model=d_model, num_heads=num_heads, dropout=dropout,
+    def __init__(self, *, d_model: int, num_heads: int, dropout: float = 0.0, num_kv_heads: Optional[int] = None,
+                 rotary: Optional[RotaryEmbedding] = None):
+        QKVAttention.__init__(self, d_model=d_model, num_heads=num_heads, dropout=dropout, rotary=rotary,
                               num_kv_heads=default_kv_heads(num_heads) if num_kv_heads is None else num_kv_heads)
 
 
 class MultiQueryAttention(GroupedQueryAttention):
     """One key/value head shared by every query head: grouped-query attention with num_kv_heads=1."""
 
-    def __init__(self, *, d_model: int, num_heads: int, dropout: float = 0.0, num_kv_heads: int = 1):
-        super().__init__(d_model=d_model, num_heads=num_heads, dropout=dropout, num_kv_heads=num_kv_heads)
+    def __init__(self, *, d_model: int, num_heads: int, dropout: float = 0.0, num_kv_heads: int = 1,
+                 rotary: Optional[RotaryEmbedding] = None):
+        super().__init__(d_model=d_model, num_heads=num_heads, dropout=dropout, num_kv_heads=num_kv_heads,
+                         rotary=rotary)
 
 
 def default_kv_heads(num_heads: int) -> int:

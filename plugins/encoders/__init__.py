@@ -1,13 +1,20 @@
-"""Built-in encoder architectures. Each takes any attention part."""
+"""Built-in encoder architectures (each takes any attention part), and the importers that map Hugging Face
+checkpoints onto them, keyed by the checkpoint's model_type."""
 from zoo.hookspecs import hookimpl
 
 
 @hookimpl
 def register_encoders(register):
     here = "zoo.plugins.encoders"
-    register("transformer", f"{here}.transformer:TutorialTransformer",
+    register("transformer", f"{here}.transformer:TutorialTransformer", capabilities={"positions": "learned"},
              description="The tutorial's post-LN Transformer: ReLU feed-forward, learned positions")
-    register("bert", f"{here}.bert:BertEncoder",
+    register("bert", f"{here}.bert:BertEncoder", capabilities={"positions": "learned"},
              description="BERT: post-LN, GELU, token types; Hugging Face BERT checkpoints map onto it")
-    register("prenorm", f"{here}.prenorm:PreNormTransformer",
+    register("prenorm", f"{here}.prenorm:PreNormTransformer", capabilities={"positions": "rotary"},
              description="Modern pre-norm block: RMSNorm, SwiGLU feed-forward, rotary positions")
+
+
+@hookimpl
+def register_importers(register):
+    register("bert", "zoo.plugins.encoders.bert_import:import_bert",
+             description="Hugging Face BERT checkpoints (BertModel, BertFor*, sentence-transformers) -> bert")

@@ -14,21 +14,26 @@ from torch import Tensor, nn
 
 from zoo.nn import activation
 
+from .positions import learned_positions
+
 
 class BertEmbeddings(nn.Module):
-    def __init__(self, *, vocab_size: int, d_model: int, max_length: int, type_vocab_size: int,
-                 layer_norm_eps: float, dropout: float):
+    """Word + position + token-type embeddings. ``position_embeddings`` is None when the attention
+    encodes positions itself (ALiBi): such a model cannot take a checkpoint's learned positions."""
+
+    def __init__(self, *, vocab_size: int, d_model: int, type_vocab_size: int, layer_norm_eps: float,
+                 dropout: float, position_embeddings: Optional[nn.Embedding]):
         super().__init__()
         self.word_embeddings = nn.Embedding(vocab_size, d_model)
-        self.position_embeddings = nn.Embedding(max_length, d_model)
+        self.position_embeddings = position_embeddings
         self.token_type_embeddings = nn.Embedding(type_vocab_size, d_model)
         self.LayerNorm = nn.LayerNorm(d_model, eps=layer_norm_eps)
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, input_ids: Tensor, token_type_ids: Tensor) -> Tensor:
-        positions = torch.arange(input_ids.shape[1], device=input_ids.device)
-        x = self.word_embeddings(input_ids) + self.position_embeddings(positions)
-        x = x + self.token_type_embeddings(token_type_ids)
+        x = self.word_embeddings(input_ids) + self.token_type_embeddings(token_type_ids)
+        if self.position_embeddings is not None:
+            x = x + self.position_embeddings(torch.arange(input_ids.shape[1], device=input_ids.device))
         return self.dropout(self.LayerNorm(x))
 
 
@@ -61,9 +66,9 @@ class BertEncoder(nn.Module):
         self.d_model = d_model
         self.sep_token_id = sep_token_id
         self.type_vocab_size = type_vocab_size
-        self.embeddings = BertEmbeddings(vocab_size=vocab_size, d_model=d_model, max_length=max_length,
-                                         type_vocab_size=type_vocab_size, layer_norm_eps=layer_norm_eps,
-                                         dropout=dropout)
+        self.embeddings = BertEmbeddings(vocab_size=vocab_size, d_model=d_model, type_vocab_size=type_vocab_size,
+                                         layer_norm_eps=layer_norm_eps, dropout=dropout,
+                                         position_embeddings=learned_positions(attention, max_length, d_model))
         self.layer = nn.ModuleList(
             BertLayer(attention=attention(d_model=d_model, num_heads=num_heads, dropout=dropout),
                       d_model=d_model, ffn_dim=ffn_dim, layer_norm_eps=layer_norm_eps, dropout=dropout,

@@ -1,4 +1,6 @@
-"""How an encoder gives its attention positions, decided by the attention's capabilities."""
+"""How an encoder gives its attention positions, decided by the attention's capabilities: rotary for an
+attention that applies it (when the encoder wants rotary), no table for one that encodes positions itself
+(ALiBi), else a learned table. One place decides, so no combination gets two position schemes."""
 from __future__ import annotations
 
 from typing import Any, Callable, Optional
@@ -19,5 +21,6 @@ def learned_positions(attention: Callable[..., nn.Module], max_length: int, d_mo
     return nn.Embedding(max_length, d_model)
 
 
-def attach_rotary(module: nn.Module, head_dim: int) -> None:
-    module.rotary = RotaryEmbedding(head_dim)
+def rotary_for(attention: Callable[..., nn.Module], head_dim: int) -> Optional[RotaryEmbedding]:
+    """A rotary embedding for an attention that applies one (capability 'rotary'), else None."""
+    return RotaryEmbedding(head_dim) if attention_capabilities(attention).get("rotary") else None

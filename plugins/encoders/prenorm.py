@@ -1,7 +1,7 @@
 """A modern pre-norm encoder: RMSNorm before each sublayer, SwiGLU feed-forward, rotary positions.
 
-Rotary positions need an attention that applies ``self.rotary`` to q and k (capability 'rotary').
-Attentions that encode positions themselves ('positions') get none; any other gets a learned table.
+Rotary positions go to an attention that applies them (capability 'rotary'), passed as its ``rotary=``
+argument. Attentions that encode positions themselves ('positions') get none; any other gets a learned table.
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .positions import attach_rotary, attention_capabilities, learned_positions
+from .positions import learned_positions, rotary_for
 
 
 class SwiGLU(nn.Module):
@@ -45,16 +45,15 @@ class PreNormTransformer(nn.Module):
                  norm_eps: float = 1e-6):
         super().__init__()
         self.d_model = d_model
-        rotary = bool(attention_capabilities(attention).get("rotary"))
+        rotary = rotary_for(attention, d_model // num_heads) is not None
         self.token_embedding = nn.Embedding(vocab_size, d_model)
         self.position_embedding = None if rotary else learned_positions(attention, max_length, d_model)
-        self.blocks = nn.ModuleList()
-        for _ in range(num_layers):
-            attn = attention(d_model=d_model, num_heads=num_heads, dropout=dropout)
-            if rotary:
-                attach_rotary(attn, d_model // num_heads)
-            self.blocks.append(PreNormBlock(attention=attn, d_model=d_model, ffn_dim=ffn_dim,
-                                            dropout=dropout, norm_eps=norm_eps))
+        self.blocks = nn.ModuleList(
+            PreNormBlock(attention=attention(d_model=d_model, num_heads=num_heads, dropout=dropout,
+                                             rotary=rotary_for(attention, d_model // num_heads)),
+                         d_model=d_model, ffn_dim=ffn_dim, dropout=dropout, norm_eps=norm_eps)
+            for _ in range(num_layers)
+        )
         self.final_norm = nn.RMSNorm(d_model, eps=norm_eps)
 
     def forward(self, input_ids: Tensor, attention_mask: Optional[Tensor] = None) -> Tensor:

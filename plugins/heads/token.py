@@ -6,7 +6,7 @@ from typing import Optional
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-IGNORE_INDEX = -100
+from zoo.constants import IGNORE_INDEX
 
 
 class TokenClassificationHead(nn.Module):

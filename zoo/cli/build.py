@@ -5,7 +5,9 @@ import json
 
 import click
 
-from .options import human_bytes, parse_settings, prepare_output
+from zoo.io import prepare_output
+
+from .options import human_bytes, parse_settings
 
 
 def size_options(f):

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import click
 
-from .finetune import data_columns
-from .options import encoding_option, threads_option
+from .options import data_columns, encoding_option, threads_option
 
 
 @click.command()
@@ -28,7 +27,6 @@ def evaluate(model, data, text_column, label_column, pair_column, batch_size, as
     from zoo.errors import ZooError
     from zoo.inference import evaluate_table, load_predictor
     from zoo.io import check_output, staged_directory
-    from zoo.metrics import format_report
     from zoo.threads import use
 
     if report_dir:  # before any work: an existing report, the model and the data are the user's
@@ -38,16 +36,17 @@ def evaluate(model, data, text_column, label_column, pair_column, batch_size, as
         check_output(report_dir, overwrite)
     use(threads)
     predictor = load_predictor(model)
+    task = predictor.task
     table = read_table(data, text_column=text_column, label_column=label_column, pair_column=pair_column,
-                       encoding=encoding)
+                       allow_empty_labels=task.allows_empty_labels, encoding=encoding)
     metrics = evaluate_table(predictor, table, batch_size)
     if report_dir:
         from zoo.reports import write_report
 
         with staged_directory(report_dir) as work:  # replaces an old report only once the new one is written
-            write_report(predictor.task, metrics, work, title=f"{model} on {data}")
+            write_report(metrics, work, title=f"{model} on {data}", headline=task.summary_metrics)
     if as_json:
-        click.echo(json.dumps({"task": predictor.task, **metrics}, indent=2, ensure_ascii=False))
+        click.echo(json.dumps({"task": task.name, **metrics}, indent=2, ensure_ascii=False))
     else:
         click.echo(f"{len(table)} examples from {data}")
-        click.echo(format_report(predictor.task, metrics))
+        click.echo(task.format_report(metrics))

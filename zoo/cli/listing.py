@@ -5,12 +5,14 @@ import json
 
 import click
 
+from zoo.registry import KINDS
+
 from .options import Choice
 
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON: {kind: [part, ...]} with metadata.")
-@click.option("--kind", type=Choice(["attention", "encoder", "head"]), help="Only this kind.")
+@click.option("--kind", type=Choice(KINDS), help="Only this kind.")
 def parts(as_json: bool, kind: str | None) -> None:
     """List the registered parts: kind, name, other names, plugin, description."""
     from zoo.manager import get_registry

@@ -2,14 +2,12 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
 import click
 
 from zoo.errors import ZooError, did_you_mean
-from zoo.io import check_output
 
 PART_KINDS = ("attention", "encoder", "head")
 
@@ -41,14 +39,12 @@ def parse_settings(items: tuple[str, ...]) -> tuple[dict[str, Any], dict[str, di
     return sizes, parts
 
 
-def prepare_output(path: str | Path, overwrite: bool) -> Path:
-    """An output directory that is new or empty; an existing one needs ``--overwrite``."""
-    path = Path(path)
-    check_output(path, overwrite)
-    if path.is_dir() and any(path.iterdir()):
-        shutil.rmtree(path)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+def data_columns(f):
+    """--text-column, --label-column and --text-pair-column, for the commands that read labelled data."""
+    f = click.option("--text-pair-column", "pair_column", default=None, help="Second text of a pair.")(f)
+    f = click.option("--label-column", default=None, help="Label column [default: label, or a usual name].")(f)
+    f = click.option("--text-column", default=None, help="Text column [default: text, or a usual name].")(f)
+    return f
 
 
 def human_bytes(n: int) -> str:

@@ -17,7 +17,7 @@ CHUNK_ROWS = 4096  # rows read, predicted and printed at a time
               help="Texts in a .csv, .tsv or .jsonl file, or a .txt file of one text per line.")
 @click.option("--text-column", default=None, help="Text column of --file [default: text, or a usual name].")
 @click.option("--text-pair-column", "pair_column", default=None, help="Second text of a pair in --file.")
-@click.option("--top-k", type=int, default=1, show_default=True, help="Show the k likeliest labels (cls).")
+@click.option("--top-k", type=int, default=1, show_default=True, help="Show the k likeliest labels (classification).")
 @click.option("--batch-size", type=int, default=64, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per text (JSON Lines).")
 @encoding_option
@@ -40,31 +40,9 @@ def predict(model, texts, file, text_column, pair_column, top_k, batch_size, as_
                              require_labels=False, encoding=encoding)
     else:
         tables = [Table("arguments", list(texts), None, None, list(range(1, len(texts) + 1)))]
+    task = predictor.task
+    if top_k > 1 and not task.uses_top_k:
+        click.echo(f"zoo: --top-k does not apply to task '{task.name}'; ignored", err=True)
     for table in tables:
         for result in predict_table(predictor, table, batch_size, top_k):
-            show(result, as_json)
-
-
-def show(result: dict, as_json: bool) -> None:
-    if as_json:
-        click.echo(json.dumps(result, ensure_ascii=False))
-        return
-    result = {**result, "text": one_line(result.get("text", ""))}
-    if "label" in result:
-        extra = "".join(f"  {t['label']}={t['probability']:.3f}" for t in result.get("top", [])[1:])
-        click.echo(f"{result['label']}\t{result['probability']:.4f}\t{result['text']}{extra}")
-    elif "labels" in result and "words" in result:
-        click.echo(" ".join(f"{w}/{t}" for w, t in zip(result["words"], result["labels"])))
-    elif "labels" in result:
-        click.echo(f"{','.join(result['labels']) or '-'}\t{result['text']}")
-    else:
-        value = result["value"]
-        shown = f"{value:.4f}" if isinstance(value, float) else ",".join(f"{v:.4f}" for v in value)
-        click.echo(f"{shown}\t{result['text']}")
-
-
-def one_line(text) -> str:
-    """A text as one tab-free line: backslash, newline, carriage return and tab escaped as in Python."""
-    if not isinstance(text, str):  # a pair or a word list
-        return " ".join(map(one_line, text))
-    return text.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
+            click.echo(json.dumps(result, ensure_ascii=False) if as_json else task.format_prediction(result))

@@ -5,7 +5,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from zoo.data import IGNORE_INDEX, pad
+from zoo.data import pad
 
 
 def epoch_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: int,
@@ -39,9 +39,10 @@ def micro_batch(batch: np.ndarray, micro: int, grad_accum: int, rank: int, world
 
 
 class Collate:
-    """Index array -> dict of int64 arrays: input_ids, attention_mask, labels (padded as the task needs)."""
+    """Index array -> dict of tensors: input_ids, attention_mask (padded to the longest row) and labels
+    (the targets collated by the task)."""
 
-    def __init__(self, ids: list[np.ndarray], labels: list[Any] | None, pad_id: int, task: str):
+    def __init__(self, ids: list[np.ndarray], labels: list[Any] | None, pad_id: int, task: Any):
         self.ids, self.labels, self.pad_id, self.task = ids, labels, pad_id, task
 
     def __call__(self, index: np.ndarray) -> dict[str, Any]:
@@ -52,11 +53,5 @@ class Collate:
         mask = pad([np.ones(len(r), dtype=np.int64) for r in rows], 0)
         out = {"input_ids": torch.from_numpy(input_ids), "attention_mask": torch.from_numpy(mask)}
         if self.labels is not None:
-            picked = [self.labels[i] for i in index]
-            if self.task == "token":
-                out["labels"] = torch.from_numpy(pad(picked, IGNORE_INDEX))
-            elif self.task == "class":
-                out["labels"] = torch.tensor(picked, dtype=torch.long)
-            else:
-                out["labels"] = torch.from_numpy(np.stack(picked).astype(np.float32))
+            out["labels"] = self.task.collate([self.labels[i] for i in index])
         return out

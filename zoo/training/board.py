@@ -16,12 +16,13 @@ class Board:
             raise ZooError("--tensorboard needs the tensorboard package; run: pip install 'zoo[reports]'") from None
         self.writer = SummaryWriter(log_dir=str(directory))
 
-    def step(self, step: int, loss: float, lr: float, tokens_per_s: float) -> None:
+    def on_step(self, state, loss: float, lr: float, tokens: int, tokens_per_s: float) -> None:
+        step = state.step
         self.writer.add_scalar("train/loss", loss, step)
         self.writer.add_scalar("train/lr", lr, step)
         self.writer.add_scalar("train/tokens_per_s", tokens_per_s, step)
 
-    def epoch(self, record: dict[str, Any]) -> None:
+    def on_epoch(self, state, record: dict[str, Any]) -> None:
         step = record["step"]
         self.writer.add_scalar("epoch/train_loss", record["train_loss"], step)
         for name, value in (record.get("eval") or {}).items():
@@ -29,5 +30,5 @@ class Board:
                 self.writer.add_scalar(f"eval/{name}", value, step)
         self.writer.flush()
 
-    def close(self) -> None:
+    def close(self, state=None) -> None:
         self.writer.close()

@@ -1,38 +1,54 @@
-"""Training settings. The defaults are chosen to fine-tune well without tuning (see README's benchmark)."""
+"""Training settings, each declared once: its default, its check, its help and its command-line flag. The
+`zoo finetune` options, the Python API (``TrainConfig(...)``) and the resumable checkpoint all come from
+this dataclass. The defaults are chosen to fine-tune well without tuning (see the README's benchmark).
+Importing this module imports no torch, so `zoo --help` stays fast."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any, Optional
 
 from zoo.errors import ZooError
 
 PRETRAINED_LR = 1e-4  # MiniLM-sized checkpoints; measured on the tweets (bench/finetune.py)
 SCRATCH_LR = 1e-3     # a small model with fresh weights
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+def option(default: Any, help: str, *, flag: str | None = None, choices: tuple[str, ...] | None = None,
+           cli: bool = True) -> Any:
+    """A TrainConfig field with what `zoo finetune` needs to offer it as a flag (``cli=False``: API only)."""
+    return field(default=default, metadata={"help": help, "flag": flag, "choices": choices, "cli": cli})
 
 
 @dataclass
 class TrainConfig:
-    epochs: int = 3
-    batch_size: int = 32            # samples per optimizer step, over all processes and accumulation steps
-    lr: Optional[float] = None      # None: PRETRAINED_LR for imported checkpoints, else SCRATCH_LR
-    warmup_ratio: float = 0.1       # share of all steps with a linear warm-up from 0
-    weight_decay: float = 0.01      # AdamW decay on weight matrices; none on biases and norms
-    max_grad_norm: float = 1.0      # gradient clipping; 0 turns it off
-    grad_accum: int = 1             # micro-batches per optimizer step
-    max_length: int = 256           # truncation length (capped by the model's)
-    device: str = "auto"            # auto | cpu | cuda | cuda:N
-    precision: str = "auto"         # auto | fp32 | bf16 | fp16
-    seed: int = 0
-    patience: Optional[int] = 2     # epochs without improvement before stopping (needs eval data)
-    group_by_length: bool = True    # sort within shuffled mega-batches so batches pad little
-    mega_batches: int = 50          # batches per mega-batch for length grouping
-    eval_batch_size: int = 64
-    num_threads: Optional[int] = None  # CPU threads per process; None: the cores / local processes
-    log_every: int = 50             # steps between progress lines when not on a terminal
-    tensorboard: Optional[str] = None  # directory for TensorBoard event files (the reports extra)
+    epochs: int = option(3, "Passes over the training data.")
+    batch_size: int = option(32, "Samples per optimizer step, over all processes and accumulation steps.")
+    lr: Optional[float] = option(None, f"Peak learning rate [default: {PRETRAINED_LR:g} pretrained, "
+                                       f"{SCRATCH_LR:g} from scratch].")
+    warmup_ratio: float = option(0.1, "Share of all steps with a linear warm-up from 0.")
+    weight_decay: float = option(0.01, "AdamW decay on weight matrices; none on biases and norms.")
+    max_grad_norm: float = option(1.0, "Gradient clipping; 0 turns it off.")
+    grad_accum: int = option(1, "Micro-batches per optimizer step.")
+    max_length: int = option(256, "Truncate texts to this many tokens (capped by the model's).")
+    device: str = option("auto", "auto, cpu, cuda or cuda:N.")
+    precision: str = option("auto", "Autocast precision (auto: bf16 or fp16 on CUDA, fp32 on CPU).",
+                            choices=PRECISIONS)
+    seed: int = option(0, "Seed for the order of batches, dropout and fresh weights.")
+    patience: Optional[int] = option(2, "Epochs without improvement before stopping (needs --eval).")
+    group_by_length: bool = option(True, "Sort within shuffled mega-batches so batches pad little.")
+    mega_batches: int = option(50, "Batches per mega-batch for length grouping.", cli=False)
+    eval_batch_size: int = option(64, "Batch size for evaluation.", cli=False)
+    num_threads: Optional[int] = option(None, "CPU threads per process [default: usable CPUs / processes].",
+                                        flag="--threads")
+    log_every: int = option(50, "Steps between progress lines when not on a terminal.", cli=False)
+    tensorboard: Optional[str] = option(None, "Write TensorBoard event files (loss, lr, tokens/s, eval "
+                                              "metrics) to this directory (the reports extra).")
+    curves: bool = option(True, "Write curves.png (loss per step, eval metrics per epoch; the reports extra).")
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "grad_accum", "max_length", "mega_batches", "eval_batch_size"):
+        for name in ("epochs", "batch_size", "grad_accum", "max_length", "mega_batches", "eval_batch_size",
+                     "log_every"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ZooError(f"{name.replace('_', '-')} must be a positive integer, got {value!r}")
@@ -44,7 +60,7 @@ class TrainConfig:
             raise ZooError("weight-decay and max-grad-norm must not be negative")
         if self.patience is not None and self.patience < 1:
             raise ZooError(f"patience must be a positive integer, got {self.patience}")
-        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
+        if self.precision not in PRECISIONS:
             raise ZooError(f"precision must be auto, fp32, bf16 or fp16, got '{self.precision}'")
 
     def to_dict(self) -> dict[str, Any]:
@@ -52,5 +68,15 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        """A saved config; settings this zoo does not know are dropped, new ones take their defaults."""
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def cli_fields() -> list[Any]:
+    """The fields `zoo finetune` offers as flags, in declaration order."""
+    return [f for f in fields(TrainConfig) if f.metadata.get("cli", True)]
+
+
+def default_of(f: Any) -> Any:
+    return f.default if f.default is not MISSING else None

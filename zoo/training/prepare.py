@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from zoo.data import Table, label_names
+from zoo.data import Table
 from zoo.errors import ZooError
 from zoo.manager import get_registry
 
@@ -30,28 +30,19 @@ def load_start_model(model: Any, seed: int = 0):
     return import_pretrained(path, seed=seed) if is_hf_checkpoint(path) else load_model(path)
 
 
-def task_of(model) -> str:
-    return get_registry().resolve("head", model.spec.head.ref).capabilities.get("labels", "class")
-
-
-def fit_labels(model, table: Table, task: str, seed: int) -> list[str] | None:
+def fit_labels(model, table: Table, seed: int) -> list[str] | None:
     """Record the data's label set; a head that was never trained is rebuilt for the right label count."""
-    names = label_names(table, task, model.spec.labels)
-    if task == "float":
-        first = table.labels[0]
-        count = len(first) if isinstance(first, list) else len(str(first).replace(";", ",").split(","))
-    else:
-        count = len(names)
-        if count < 2 and task == "class":
-            raise ZooError(f"{table.source}: only one label ({names[0] if names else 'none'}) in the data; "
-                           "classification needs at least two")
+    task = model.task
+    names = task.label_names(table, model.spec.labels)
+    count = task.num_labels(table, names)
     fresh = model.spec.labels is None and "training" not in model.spec.extra
     if fresh and count != model.spec.sizes["num_labels"]:
         replace_head(model, count, seed)
     if count != model.spec.sizes["num_labels"]:  # a trained head keeps its size: the data must fit it
-        raise ZooError(f"{table.source}: {count} {'numbers per label' if task == 'float' else 'labels'} in the "
-                       f"data but the model's head predicts {model.spec.sizes['num_labels']}")
-    if task != "float":
+        what = "labels" if task.named_labels else "outputs per label"
+        raise ZooError(f"{table.source}: {count} {what} in the data but the model's head predicts "
+                       f"{model.spec.sizes['num_labels']}")
+    if task.named_labels:
         model.spec.labels = names
     return names
 

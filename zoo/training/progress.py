@@ -46,6 +46,16 @@ class Progress:
             self.bar.close()
             self.bar = None
 
+    # the Logger interface (zoo.training.loggers)
+    def on_step(self, state, loss: float, lr: float, tokens: int, tokens_per_s: float) -> None:
+        self.update(tokens, loss, lr)
+
+    def on_epoch(self, state, record) -> None:
+        pass
+
+    def close(self, state=None) -> None:
+        self.end_epoch()
+
     def note(self, message: str) -> None:
         if self.enabled:
             print(message, file=self.stream, flush=True)

@@ -1,18 +1,40 @@
-"""The resumable training state in one safetensors file, written atomically: model weights, AdamW
-moments and RNG states as tensors; everything else (position, schedule, best score, spec, tokenizer)
-as JSON in the file's metadata. Nothing is pickled."""
+"""The training state: where a run is (``TrainState``), and the resumable checkpoint that holds it in one
+safetensors file, written atomically: model weights, AdamW moments and RNG states as tensors; everything
+else (the TrainState, config, spec, tokenizer) as JSON in the file's metadata. Nothing is pickled."""
 from __future__ import annotations
 
 import json
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from zoo import io
+from zoo.constants import STATE_NAME  # noqa: F401  (re-exported)
 from zoo.errors import ZooError
 
-STATE_NAME = "trainer_state.safetensors"
+
+
+@dataclass
+class TrainState:
+    """Where a run is. Saved in every checkpoint; a resumed run continues from exactly here."""
+    epoch: int = 0        # epochs finished
+    batch: int = 0        # batches done in the current epoch
+    step: int = 0         # optimizer steps done
+    best: dict[str, Any] | None = None  # {"epoch", "metric", "value"} of the best evaluation so far
+    bad_epochs: int = 0   # epochs since the best one (the patience counter)
+    history: list[dict[str, Any]] = field(default_factory=list)  # one record per epoch (metrics.jsonl)
+    losses: list[list[float]] = field(default_factory=list)      # [step, loss] per optimizer step (curves)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainState":
+        """A checkpoint's state (already type-checked by read_state); checkpoints without ``losses`` load."""
+        return cls(**{k: data[k] for k in ("epoch", "batch", "step", "best", "bad_epochs", "history")},
+                   losses=list(data.get("losses") or []))
 
 
 def save_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, info: dict[str, Any]) -> None:
@@ -65,6 +87,10 @@ def _check_info(path: Path, info: Any, tensors: dict[str, torch.Tensor]) -> None
             if not isinstance(value, kind) or isinstance(value, bool) or (kind is int and value < 0):
                 raise bad(f"'{where}{key}' is missing or not a {'non-negative ' if kind is int else ''}"
                           f"{kind.__name__}")
+    losses = info["position"].get("losses", [])
+    if not isinstance(losses, list) or not all(
+            isinstance(x, list) and len(x) == 2 and all(isinstance(v, (int, float)) for v in x) for x in losses):
+        raise bad("'position.losses' must be a list of [step, loss] pairs")
     labels = info.get("labels")
     if labels is not None and not (isinstance(labels, list) and all(isinstance(x, str) for x in labels)):
         raise bad("'labels' must be a list of strings")
@@ -79,7 +105,7 @@ def model_from_state(path: Path, tensors: dict[str, torch.Tensor], info: dict[st
     against the saved tensors on the meta device before any memory is allocated for it."""
     from tokenizers import Tokenizer
 
-    from zoo.model import _SAFETENSORS_DTYPES, assemble_checked
+    from zoo.model import _SAFETENSORS_DTYPES, assemble_checked, check_labels
     from zoo.spec import ModelSpec
 
     spec = ModelSpec.from_dict(info["spec"], str(path))
@@ -91,9 +117,10 @@ def model_from_state(path: Path, tensors: dict[str, torch.Tensor], info: dict[st
     except Exception as exc:  # tokenizers raises its own exception type
         raise ZooError(f"{path}: damaged training checkpoint (its tokenizer: {exc})") from None
     labels = info.get("labels")
-    if labels is not None and len(labels) != spec.sizes["num_labels"]:
-        raise ZooError(f"{path}: damaged training checkpoint ({len(labels)} labels but num_labels is "
-                       f"{spec.sizes['num_labels']})")
+    try:
+        check_labels(spec, labels, str(path))
+    except ZooError as exc:
+        raise ZooError(f"{path}: damaged training checkpoint ({str(exc).removeprefix(f'{path}: ')})") from None
     return model, labels
 
 

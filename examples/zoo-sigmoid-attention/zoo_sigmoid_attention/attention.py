@@ -7,7 +7,7 @@ where n is the number of keys. Here n counts the *real* keys of each row, so pad
 change its outputs (the paper's n is the full sequence length, which would). Padded keys get weight 0.
 
 Built on zoo.nn.QKVAttention, which owns the q/k/v/out projections, grouped key/value heads
-(`num_kv_heads`) and rotary positions (capability 'rotary': the prenorm encoder attaches them).
+(`num_kv_heads`) and rotary positions (capability 'rotary': the prenorm encoder passes `rotary=`).
 """
 from __future__ import annotations
 
@@ -17,14 +17,15 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from zoo.nn import QKVAttention
+from zoo.nn import QKVAttention, RotaryEmbedding
 
 
 class SigmoidAttention(QKVAttention):
     def __init__(self, *, d_model: int, num_heads: int, dropout: float = 0.0, bias: Optional[float] = None,
-                 num_kv_heads: Optional[int] = None):
+                 num_kv_heads: Optional[int] = None, rotary: Optional[RotaryEmbedding] = None):
         """``bias`` fixes b for every row; None (the paper's default) uses −log(number of real keys)."""
-        super().__init__(d_model=d_model, num_heads=num_heads, dropout=dropout, num_kv_heads=num_kv_heads)
+        super().__init__(d_model=d_model, num_heads=num_heads, dropout=dropout, num_kv_heads=num_kv_heads,
+                         rotary=rotary)
         if bias is not None and not math.isfinite(bias):
             raise ValueError(f"bias must be a finite number or None, got {bias}")
         self.bias = bias

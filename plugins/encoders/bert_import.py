@@ -1,0 +1,70 @@
+"""The importer for Hugging Face BERT checkpoints (model_type 'bert') into the `bert` encoder.
+
+Key mapping (HF -> zoo), after dropping a leading ``bert.`` (a *For...* checkpoint):
+
+    embeddings.*                                     -> encoder.embeddings.*
+    encoder.layer.N.attention.self.{query,key,value} -> encoder.layer.N.attention.{q,k,v}_proj
+    encoder.layer.N.attention.output.dense           -> encoder.layer.N.attention.out_proj
+    encoder.layer.N.attention.output.LayerNorm       -> encoder.layer.N.attention_norm
+    encoder.layer.N.intermediate.dense               -> encoder.layer.N.intermediate
+    encoder.layer.N.output.dense / LayerNorm         -> encoder.layer.N.output / output_norm
+    pooler.dense                                     -> head pooler.0   (when the head has a pooler)
+    classifier                                       -> head classifier (when the shapes match)
+"""
+from __future__ import annotations
+
+import re
+
+from zoo.errors import ZooError
+from zoo.hf import Checkpoint, EncoderImport
+
+LAYER_RENAMES = [
+    (r"attention\.self\.query\.", "attention.q_proj."),
+    (r"attention\.self\.key\.", "attention.k_proj."),
+    (r"attention\.self\.value\.", "attention.v_proj."),
+    (r"attention\.output\.dense\.", "attention.out_proj."),
+    (r"attention\.output\.LayerNorm\.", "attention_norm."),
+    (r"intermediate\.dense\.", "intermediate."),
+    (r"output\.dense\.", "output."),
+    (r"output\.LayerNorm\.", "output_norm."),
+]
+
+
+def rename(key: str) -> str | None:
+    """The zoo name of an HF encoder key, or None for a key that is not part of the encoder."""
+    if key == "embeddings.position_ids":  # a buffer, not a weight
+        return None
+    if key.startswith("embeddings."):
+        return f"encoder.{key}"
+    match = re.match(r"encoder\.layer\.(\d+)\.(.*)$", key)
+    if not match:
+        return None
+    rest = match.group(2)
+    for pattern, repl in LAYER_RENAMES:
+        if re.match(pattern, rest):
+            return f"encoder.layer.{match.group(1)}.{re.sub(pattern, repl, rest, count=1)}"
+    return None
+
+
+def import_bert(checkpoint: Checkpoint) -> EncoderImport:
+    config = checkpoint.config
+    if config.get("position_embedding_type", "absolute") != "absolute":
+        raise ZooError(f"{checkpoint.config_file}: position_embedding_type '{config['position_embedding_type']}' "
+                       "is not supported (only 'absolute')")
+    state = checkpoint.without_prefix("bert.")
+    weights = {name: tensor for key, tensor in state.items() if (name := rename(key)) is not None}
+    head = {f"pooler.0.{key.rsplit('.', 1)[1]}": t for key, t in state.items() if key.startswith("pooler.dense.")}
+    head.update({key: t for key, t in state.items() if key.startswith("classifier.")})
+    sep_id = checkpoint.token_id("[SEP]")
+    return EncoderImport(
+        encoder="bert",
+        sizes={"vocab_size": config["vocab_size"], "d_model": config["hidden_size"],
+               "num_layers": config["num_hidden_layers"], "num_heads": config["num_attention_heads"],
+               "ffn_dim": config["intermediate_size"], "max_length": int(config.get("max_position_embeddings", 512)),
+               "dropout": config.get("hidden_dropout_prob", 0.1)},
+        encoder_options={"layer_norm_eps": float(config.get("layer_norm_eps", 1e-12)),
+                         "hidden_act": config.get("hidden_act", "gelu"),
+                         "type_vocab_size": int(config.get("type_vocab_size", 2)),
+                         "sep_token_id": sep_id if sep_id is not None else config.get("sep_token_id")},
+        weights=weights, head_weights=head,
+    )
