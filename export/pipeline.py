@@ -21,6 +21,7 @@ from zoo.manager import get_registry
 from zoo.registry import MODEL_PARTS
 
 from . import parity
+from .arguments import check_formats
 from .onnx_export import EXPORTERS, ExportFailed, export_onnx
 from .runtime import session_options
 
@@ -236,10 +237,7 @@ def _note_int8(section: dict[str, Any], failures: list[str], log) -> None:
 
 
 def _check_arguments(formats, opset, atol, rtol, optimize, quantize, min_agreement) -> None:
-    if not formats:
-        raise ZooError("nothing to export: pass --onnx and/or --torchscript")
-    if "onnx" not in formats and (optimize or quantize):
-        raise ZooError("--optimize and --quantize work on the ONNX graph; add --onnx")
+    check_formats("onnx" in formats, "torchscript" in formats, optimize, quantize)
     if quantize is not None and quantize not in QUANTIZE_CHOICES:
         raise unknown("quantisation", quantize, QUANTIZE_CHOICES)
     if opset is not None and not 7 <= opset <= 23:

@@ -16,6 +16,7 @@ import numpy as np
 
 from zoo.errors import ZooError
 from zoo.io import read_json
+from zoo.threads import requested as requested_threads, usable_cpus
 
 from zoo.constants import MANIFEST_NAME, ONNX_NAME, TOKENIZER_NAME
 INPUT_NAMES, OUTPUT_NAME = ("input_ids", "attention_mask"), "logits"  # OUTPUT_NAME: the default task's output
@@ -26,10 +27,7 @@ DISABLED_OPTIMIZERS = ["SkipLayerNormFusion"]
 
 def physical_cores() -> int:
     """Physical cores available to this process (hyper-threads share a core's arithmetic units)."""
-    try:
-        available = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        available = os.cpu_count() or 1
+    available = usable_cpus()  # affinity and the cgroup CPU quota
     cores = set()
     try:
         block: dict[str, str] = {}
@@ -46,13 +44,15 @@ def physical_cores() -> int:
     return max(1, min(available, len(cores) or available))
 
 
-def session_options(threads: int | None = None, spinning: bool = True):
-    """One intra-op thread per physical core. ``spinning=False`` stops idle threads busy-waiting, which
-    matters when something else (torch, another session) shares the cores between runs."""
+def session_options(threads: int | None = None, spinning: bool = False):
+    """``threads``, else the command's --threads, else one intra-op thread per usable physical core.
+    Idle threads sleep unless ``spinning``: busy-waiting threads take the cores from the working ones
+    whenever anything else shares them (2 spinning threads predicted 1.9x slower than 2 sleeping ones on
+    a loaded 2-core machine; bench/NOTES.md)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.intra_op_num_threads = threads or physical_cores()
+    options.intra_op_num_threads = threads or requested_threads() or physical_cores()
     options.inter_op_num_threads = 1
     options.log_severity_level = 3  # errors only
     if not spinning:
@@ -115,7 +115,7 @@ class OnnxModel:
     """
 
     def __init__(self, path: str | os.PathLike, *, file: str | None = None, threads: int | None = None,
-                 spinning: bool = True, warn: bool = True):
+                 spinning: bool = False, warn: bool = True):
         import onnxruntime as ort
 
         path = Path(path)

@@ -56,8 +56,11 @@ def test_build_json_and_labels(tmp_path):
     (["--head", "clss"], "error: unknown head 'clss'; did you mean 'cls'?"),
     (["--set", "attention.windw=3", "--attention", "local"],
      "error: unknown option 'windw' for attention 'local'; did you mean 'window'? options: window"),
+    (["--set", "attention.window=3"], "error: unknown option 'window' for attention 'sdpa'; it takes no options"),
+    (["--set", "zzz.window=3"], "error: --set zzz.window: unknown prefix 'zzz'; the prefix must be one of"),
     (["--set", "bogus"], "error: --set expects KEY=VALUE"),
-    (["--set", "atention.window=3"], "error: --set atention.window: the prefix must be one of attention, encoder, head"),
+    (["--set", "atention.window=3"], "error: --set atention.window: unknown prefix 'atention'; did you mean "
+                                     "'attention'? the prefix must be one of attention, encoder, head"),
     (["--d-model", "30", "--num-heads", "4"], "error: d_model (30) must be divisible by num_heads (4)"),
     (["--set", "d_modl=3"], "error: unknown option 'd_modl'; did you mean 'd_model'?"),
     (["--labels", "a,b", "--num-labels", "3"], "error: num_labels (3) does not match the 2 labels given"),
@@ -92,15 +95,15 @@ def test_misspelt_command_suggests():
 def test_parts_table_and_json():
     table = run("parts")
     assert table.exit_code == 0
-    assert table.output.splitlines()[0].split() == ["KIND", "NAME", "PLUGIN", "DESCRIPTION"]
-    assert any(line.split()[:3] == ["attention", "sdpa", "zoo.attention"] for line in table.output.splitlines())
+    assert table.output.splitlines()[0].split() == ["KIND", "NAME", "ALIASES", "PLUGIN", "DESCRIPTION"]
+    assert any(line.split()[:4] == ["attention", "sdpa", "-", "zoo.attention"] for line in table.output.splitlines())
     data = json.loads(run("parts", "--json").output)
     assert set(data) == {"attention", "encoder", "head", "task", "importer"}
     assert {p["name"]: p["task"] for p in data["head"]}["cls"] == "classification"
     assert [p["name"] for p in json.loads(run("parts", "--json", "--kind", "task").output)["task"]] == \
         ["classification", "multilabel", "regression", "token-classification"]
     gqa = next(p for p in data["attention"] if p["name"] == "gqa")
-    assert gqa["aliases"] == ["mqa"] and gqa["capabilities"]["onnx"] is True and gqa["description"]
+    assert gqa["aliases"] == [] and gqa["capabilities"]["onnx"] is True and gqa["description"]
     assert [p["name"] for p in json.loads(run("parts", "--json", "--kind", "encoder").output)["encoder"]] == \
         zoo.list_parts()["encoder"]
 

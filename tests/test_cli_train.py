@@ -66,7 +66,7 @@ def test_finetune_evaluate_predict(trained):
     (["finetune", "{m}", "--train", "{d}/one.csv", "-o", "{d}/o", "--resume"],
      "error: {d}/o: nothing to resume (no trainer_state.safetensors); run without --resume"),
     (["finetune", "{d}/nomodel", "--train", "{d}/one.csv", "-o", "{d}/o"], "error: {d}/nomodel: no such model directory"),
-    (["evaluate", "{m}", "--data", "{d}/data.txt"], "error: {d}/data.txt: unsupported data format '.txt'; use .csv, .tsv or .jsonl"),
+    (["evaluate", "{m}", "--data", "{d}/data.xlsx"], "error: {d}/data.xlsx: unsupported data format '.xlsx'; use .csv, .tsv, .jsonl or .txt (one text per line)"),
     (["predict", "{m}"], "error: give some texts or --file"),
 ])
 def test_data_and_option_errors_are_one_line(tmp_path, args, message):

@@ -39,7 +39,7 @@ def test_latin1_file_is_read(tmp_path):
 
 
 @pytest.mark.parametrize("name, content, kwargs, message", [
-    ("d.txt", "x", {}, "d.txt: unsupported data format '.txt'; use .csv, .tsv or .jsonl"),
+    ("d.xlsx", "x", {}, "d.xlsx: unsupported data format '.xlsx'; use .csv, .tsv, .jsonl or .txt (one text per line)"),
     ("d.csv", "text,label\n", {}, "d.csv: no rows"),
     ("d.csv", "text,label\nhi,\n", {}, "d.csv line 2: no label in column 'label'"),
     ("d.csv", "txt,label\nhi,a\n", {"text_column": "tex"},

@@ -39,3 +39,9 @@ def test_demo_end_to_end_on_a_tiny_sample(tmp_path):
         assert (out / path).is_file(), path
     manifest = json.loads((out / "export" / "manifest.json").read_text())
     assert manifest["labels"] == ["negative", "neutral", "positive"]
+    # the predictions shown are those of the file `zoo predict` serves, the command the demo suggests
+    assert summary["served"] == manifest["serve"]
+    served = CliRunner().invoke(cli, ["predict", str(out / "export"), "--json", *[p["text"] for p in summary["predictions"]]])
+    assert [json.loads(line) for line in served.output.splitlines()] == summary["predictions"]
+    assert "![training curves](curves.png)" in (out / "report" / "report.md").read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo"]  # no .demo.lock left beside it

@@ -54,3 +54,36 @@ def test_lock_of_a_killed_process_is_not_stale(tmp_path):
     holder.join(30)
     with io.directory_lock(tmp_path / "out"):
         pass
+
+
+def test_the_lock_file_is_removed_when_the_run_ends_or_fails(tmp_path):
+    with io.directory_lock(tmp_path / "out"):
+        assert (tmp_path / ".out.lock").is_file()
+    with pytest.raises(RuntimeError):
+        with io.directory_lock(tmp_path / "out"):
+            raise RuntimeError("the run failed")
+    assert os.listdir(tmp_path) == []  # nothing beside the output: no .out.lock
+
+
+def test_a_lock_file_removed_by_its_last_holder_is_not_trusted(tmp_path, monkeypatch):
+    """Between our open() and flock() the previous holder may remove the file and a third run create a new
+    one; the lock taken must be on the file now at the path, or two runs would both write."""
+    import fcntl
+
+    real_flock, lock_path = fcntl.flock, tmp_path / ".out.lock"
+    raced = []
+
+    def flock_after_a_race(fd, operation):
+        if not raced:  # the file we opened goes away and another takes its place
+            raced.append(True)
+            lock_path.unlink()
+            lock_path.write_text("")
+        return real_flock(fd, operation)
+
+    monkeypatch.setattr(fcntl, "flock", flock_after_a_race)
+    with io.directory_lock(tmp_path / "out"):
+        assert raced
+        with pytest.raises(ZooError, match="is being written by another zoo run"):  # the lock is on the new file
+            with io.directory_lock(tmp_path / "out"):
+                pass
+    assert not lock_path.exists()

@@ -166,7 +166,11 @@ def test_scaffold_install_and_its_tests_pass(kind, tmp_path):
     # PYTHONPATH stands in for it, and the dist-info in `site` provides the entry point.
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ZOO_", "PYTEST_"))}
     env["PYTHONPATH"] = os.pathsep.join([str(site), str(package)])
-    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=package, env=env,
+    # run as the README says, from the folder above, which also holds a clone of zoo: a folder named zoo
+    # that would shadow the installed package for anything that puts the current folder on sys.path
+    (tmp_path / "zoo" / "zoo").mkdir(parents=True)
+    pytest_script = os.path.join(os.path.dirname(sys.executable), "pytest")
+    result = subprocess.run([pytest_script, "-q", "-p", "no:cacheprovider", name], cwd=tmp_path, env=env,
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "3 passed" in result.stdout

@@ -17,7 +17,11 @@ import numpy as np
 
 from .errors import ZooError, did_you_mean
 
-FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".txt": "txt"}
+# Byte-order marks, longest first (a UTF-32 LE mark starts like a UTF-16 LE one).
+BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF8, "utf-8-sig"),
+        (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+_announced: set[Path] = set()  # files already said to be read as cp1252
 # Tried in order when the user keeps the default column name and the file does not have it.
 TEXT_COLUMNS = ("text", "sentence", "content", "review", "tweet", "document", "comment", "body", "tokens", "words")
 LABEL_COLUMNS = ("label", "labels", "sentiment", "class", "category", "target", "score", "tags", "ner_tags", "y")
@@ -36,31 +40,54 @@ class Table:
         return len(self.texts)
 
 
-def _encoding(path: Path) -> str:
-    """utf-8-sig when the whole file is UTF-8, else cp1252 (the usual encoding of spreadsheet exports).
-    Checked block by block, so a large file is never held in memory."""
+def _encoding(path: Path, given: str | None = None) -> str:
+    """``given`` (--encoding); else the encoding a byte-order mark names (UTF-8, UTF-16, UTF-32); else
+    utf-8-sig when the whole file is UTF-8; else cp1252 (the usual encoding of spreadsheet exports), said
+    once on stderr. Checked block by block, so a large file is never held in memory."""
+    if given:
+        try:
+            info = codecs.lookup(given)
+            if not getattr(info, "_is_text_encoding", True):  # base64, rot13...: bytes-to-bytes codecs
+                raise LookupError(given)
+            name = info.name
+        except LookupError:
+            raise ZooError(f"unknown encoding '{given}' (e.g. utf-8, cp1252, latin-1, utf-16)") from None
+        return "utf-8-sig" if name == "utf-8" else name  # a UTF-8 byte-order mark is not text
     decoder = codecs.getincrementaldecoder("utf-8")()
     with open(path, "rb") as f:
+        start = f.read(4)
+        for bom, name in BOMS:
+            if start.startswith(bom):
+                return name
+        f.seek(0)
         try:
             for block in iter(lambda: f.read(1 << 20), b""):
                 decoder.decode(block)
             decoder.decode(b"", final=True)
         except UnicodeDecodeError:
+            if path not in _announced:
+                _announced.add(path)
+                print(f"zoo: {path} is not UTF-8; reading it as cp1252 (pass --encoding to choose another)",
+                      file=sys.stderr)
             return "cp1252"
     return "utf-8-sig"
 
 
-def _row_stream(path: Path) -> tuple[list[str] | None, Iterator[tuple[dict[str, Any], int]]]:
-    """(the CSV/TSV header, or None for JSONL; an iterator of (row, file line)). Reads lazily."""
+def _row_stream(path: Path, encoding: str | None = None
+                ) -> tuple[list[str] | None, Iterator[tuple[dict[str, Any], int]]]:
+    """(the CSV/TSV header, or None for JSONL and text; an iterator of (row, file line)). Reads lazily."""
     kind = FORMATS.get(path.suffix.lower())
     if kind is None:
-        raise ZooError(f"{path}: unsupported data format '{path.suffix or path.name}'; use .csv, .tsv or .jsonl")
+        raise ZooError(f"{path}: unsupported data format '{path.suffix or path.name}'; "
+                       "use .csv, .tsv, .jsonl or .txt (one text per line)")
     if not path.is_file():
         raise ZooError(f"{path}: no such file")
     try:
-        encoding = _encoding(path)
+        encoding = _encoding(path, encoding)
         if kind == "jsonl":
             return None, _jsonl_rows(path, encoding)
+        if kind == "txt":
+            return ["text"], _text_rows(path, encoding)
         f = open(path, encoding=encoding, errors="replace", newline="")
     except OSError as exc:
         raise ZooError(f"{path}: cannot read it ({exc.strerror or exc})") from None
@@ -90,6 +117,14 @@ def _jsonl_rows(path: Path, encoding: str) -> Iterator[tuple[dict[str, Any], int
             yield row, number
 
 
+def _text_rows(path: Path, encoding: str) -> Iterator[tuple[dict[str, Any], int]]:
+    """A plain text file: one text per line, blank lines skipped."""
+    with open(path, encoding=encoding, errors="replace", newline=None) as f:
+        for number, line in enumerate(f, start=1):
+            if line.strip():
+                yield {"text": line.rstrip("\n")}, number
+
+
 def _csv_rows(path: Path, f, reader: csv.DictReader) -> Iterator[tuple[dict[str, Any], int]]:
     with f:
         try:
@@ -104,7 +139,7 @@ def _csv_rows(path: Path, f, reader: csv.DictReader) -> Iterator[tuple[dict[str,
 def _pick_column(path: Path, columns: list[str], given: str | None, defaults: Sequence[str], what: str) -> str:
     if given is not None:
         if given not in columns:
-            raise ZooError(f"{path}: no {what} column '{given}'{did_you_mean(given, columns)} "
+            raise ZooError(f"{path}: no {what} column '{given}'{did_you_mean(given, columns) or ';'} "
                            f"columns: {', '.join(columns) or '(none)'}")
         return given
     for name in defaults:
@@ -156,11 +191,13 @@ def _columns_of(header: list[str] | None, rows: list[dict[str, Any]]) -> list[st
 
 
 def read_table(path: str | Path, *, text_column: str | None = None, label_column: str | None = None,
-               pair_column: str | None = None, require_labels: bool = True, allow_empty_labels: bool = False) -> Table:
+               pair_column: str | None = None, require_labels: bool = True, allow_empty_labels: bool = False,
+               encoding: str | None = None) -> Table:
     """Read a data file. Columns left as None are found by their usual names (text, label, sentiment...).
-    ``allow_empty_labels``: an empty label cell is a label (a multi-label row with no labels), not a mistake."""
+    ``allow_empty_labels``: an empty label cell is a label (a multi-label row with no labels), not a mistake.
+    ``encoding`` None finds it (a byte-order mark, UTF-8, else cp1252)."""
     path = Path(path)
-    header, stream = _row_stream(path)
+    header, stream = _row_stream(path, encoding)
     pairs = list(stream)
     if not pairs:
         raise ZooError(f"{path}: no rows")
@@ -172,12 +209,12 @@ def read_table(path: str | Path, *, text_column: str | None = None, label_column
 
 def iter_tables(path: str | Path, chunk_rows: int = 4096, *, text_column: str | None = None,
                 label_column: str | None = None, pair_column: str | None = None,
-                require_labels: bool = True) -> Iterator[Table]:
+                require_labels: bool = True, encoding: str | None = None) -> Iterator[Table]:
     """read_table in chunks of ``chunk_rows`` rows, for inputs too large to hold: memory stays constant.
 
     JSONL columns are found from the first chunk's rows (read_table looks at every row)."""
     path = Path(path)
-    header, stream = _row_stream(path)
+    header, stream = _row_stream(path, encoding)
     columns: _Columns | None = None
     for chunk in _chunks(stream, chunk_rows):
         rows, lines = [r for r, _ in chunk], [n for _, n in chunk]

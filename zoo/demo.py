@@ -66,18 +66,18 @@ def median_ms(fn: Callable[[], Any], repeats: int = 30) -> float:
 
 
 def run_demo(output: str | Path, *, samples: int = 3000, epochs: int = 2, seed: int = 0, overwrite: bool = False,
-             progress: bool = True, log: Callable[[str], None] = print) -> dict[str, Any]:
+             progress: bool = True, log: Callable[[str], None] = print, threads: int | None = None) -> dict[str, Any]:
     """Run the demo into ``output``, holding its lock: a second demo on the same directory is refused."""
     from .io import directory_lock
 
     demo_assets()  # a missing asset is reported before anything is created
     with directory_lock(output):
         return _run_demo(output, samples=samples, epochs=epochs, seed=seed, overwrite=overwrite,
-                         progress=progress, log=log)
+                         progress=progress, log=log, threads=threads)
 
 
 def _run_demo(output: str | Path, *, samples: int, epochs: int, seed: int, overwrite: bool,
-              progress: bool, log: Callable[[str], None]) -> dict[str, Any]:
+              progress: bool, log: Callable[[str], None], threads: int | None) -> dict[str, Any]:
     from .io import prepare_output
     from .data import Table, read_table
     from .export import export_model
@@ -97,7 +97,7 @@ def _run_demo(output: str | Path, *, samples: int, epochs: int, seed: int, overw
     log(f"[2/5] fine-tuning on {train_rows} tweets for {epochs} epoch(s)")
     start = time.perf_counter()
     finetune(model, data["train"], eval=data["eval"], output=output / "model",
-             config=TrainConfig(epochs=epochs, seed=seed, max_length=128), progress=progress)
+             config=TrainConfig(epochs=epochs, seed=seed, max_length=128, num_threads=threads), progress=progress)
     train_seconds = time.perf_counter() - start
     log("[3/5] evaluating on the held-out test split")
     test = read_table(data["test"])
@@ -108,10 +108,10 @@ def _run_demo(output: str | Path, *, samples: int, epochs: int, seed: int, overw
         from .reports import plot_curves, write_report
 
         task = torch_predictor.task
+        history = [json.loads(line) for line in open(output / "model" / METRICS_NAME, encoding="utf-8")]
+        plot_curves(history, output / "report" / CURVES_NAME, metric=task.main_metric)  # first: report.md links it
         report = write_report(metrics, output / "report", title="zoo demo: held-out tweets",
                               headline=task.summary_metrics)
-        history = [json.loads(line) for line in open(output / "model" / METRICS_NAME, encoding="utf-8")]
-        plot_curves(history, output / "report" / CURVES_NAME, metric=task.main_metric)
     except ZooError as exc:  # matplotlib missing: the numbers still print
         log(f"      (no pictures: {exc})")
     log("[4/5] exporting ONNX fp32 and int8, checking parity against the eager model")
@@ -125,7 +125,8 @@ def _run_demo(output: str | Path, *, samples: int, epochs: int, seed: int, overw
     onnx_fp32 = OnnxModel(output / "export", file="model.onnx")
     onnx_int8 = OnnxModel(output / "export", file="model.int8.onnx", warn=False)  # the summary says how it did
     examples = Table("examples", list(EXAMPLES), None, None, list(range(1, len(EXAMPLES) + 1)))
-    predictions = predict_table(onnx_int8, examples)
+    served = OnnxModel(output / "export", warn=False)  # the file `zoo predict` serves: manifest["serve"]
+    predictions = predict_table(served, examples)
     int8_metrics = evaluate_table(onnx_int8, test)
     one = Table("one", [EXAMPLES[0]], None, None, [1])
     latency = {name: median_ms(lambda p=p: predict_table(p, one))
@@ -139,7 +140,7 @@ def _run_demo(output: str | Path, *, samples: int, epochs: int, seed: int, overw
                         "max_rel": max(s["max_rel_diff"] for s in parity["shapes"]),
                         "shapes": [s["shape"] for s in parity["shapes"]]},
         "int8": {k: int8[k] for k in ("agreement", "compared", "passed", "size_ratio", "min_agreement")},
-        "latency_ms": latency, "predictions": predictions,
+        "latency_ms": latency, "predictions": predictions, "served": served.path.name,
         "sizes_mb": {"onnx_fp32": int8["fp32_bytes"] / 2**20, "onnx_int8": int8["bytes"] / 2**20},
         "report": str(report) if report else None,
     }

@@ -77,10 +77,9 @@ def grad_scaler(precision: str, device: str):
 
 def cpu_threads(local_world_size: int, requested: int | None = None) -> int:
     """Threads per process: the usable cores shared among the processes on this machine."""
-    if requested:
-        return requested
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores // max(1, local_world_size))
+    from zoo.threads import default_threads
+
+    return requested or default_threads(local_world_size)
 
 
 def resolve(requested_device: str, requested_precision: str, env: DistEnv) -> tuple[str, str]:

@@ -26,5 +26,5 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
 def unknown(kind: str, word: str, choices: Iterable[str]) -> ZooError:
     choices = sorted(choices)
     return ZooError(
-        f"unknown {kind} '{word}'{did_you_mean(word, choices)} choices: {', '.join(choices) or '(none)'}"
+        f"unknown {kind} '{word}'{did_you_mean(word, choices) or ';'} choices: {', '.join(choices) or '(none)'}"
     )

@@ -17,9 +17,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
-    os.chmod(tmp, 0o666 & ~current_umask())
     try:
         yield Path(tmp)
+        # mkstemp makes 0600, and some writers (safetensors) recreate the file as 0600: set the mode a
+        # plain open() would give (0644 under umask 022) after the writer is done, before the rename.
+        os.chmod(tmp, 0o666 & ~current_umask())
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -101,27 +103,55 @@ def directory_lock(directory: str | os.PathLike) -> Iterator[Path]:
 
     The lock is ``flock`` on a file beside the directory, so it outlives ``--overwrite`` removing the
     directory and is released by the kernel if the process dies: a crash never leaves a stale lock.
+    The holder removes the file when it is done (a killed holder leaves it, unlocked, for the next run).
     """
-    import fcntl
-
     from .errors import ZooError
 
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     lock_path = directory.parent / f".{directory.name}.lock"
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = _lock_file(lock_path)
+    if fd is None:
+        raise ZooError(f"{directory} is being written by another zoo run (pid {_holder(lock_path)}); "
+                       "wait for it or choose another output")
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.read(fd, 32).decode(errors="replace").strip() or "another process"
-            raise ZooError(f"{directory} is being written by another zoo run (pid {holder}); "
-                           "wait for it or choose another output") from None
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
         yield directory
     finally:
+        lock_path.unlink(missing_ok=True)  # removed while still locked, so no one else holds this file
         os.close(fd)  # closing releases the lock
+
+
+def _lock_file(path: Path) -> int | None:
+    """An open, flock-ed descriptor of the file at ``path``, or None when another process holds it.
+
+    A holder removes the file on exit, so the file we opened may have left ``path`` before we locked it;
+    then it locks nothing anyone else sees, and we try again with the file now at ``path``."""
+    import fcntl
+
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        try:
+            current = os.stat(path)
+        except FileNotFoundError:
+            current = None
+        opened = os.fstat(fd)
+        if current is not None and (current.st_dev, current.st_ino) == (opened.st_dev, opened.st_ino):
+            return fd
+        os.close(fd)
+
+
+def _holder(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace").strip()[:32] or "another process"
+    except OSError:
+        return "another process"
 
 
 def prepare_output(path: str | Path, overwrite: bool) -> Path:

@@ -64,9 +64,9 @@ def part_options(part: Part, given: dict[str, Any]) -> dict[str, Any]:
            if n not in CONTRACT_ARGS[part.kind] and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
     for key in given:
         if key not in own:
-            choices = ", ".join(own) or "(none)"
-            raise ZooError(f"unknown option '{key}' for {part.kind} '{part.name}'{did_you_mean(key, own)} "
-                           f"options: {choices}")
+            choices = f"options: {', '.join(own)}" if own else "it takes no options"
+            raise ZooError(f"unknown option '{key}' for {part.kind} '{part.name}'{did_you_mean(key, own) or ';'} "
+                           f"{choices}")
     defaults = {n: p.default for n, p in own.items() if p.default is not p.empty and _is_json(p.default)}
     return {**defaults, **given}
 

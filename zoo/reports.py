@@ -104,7 +104,8 @@ def plot_confusion(matrix: Sequence[Sequence[int]], labels: Sequence[str], path:
 
 def write_report(metrics: dict[str, Any], directory: str | Path, title: str = "Evaluation",
                  headline: Sequence[str] = ()) -> Path:
-    """report.md (the ``headline`` metrics, a per-class table) plus confusion.png when there is a matrix."""
+    """report.md (the ``headline`` metrics, a per-class table) plus confusion.png when there is a matrix;
+    it links curves.png when that is already in ``directory``."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     lines = [f"# {title}", ""]
@@ -120,6 +121,8 @@ def write_report(metrics: dict[str, Any], directory: str | Path, title: str = "E
     if "confusion_matrix" in metrics:
         plot_confusion(metrics["confusion_matrix"], metrics["labels"], directory / "confusion.png")
         lines += ["", "![confusion matrix](confusion.png)"]
+    if (directory / "curves.png").is_file():  # training curves plotted into the same directory
+        lines += ["", "![training curves](curves.png)"]
     path = directory / "report.md"
     io.write_text(path, "\n".join(lines) + "\n")
     return path

@@ -34,6 +34,9 @@ packages = ["$module"]
 
 [tool.pytest.ini_options]
 testpaths = ["tests"]
+# Import the tests without putting their folders on sys.path, so that a folder named like a package
+# (a clone of zoo beside this one, say) never shadows the installed package.
+addopts = "--import-mode=importlib"
 """
 
 README = """\
@@ -62,7 +65,7 @@ partner, padding invariance, save and load, determinism, ONNX and TorchScript pa
 
 ```console
 pip install -e '.[test]'
-pytest
+pytest                          # in this folder; `pytest $name` from the one above works too
 ```
 
 The plugin's top-level module (`$module/__init__.py`) registers $parts_word by lazy import path, so
@@ -314,10 +317,11 @@ def test_the_${kind}_passes_the_conformance_kit():
     testing.check_part("$kind", PART)
 
 
-def test_importing_the_plugin_module_imports_no_torch():
+def test_importing_the_plugin_module_imports_no_torch(tmp_path):
     \"\"\"`zoo --help` and `zoo parts` import $module/__init__.py; keep it torch-free.\"\"\"
     code = "import sys, $torch_free; assert 'torch' not in sys.modules"
-    subprocess.run([sys.executable, "-c", code], check=True)
+    # run in an empty folder: a folder named zoo where pytest was started must not shadow the package
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path)
 """
 
 FILES = {

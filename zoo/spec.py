@@ -30,7 +30,7 @@ def check_sizes(sizes: dict[str, Any]) -> dict[str, Any]:
     """Fill defaults and validate the size options; every problem is a one-line ZooError."""
     for key in sizes:
         if key not in SIZE_DEFAULTS:
-            raise ZooError(f"unknown option '{key}'{did_you_mean(key, SIZE_DEFAULTS)} "
+            raise ZooError(f"unknown option '{key}'{did_you_mean(key, SIZE_DEFAULTS) or ';'} "
                            f"choices: {', '.join(SIZE_DEFAULTS)}")
     out = {**SIZE_DEFAULTS, **{k: v for k, v in sizes.items() if v is not None}}
     if out["ffn_dim"] is None:

@@ -9,8 +9,11 @@ def register_attention(register):
              description="Reference multi-head attention: explicit softmax(QKᵀ/√d)·V, as in the tutorial")
     register("sdpa", f"{here}.sdpa:SDPAttention", capabilities={"rotary": True},
              description="Multi-head attention through torch's fused scaled_dot_product_attention (default)")
-    register("gqa", f"{here}.sdpa:GroupedQueryAttention", aliases=["mqa"], capabilities={"rotary": True},
-             description="Grouped-query attention: num_kv_heads key/value heads shared by query groups")
+    register("gqa", f"{here}.sdpa:GroupedQueryAttention", capabilities={"rotary": True},
+             description="Grouped-query attention: num_kv_heads key/value heads (default ~num_heads/4) "
+                         "shared by query groups")
+    register("mqa", f"{here}.sdpa:MultiQueryAttention", capabilities={"rotary": True},
+             description="Multi-query attention: one key/value head shared by all query heads")
     register("linear", f"{here}.linear:LinearAttention",
              description="Kernelised linear attention, elu(x)+1 feature map: O(S) memory in sequence length")
     register("local", f"{here}.local:LocalAttention", capabilities={"rotary": True},

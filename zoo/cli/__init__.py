@@ -56,6 +56,10 @@ class LazyGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
+        except BrokenPipeError:  # `zoo predict ... | head` stopped reading: stop quietly, as other tools do
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())  # so that flushing stdout at exit cannot fail again
+            sys.exit(141)  # 128 + SIGPIPE, what a shell reports for a command a pipe closed on
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -68,4 +72,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 def main() -> None:
+    from zoo.threads import passive_wait
+
+    passive_wait()  # before any command loads torch
     cli(prog_name="zoo")

@@ -5,6 +5,8 @@ import json
 
 import click
 
+from .options import threads_option
+
 
 @click.command()
 @click.option("--output", "-o", default="zoo-demo", show_default=True, type=click.Path(),
@@ -15,12 +17,16 @@ import click
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--overwrite", is_flag=True, help="Replace an existing output directory.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def demo(output, samples, epochs, seed, overwrite, as_json):
+@threads_option
+def demo(output, samples, epochs, seed, overwrite, as_json, threads):
     """Import MiniLM, fine-tune on real tweets, evaluate, export ONNX fp32 + int8, serve, summarise."""
     from zoo.demo import run_demo
+    from zoo.threads import use
 
+    use(threads)
     log = (lambda message: click.echo(message, err=True)) if as_json else click.echo
-    summary = run_demo(output, samples=samples, epochs=epochs, seed=seed, overwrite=overwrite, log=log)
+    summary = run_demo(output, samples=samples, epochs=epochs, seed=seed, overwrite=overwrite, log=log,
+                       threads=threads)
     if as_json:
         click.echo(json.dumps(summary, indent=2))
         return
@@ -39,7 +45,7 @@ def demo(output, samples, epochs, seed, overwrite, as_json):
                f"ONNX int8 {lat['onnx_int8']:.1f} ms   (median, tokenising included)")
     click.echo(f"  file size           ONNX fp32 {size['onnx_fp32']:.1f} MB   ONNX int8 {size['onnx_int8']:.1f} MB "
                f"({int8['size_ratio']:.0%})")
-    click.echo("  predictions (onnxruntime, int8):")
+    click.echo(f"  predictions (onnxruntime, {summary['served']}, the file zoo predict serves):")
     for row in summary["predictions"]:
         click.echo(f"    {row['label']:<9} {row['probability']:.2f}  {row['text']}")
     if summary["report"]:

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 
-from .options import data_columns
+from .options import data_columns, encoding_option, threads_option
 
 
 @click.command()
@@ -16,20 +17,34 @@ from .options import data_columns
 @click.option("--json", "as_json", is_flag=True, help="Print all metrics as JSON.")
 @click.option("--report", "report_dir", type=click.Path(), default=None,
               help="Also write DIR/report.md and DIR/confusion.png (needs the reports extra).")
-def evaluate(model, data, text_column, label_column, pair_column, batch_size, as_json, report_dir):
+@click.option("--overwrite", is_flag=True, help="Replace an existing --report directory.")
+@encoding_option
+@threads_option
+def evaluate(model, data, text_column, label_column, pair_column, batch_size, as_json, report_dir, overwrite,
+             encoding, threads):
     """Accuracy, macro-F1, per-class P/R/F1 and the confusion matrix (or the task's own metrics)."""
     from zoo.data import read_table
+    from zoo.errors import ZooError
     from zoo.inference import evaluate_table, load_predictor
+    from zoo.io import check_output, staged_directory
+    from zoo.threads import use
 
+    if report_dir:  # before any work: an existing report, the model and the data are the user's
+        report = Path(report_dir).resolve()
+        if any(report == p or report in p.parents for p in (Path(model).resolve(), Path(data).resolve())):
+            raise ZooError(f"--report {report_dir} holds the model or the data; choose a directory of its own")
+        check_output(report_dir, overwrite)
+    use(threads)
     predictor = load_predictor(model)
     task = predictor.task
     table = read_table(data, text_column=text_column, label_column=label_column, pair_column=pair_column,
-                       allow_empty_labels=task.allows_empty_labels)
+                       allow_empty_labels=task.allows_empty_labels, encoding=encoding)
     metrics = evaluate_table(predictor, table, batch_size)
     if report_dir:
         from zoo.reports import write_report
 
-        write_report(metrics, report_dir, title=f"{model} on {data}", headline=task.summary_metrics)
+        with staged_directory(report_dir) as work:  # replaces an old report only once the new one is written
+            write_report(metrics, work, title=f"{model} on {data}", headline=task.summary_metrics)
     if as_json:
         click.echo(json.dumps({"task": task.name, **metrics}, indent=2, ensure_ascii=False))
     else:

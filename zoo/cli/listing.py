@@ -14,7 +14,7 @@ from .options import Choice
 @click.option("--json", "as_json", is_flag=True, help="Print JSON: {kind: [part, ...]} with metadata.")
 @click.option("--kind", type=Choice(KINDS), help="Only this kind.")
 def parts(as_json: bool, kind: str | None) -> None:
-    """List the registered parts: kind, name, plugin, description."""
+    """List the registered parts: kind, name, other names, plugin, description."""
     from zoo.manager import get_registry
 
     data = get_registry().as_dict()
@@ -23,8 +23,9 @@ def parts(as_json: bool, kind: str | None) -> None:
     if as_json:
         click.echo(json.dumps(data, indent=2, ensure_ascii=False))
         return
-    rows = [(k, p["name"], p["plugin"], p["description"]) for k, items in data.items() for p in items]
-    _table(("KIND", "NAME", "PLUGIN", "DESCRIPTION"), rows)
+    rows = [(k, p["name"], ", ".join(p["aliases"]) or "-", p["plugin"], p["description"])
+            for k, items in data.items() for p in items]
+    _table(("KIND", "NAME", "ALIASES", "PLUGIN", "DESCRIPTION"), rows)
 
 
 @click.command()

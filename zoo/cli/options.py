@@ -31,7 +31,8 @@ def parse_settings(items: tuple[str, ...]) -> tuple[dict[str, Any], dict[str, di
         kind, dot, option = key.partition(".")
         if dot:
             if kind not in PART_KINDS:
-                raise ZooError(f"--set {key}: the prefix must be one of {', '.join(PART_KINDS)}")
+                raise ZooError(f"--set {key}: unknown prefix '{kind}'{did_you_mean(kind, PART_KINDS) or ';'} "
+                               f"the prefix must be one of {', '.join(PART_KINDS)}")
             parts[kind][option] = parse_value(value)
         else:
             sizes[key] = parse_value(value)
@@ -52,6 +53,17 @@ def human_bytes(n: int) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n} B"
+
+
+def threads_option(f):
+    """--threads for a command that computes; the command calls zoo.threads.use(threads) first."""
+    return click.option("--threads", type=click.IntRange(min=1), default=None,
+                        help="CPU threads [default: the CPUs this process may use (affinity, cgroup quota)].")(f)
+
+
+def encoding_option(f):
+    return click.option("--encoding", default=None,
+                        help="Encoding of the data file [default: its byte-order mark, UTF-8, else cp1252].")(f)
 
 
 class Choice(click.Choice):

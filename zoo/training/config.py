@@ -39,7 +39,7 @@ class TrainConfig:
     group_by_length: bool = option(True, "Sort within shuffled mega-batches so batches pad little.")
     mega_batches: int = option(50, "Batches per mega-batch for length grouping.", cli=False)
     eval_batch_size: int = option(64, "Batch size for evaluation.", cli=False)
-    num_threads: Optional[int] = option(None, "CPU threads per process [default: cores / processes].",
+    num_threads: Optional[int] = option(None, "CPU threads per process [default: usable CPUs / processes].",
                                         flag="--threads")
     log_every: int = option(50, "Steps between progress lines when not on a terminal.", cli=False)
     tensorboard: Optional[str] = option(None, "Write TensorBoard event files (loss, lr, tokens/s, eval "

@@ -2,6 +2,8 @@
 tokenizer for a model that has none."""
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +13,8 @@ import torch
 from zoo.data import Table
 from zoo.errors import ZooError
 from zoo.manager import get_registry
+
+from .config import TrainConfig
 
 
 def load_start_model(model: Any, seed: int = 0):
@@ -77,7 +81,11 @@ def ensure_tokenizer(model, table: Table) -> None:
 
 def max_length(model, requested: int) -> int:
     limit = model.spec.tokenizer.get("max_length") or model.spec.sizes["max_length"]
-    return int(min(requested, limit, model.spec.sizes["max_length"]))
+    used = int(min(requested, limit, model.spec.sizes["max_length"]))
+    if used < requested != TrainConfig.max_length and os.environ.get("RANK", "0") == "0":  # not the default's cap
+        print(f"zoo: --max-length {requested} is more than this model takes; texts are cut at {used} tokens",
+              file=sys.stderr)
+    return used
 
 
 def lengths(ids: list[np.ndarray]) -> np.ndarray:

@@ -40,13 +40,14 @@ class TrainResult:
     interrupted: bool
     history: list[dict[str, Any]] = field(default_factory=list)
     best: dict[str, Any] | None = None
+    signal: int | None = None  # the signal that interrupted the run (SIGINT or SIGTERM)
 
 
 class StopRequest:
     """SIGINT/SIGTERM ask the recipe to stop after the current step and save; a second one aborts."""
 
     def __init__(self, progress: Progress):
-        self.requested, self.progress, self.previous = False, progress, {}
+        self.requested, self.progress, self.previous, self.signal = False, progress, {}, None
 
     def __enter__(self) -> "StopRequest":
         if threading.current_thread() is threading.main_thread():
@@ -57,8 +58,10 @@ class StopRequest:
     def _handle(self, signum, frame) -> None:
         if self.requested:
             raise KeyboardInterrupt
-        self.requested = True
-        self.progress.note("zoo: stopping after this step and saving a checkpoint (Ctrl-C again to abort)")
+        self.requested, self.signal = True, signum
+        self.progress.note("zoo: stopping after this step and saving a checkpoint (Ctrl-C again to abort)"
+                           if signum == signal.SIGINT else "zoo: SIGTERM received; stopping after this step and "
+                           "saving a checkpoint")
 
     def __exit__(self, *exc) -> None:
         for sig, handler in self.previous.items():
@@ -68,7 +71,8 @@ class StopRequest:
 def finetune(model: Any, train: str | Path, *, output: str | Path, eval: str | Path | None = None,
              config: TrainConfig | None = None, text_column: str | None = None, label_column: str | None = None,
              pair_column: str | None = None, resume: bool = False, overwrite: bool = False,
-             progress: bool = True, on_step: Callable[[int], None] | None = None) -> TrainResult:
+             progress: bool = True, on_step: Callable[[int], None] | None = None,
+             encoding: str | None = None) -> TrainResult:
     """Fine-tune ``model`` (a ZooModel, a zoo model directory or a Hugging Face directory) on a CSV/TSV/JSONL
     file. ``output`` becomes a model directory (the best epoch by the task's main metric when ``eval`` is
     given, else the last), with metrics.jsonl, curves.png and trainer_state.safetensors for ``resume``."""
@@ -80,7 +84,7 @@ def finetune(model: Any, train: str | Path, *, output: str | Path, eval: str | P
         try:
             recipe.setup(model, train, eval, resume=resume, overwrite=overwrite,
                          columns={"text_column": text_column, "label_column": label_column,
-                                  "pair_column": pair_column})
+                                  "pair_column": pair_column, "encoding": encoding})
             return recipe.train()
         finally:
             recipe.cleanup()
@@ -211,6 +215,7 @@ class FineTuneRecipe:
         cfg, env, state = self.config, self.env, self.state
         start = time.perf_counter()
         with StopRequest(self.progress) as stop:
+            self.stop = stop
             while state.epoch < cfg.epochs:
                 batches = epoch_batches(lengths(self.train_ids), cfg.batch_size, cfg.seed, state.epoch,
                                         cfg.group_by_length, cfg.mega_batches)[state.batch:]
@@ -244,7 +249,8 @@ class FineTuneRecipe:
         return self._result(interrupted=False)
 
     def _result(self, interrupted: bool) -> TrainResult:
-        return TrainResult(self.output, self.state.epoch, interrupted, self.state.history, self.state.best)
+        return TrainResult(self.output, self.state.epoch, interrupted, self.state.history, self.state.best,
+                           signal=self.stop.signal if interrupted else None)
 
     def _loader(self, batches):
         cfg, env = self.config, self.env

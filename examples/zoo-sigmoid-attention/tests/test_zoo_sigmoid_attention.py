@@ -44,7 +44,8 @@ def test_build_from_the_command_line_records_the_plugin(tmp_path):
                                             "options": {"bias": -1.5, "num_kv_heads": None}}
 
 
-def test_importing_the_plugin_module_imports_no_torch():
+def test_importing_the_plugin_module_imports_no_torch(tmp_path):
     """`zoo --help` and `zoo parts` import zoo_sigmoid_attention/__init__.py; keep it torch-free."""
     code = "import sys, zoo_sigmoid_attention; assert 'torch' not in sys.modules"
-    subprocess.run([sys.executable, "-c", code], check=True)
+    # run in an empty folder: a folder named zoo where pytest was started must not shadow the package
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path)
