@@ -101,7 +101,7 @@ def test_parts_table_and_json():
     assert set(data) == {"attention", "encoder", "head", "task", "importer"}
     assert {p["name"]: p["task"] for p in data["head"]}["cls"] == "classification"
     assert [p["name"] for p in json.loads(run("parts", "--json", "--kind", "task").output)["task"]] == \
-        ["classification", "multilabel", "regression", "token-classification"]
+        ["classification", "embedding", "multilabel", "regression", "token-classification"]
     gqa = next(p for p in data["attention"] if p["name"] == "gqa")
     assert gqa["aliases"] == [] and gqa["capabilities"]["onnx"] is True and gqa["description"]
     assert [p["name"] for p in json.loads(run("parts", "--json", "--kind", "encoder").output)["encoder"]] == \
@@ -114,7 +114,7 @@ def test_plugins_lists_builtins():
     assert set(builtin) == {"zoo.attention", "zoo.encoders", "zoo.heads", "zoo.tasks"}
     assert builtin["zoo.encoders"]["hooks"] == ["register_encoders", "register_importers"]
     assert builtin["zoo.encoders"]["parts"]["importer"] == ["bert"]
-    assert builtin["zoo.heads"]["parts"]["head"] == ["cls", "multilabel", "regression", "token-cls"]
+    assert builtin["zoo.heads"]["parts"]["head"] == ["cls", "multilabel", "regression", "token-cls", "embedding"]
     assert "zoo.attention" in run("plugins").output
 
 
