@@ -35,6 +35,7 @@ class Table:
     pairs: list[str] | None = None
     labels: list[Any] | None = None
     lines: list[int] = field(default_factory=list)  # the file line of each row, for messages
+    columns: dict[str, list[Any]] = field(default_factory=dict)  # further columns a task reads, by role
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -205,6 +206,49 @@ def read_table(path: str | Path, *, text_column: str | None = None, label_column
     columns = _Columns(path, _columns_of(header, rows), text_column, label_column, pair_column, require_labels,
                        allow_empty_labels)
     return columns.table(path, rows, lines)
+
+
+def read_columns(path: str | Path, roles: dict[str, Sequence[str]], *, optional: Sequence[str] = (),
+                 numeric: Sequence[str] = (), given: dict[str, str | None] | None = None,
+                 encoding: str | None = None) -> tuple[dict[str, list[Any] | None], list[int]]:
+    """Columns by role: ``roles`` maps a role to the column names that fill it (the first one found wins,
+    case-insensitive); ``given`` names a role's column outright. A role in ``optional`` may be absent
+    (None). Cells are non-empty strings, or numbers for the roles in ``numeric``.
+    -> ({role: cells or None}, file lines)."""
+    path = Path(path)
+    header, stream = _row_stream(path, encoding)
+    pairs = list(stream)
+    if not pairs:
+        raise ZooError(f"{path}: no rows")
+    columns = _columns_of(header, [r for r, _ in pairs])
+    lower = {c.lower(): c for c in reversed(columns)}
+    picked: dict[str, str | None] = {}
+    for role, names in roles.items():
+        name = (given or {}).get(role)
+        if name is not None and name not in columns:
+            raise ZooError(f"{path}: no {role} column '{name}'{did_you_mean(name, columns) or ';'} "
+                           f"columns: {', '.join(columns) or '(none)'}")
+        picked[role] = name or next((lower[n] for n in names if n in lower), None)
+        if picked[role] is None and role not in optional:
+            raise ZooError(f"{path}: no {role} column (name it {' or '.join(names)}); "
+                           f"columns: {', '.join(columns) or '(none)'}")
+    out: dict[str, list[Any] | None] = {role: [] if column else None for role, column in picked.items()}
+    for row, line in pairs:
+        for role, column in picked.items():
+            if column is None:
+                continue
+            cell = row.get(column)
+            if role in numeric:
+                try:
+                    cell = float(cell)  # type: ignore[arg-type]
+                except (TypeError, ValueError):
+                    raise ZooError(f"{path} line {line}: the {role} in column '{column}' must be a number, "
+                                   f"got {cell!r}") from None
+            elif not isinstance(cell, str) or not cell.strip():
+                raise ZooError(f"{path} line {line}: the {role} in column '{column}' is "
+                               + ("empty" if cell is None or isinstance(cell, str) else "not a string"))
+            out[role].append(cell)  # type: ignore[union-attr]
+    return out, [n for _, n in pairs]
 
 
 def iter_tables(path: str | Path, chunk_rows: int = 4096, *, text_column: str | None = None,

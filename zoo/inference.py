@@ -89,9 +89,9 @@ def evaluate_table(predictor, table: Table, batch_size: int = 64) -> dict[str, A
     if task.named_labels and not names:
         raise ZooError("the model has no label names; fine-tune it on labelled data first")
     encodings = task.inputs(tokenizer, table, predictor.max_length)
-    outputs = row_logits(predictor, ids_of(encodings), batch_size)
+    outputs = row_logits(predictor, task.sequences(ids_of(encodings)), batch_size)
     num_labels = getattr(predictor, "num_labels", None) or (int(outputs[0].shape[-1]) if outputs else 1)
-    return task.evaluate(outputs, task.targets(table, names, num_labels, encodings), names)
+    return task.evaluate(outputs, task.sequences(task.targets(table, names, num_labels, encodings)), names)
 
 
 def predict_table(predictor, table: Table, batch_size: int = 64, top_k: int = 1) -> list[dict[str, Any]]:

@@ -171,7 +171,45 @@ def activation(name: str) -> nn.Module:
     return table[name]()
 
 
+class _GatherRows(torch.autograd.Function):
+    """all_gather along dim 0 with gradients: backward sums every process's gradient for the full
+    gathered tensor and keeps this process's rows."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, sizes: list[int]) -> Tensor:
+        import torch.distributed as dist
+
+        most = max(sizes)
+        padded = torch.cat([x, x.new_zeros(most - x.shape[0], *x.shape[1:])]) if x.shape[0] < most else x
+        parts = [torch.empty_like(padded) for _ in sizes]
+        dist.all_gather(parts, padded.contiguous())
+        ctx.sizes, ctx.rank = sizes, dist.get_rank()
+        return torch.cat([p[:n] for p, n in zip(parts, sizes)])
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        import torch.distributed as dist
+
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad)
+        start = sum(ctx.sizes[:ctx.rank])
+        return grad[start:start + ctx.sizes[ctx.rank]], None
+
+
+def gather_rows(x: Tensor) -> Tensor:
+    """Every process's rows of ``x`` (N_r, ...) in rank order, differentiable; the row counts may
+    differ by process. Without a process group, ``x`` itself."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return x
+    size = torch.tensor([x.shape[0]], device=x.device)
+    sizes = [torch.zeros_like(size) for _ in range(dist.get_world_size())]
+    dist.all_gather(sizes, size)
+    return _GatherRows.apply(x, [int(s.item()) for s in sizes])
+
+
 __all__ = [
-    "POOLINGS", "QKVAttention", "RotaryEmbedding", "activation", "attention_bias", "key_mask", "padding_bias", "pool",
-    "scaled_dot_product",
+    "POOLINGS", "QKVAttention", "RotaryEmbedding", "activation", "attention_bias", "gather_rows", "key_mask",
+    "padding_bias", "pool", "scaled_dot_product",
 ]

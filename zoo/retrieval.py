@@ -58,7 +58,7 @@ def rank_metrics(scores: np.ndarray, relevant: Sequence[Iterable[int]]) -> dict[
                 found += 1
                 precision_sum += found / (i + 1)
         sums["map@100"] += precision_sum / min(n, MAP_AT)
-    return {**{m: v / len(scores) for m, v in sums.items()}, "queries": len(scores)}
+    return {**{m: float(v / len(scores)) for m, v in sums.items()}, "queries": len(scores)}
 
 
 def pair_retrieval(queries: np.ndarray, positives: np.ndarray, query_keys: Sequence[object] | None = None,
@@ -77,6 +77,33 @@ def pair_retrieval(queries: np.ndarray, positives: np.ndarray, query_keys: Seque
     return rank_metrics(scores, [relevant[i] for i in range(len(qrows))])
 
 
+def sts_metrics(a: np.ndarray, b: np.ndarray, scores: np.ndarray) -> dict[str, float]:
+    """Scored pairs: Pearson and Spearman correlation of cosine(a_i, b_i) with the gold scores (the names
+    of sentence-transformers' EmbeddingSimilarityEvaluator)."""
+    cosine = np.sum(unit(a) * unit(b), axis=-1)
+    return {"pearson_cosine": pearson(cosine, scores), "spearman_cosine": pearson(ranks(cosine), ranks(scores)),
+            "pairs": len(scores)}
+
+
+def pearson(x: np.ndarray, y: np.ndarray) -> float:
+    x, y = np.asarray(x, dtype=np.float64) - np.mean(x), np.asarray(y, dtype=np.float64) - np.mean(y)
+    denominator = np.sqrt((x * x).sum() * (y * y).sum())
+    return float((x * y).sum() / denominator) if denominator > 0 else 0.0
+
+
+def ranks(x: np.ndarray) -> np.ndarray:
+    """1-based ranks, ties sharing their average rank (as scipy.stats.rankdata)."""
+    x = np.asarray(x)
+    order = np.argsort(x, kind="stable")
+    sorted_x = x[order]
+    starts = np.r_[0, np.flatnonzero(sorted_x[1:] != sorted_x[:-1]) + 1]
+    ends = np.r_[starts[1:], len(x)]
+    out = np.empty(len(x), dtype=np.float64)
+    for s, e in zip(starts, ends):
+        out[order[s:e]] = (s + e + 1) / 2
+    return out
+
+
 def distinct(keys: Sequence[object]) -> dict[object, int]:
     """key -> its index among the distinct keys, in order of first appearance."""
     out: dict[object, int] = {}
@@ -92,4 +119,5 @@ def first_rows(keys: Sequence[object]) -> dict[object, int]:
     return out
 
 
-__all__ = ["METRICS", "cosine_scores", "pair_retrieval", "rank_metrics", "top_k", "unit"]
+__all__ = ["METRICS", "cosine_scores", "pair_retrieval", "pearson", "rank_metrics", "ranks", "sts_metrics", "top_k",
+           "unit"]

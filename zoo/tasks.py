@@ -45,6 +45,16 @@ class Task:
     uses_top_k: bool = False        # whether `zoo predict --top-k` means something
     allows_empty_labels: bool = False  # an empty label cell is a label (no labels), not a missing one
 
+    # ---- reading data -----------------------------------------------------------------------------
+    def read(self, path: Any, *, text_column: str | None = None, label_column: str | None = None,
+             pair_column: str | None = None, encoding: str | None = None) -> "Table":
+        """A labelled data file as a Table (training, --eval, `zoo evaluate`). Default: a text (and an
+        optional text pair) with a label, the columns found by their usual names."""
+        from .data import read_table
+
+        return read_table(path, text_column=text_column, label_column=label_column, pair_column=pair_column,
+                          allow_empty_labels=self.allows_empty_labels, encoding=encoding)
+
     # ---- labels -----------------------------------------------------------------------------------
     def label_names(self, table: "Table", known: list[str] | None) -> list[str] | None:
         """The label set: the model's own when it has one, else every label in the data, sorted."""
@@ -64,8 +74,9 @@ class Task:
         """The label names one raw label cell holds (named tasks)."""
         return [class_name(label)]
 
-    def num_labels(self, table: "Table", names: list[str] | None) -> int:
-        """How many outputs the head needs for this data."""
+    def num_labels(self, table: "Table", names: list[str] | None) -> int | None:
+        """How many outputs the head needs for this data; None leaves the head's size as it is (the
+        width of an embedding is the head's business)."""
         return self.num_outputs or len(names or [])
 
     def targets(self, table: "Table", names: list[str] | None, num_labels: int,
@@ -88,10 +99,31 @@ class Task:
 
     # ---- inputs and batches -----------------------------------------------------------------------
     def inputs(self, tokenizer: Any, table: "Table", max_length: int) -> list[Any]:
-        """Token encodings (``tokenizers.Encoding``) per row: the text, or the text pair."""
+        """Token encodings (``tokenizers.Encoding``) per row: the text, or the text pair. A task that
+        makes several sequences of one row (anchor, positive, negative) gives a list of encodings per row
+        and a list of targets per row, and says in ``sequences`` how a batch's rows become sequences."""
         from .tokenizer import encode_rows
 
         return encode_rows(tokenizer, table.texts, table.pairs, max_length)
+
+    def sequences(self, rows: Sequence[Any]) -> list[Any]:
+        """A batch's per-row items (token ids, or targets) -> its per-sequence items, in the order the
+        head's forward and loss see them; ``evaluate`` receives outputs and targets in this order too.
+        Default: one sequence per row, unchanged."""
+        return list(rows)
+
+    def batch_keys(self, table: "Table") -> list[tuple[Any, ...]] | None:
+        """Per row, the keys no two rows of one training batch may share (the embedding task's texts,
+        so that no in-batch negative is a copy of a positive); None (default): batches are free."""
+        return None
+
+    def check_training(self, config: Any) -> None:
+        """Refuse, with a ZooError, training settings this task cannot honour (config: TrainConfig)."""
+
+    def gather(self, outputs: Any, labels: Any, mask: Any) -> tuple[Any, Any, Any]:
+        """Under torchrun, the batch the loss sees: default this process's rows; a task whose loss
+        compares rows with each other (in-batch negatives) gathers every process's (torch)."""
+        return outputs, labels, mask
 
     def collate(self, targets: list[Any]) -> Any:
         """The targets of one batch as a tensor for the head's loss (torch)."""

@@ -42,9 +42,11 @@ def encode_rows(tokenizer, texts: Sequence, pairs: Sequence[str] | None = None, 
     return tokenizer.encode_batch(list(texts))
 
 
-def ids_of(encodings: Sequence) -> list[np.ndarray]:
-    """The int64 token ids of each encoding."""
-    return [np.asarray(e.ids, dtype=np.int64) for e in encodings]
+def ids_of(encodings: Sequence) -> list:
+    """The int64 token ids of each encoding; a row of several encodings (Task.inputs of a task with
+    several sequences per row) gives a list of arrays."""
+    return [[np.asarray(x.ids, dtype=np.int64) for x in e] if isinstance(e, (list, tuple))
+            else np.asarray(e.ids, dtype=np.int64) for e in encodings]
 
 
 def encode(tokenizer, texts: Sequence[str], pairs: Sequence[str] | None = None,

@@ -1,9 +1,12 @@
 """Sentence embeddings: a model's output is one vector per text, compared by cosine similarity.
 
 Targets are columns: a training row (anchor, positive[, negative]) becomes several sequences, and each
-sequence's target is the column it came from (0 anchor, 1 positive, 2 hard negative). The head's loss
-ranks each anchor's positive against every other candidate in the batch; evaluation ranks every anchor
-against every distinct positive (zoo.retrieval).
+sequence's target is the column it came from (0 anchor, 1 positive, 2 hard negative). A batch's sequences
+go column by column (every anchor, then every positive, then every negative), as the head's loss takes
+them. The loss ranks each anchor's positive against every other candidate in the batch (under torchrun,
+every process's batch); evaluation ranks every distinct anchor against every distinct positive
+(zoo.retrieval). A scored-pairs file (sentence1, sentence2, score) is evaluated as STS: Spearman and
+Pearson correlation of the cosine with the score.
 """
 from __future__ import annotations
 
@@ -12,10 +15,16 @@ from typing import Any
 import numpy as np
 
 from zoo import retrieval as R
+from zoo.errors import ZooError
 from zoo.tasks import Task, one_line
 
 AGREEMENT_COSINE = 0.99  # an int8 vector agrees with fp32 when their cosine is at least this
 SCALE = 20.0             # the ranking loss's scale (cosine x 20), as in the head
+# Column names of a pairs file, by role (the first found wins), and of a scored-pairs (STS) file.
+ROLES = {"anchor": ("anchor", "query", "question", "sentence1", "text"),
+         "positive": ("positive", "document", "passage", "answer", "sentence2", "pair"),
+         "negative": ("negative", "hard_negative", "negative_1"),
+         "score": ("score", "similarity", "label")}
 
 
 class Embedding(Task):
@@ -27,15 +36,84 @@ class Embedding(Task):
     def num_labels(self, table, names):
         return None  # the head decides the width of its vectors
 
+    # ---- data -------------------------------------------------------------------------------------
+    def read(self, path, *, text_column=None, label_column=None, pair_column=None, encoding=None):
+        """anchor (or query), positive[, negative] rows; or sentence1, sentence2, score rows (STS).
+        --text-column and --pair-column name the anchor and positive columns, --label-column the score."""
+        from zoo.data import Table, read_columns
+
+        cells, lines = read_columns(path, ROLES, optional=("negative", "score"), numeric=("score",),
+                                    given={"anchor": text_column, "positive": pair_column, "score": label_column},
+                                    encoding=encoding)
+        if cells["negative"] is not None and cells["score"] is not None:
+            raise ZooError(f"{path}: a file has either a negative column (training triples) or a score column "
+                           "(scored pairs), not both")
+        return Table(str(path), cells["anchor"], cells["positive"], cells["score"], lines,
+                     {"negative": cells["negative"]} if cells["negative"] is not None else {})
+
+    def inputs(self, tokenizer, table, max_length):
+        """One encoding per text to embed; for a pairs file, per row [anchor, positive(, negative)]."""
+        from zoo.tokenizer import encode_rows
+
+        if table.pairs is None:
+            return encode_rows(tokenizer, table.texts, None, max_length)
+        columns = [table.texts, table.pairs] + ([table.columns["negative"]] if "negative" in table.columns else [])
+        encoded = [encode_rows(tokenizer, list(c), None, max_length) for c in columns]
+        return [list(row) for row in zip(*encoded)]
+
+    def targets(self, table, names, num_labels, encodings):
+        """Per row, per sequence: (column, text, score), the score None outside STS files."""
+        columns = [table.texts, table.pairs or []] + ([table.columns["negative"]] if "negative" in table.columns else [])
+        scores = table.labels or [None] * len(table)
+        return [[(c, text, score) for c, text in enumerate(texts)] for *texts, score in zip(*columns, scores)]
+
+    def sequences(self, rows):
+        """Column by column: every row's anchor, then every positive, then every negative."""
+        if not rows or not isinstance(rows[0], list):
+            return list(rows)
+        return [row[c] for c in range(len(rows[0])) for row in rows]
+
+    def batch_keys(self, table):
+        negatives = table.columns.get("negative") or [None] * len(table)
+        return [tuple(t for t in row if t is not None) for row in zip(table.texts, table.pairs or [None] * len(table),
+                                                                       negatives)]
+
+    def check_training(self, config):
+        if config.grad_accum > 1:
+            raise ZooError(f"--grad-accum {config.grad_accum}: the embedding task ranks every anchor against the "
+                           "whole batch, and accumulation would shrink that pool of negatives; use --grad-accum 1 "
+                           "and the --batch-size that fits")
+
+    def gather(self, outputs, labels, mask):
+        """Every process's embeddings and columns (with gradients), column by column over the global batch."""
+        import torch
+
+        from zoo.nn import gather_rows
+
+        every, columns = gather_rows(outputs), gather_rows(labels)
+        if every is outputs:
+            return outputs, labels, mask
+        order = torch.sort(columns, stable=True).indices  # every process's anchors, then positives...
+        return every[order], columns[order], None
+
     # ---- outputs ----------------------------------------------------------------------------------
     def evaluate(self, outputs, targets, names) -> dict[str, Any]:
-        """Anchors (column 0) ranked against the positives (column 1), the i-th anchor's positive being
-        the i-th; loss is the ranking loss of the whole set as one batch."""
-        columns = np.asarray(targets, dtype=np.int64).reshape(-1)
+        """Distinct anchors (column 0) ranked against the distinct positives (column 1), the i-th anchor's
+        positive being the i-th; loss is the ranking loss of the whole set as one batch. Scored pairs: STS."""
+        items = list(targets) if isinstance(targets, list) else np.asarray(targets).reshape(-1).tolist()
+        flat = [t if isinstance(t, tuple) else (int(t), None, None) for t in items]  # the kit's bare columns
+        columns = np.asarray([t[0] for t in flat], dtype=np.int64)
         x = np.stack(outputs).astype(np.float64) if len(outputs) else np.zeros((0, 1))
         anchors, positives, candidates = x[columns == 0], x[columns == 1], x[columns != 0]
         n = min(len(anchors), len(positives))
-        metrics = R.pair_retrieval(anchors[:n], positives[:n])
+        scores_given = [t[2] for t in flat if t[0] == 0]
+        if scores_given and scores_given[0] is not None:
+            return R.sts_metrics(anchors[:n], positives[:n], np.asarray(scores_given[:n], dtype=np.float64))
+        keys = [t[1] for t in flat]
+        akeys, pkeys = [k for k, c in zip(keys, columns) if c == 0], [k for k, c in zip(keys, columns) if c == 1]
+        known = None not in akeys[:n] and None not in pkeys[:n]
+        metrics = R.pair_retrieval(anchors[:n], positives[:n], akeys[:n] if known else None,
+                                   pkeys[:n] if known else None)
         scores = SCALE * R.cosine_scores(anchors[:n], candidates) if n else np.zeros((0, 0))
         if n:
             scores = scores - scores.max(axis=1, keepdims=True)
@@ -52,6 +130,10 @@ class Embedding(Task):
         shown = " ".join(f"{v:.4f}" for v in vector[:4]) + (" ..." if len(vector) > 4 else "")
         return f"[{shown}] ({len(vector)} dims)\t{one_line(result['text'])}"
 
+    def format_report(self, metrics):
+        shown = [k for k in (*R.METRICS, "spearman_cosine", "pearson_cosine", "loss") if k in metrics]
+        return "\n".join(f"{k:<16} {metrics[k]:.4f}" for k in shown)
+
     def agreement(self, pairs) -> dict[str, Any]:
         cosines = [np.sum(R.unit(a.reshape(len(a), -1)) * R.unit(b.reshape(len(b), -1)), axis=1) for a, b, _ in pairs]
         c = np.concatenate(cosines) if cosines else np.zeros(0)
@@ -63,6 +145,11 @@ class Embedding(Task):
     def collate(self, targets):
         import torch
 
+        if targets and isinstance(targets[0], tuple):
+            if targets[0][2] is not None:
+                raise ZooError("scored pairs (sentence1, sentence2, score) are for `zoo evaluate`; train an "
+                               "embedding model on anchor,positive[,negative] rows")
+            targets = [t[0] for t in targets]
         return torch.tensor(np.asarray(targets, dtype=np.int64).reshape(-1))
 
     def output_shape(self, batch, seq, num_labels):
@@ -74,3 +161,4 @@ class Embedding(Task):
         if batch % 2 == 0:  # batch/2 (anchor, positive) pairs
             return torch.arange(batch) // (batch // 2)
         return torch.arange(batch)  # one anchor, one positive and batch-2 hard negatives
+

@@ -23,7 +23,6 @@ from .options import data_columns, encoding_option, threads_option
 def evaluate(model, data, text_column, label_column, pair_column, batch_size, as_json, report_dir, overwrite,
              encoding, threads):
     """Accuracy, macro-F1, per-class P/R/F1 and the confusion matrix (or the task's own metrics)."""
-    from zoo.data import read_table
     from zoo.errors import ZooError
     from zoo.inference import evaluate_table, load_predictor
     from zoo.io import check_output, staged_directory
@@ -37,8 +36,8 @@ def evaluate(model, data, text_column, label_column, pair_column, batch_size, as
     use(threads)
     predictor = load_predictor(model)
     task = predictor.task
-    table = read_table(data, text_column=text_column, label_column=label_column, pair_column=pair_column,
-                       allow_empty_labels=task.allows_empty_labels, encoding=encoding)
+    table = task.read(data, text_column=text_column, label_column=label_column, pair_column=pair_column,
+                      encoding=encoding)
     metrics = evaluate_table(predictor, table, batch_size)
     if report_dir:
         from zoo.reports import write_report

@@ -29,6 +29,26 @@ def epoch_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: int
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
+def without_duplicates(batches: list[np.ndarray], keys: Sequence[Sequence[Any]], batch_size: int
+                       ) -> list[np.ndarray]:
+    """The same number of batches, none holding two rows that share a key (a text), where that is
+    possible: each row goes to the first batch, from its own on, with room and none of its keys; a row
+    that fits nowhere keeps its place. Deterministic, so every process makes the same batches."""
+    rooms: list[list[int]] = [[] for _ in batches]
+    seen: list[set] = [set() for _ in batches]
+    for home, batch in enumerate(batches):
+        for row in batch.tolist():
+            row_keys = set(keys[row])
+            for b in (*range(home, len(batches)), *range(home)):
+                if len(rooms[b]) < batch_size and not row_keys & seen[b]:
+                    break
+            else:
+                b = next(b for b in (*range(home, len(batches)), *range(home)) if len(rooms[b]) < batch_size)
+            rooms[b].append(row)
+            seen[b] |= row_keys
+    return [np.asarray(r, dtype=np.int64) for r in rooms if r]
+
+
 def micro_batch(batch: np.ndarray, micro: int, grad_accum: int, rank: int, world_size: int) -> np.ndarray:
     """This process's rows of micro-step ``micro``: the batch cut into grad_accum × world_size pieces.
     A piece never comes out empty: a batch smaller than the number of pieces lends rows cyclically."""
@@ -48,10 +68,10 @@ class Collate:
     def __call__(self, index: np.ndarray) -> dict[str, Any]:
         import torch
 
-        rows = [self.ids[i] for i in index]
+        rows = self.task.sequences([self.ids[i] for i in index])  # a row may hold several sequences
         input_ids = pad(rows, self.pad_id)
         mask = pad([np.ones(len(r), dtype=np.int64) for r in rows], 0)
         out = {"input_ids": torch.from_numpy(input_ids), "attention_mask": torch.from_numpy(mask)}
         if self.labels is not None:
-            out["labels"] = self.task.collate([self.labels[i] for i in index])
+            out["labels"] = self.task.collate(self.task.sequences([self.labels[i] for i in index]))
         return out

@@ -35,6 +35,8 @@ def fit_labels(model, table: Table, seed: int) -> list[str] | None:
     task = model.task
     names = task.label_names(table, model.spec.labels)
     count = task.num_labels(table, names)
+    if count is None:  # the head decides its own width (an embedding): nothing to fit
+        return names
     fresh = model.spec.labels is None and "training" not in model.spec.extra
     if fresh and count != model.spec.sizes["num_labels"]:
         replace_head(model, count, seed)
@@ -88,5 +90,7 @@ def max_length(model, requested: int) -> int:
     return used
 
 
-def lengths(ids: list[np.ndarray]) -> np.ndarray:
-    return np.fromiter((len(r) for r in ids), dtype=np.int64, count=len(ids))
+def lengths(ids: list) -> np.ndarray:
+    """Tokens per row; a row of several sequences counts its longest."""
+    return np.fromiter((len(r) if isinstance(r, np.ndarray) else max(map(len, r), default=0) for r in ids),
+                       dtype=np.int64, count=len(ids))

@@ -18,12 +18,11 @@ import torch.distributed as dist
 from zoo import device as D
 from zoo import io
 from zoo.constants import METRICS_NAME, STATE_NAME
-from zoo.data import read_table
 from zoo.errors import ZooError
 from zoo.inference import ModelPredictor, row_logits
 from zoo.tokenizer import ids_of, pad_id
 
-from .batching import Collate, epoch_batches, micro_batch
+from .batching import Collate, epoch_batches, micro_batch, without_duplicates
 from .board import Board
 from .config import PRETRAINED_LR, SCRATCH_LR, TrainConfig
 from .loggers import Curves, Logger, MetricsFile, StepCallback
@@ -131,9 +130,10 @@ class FineTuneRecipe:
         else:
             self.model = load_start_model(model, self.config.seed)
         self.task = self.model.task
-        columns = {**columns, "allow_empty_labels": self.task.allows_empty_labels}
-        train_table = read_table(train, **columns)
-        eval_table = read_table(eval, **columns) if eval is not None else None
+        self.task.check_training(self.config)
+        train_table = self.task.read(train, **columns)
+        eval_table = self.task.read(eval, **columns) if eval is not None else None
+        self.train_keys = self.task.batch_keys(train_table)
         if saved is None:
             names = self._fit(train_table)
         self.names = names or []
@@ -218,7 +218,10 @@ class FineTuneRecipe:
             self.stop = stop
             while state.epoch < cfg.epochs:
                 batches = epoch_batches(lengths(self.train_ids), cfg.batch_size, cfg.seed, state.epoch,
-                                        cfg.group_by_length, cfg.mega_batches)[state.batch:]
+                                        cfg.group_by_length, cfg.mega_batches)
+                if self.train_keys is not None:  # the task keeps rows that share a text apart
+                    batches = without_duplicates(batches, self.train_keys, cfg.batch_size)
+                batches = batches[state.batch:]
                 self.progress.start_epoch(state.epoch + 1, cfg.epochs, self.steps_per_epoch, state.batch)
                 epoch_loss, epoch_rows, epoch_start = 0.0, 0, time.perf_counter()
                 pending = self._loader(batches)
@@ -275,7 +278,8 @@ class FineTuneRecipe:
             with sync:
                 with D.autocast(self.device, self.precision):
                     logits = self.wrapped(batch["input_ids"], batch["attention_mask"])
-                loss = self.model.loss(logits, batch["labels"], batch["attention_mask"])
+                # a task whose loss compares rows (in-batch negatives) sees every process's batch
+                loss = self.model.loss(*self.task.gather(logits, batch["labels"], batch["attention_mask"]))
                 # every row weighs the same in the global batch; DDP averages over processes
                 self.scaler.scale(loss * (rows * self.env.world_size / global_rows)).backward()
             total_loss += loss.item() * rows
@@ -314,8 +318,9 @@ class FineTuneRecipe:
             return None
         ids, targets = self.eval_data
         predictor = ModelPredictor(self.model, self.device, self.precision)
-        return self.task.evaluate(row_logits(predictor, ids, self.config.eval_batch_size), targets,
-                                  self.names or None)
+        task = self.task  # every row's sequences, in the task's order
+        return task.evaluate(row_logits(predictor, task.sequences(ids), self.config.eval_batch_size),
+                             task.sequences(targets), self.names or None)
 
     def end_epoch(self, train_loss: float, rows: int, seconds: float, tokens_s: float) -> dict[str, Any]:
         """Evaluate, keep the best epoch, count patience, tell the loggers, save."""
