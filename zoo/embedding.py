@@ -49,6 +49,29 @@ def embed_texts(predictor, texts: Sequence[str], *, batch_size: int = 32, prefix
     return unit(vectors).astype(np.float32) if normalize and len(vectors) else vectors
 
 
+def evaluate_beir(predictor, directory, split: str = "test", *, batch_size: int = 32, prefix: str = "",
+                  chunk: int = 256) -> dict:
+    """Every judged query of a BEIR split ranked against the whole corpus by cosine: mrr@10, ndcg@10,
+    recall@1, recall@10, map@100 (and the counts)."""
+    from .beir import read_beir
+    from .retrieval import rank_metrics
+
+    data = read_beir(directory, split)
+    doc_ids = list(data.corpus)
+    docs = unit(embed_texts(predictor, [data.corpus[d] for d in doc_ids], batch_size=batch_size))
+    column = {d: i for i, d in enumerate(doc_ids)}
+    qids = list(data.queries)
+    queries = unit(embed_texts(predictor, [prefix + data.queries[q] for q in qids], batch_size=batch_size))
+    sums: dict[str, float] = {}
+    for start in range(0, len(qids), chunk):  # (chunk, corpus) scores at a time
+        part = qids[start:start + chunk]
+        metrics = rank_metrics(queries[start:start + chunk] @ docs.T, [{column[d] for d in data.qrels[q]} for q in part])
+        for k, v in metrics.items():
+            if k != "queries":
+                sums[k] = sums.get(k, 0.0) + v * len(part)
+    return {**{k: v / len(qids) for k, v in sums.items()}, "queries": len(qids), "documents": len(doc_ids)}
+
+
 def embed_tables(predictor, tables: Iterable[Table], **options) -> Iterable[tuple[Table, np.ndarray]]:
     for table in tables:
         if any(not str(t).strip() for t in table.texts):
@@ -57,4 +80,4 @@ def embed_tables(predictor, tables: Iterable[Table], **options) -> Iterable[tupl
         yield table, embed_texts(predictor, [str(t) for t in table.texts], **options)
 
 
-__all__ = ["embed_tables", "embed_texts", "require_embeddings", "set_normalize"]
+__all__ = ["embed_tables", "embed_texts", "evaluate_beir", "require_embeddings", "set_normalize"]
