@@ -137,9 +137,11 @@ def test_torchrun_two_processes_gloo_matches_one_process(tmp_path):
     common = ["finetune", str(tmp_path / "m"), "--train", str(tmp_path / "train.jsonl"),
               "--eval", str(tmp_path / "dev.jsonl"), "--patience", "10", *TRAIN]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    ddp = subprocess.run([torchrun, "--standalone", "--nproc-per-node", "2", "--no-python", zoo_exe, *common,
+    loud = [a for a in common if a != "--quiet"]  # progress on: the summary line must come once, not per process
+    ddp = subprocess.run([torchrun, "--standalone", "--nproc-per-node", "2", "--no-python", zoo_exe, *loud,
                           "-o", str(tmp_path / "ddp")], capture_output=True, text=True, env=env, timeout=300)
     assert ddp.returncode == 0, ddp.stderr[-3000:]
+    assert ddp.stderr.count("best epoch") == 1, ddp.stderr[-3000:]
     single = invoke(*common, "-o", tmp_path / "single")
     assert single.exit_code == 0, single.output
     history = [json.loads(x) for x in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()]
