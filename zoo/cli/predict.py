@@ -5,6 +5,8 @@ import json
 
 import click
 
+from .options import precision_option
+
 CHUNK_ROWS = 4096  # rows read, predicted and printed at a time
 
 
@@ -17,11 +19,13 @@ CHUNK_ROWS = 4096  # rows read, predicted and printed at a time
 @click.option("--top-k", type=int, default=1, show_default=True, help="Show the k likeliest labels (cls).")
 @click.option("--batch-size", type=int, default=64, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per text (JSON Lines).")
-def predict(model, texts, file, text_column, pair_column, top_k, batch_size, as_json):
+@precision_option
+def predict(model, texts, file, text_column, pair_column, top_k, batch_size, as_json, precision):
     """Predict the label (and its probability) of each text."""
     from zoo.data import Table, iter_tables
     from zoo.errors import ZooError
     from zoo.inference import load_predictor, predict_table
+    from zoo.precision import for_inference
 
     if bool(texts) == bool(file):
         raise ZooError("give texts as arguments or --file, not both" if texts else "give some texts or --file")
@@ -33,7 +37,10 @@ def predict(model, texts, file, text_column, pair_column, top_k, batch_size, as_
                              require_labels=False)
     else:
         tables = [Table("arguments", list(texts), None, None, list(range(1, len(texts) + 1)))]
-    for table in tables:
+    for index, table in enumerate(tables):
+        if index == 0:  # the first chunk is the precision gate's sample
+            predictor = for_inference(predictor, precision, table, batch_size=batch_size,
+                                      note=lambda line: click.echo(line, err=True))
         for result in predict_table(predictor, table, batch_size, top_k):
             show(result, as_json)
 

@@ -154,6 +154,7 @@ class _Run:
         if saved is None:
             torch.manual_seed(cfg.seed + env.rank)
         self.model.to(self.device).train()
+        self.progress.note(f"zoo: precision {self.precision} ({D.isa(self.device, self.precision)})")
         lr = cfg.lr or (PRETRAINED_LR if "source" in self.model.spec.extra else SCRATCH_LR)
         self.optimizer = make_optimizer(self.model, lr, cfg.weight_decay, self.device)
         self.base_lr = lr
@@ -324,7 +325,7 @@ class _Run:
         spec.extra["training"] = {"train": self.train_source, "task": self.task, "epochs": pos["epoch"],
                                   "steps": pos["step"], "best": pos["best"], "config": self.config.to_dict(),
                                   "world_size": self.env.world_size, "device": self.device,
-                                  "precision": self.precision}
+                                  "precision": self.precision, "isa": D.isa(self.device, self.precision)}
         self.model.save(self.output)
 
     def _save_state(self, pos) -> None:
