@@ -91,14 +91,8 @@ def trainer_finetune(model_dir, train, test, bf16: bool, args) -> dict:
         trainer.train()
         seconds = time.perf_counter() - start
     torch.set_num_threads(args.threads)  # the Trainer must not have changed it; make sure
-    model.eval()
-    predicted = []
-    with torch.inference_mode():
-        for i in range(0, len(test), 64):
-            enc = tokenizer([t for t, _ in test[i:i + 64]], padding=True, truncation=True, max_length=128,
-                            return_tensors="pt")
-            predicted += model(**enc).logits.float().argmax(-1).tolist()
-    return {"train_seconds": seconds, **ft.scores([index[y] for _, y in test], predicted, labels)}
+    return {"train_seconds": seconds, **ft.scores([index[y] for _, y in test], ft.hf_predict(model, tokenizer, test),
+                                                  labels)}
 
 
 def finetuning(args) -> dict:

@@ -16,6 +16,7 @@ COMMANDS = {
     "demo": "zoo.cli.demo:demo",
     "evaluate": "zoo.cli.evaluate:evaluate",
     "finetune": "zoo.cli.finetune:finetune",
+    "info": "zoo.cli.info:info",
     "predict": "zoo.cli.predict:predict",
     "export": "zoo.cli.export:export",
     "parts": "zoo.cli.listing:parts",
