@@ -75,14 +75,14 @@ def for_inference(predictor, requested: str, data=None, *,
     without data stays fp32). ``bf16_supported`` overrides the detection (tests simulate machines with it).
     """
     from .inference import ModelPredictor
-    from .training.device import isa, pick_precision
 
     if requested not in PRECISIONS:
         raise ZooError(f"unknown precision '{requested}'; choices: {', '.join(PRECISIONS)}")
-    if not isinstance(predictor, ModelPredictor):  # an export: onnxruntime runs what the file holds
+    if not isinstance(predictor, ModelPredictor):  # an export: onnxruntime runs what the file holds, no torch
         if requested == "bf16":
             note("zoo: --precision applies to model directories; the export runs as exported (onnxruntime)")
         return predictor
+    from .training.device import isa, pick_precision
     device = predictor.device
     native = native_bf16(device) if bf16_supported is None else bf16_supported
     chosen = pick_precision(requested, device, native)
