@@ -201,7 +201,7 @@ def markdown(report: dict) -> str:
                   f"({100 * (z16['accuracy'] - z32['accuracy']):+.1f} pts; needs ≥ −0.5): "
                   f"{'met' if report['gates']['finetune'] else 'NOT met'}; bf16 inference of the fp32-trained "
                   f"model agrees with fp32 on {z32['bf16_inference_agreement']:.1%} of "
-                  f"{z32['bf16_inference_compared']} test tweets (needs ≥ 99.5%): "
+                  f"{int(z32['bf16_inference_compared'])} test tweets (needs ≥ 99.5%): "
                   f"{'met' if report['gates']['inference'] else 'NOT met'}", "",
               "Eager inference, MiniLM + [CLS] pooler head, length 128:", "",
               "| batch | runner | median ms | zoo bf16 speed-up vs it | max abs diff vs transformers fp32 |",

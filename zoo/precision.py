@@ -39,10 +39,6 @@ def agreement(task: str, reference: Sequence[np.ndarray], candidate: Sequence[np
     return (same / total if total else 1.0), total
 
 
-def passes(share: float) -> bool:
-    return share >= MIN_AGREEMENT
-
-
 def cast_weights(model, dtype=None):
     """The model's parameters in ``dtype`` (bf16), in place, once. Buffers (rotary frequencies, ALiBi
     slopes) stay fp32: parts cast them to the activations' dtype where they use them."""
@@ -83,6 +79,7 @@ def for_inference(predictor, requested: str, data=None, *,
             note("zoo: --precision applies to model directories; the export runs as exported (onnxruntime)")
         return predictor
     from .training.device import isa, pick_precision
+
     device = predictor.device
     native = native_bf16(device) if bf16_supported is None else bf16_supported
     chosen = pick_precision(requested, device, native)
@@ -103,7 +100,7 @@ def for_inference(predictor, requested: str, data=None, *,
     reference = row_logits(predictor, rows, batch_size)
     candidate_predictor = _bf16(predictor, copy_model=True)
     share, compared = agreement(predictor.task, reference, row_logits(candidate_predictor, rows, batch_size))
-    if not passes(share):
+    if share < MIN_AGREEMENT:
         note(f"zoo: precision fp32: bf16 agreed with fp32 on {share:.1%} of {compared} predictions "
              f"(needs {MIN_AGREEMENT:.1%})")
         return predictor
