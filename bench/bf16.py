@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import importlib.util
 import json
 import os
 import statistics
@@ -228,6 +229,8 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=HERE / "results" / "bf16.json")
     args = parser.parse_args()
 
+    if not args.skip_finetune and importlib.util.find_spec("accelerate") is None:
+        sys.exit("bench/bf16.py needs accelerate for the transformers Trainer (pip install accelerate)")
     from zoo.cpu import detect, report as cpu_report
     from zoo.training.config import PRETRAINED_LR
     from zoo.training.device import isa, pick_precision
