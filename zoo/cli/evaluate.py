@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .options import data_columns, encoding_option, threads_option
+from .options import data_columns, encoding_option, precision_option, threads_option
 
 
 @click.command()
@@ -20,14 +20,16 @@ from .options import data_columns, encoding_option, threads_option
 @click.option("--overwrite", is_flag=True, help="Replace an existing --report directory.")
 @encoding_option
 @threads_option
+@precision_option
 def evaluate(model, data, text_column, label_column, pair_column, batch_size, as_json, report_dir, overwrite,
-             encoding, threads):
+             encoding, threads, precision):
     """Accuracy, macro-F1, per-class P/R/F1 and the confusion matrix (or the task's own metrics)."""
     from zoo.data import read_table
     from zoo.errors import ZooError
     from zoo.inference import evaluate_table, load_predictor
     from zoo.io import check_output, staged_directory
     from zoo.threads import use
+    from zoo.precision import for_inference
 
     if report_dir:  # before any work: an existing report, the model and the data are the user's
         report = Path(report_dir).resolve()
@@ -39,6 +41,8 @@ def evaluate(model, data, text_column, label_column, pair_column, batch_size, as
     task = predictor.task
     table = read_table(data, text_column=text_column, label_column=label_column, pair_column=pair_column,
                        allow_empty_labels=task.allows_empty_labels, encoding=encoding)
+    predictor = for_inference(predictor, precision, table, batch_size=batch_size,
+                              note=lambda line: click.echo(line, err=True))
     metrics = evaluate_table(predictor, table, batch_size)
     if report_dir:
         from zoo.reports import write_report
