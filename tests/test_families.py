@@ -68,6 +68,10 @@ FAMILIES = {
                                                      pad_token_id=1),
                   transformers.CamembertModel, transformers.CamembertForSequenceClassification,
                   lambda: unigram(transformers.CamembertTokenizerFast)),
+    "distilbert": (transformers.DistilBertConfig, dict(dim=32, n_layers=2, n_heads=4, hidden_dim=48,
+                                                       max_position_embeddings=64, sinusoidal_pos_embds=False),
+                   transformers.DistilBertModel, transformers.DistilBertForSequenceClassification,
+                   lambda: wordpiece(transformers.DistilBertTokenizerFast)),
 }
 PARAMS = sorted(FAMILIES)
 # The cls head options that reproduce each family's *ForSequenceClassification (pooling=cls, pooler=True, and):
@@ -158,8 +162,9 @@ def test_build_from_pretrained_then_onnx_export_passes_parity(tmp_path, model_ty
 
 
 @pytest.mark.parametrize("model_type, overrides, option", [
+    ("distilbert", {"sinusoidal_pos_embds": True}, {"sinusoidal_positions": True}),
     ("roberta", {"pad_token_id": 4, "bos_token_id": 0, "eos_token_id": 2}, {"position_offset": 5}),
-], ids=["roberta-pad-4"])
+], ids=["distilbert-sinusoidal", "roberta-pad-4"])
 def test_config_variants_match_transformers(tmp_path, model_type, overrides, option):
     reference, _ = save_family(tmp_path / "hf", model_type, **overrides)
     model = import_pretrained(tmp_path / "hf")

@@ -22,3 +22,5 @@ def register_importers(register):
     for model_type, family in (("roberta", "RoBERTa"), ("xlm-roberta", "XLM-RoBERTa"), ("camembert", "CamemBERT")):
         register(model_type, f"{here}.roberta_import:import_roberta",
                  description=f"{family} checkpoints -> bert (positions from padding_idx + 1, one token type)")
+    register("distilbert", f"{here}.distilbert_import:import_distilbert",
+             description="DistilBERT checkpoints -> bert (no token types; relu pooler for its classifier)")
