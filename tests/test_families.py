@@ -72,6 +72,9 @@ FAMILIES = {
                                                        max_position_embeddings=64, sinusoidal_pos_embds=False),
                    transformers.DistilBertModel, transformers.DistilBertForSequenceClassification,
                    lambda: wordpiece(transformers.DistilBertTokenizerFast)),
+    "electra": (transformers.ElectraConfig, dict(TINY, embedding_size=16, max_position_embeddings=64),
+                transformers.ElectraModel, transformers.ElectraForSequenceClassification,
+                lambda: wordpiece(transformers.ElectraTokenizerFast)),
 }
 PARAMS = sorted(FAMILIES)
 # The cls head options that reproduce each family's *ForSequenceClassification (pooling=cls, pooler=True, and):
@@ -163,8 +166,9 @@ def test_build_from_pretrained_then_onnx_export_passes_parity(tmp_path, model_ty
 
 @pytest.mark.parametrize("model_type, overrides, option", [
     ("distilbert", {"sinusoidal_pos_embds": True}, {"sinusoidal_positions": True}),
+    ("electra", {"embedding_size": 32}, {}),  # as wide as the layers: no projection
     ("roberta", {"pad_token_id": 4, "bos_token_id": 0, "eos_token_id": 2}, {"position_offset": 5}),
-], ids=["distilbert-sinusoidal", "roberta-pad-4"])
+], ids=["distilbert-sinusoidal", "electra-no-projection", "roberta-pad-4"])
 def test_config_variants_match_transformers(tmp_path, model_type, overrides, option):
     reference, _ = save_family(tmp_path / "hf", model_type, **overrides)
     model = import_pretrained(tmp_path / "hf")

@@ -24,3 +24,5 @@ def register_importers(register):
                  description=f"{family} checkpoints -> bert (positions from padding_idx + 1, one token type)")
     register("distilbert", f"{here}.distilbert_import:import_distilbert",
              description="DistilBERT checkpoints -> bert (no token types; relu pooler for its classifier)")
+    register("electra", f"{here}.electra_import:import_electra",
+             description="ELECTRA discriminators -> bert (embedding_size projection; gelu pooler for its classifier)")
