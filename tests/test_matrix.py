@@ -37,6 +37,10 @@ def test_head_on_default_encoder(head):
     ("attention", "mqa", {"num_kv_heads": 1}),
     ("head", "cls", {"pooling": "mean", "pooler": True}),
     ("head", "regression", {"pooling": "cls"}),
+    ("head", "cls", {"pooler": True, "pooler_activation": "gelu"}),
+    # the bert options the imported families use: RoBERTa/ELECTRA-like, then DistilBERT-like
+    ("encoder", "bert", {"position_offset": 2, "type_vocab_size": 1, "embedding_size": 16}),
+    ("encoder", "bert", {"type_vocab_size": 0, "sinusoidal_positions": True}),
 ], ids=lambda v: v if isinstance(v, str) else ",".join(f"{k}={x}" for k, x in v.items()))
 def test_part_options(kind, name, options):
     testing.check_part(kind, name, options=options, export=False)
