@@ -20,7 +20,8 @@ EXCLUDED_ATTENTION: dict[str, str] = {}
 @pytest.mark.parametrize("attention", testing.parts("attention", exclude=EXCLUDED_ATTENTION))
 def test_attention_with_encoder(attention, encoder):
     ran = testing.check_model(encoder=encoder, attention=attention, head="cls", focus="attention", export=False)
-    assert ran == ["attention-contract", "shapes", "backward", "padding", "determinism", "task", "save-load"]
+    assert ran == ["attention-contract", "shapes", "mask-and-loss", "backward", "padding", "determinism", "task",
+                   "save-load"]
 
 
 @pytest.mark.parametrize("head", testing.parts("head"))
