@@ -79,7 +79,7 @@ def export_model(model, output_dir, *, onnx: bool = True, torchscript: bool = Fa
                 _note(manifest["onnx"], "ONNX", failures, log)
                 manifest["serve"] = ONNX_NAME
             if torchscript:
-                manifest["torchscript"] = _torchscript(source, example, work, references, atol, rtol)
+                manifest["torchscript"] = _torchscript(source, example, work, references, atol, rtol, parts)
                 _note(manifest["torchscript"], "TorchScript", failures, log)
             if optimize:
                 manifest["optimized"] = _optimize(work, references, atol, rtol, sizes)
@@ -168,12 +168,12 @@ def _onnx(source, example, work: Path, opset, max_length: int, references, atol,
             "attempts": attempts, "parity": report}
 
 
-def _torchscript(source, example, work: Path, references, atol, rtol) -> dict[str, Any]:
+def _torchscript(source, example, work: Path, references, atol, rtol, parts) -> dict[str, Any]:
     from .torchscript import export_torchscript, load_runner
 
     path = work / TORCHSCRIPT_NAME
     try:
-        info = export_torchscript(source, example, path)
+        info = export_torchscript(source, example, path, parts)
     except Exception as exc:
         raise ZooError(f"TorchScript export failed: {type(exc).__name__}: {str(exc).strip().splitlines()[0]}") from exc
     report = parity.check(load_runner(path), references, atol, rtol)
@@ -225,6 +225,8 @@ def _note(section: dict[str, Any], what: str, failures: list[str], log) -> None:
     else:
         failures.append(f"{what} export differs from the eager model beyond atol={report['atol']:g}, "
                         f"rtol={report['rtol']:g}: {parity.worst(report)}")
+    if section.get("script_error"):  # TorchScript fell back to tracing: which part and why, in one line
+        log(f"{what}: traced, not scripted: {section['script_error']}")
 
 
 def _note_int8(section: dict[str, Any], failures: list[str], log) -> None:

@@ -113,7 +113,8 @@ def test_plugins_lists_builtins():
     builtin = {p["name"]: p for p in data if p["builtin"]}
     assert set(builtin) == {"zoo.attention", "zoo.encoders", "zoo.heads", "zoo.tasks"}
     assert builtin["zoo.encoders"]["hooks"] == ["register_encoders", "register_importers"]
-    assert builtin["zoo.encoders"]["parts"]["importer"] == ["bert"]
+    assert builtin["zoo.encoders"]["parts"]["importer"] == ["bert", "roberta", "xlm-roberta", "camembert", "distilbert",
+                                                           "electra"]
     assert builtin["zoo.heads"]["parts"]["head"] == ["cls", "multilabel", "regression", "token-cls", "embedding"]
     assert "zoo.attention" in run("plugins").output
 

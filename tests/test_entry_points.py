@@ -81,7 +81,7 @@ def test_broken_plugin_is_reported_and_everything_else_works(site, tmp_path):
     assert "plugin 'brokenplug' failed to load: ImportError: this plugin is broken on purpose" in result.stderr
     config = json.loads((tmp_path / "m" / "config.json").read_text())
     assert config["parts"]["head"] == {"name": "ep-head", "plugin": "goodplug",
-                                       "options": {"pooling": "cls", "pooler": False}}
+                                       "options": {"pooling": "cls", "pooler": False, "pooler_activation": "tanh"}}
     plugins = {p["name"]: p for p in json.loads(zoo_cli(site, "plugins", "--json").stdout)}
     assert plugins["brokenplug"]["errors"] == [
         "failed to import brokenplug: ImportError: this plugin is broken on purpose"]

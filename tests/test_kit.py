@@ -7,17 +7,21 @@ from __future__ import annotations
 import importlib.util
 import random
 import re
+import warnings
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+import zoo
 import zoo.export
 from zoo import hookimpl, testing
 from zoo.errors import ExportMismatch, ZooError
-from zoo.nn import QKVAttention, key_mask, padding_bias, scaled_dot_product
+from zoo.nn import QKVAttention, dtype_min, key_mask, padding_bias, scaled_dot_product
 from zoo.plugins.encoders.transformer import TutorialTransformer
+
+from script_fixtures import FinfoMaxHead, ScriptableMaxHead
 
 
 class InlinePlugin:
@@ -273,3 +277,93 @@ def test_real_export_parity_for_one_builtin():
         pytest.skip("zoo.export.export_model is not written yet")
     ran = testing.check_model(attention="sdpa", encoder="transformer", head="cls", export=True)
     assert ran[-1] == "export"
+
+
+# --- issue 20: the mask and loss a head gets, and TorchScript of a part on its own ---------------------------
+
+class PerRowLoss(ScriptableMaxHead):
+    def loss(self, logits, labels, mask=None):
+        return F.cross_entropy(logits.float(), labels.long(), reduction="none")
+
+
+class NeedsAMask(ScriptableMaxHead):
+    """Treats mask=None as 'no token is real' instead of 'every token is'."""
+
+    def forward(self, hidden, mask=None):
+        if mask is None:
+            return self.classifier(torch.zeros_like(hidden[:, 0]))
+        return super().forward(hidden, mask)
+
+
+@pytest.fixture
+def script_heads(inline_plugin):
+    cls = {"task": "classification"}
+    inline_plugin(InlinePlugin(heads={
+        "kit-max": (ScriptableMaxHead, {**cls, "capabilities": {"torchscript": "script"}}),
+        "kit-finfo": (FinfoMaxHead, cls),
+        "kit-finfo-promised": (FinfoMaxHead, {**cls, "capabilities": {"torchscript": "script"}}),
+        "kit-finfo-declared": (FinfoMaxHead, {**cls, "capabilities": {"torchscript": "trace"}}),
+        "kit-perrow": (PerRowLoss, cls), "kit-needsmask": (NeedsAMask, cls),
+    }), name="kit-heads")
+
+
+def test_the_head_gets_a_bool_mask_or_none_and_the_loss_gets_the_same(script_heads):
+    model = zoo.build_model("transformer", "kit-max", **testing.TINY_SIZES)
+    seen = []
+    model.head.register_forward_pre_hook(lambda head, args: seen.append(args[1]))
+    ids, mask = testing.make_batch(testing.Case("transformer", "sdpa", "kit-max"))
+    model(ids, mask)
+    model(ids)
+    assert mask.dtype == torch.int64 and seen[0].dtype == torch.bool and torch.equal(seen[0], mask.bool())
+    assert seen[1] is None
+    ran = testing.check_model(head="kit-max", focus="head", export=False)
+    assert "mask-and-loss" in ran
+
+
+def test_a_loss_that_is_not_a_scalar_fails(script_heads):
+    with pytest.raises(AssertionError, match=re.escape(
+            "head 'kit-perrow' with encoder 'transformer' and attention 'sdpa': head loss(logits, labels, mask) "
+            "with a bool mask returned tensor(")) as err:
+        testing.check_part("head", "kit-perrow", export=False)
+    assert "expected a finite scalar tensor (the mean over the batch)" in str(err.value)
+
+
+def test_a_head_must_read_mask_none_as_every_token_real(script_heads):
+    with pytest.raises(AssertionError, match="head output with mask=None differs from an all-True mask by"):
+        testing.check_part("head", "kit-needsmask", export=False)
+
+
+def test_check_script_scripts_the_part_alone_and_names_the_construct(script_heads):
+    assert testing.check_script("head", "kit-max") == "script"
+    assert [testing.check_script(k, n) for k, n in (("attention", "sdpa"), ("encoder", "bert"))] == ["script"] * 2
+    with pytest.raises(AssertionError) as err:
+        testing.check_script("head", "kit-finfo")
+    message = str(err.value)
+    assert message.startswith("head 'kit-finfo' with encoder 'transformer' and attention 'sdpa': does not compile "
+                               "with torch.jit.script: RuntimeError: Unknown builtin op: aten::finfo at ")
+    assert re.search(r"script_fixtures\.py:\d+ `hidden = hidden\.masked_fill\(~mask\[\.\.\., None\], torch\.finfo", message)
+
+
+def test_check_part_warns_fails_or_stays_quiet_as_the_part_declares(script_heads, monkeypatch):
+    exported = []
+    monkeypatch.setitem(vars(zoo.export), "export_model", lambda model, path, **formats: exported.append(formats))
+    with pytest.warns(testing.TorchScriptFallback, match=re.escape(
+            "head 'kit-finfo' (plugin 'kit-heads') does not compile with torch.jit.script, so `zoo export "
+            "--torchscript` traces models that use it: RuntimeError: Unknown builtin op: aten::finfo at ")):
+        ran = testing.check_model(head="kit-finfo", focus="head")
+    assert "torchscript-trace" in ran and ran[-1] == "export"
+    with pytest.raises(AssertionError, match=re.escape(
+            "head 'kit-finfo-promised' (plugin 'kit-heads') does not compile with torch.jit.script, although it "
+            "declares capabilities={'torchscript': 'script'}: RuntimeError: Unknown builtin op: aten::finfo")):
+        testing.check_part("head", "kit-finfo-promised")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", testing.TorchScriptFallback)
+        ran = testing.check_model(head="kit-finfo-declared", focus="head")
+        assert not any(r.startswith("torchscript-") for r in ran)
+        assert "torchscript-script" in testing.check_model(head="kit-max", focus="head")
+
+
+def test_dtype_min_is_finfo_min_in_eager_and_scripted_code():
+    scripted = torch.jit.script(dtype_min)
+    for dtype in (torch.float32, torch.float16, torch.bfloat16, torch.float64):
+        assert dtype_min(dtype) == torch.finfo(dtype).min == scripted(dtype)

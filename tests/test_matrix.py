@@ -20,7 +20,8 @@ EXCLUDED_ATTENTION: dict[str, str] = {}
 @pytest.mark.parametrize("attention", testing.parts("attention", exclude=EXCLUDED_ATTENTION))
 def test_attention_with_encoder(attention, encoder):
     ran = testing.check_model(encoder=encoder, attention=attention, head="cls", focus="attention", export=False)
-    assert ran == ["attention-contract", "shapes", "backward", "padding", "determinism", "task", "save-load"]
+    assert ran == ["attention-contract", "shapes", "mask-and-loss", "backward", "padding", "determinism", "task",
+                   "save-load"]
 
 
 @pytest.mark.parametrize("head", testing.parts("head"))
@@ -37,6 +38,10 @@ def test_head_on_default_encoder(head):
     ("attention", "mqa", {"num_kv_heads": 1}),
     ("head", "cls", {"pooling": "mean", "pooler": True}),
     ("head", "regression", {"pooling": "cls"}),
+    ("head", "cls", {"pooler": True, "pooler_activation": "gelu"}),
+    # the bert options the imported families use: RoBERTa/ELECTRA-like, then DistilBERT-like
+    ("encoder", "bert", {"position_offset": 2, "type_vocab_size": 1, "embedding_size": 16}),
+    ("encoder", "bert", {"type_vocab_size": 0, "sinusoidal_positions": True}),
 ], ids=lambda v: v if isinstance(v, str) else ",".join(f"{k}={x}" for k, x in v.items()))
 def test_part_options(kind, name, options):
     testing.check_part(kind, name, options=options, export=False)

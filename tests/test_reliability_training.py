@@ -99,7 +99,7 @@ def test_inf_loss_keeps_the_last_good_checkpoint_and_resume_completes(tmp_path):
         return value * float("inf") if armed else value
 
     model.loss = loss
-    config = TrainConfig(epochs=3, batch_size=16, lr=3e-3, patience=None, num_threads=1)
+    config = TrainConfig(epochs=3, batch_size=16, lr=3e-3, patience=None, num_threads=1, precision="fp32")
 
     def on_step(step):
         if step == 4:  # the last step of epoch 1, whose checkpoint is saved next; step 5's loss is inf

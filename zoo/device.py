@@ -47,15 +47,35 @@ def pick_device(requested: str, cuda_available: bool, local_rank: int = 0) -> st
 
 
 def pick_precision(requested: str, device: str, bf16_supported: bool) -> str:
-    """auto: bf16 on a GPU that supports it, else fp16 (with a GradScaler) on GPU, fp32 on CPU."""
+    """auto: bf16 where the device multiplies bf16 natively (a GPU that supports it; a CPU with AMX or
+    AVX512-BF16, see zoo.cpu), else fp16 with a GradScaler on GPU and fp32 on CPU. ``bf16_supported`` is
+    that detection, passed in so tests simulate any machine. bf16 on a CPU without it runs (emulated)."""
     on_gpu = device.startswith("cuda")
     if requested == "auto":
-        return ("bf16" if bf16_supported else "fp16") if on_gpu else "fp32"
+        if on_gpu:
+            return "bf16" if bf16_supported else "fp16"
+        return "bf16" if bf16_supported else "fp32"
     if requested == "fp16" and not on_gpu:
         raise ZooError("--precision fp16 needs a CUDA device; on CPU use fp32 or bf16")
     if requested == "bf16" and on_gpu and not bf16_supported:
         raise ZooError("--precision bf16: this GPU does not support bfloat16; use fp16 or fp32")
     return requested
+
+
+def isa(device: str, precision: str, cpu=None) -> str:
+    """The instruction set a run's matrix products use, for output and records: 'AVX512-BF16',
+    'AMX-BF16', 'bf16 emulated (AVX512)', 'AVX512' (torch's fp32 kernels), 'cuda'."""
+    if device.startswith("cuda"):
+        return "cuda"
+    import torch
+
+    from zoo.cpu import detect
+
+    cpu = cpu or detect()
+    capability = torch.backends.cpu.get_cpu_capability()
+    if precision == "bf16":
+        return cpu.bf16_isa or f"bf16 emulated ({capability})"
+    return capability
 
 
 def autocast(device: str, precision: str):
@@ -89,5 +109,10 @@ def resolve(requested_device: str, requested_precision: str, env: DistEnv) -> tu
     device = pick_device(requested_device, cuda, env.local_rank)
     if device.startswith("cuda:") and int(device[5:]) >= torch.cuda.device_count():
         raise ZooError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
-    bf16 = cuda and device.startswith("cuda") and torch.cuda.is_bf16_supported()
+    if device.startswith("cuda"):
+        bf16 = torch.cuda.is_bf16_supported()
+    else:
+        from zoo.cpu import detect
+
+        bf16 = detect().native_bf16
     return device, pick_precision(requested_precision, device, bf16)

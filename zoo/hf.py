@@ -46,12 +46,15 @@ class EncoderImport:
     """An importer's answer: the registered encoder the weights fit, its sizes and options, and the tensors
     under their zoo names. ``weights`` keys are the model's own ('encoder.…'); every encoder tensor must be
     among them. ``head_weights`` are keyed within the head ('pooler.0.weight', 'classifier.bias') and are
-    loaded only where the chosen head has a tensor of that name and shape."""
+    loaded only where the chosen head has a tensor of that name and shape. ``head_options`` say how the
+    checkpoint's own classifier computes (``{"pooler_activation": "relu"}``); each is passed where the chosen
+    head takes that option."""
     encoder: str
     sizes: dict[str, Any]
     encoder_options: dict[str, Any] = field(default_factory=dict)
     weights: dict[str, Any] = field(default_factory=dict)
     head_weights: dict[str, Any] = field(default_factory=dict)
+    head_options: dict[str, Any] = field(default_factory=dict)
 
 
 def is_hf_checkpoint(path: str | Path) -> bool:
@@ -164,10 +167,12 @@ def default_head(path: str | Path) -> str:
     return "embedding" if is_sentence_transformers(path) else "cls"
 
 
-def default_head_options(path: Path, head_part, head_weights: dict[str, Any]) -> dict[str, Any]:
+def default_head_options(path: Path, head_part, head_weights: dict[str, Any],
+                         suggested: dict[str, Any] | None = None) -> dict[str, Any]:
     """Pooling that matches how the checkpoint was trained. A head that can normalise (an embedding head)
     takes what a sentence-transformers directory says: pooling, Dense projection, Normalize. Other heads:
-    mean for sentence-transformers models, else [CLS] + pooler (dense+tanh) when the checkpoint has one."""
+    mean for sentence-transformers models, else [CLS] + pooler (dense+tanh) when the checkpoint has one,
+    plus the importer's ``suggested`` options the head takes (the pooler's activation)."""
     import inspect
 
     from . import sentence_dir
@@ -182,6 +187,7 @@ def default_head_options(path: Path, head_part, head_weights: dict[str, Any]) ->
         options["pooling"] = "mean" if sentence_model else "cls"
     if "pooler" in params:
         options["pooler"] = not sentence_model and "pooler.0.weight" in head_weights
+    options.update({k: v for k, v in (suggested or {}).items() if k in params})
     return options
 
 
@@ -212,7 +218,8 @@ def import_pretrained(path, *, head: str | None = "cls", attention: str | None =
     head = head or default_head(path)
     head_part = get_registry().resolve("head", head)
     found.head_weights.update(sentence_dir.head_weights(path))  # a Dense module; loaded where the head has one
-    options = {**default_head_options(path, head_part, found.head_weights), **(head_options or {})}
+    options = {**default_head_options(path, head_part, found.head_weights, found.head_options),
+               **(head_options or {})}
     sizes = {**found.sizes, "num_labels": num_labels, **({"dropout": dropout} if dropout is not None else {})}
     model = build_model(found.encoder, head, attention, labels=labels, seed=seed, attention_options=attention_options,
                         encoder_options=found.encoder_options, head_options=options, task_options=task_options,

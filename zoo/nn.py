@@ -11,18 +11,35 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
+def dtype_min(dtype: torch.dtype) -> float:
+    """``torch.finfo(dtype).min`` in a form TorchScript compiles (it has no ``torch.finfo``).
+
+    Eager code gets exactly ``torch.finfo(dtype).min``; a scripted graph gets the same constant for the
+    floating dtypes a model runs in (float32, float16, bfloat16, float64).
+    """
+    if not torch.jit.is_scripting():
+        return torch.finfo(dtype).min
+    if dtype == torch.float16:
+        return -65504.0
+    if dtype == torch.bfloat16:
+        return -3.3895313892515355e38
+    if dtype == torch.float64:
+        return -1.7976931348623157e308
+    return -3.4028234663852886e38
+
+
 def padding_bias(allowed: Tensor, dtype: torch.dtype) -> Tensor:
     """Additive attention bias: 0 where ``allowed`` is True, the dtype's minimum elsewhere.
 
     A finite minimum (not -inf) keeps rows that allow nothing (padding queries) free of NaN.
     """
     zero = torch.zeros((), dtype=dtype, device=allowed.device)
-    return torch.where(allowed, zero, torch.finfo(dtype).min)
+    return torch.where(allowed, zero, dtype_min(dtype))
 
 
 def key_mask(mask: Tensor) -> Tensor:
     """(B, S) padding mask -> (B, 1, 1, S), broadcastable over heads and queries."""
-    return mask.bool()[:, None, None, :]
+    return mask.to(torch.bool)[:, None, None, :]
 
 
 def _tracing() -> bool:
@@ -210,6 +227,6 @@ def gather_rows(x: Tensor) -> Tensor:
 
 
 __all__ = [
-    "POOLINGS", "QKVAttention", "RotaryEmbedding", "activation", "attention_bias", "gather_rows", "key_mask",
-    "padding_bias", "pool", "scaled_dot_product",
+    "POOLINGS", "QKVAttention", "RotaryEmbedding", "activation", "attention_bias", "dtype_min", "gather_rows",
+    "key_mask", "padding_bias", "pool", "scaled_dot_product",
 ]

@@ -116,6 +116,8 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
+from zoo.nn import dtype_min  # torch.finfo(dtype).min in a form torch.jit.script compiles
+
 
 class $class_name(nn.Module):
     def __init__(self, *, d_model: int, num_heads: int, dropout: float = 0.0, scale: float = 1.0):
@@ -142,7 +144,7 @@ class $class_name(nn.Module):
         q, k, v = self._heads(self.q_proj(x)), self._heads(self.k_proj(x)), self._heads(self.v_proj(x))
         scores = (q @ k.transpose(-2, -1)) * self.scale  # (B, h, S, S)
         if mask is not None:  # padded keys get no weight
-            scores = scores.masked_fill(~mask[:, None, None, :], torch.finfo(scores.dtype).min)
+            scores = scores.masked_fill(~mask[:, None, None, :], dtype_min(scores.dtype))
         weights = self.dropout(torch.softmax(scores, dim=-1))
         out = (weights @ v).transpose(1, 2).reshape(batch, seq, d_model)  # (B, S, D)
         return self.out_proj(out)

@@ -15,7 +15,9 @@ what broke, e.g. "attention 'x' with encoder 'bert' and head 'cls': output at re
 """
 from __future__ import annotations
 
+import json
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -36,6 +38,11 @@ TINY_SIZES: dict[str, Any] = {"vocab_size": 64, "d_model": 16, "num_layers": 2, 
 PADDING_TOLERANCE = 1e-5
 LENGTHS = (8, 6, 3)  # real tokens per row of the test batch; shorter rows are padded
 EXTRA_PADDING = 4    # padding appended to every row for the padding-invariance check
+SCRIPTED_KINDS = ("attention", "encoder", "head")  # the kinds whose module the kit scripts on its own
+
+
+class TorchScriptFallback(UserWarning):
+    """A part does not compile with torch.jit.script, so `zoo export --torchscript` traces models that use it."""
 
 
 @dataclass
@@ -127,6 +134,24 @@ def check_model(*, encoder: str = DEFAULT_ENCODER, attention: str = DEFAULT_ATTE
     return run_checks(case, export=export)
 
 
+def check_script(kind: str, name: str, *, options: Optional[dict[str, Any]] = None,
+                 sizes: Optional[dict[str, Any]] = None, seed: int = 0) -> str:
+    """torch.jit.script of one part's module alone (an attention, an encoder or a head, built as
+    ``check_part`` builds it), run against the eager module. Returns "script"; a part that does not compile
+    fails with an AssertionError that names the construct, its file and line."""
+    kind = _kind(kind)
+    if kind not in SCRIPTED_KINDS:
+        raise unknown("kind to script", kind, SCRIPTED_KINDS)
+    part = get_registry().resolve(kind, name)
+    encoder = name if kind == "encoder" else DEFAULT_ENCODER
+    case = Case(encoder, name if kind == "attention" else DEFAULT_ATTENTION, name if kind == "head" else DEFAULT_HEAD,
+                kind, {kind: dict(options or {})}, {**TINY_SIZES, **(sizes or {})}, seed)
+    failure = script_part(case, build(case), part)
+    if failure is not None:
+        raise case.fail(f"does not compile with torch.jit.script: {failure}")
+    return "script"
+
+
 def serving_heads(task: str) -> list[str]:
     """The registered heads that serve ``task``."""
     from .tasks import head_task
@@ -148,11 +173,16 @@ def run_checks(case: Case, *, export: bool) -> list[str]:
     resolved["task"] = registry.resolve("task", model.spec.task.ref)
     batch = make_batch(case)
     check_shapes(case, model, batch)
+    check_mask_and_loss(case, model, batch)
     check_backward(case, model, batch)
     check_padding(case, model, batch)
     check_determinism(case, model, batch)
     check_task(case, model, batch)
-    ran += ["shapes", "backward", "padding", "determinism", "task"]
+    ran += ["shapes", "mask-and-loss", "backward", "padding", "determinism", "task"]
+    if export and case.focus in SCRIPTED_KINDS:
+        method = check_script_of_part(case, model, resolved[case.focus])
+        if method is not None:
+            ran.append(f"torchscript-{method}")
     with tempfile.TemporaryDirectory(prefix="zoo-kit-") as tmp:
         check_save_load(case, model, batch, Path(tmp) / "model")
         ran.append("save-load")
@@ -252,6 +282,113 @@ def _shape_fits(got: tuple[int, ...], want: tuple[int | None, ...]) -> bool:
     return len(got) == len(want) and all(w is None or g == w for g, w in zip(got, want))
 
 
+def check_mask_and_loss(case: Case, model: ZooModel, batch: tuple[Tensor, Tensor]) -> None:
+    """What zoo guarantees the parts: the model's 0/1 int attention_mask reaches the encoder, the head and
+    the head's loss as a bool (B, S) tensor, True for real tokens; without an attention_mask they get None.
+    The loss, called positionally as loss(logits, labels, mask), returns a scalar with either mask."""
+    ids, mask = batch
+    seen: dict[str, list[Any]] = {"encoder": [], "head": [], "loss": []}
+    hooks = [getattr(model, kind).register_forward_pre_hook(
+        lambda module, args, kind=kind: seen[kind].append(args[1] if len(args) > 1 else None))
+        for kind in ("encoder", "head")]
+    head_loss = model.head.loss
+
+    def recording_loss(logits: Tensor, labels: Tensor, loss_mask: Optional[Tensor] = None) -> Tensor:
+        seen["loss"].append(loss_mask)
+        return head_loss(logits, labels, loss_mask)
+
+    generator = torch.Generator().manual_seed(case.seed + 5)
+    labels = make_labels(model.task, *ids.shape, case.sizes["num_labels"], generator)
+    model.eval()
+    model.head.loss = recording_loss  # an instance attribute: ZooModel.loss finds it first
+    try:
+        with torch.no_grad():
+            for attention_mask in (mask, None):
+                given = "a bool mask" if attention_mask is not None else "mask=None"
+                logits = _call(case, f"forward with {given}", model, ids, attention_mask)
+                loss = _call(case, f"head loss(logits, labels, mask) with {given}", model.loss, logits, labels,
+                             attention_mask)
+                if not isinstance(loss, Tensor) or loss.dim() != 0 or not torch.isfinite(loss):
+                    raise case.fail(f"head loss(logits, labels, mask) with {given} returned {loss!r}; expected a "
+                                    "finite scalar tensor (the mean over the batch)")
+    finally:
+        del model.head.loss
+        for hook in hooks:
+            hook.remove()
+    for kind, got in seen.items():
+        given, none = got[0], got[-1]
+        if not (isinstance(given, Tensor) and given.dtype == torch.bool and tuple(given.shape) == tuple(ids.shape)
+                and torch.equal(given, mask.bool())) or none is not None:
+            raise AssertionError(f"zoo passed the {kind} mask={_kind_of(given)} for an int attention_mask and "
+                                 f"mask={_kind_of(none)} without one; expected a bool (B, S) tensor and None "
+                                 "(a bug in zoo, not in the part)")
+
+
+def check_script_of_part(case: Case, model: ZooModel, part: Any) -> Optional[str]:
+    """torch.jit.script of the part's module alone (the attention, the encoder or the head): 'script' when it
+    compiles (and then it must compute what the eager module does), 'trace' when it does not. A failure is a
+    TorchScriptFallback warning, or an AssertionError when the part declares capabilities={'torchscript':
+    'script'}. None when the part declares 'trace' or False (nothing to check)."""
+    declared = part.capabilities.get("torchscript", True)
+    if declared is False or declared == "trace":
+        return None
+    key = (case.focus, part.ref, json.dumps(case.options.get(case.focus) or {}, sort_keys=True, default=str))
+    if key not in _SCRIPTED:
+        _SCRIPTED[key] = script_part(case, model, part)
+    failure = _SCRIPTED[key]
+    if failure is None:
+        return "script"
+    what = f"{case.focus} '{part.name}' (plugin '{part.plugin}') does not compile with torch.jit.script"
+    if declared == "script":
+        raise case.fail(f"{what}, although it declares capabilities={{'torchscript': 'script'}}: {failure}")
+    warnings.warn(f"{what}, so `zoo export --torchscript` traces models that use it: {failure}. Declare "
+                  "capabilities={'torchscript': 'trace'} to say so, or {'torchscript': 'script'} to make this an "
+                  "error", TorchScriptFallback, stacklevel=2)
+    return "trace"
+
+
+_SCRIPTED: dict[tuple[str, str, str], Optional[str]] = {}  # one scripting attempt per part and options
+
+
+def script_part(case: Case, model: ZooModel, part: Any) -> Optional[str]:
+    """Script the focus part's module alone and compare it with the eager module; None when both hold, else
+    the reason in one line (the construct, its file and line)."""
+    from zoo.export.torchscript import try_script
+
+    ids, mask = make_batch(case)
+    mask = mask.bool()
+    if case.focus == "attention":
+        factory = part.load()
+        module = factory(d_model=case.sizes["d_model"], num_heads=case.sizes["num_heads"], dropout=0.0,
+                         **case.options.get("attention", {}))
+        inputs: tuple[Tensor, ...] = (torch.randn(*ids.shape, case.sizes["d_model"],
+                                                  generator=torch.Generator().manual_seed(case.seed)), mask)
+    elif case.focus == "encoder":
+        module, inputs = model.encoder, (ids, mask)
+    else:
+        with torch.no_grad():
+            module, inputs = model.head, (model.encoder.eval()(ids, mask), mask)
+    module.eval()
+    scripted, failure = try_script(module)
+    if failure is not None:
+        return str(failure)
+    with torch.no_grad():
+        eager, compiled = module(*inputs), scripted(*inputs)
+    diff = _max_diff(eager, compiled)
+    if diff > PADDING_TOLERANCE:
+        raise case.fail(f"the torch.jit.script of the {case.focus} alone differs from the eager module by "
+                        f"{diff:.1e}; an `if torch.jit.is_scripting()` branch must compute the same thing")
+    return None
+
+
+def _kind_of(mask: Any) -> str:
+    if mask is None:
+        return "None"
+    if isinstance(mask, Tensor):
+        return f"{str(mask.dtype).replace('torch.', '')} tensor {tuple(mask.shape)}"
+    return type(mask).__name__
+
+
 def check_backward(case: Case, model: ZooModel, batch: tuple[Tensor, Tensor]) -> None:
     """A training step's forward and backward; every parameter must get a finite gradient."""
     ids, mask = batch
@@ -284,7 +421,7 @@ def check_padding(case: Case, model: ZooModel, batch: tuple[Tensor, Tensor]) -> 
     ids = torch.cat([ids, pad_ids], dim=1)
     mask = torch.cat([mask, torch.zeros_like(pad_ids)], dim=1).bool()
     model.eval()
-    worst_hidden = worst_logits = worst_none = 0.0
+    worst_hidden = worst_logits = worst_none = worst_head_none = 0.0
     with torch.no_grad():
         hidden = _call(case, "encoder forward on a padded batch", model.encoder, ids, mask)
         logits = model.head(hidden, mask)
@@ -296,6 +433,7 @@ def check_padding(case: Case, model: ZooModel, batch: tuple[Tensor, Tensor]) -> 
             padded_logits = logits[row, :length] if model.task.per_token else logits[row]
             worst_logits = max(worst_logits, _max_diff(padded_logits, alone_logits[0]))
             worst_none = max(worst_none, _max_diff(model.encoder(alone_ids, None), alone))
+            worst_head_none = max(worst_head_none, _max_diff(model.head(alone, None), alone_logits))
     if worst_hidden > PADDING_TOLERANCE:
         raise case.fail(f"output at real tokens changed by {worst_hidden:.1e} when padding was added "
                         f"(tolerance {PADDING_TOLERANCE:.0e}); the mask is True for real tokens, False for padding")
@@ -304,6 +442,9 @@ def check_padding(case: Case, model: ZooModel, batch: tuple[Tensor, Tensor]) -> 
                         f"(tolerance {PADDING_TOLERANCE:.0e}); pool and predict over real tokens only")
     if worst_none > PADDING_TOLERANCE:
         raise case.fail(f"encoder output with mask=None differs from an all-True mask by {worst_none:.1e}")
+    if worst_head_none > PADDING_TOLERANCE:
+        raise case.fail(f"head output with mask=None differs from an all-True mask by {worst_head_none:.1e}; "
+                        "mask=None means every token is real")
 
 
 def check_determinism(case: Case, model: ZooModel, batch: tuple[Tensor, Tensor]) -> None:
@@ -414,5 +555,5 @@ def _kind(kind: str) -> str:
     return kind
 
 
-__all__ = ["DEFAULT_ENCODER", "DEFAULT_HEAD", "TINY_SIZES", "Case", "builtin_names", "check_model", "check_part",
-           "make_labels", "parts", "run_checks", "serving_heads"]
+__all__ = ["DEFAULT_ATTENTION", "DEFAULT_ENCODER", "DEFAULT_HEAD", "TINY_SIZES", "Case", "TorchScriptFallback",
+           "builtin_names", "check_model", "check_part", "check_script", "make_labels", "parts", "run_checks", "serving_heads"]

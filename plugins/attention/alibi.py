@@ -7,7 +7,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from zoo.nn import QKVAttention, key_mask, scaled_dot_product
+from zoo.nn import QKVAttention, dtype_min, key_mask, scaled_dot_product
 
 
 def alibi_slopes(num_heads: int) -> Tensor:
@@ -31,5 +31,5 @@ class ALiBiAttention(QKVAttention):
         distance = (positions[None, :] - positions[:, None]).abs().to(q.dtype)  # (S, S)
         bias = -self.slopes.to(q.dtype) * distance  # (h, S, S)
         if mask is not None:
-            bias = torch.where(key_mask(mask), bias, torch.finfo(q.dtype).min)  # (B, h, S, S)
+            bias = torch.where(key_mask(mask), bias, dtype_min(q.dtype))  # (B, h, S, S)
         return scaled_dot_product(q, k, v, bias, self.active_dropout)

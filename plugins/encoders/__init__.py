@@ -16,5 +16,13 @@ def register_encoders(register):
 
 @hookimpl
 def register_importers(register):
-    register("bert", "zoo.plugins.encoders.bert_import:import_bert",
+    here = "zoo.plugins.encoders"
+    register("bert", f"{here}.bert_import:import_bert",
              description="Hugging Face BERT checkpoints (BertModel, BertFor*, sentence-transformers) -> bert")
+    for model_type, family in (("roberta", "RoBERTa"), ("xlm-roberta", "XLM-RoBERTa"), ("camembert", "CamemBERT")):
+        register(model_type, f"{here}.roberta_import:import_roberta",
+                 description=f"{family} checkpoints -> bert (positions from padding_idx + 1, one token type)")
+    register("distilbert", f"{here}.distilbert_import:import_distilbert",
+             description="DistilBERT checkpoints -> bert (no token types; relu pooler for its classifier)")
+    register("electra", f"{here}.electra_import:import_electra",
+             description="ELECTRA discriminators -> bert (embedding_size projection; gelu pooler for its classifier)")

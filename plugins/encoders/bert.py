@@ -19,22 +19,39 @@ from .positions import learned_positions
 
 class BertEmbeddings(nn.Module):
     """Word + position + token-type embeddings. ``position_embeddings`` is None when the attention
-    encodes positions itself (ALiBi): such a model cannot take a checkpoint's learned positions."""
+    encodes positions itself (ALiBi): such a model cannot take a checkpoint's learned positions.
+    ``token_type_embeddings`` is None when ``type_vocab_size`` is 0 (DistilBERT). Position i reads row
+    ``position_offset + i`` (RoBERTa numbers positions from padding_idx + 1; zoo pads on the right, so the
+    real tokens of a padded row get the positions Hugging Face gives them)."""
 
     def __init__(self, *, vocab_size: int, d_model: int, type_vocab_size: int, layer_norm_eps: float,
-                 dropout: float, position_embeddings: Optional[nn.Embedding]):
+                 dropout: float, position_embeddings: Optional[nn.Embedding], position_offset: int = 0):
         super().__init__()
         self.word_embeddings = nn.Embedding(vocab_size, d_model)
         self.position_embeddings = position_embeddings
-        self.token_type_embeddings = nn.Embedding(type_vocab_size, d_model)
+        self.position_offset = position_offset
+        self.token_type_embeddings = nn.Embedding(type_vocab_size, d_model) if type_vocab_size > 0 else None
         self.LayerNorm = nn.LayerNorm(d_model, eps=layer_norm_eps)
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, input_ids: Tensor, token_type_ids: Tensor) -> Tensor:
-        x = self.word_embeddings(input_ids) + self.token_type_embeddings(token_type_ids)
+        x = self.word_embeddings(input_ids)
+        if self.token_type_embeddings is not None:
+            x = x + self.token_type_embeddings(token_type_ids)
         if self.position_embeddings is not None:
-            x = x + self.position_embeddings(torch.arange(input_ids.shape[1], device=input_ids.device))
+            positions = torch.arange(input_ids.shape[1], device=input_ids.device) + self.position_offset
+            x = x + self.position_embeddings(positions)
         return self.dropout(self.LayerNorm(x))
+
+
+def sinusoidal_table(rows: int, dim: int) -> Tensor:
+    """The fixed sin/cos position table of Vaswani et al. (DistilBERT's ``sinusoidal_pos_embds``)."""
+    position = torch.arange(rows, dtype=torch.float64)[:, None]
+    freq = torch.pow(10000.0, -2 * torch.div(torch.arange(dim), 2, rounding_mode="floor") / dim)[None, :]
+    angles = position * freq  # (rows, dim)
+    table = torch.zeros(rows, dim, dtype=torch.float64)
+    table[:, 0::2], table[:, 1::2] = angles[:, 0::2].sin(), angles[:, 1::2].cos()
+    return table.float()
 
 
 class BertLayer(nn.Module):
@@ -56,19 +73,37 @@ class BertLayer(nn.Module):
 
 class BertEncoder(nn.Module):
     """Token types come from the input: tokens after the first [SEP] (``sep_token_id``) are segment B,
-    so text pairs work with only input_ids and attention_mask, as the ONNX contract requires."""
+    so text pairs work with only input_ids and attention_mask, as the ONNX contract requires.
+
+    The options that make it the other BERT-layout families (one per Hugging Face difference):
+    ``position_offset`` (RoBERTa, XLM-R, CamemBERT: padding_idx + 1; the table has max_length + offset
+    rows), ``type_vocab_size`` 1 (one segment) or 0 (DistilBERT: no table), ``sinusoidal_positions`` (a fixed
+    sin/cos table, not trained: DistilBERT's sinusoidal_pos_embds), ``embedding_size`` (ELECTRA: narrower
+    embeddings, then ``embeddings_project`` to d_model)."""
 
     def __init__(self, *, attention: Callable[..., nn.Module], vocab_size: int, d_model: int,
                  num_layers: int, num_heads: int, ffn_dim: int, max_length: int, dropout: float,
                  layer_norm_eps: float = 1e-12, type_vocab_size: int = 2, hidden_act: str = "gelu",
-                 sep_token_id: Optional[int] = None):
+                 sep_token_id: Optional[int] = None, position_offset: int = 0,
+                 sinusoidal_positions: bool = False, embedding_size: Optional[int] = None):
         super().__init__()
+        if position_offset < 0 or type_vocab_size < 0:
+            raise ValueError(f"position_offset and type_vocab_size must be >= 0, got {position_offset} and "
+                             f"{type_vocab_size}")
+        if embedding_size is not None and embedding_size < 1:
+            raise ValueError(f"embedding_size must be >= 1, got {embedding_size}")
         self.d_model = d_model
         self.sep_token_id = sep_token_id
         self.type_vocab_size = type_vocab_size
-        self.embeddings = BertEmbeddings(vocab_size=vocab_size, d_model=d_model, type_vocab_size=type_vocab_size,
+        width = embedding_size or d_model
+        positions = learned_positions(attention, max_length + position_offset, width)
+        if positions is not None and sinusoidal_positions:
+            positions.weight.data.copy_(sinusoidal_table(*positions.weight.shape))
+            positions.weight.requires_grad_(False)
+        self.embeddings = BertEmbeddings(vocab_size=vocab_size, d_model=width, type_vocab_size=type_vocab_size,
                                          layer_norm_eps=layer_norm_eps, dropout=dropout,
-                                         position_embeddings=learned_positions(attention, max_length, d_model))
+                                         position_embeddings=positions, position_offset=position_offset)
+        self.embeddings_project = nn.Linear(width, d_model) if width != d_model else None
         self.layer = nn.ModuleList(
             BertLayer(attention=attention(d_model=d_model, num_heads=num_heads, dropout=dropout),
                       d_model=d_model, ffn_dim=ffn_dim, layer_norm_eps=layer_norm_eps, dropout=dropout,
@@ -87,6 +122,8 @@ class BertEncoder(nn.Module):
         if token_type_ids is None:
             token_type_ids = self.token_types(input_ids)
         x = self.embeddings(input_ids, token_type_ids)
+        if self.embeddings_project is not None:
+            x = self.embeddings_project(x)
         for layer in self.layer:
             x = layer(x, attention_mask)
         return x

@@ -46,25 +46,43 @@ def rename(key: str) -> str | None:
     return None
 
 
-def import_bert(checkpoint: Checkpoint) -> EncoderImport:
+def bert_weights(state: dict) -> dict:
+    """The encoder tensors of a BERT-layout state (no model prefix) under their zoo names."""
+    return {name: tensor for key, tensor in state.items() if (name := rename(key)) is not None}
+
+
+def pooler_weights(state: dict, dense: str) -> dict:
+    """A pooler-like dense layer (``pooler.dense``, ``classifier.dense``, ...) as the head's ``pooler.0``."""
+    return {f"pooler.0.{key.rsplit('.', 1)[1]}": t for key, t in state.items() if key.startswith(f"{dense}.")}
+
+
+def bert_sizes(config: dict) -> dict:
+    """The size options from a BERT-style config.json (hidden_size, num_hidden_layers, ...)."""
+    return {"vocab_size": config["vocab_size"], "d_model": config["hidden_size"],
+            "num_layers": config["num_hidden_layers"], "num_heads": config["num_attention_heads"],
+            "ffn_dim": config["intermediate_size"], "max_length": int(config.get("max_position_embeddings", 512)),
+            "dropout": config.get("hidden_dropout_prob", 0.1)}
+
+
+def bert_options(checkpoint: Checkpoint) -> dict:
+    """The `bert` encoder options of a BERT-style config; refuses relative position embeddings."""
     config = checkpoint.config
     if config.get("position_embedding_type", "absolute") != "absolute":
         raise ZooError(f"{checkpoint.config_file}: position_embedding_type '{config['position_embedding_type']}' "
                        "is not supported (only 'absolute')")
+    return {"layer_norm_eps": float(config.get("layer_norm_eps", 1e-12)),
+            "hidden_act": config.get("hidden_act", "gelu"),
+            "type_vocab_size": int(config.get("type_vocab_size", 2))}
+
+
+def import_bert(checkpoint: Checkpoint) -> EncoderImport:
     state = checkpoint.without_prefix("bert.")
-    weights = {name: tensor for key, tensor in state.items() if (name := rename(key)) is not None}
-    head = {f"pooler.0.{key.rsplit('.', 1)[1]}": t for key, t in state.items() if key.startswith("pooler.dense.")}
+    head = pooler_weights(state, "pooler.dense")
     head.update({key: t for key, t in state.items() if key.startswith("classifier.")})
     sep_id = checkpoint.token_id("[SEP]")
     return EncoderImport(
-        encoder="bert",
-        sizes={"vocab_size": config["vocab_size"], "d_model": config["hidden_size"],
-               "num_layers": config["num_hidden_layers"], "num_heads": config["num_attention_heads"],
-               "ffn_dim": config["intermediate_size"], "max_length": int(config.get("max_position_embeddings", 512)),
-               "dropout": config.get("hidden_dropout_prob", 0.1)},
-        encoder_options={"layer_norm_eps": float(config.get("layer_norm_eps", 1e-12)),
-                         "hidden_act": config.get("hidden_act", "gelu"),
-                         "type_vocab_size": int(config.get("type_vocab_size", 2)),
-                         "sep_token_id": sep_id if sep_id is not None else config.get("sep_token_id")},
-        weights=weights, head_weights=head,
+        encoder="bert", sizes=bert_sizes(checkpoint.config),
+        encoder_options={**bert_options(checkpoint),
+                         "sep_token_id": sep_id if sep_id is not None else checkpoint.config.get("sep_token_id")},
+        weights=bert_weights(state), head_weights=head,
     )

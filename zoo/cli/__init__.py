@@ -17,6 +17,7 @@ COMMANDS = {
     "embed": "zoo.cli.embed:embed",
     "evaluate": "zoo.cli.evaluate:evaluate",
     "finetune": "zoo.cli.finetune:finetune",
+    "info": "zoo.cli.info:info",
     "predict": "zoo.cli.predict:predict",
     "export": "zoo.cli.export:export",
     "parts": "zoo.cli.listing:parts",

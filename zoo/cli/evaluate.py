@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .options import data_columns, encoding_option, threads_option
+from .options import data_columns, encoding_option, precision_option, threads_option
 
 
 @click.command()
@@ -23,8 +23,9 @@ from .options import data_columns, encoding_option, threads_option
 @click.option("--overwrite", is_flag=True, help="Replace an existing --report directory.")
 @encoding_option
 @threads_option
-def evaluate(model, data, beir, split, text_column, label_column, pair_column, batch_size, as_json, report_dir, overwrite,
-             encoding, threads):
+@precision_option
+def evaluate(model, data, beir, split, text_column, label_column, pair_column, batch_size, as_json, report_dir,
+             overwrite, encoding, threads, precision):
     """Accuracy, macro-F1, per-class P/R/F1 and the confusion matrix (or the task's own metrics).
 
     An embedding model takes a pairs file (query,positive: every query ranked against every distinct
@@ -34,6 +35,7 @@ def evaluate(model, data, beir, split, text_column, label_column, pair_column, b
     from zoo.inference import evaluate_table, load_predictor
     from zoo.io import check_output, staged_directory
     from zoo.threads import use
+    from zoo.precision import for_inference
 
     if (data is None) == (beir is None):
         raise ZooError("give --data FILE, or --beir DIR for an embedding model (not both)")
@@ -56,6 +58,8 @@ def evaluate(model, data, beir, split, text_column, label_column, pair_column, b
         return
     table = task.read(data, text_column=text_column, label_column=label_column, pair_column=pair_column,
                       encoding=encoding)
+    predictor = for_inference(predictor, precision, table, batch_size=batch_size,
+                              note=lambda line: click.echo(line, err=True))
     metrics = evaluate_table(predictor, table, batch_size)
     if report_dir:
         from zoo.reports import write_report

@@ -50,6 +50,7 @@ def finetune(model, train, eval_path, output, text_column, label_column, pair_co
 
     Run it under `torchrun --nproc-per-node N --no-python zoo finetune ...` for data-parallel training.
     """
+    from zoo.device import dist_env
     from zoo.training import TrainConfig
     from zoo.training import finetune as run
 
@@ -65,6 +66,6 @@ def finetune(model, train, eval_path, output, text_column, label_column, pair_co
                  overwrite=overwrite, progress=not quiet, encoding=encoding)
     if result.interrupted:  # 128 + the signal, as a process killed by it would report (130 Ctrl-C, 143 SIGTERM)
         sys.exit(128 + (result.signal or 2))
-    if result.best and not quiet:
+    if result.best and not quiet and dist_env().is_main:  # under torchrun, one line, not one per process
         best = result.best
         click.echo(f"best epoch {best['epoch']}: {best['metric']} {best['value']:.4f}", err=True)

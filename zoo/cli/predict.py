@@ -5,7 +5,7 @@ import json
 
 import click
 
-from .options import encoding_option, threads_option
+from .options import encoding_option, precision_option, threads_option
 
 CHUNK_ROWS = 4096  # rows read, predicted and printed at a time
 
@@ -22,12 +22,14 @@ CHUNK_ROWS = 4096  # rows read, predicted and printed at a time
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per text (JSON Lines).")
 @encoding_option
 @threads_option
-def predict(model, texts, file, text_column, pair_column, top_k, batch_size, as_json, encoding, threads):
+@precision_option
+def predict(model, texts, file, text_column, pair_column, top_k, batch_size, as_json, encoding, threads, precision):
     """Predict the label (and its probability) of each text."""
     from zoo.data import Table, iter_tables
     from zoo.errors import ZooError
     from zoo.inference import load_predictor, predict_table
     from zoo.threads import use
+    from zoo.precision import for_inference
 
     if bool(texts) == bool(file):
         raise ZooError("give texts as arguments or --file, not both" if texts else "give some texts or --file")
@@ -43,6 +45,9 @@ def predict(model, texts, file, text_column, pair_column, top_k, batch_size, as_
     task = predictor.task
     if top_k > 1 and not task.uses_top_k:
         click.echo(f"zoo: --top-k does not apply to task '{task.name}'; ignored", err=True)
-    for table in tables:
+    for index, table in enumerate(tables):
+        if index == 0:  # the first chunk is the precision gate's sample
+            predictor = for_inference(predictor, precision, table, batch_size=batch_size,
+                                      note=lambda line: click.echo(line, err=True))
         for result in predict_table(predictor, table, batch_size, top_k):
             click.echo(json.dumps(result, ensure_ascii=False) if as_json else task.format_prediction(result))

@@ -148,6 +148,7 @@ class FineTuneRecipe:
         if saved is None:
             torch.manual_seed(cfg.seed + self.env.rank)
         self.model.to(self.device).train()
+        self.progress.note(f"zoo: precision {self.precision} ({D.isa(self.device, self.precision)})")
         self.base_lr = cfg.lr or (PRETRAINED_LR if "source" in self.model.spec.extra else SCRATCH_LR)
         self.optimizer = make_optimizer(self.model, self.base_lr, cfg.weight_decay, self.device)
         self.steps_per_epoch = math.ceil(len(self.train_ids) / cfg.batch_size)
@@ -362,7 +363,7 @@ class FineTuneRecipe:
         self.model.spec.extra["training"] = {
             "train": self.train_source, "task": self.task.name, "epochs": self.state.epoch, "steps": self.state.step,
             "best": self.state.best, "config": self.config.to_dict(), "world_size": self.env.world_size,
-            "device": self.device, "precision": self.precision}
+            "device": self.device, "precision": self.precision, "isa": D.isa(self.device, self.precision)}
         self.model.save(self.output)
 
     def save_checkpoint(self) -> None:
