@@ -23,6 +23,7 @@ COMMANDS = {
     "parts": "zoo.cli.listing:parts",
     "plugins": "zoo.cli.listing:plugins",
     "plugin": "zoo.cli.scaffold:plugin",
+    "serve": "zoo.cli.serve:serve",
 }
 
 

@@ -1,0 +1,292 @@
+"""`zoo serve` (issue 13): a real server process on a free port of 127.0.0.1, serving a tiny model exported
+here, checked route by route with bounded requests. Skipped when the serve extra is not installed."""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from contextlib import contextmanager
+
+import numpy as np
+import pytest
+
+pytest.importorskip("uvicorn")
+pytest.importorskip("starlette")
+prometheus_parser = pytest.importorskip("prometheus_client.parser")
+
+from export_fixtures import sentences, trained_model  # noqa: E402
+
+from zoo.data import Table  # noqa: E402
+from zoo.export.pipeline import export_model  # noqa: E402
+from zoo.export.runtime import OnnxModel  # noqa: E402
+from zoo.inference import predict_table  # noqa: E402
+from zoo.serve.batcher import Batcher, InferenceFailed, Overloaded  # noqa: E402
+
+TIMEOUT = 30  # seconds for any one request
+
+
+@pytest.fixture(scope="module")
+def export_dir(tmp_path_factory):
+    model, _ = trained_model(seed=1)
+    out = tmp_path_factory.mktemp("serve") / "out"
+    export_model(model, out)
+    return out
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Client:
+    def __init__(self, port: int, key: str | None = None):
+        self.base, self.key = f"http://127.0.0.1:{port}", key
+
+    def call(self, path: str, body=None, *, raw: bytes | None = None, key: str | None = None, method=None):
+        """(status, decoded JSON or text)."""
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        request = urllib.request.Request(self.base + path, data=data, method=method or ("POST" if data is not None else "GET"))
+        request.add_header("content-type", "application/json")
+        if key or self.key:
+            request.add_header("authorization", f"Bearer {key or self.key}")
+        try:
+            with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
+                status, text = response.status, response.read().decode()
+        except urllib.error.HTTPError as exc:
+            status, text = exc.code, exc.read().decode()
+        try:
+            return status, json.loads(text) if text else None
+        except ValueError:
+            return status, text
+
+    def metric(self, name: str) -> float:
+        _, text = self.call("/metrics")
+        for family in prometheus_parser.text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == name:
+                    return sample.value
+        raise KeyError(name)
+
+
+@contextmanager
+def server(export_dir, *args: str, env: dict[str, str] | None = None):
+    port = free_port()
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("ZOO_")}
+    environ.update(env or {}, TOKENIZERS_PARALLELISM="false")
+    proc = subprocess.Popen([sys.executable, "-m", "zoo", "serve", str(export_dir), "--port", str(port),
+                             "--threads", "1", *args], env=environ, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    client = Client(port, (env or {}).get("ZOO_API_KEY"))
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, proc.stdout.read()
+            try:
+                if client.call("/health")[0] == 200:
+                    break
+            except (urllib.error.URLError, ConnectionError):
+                pass
+            assert time.monotonic() < deadline, "the server did not become healthy"
+            time.sleep(0.2)
+        client.proc = proc
+        yield client
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=30)
+
+
+def in_threads(calls):
+    """Run each zero-argument call in its own thread; returns their results in order, once all are done."""
+    results = [None] * len(calls)
+
+    def work(i, fn):
+        results[i] = fn()
+
+    threads = [threading.Thread(target=work, args=(i, fn)) for i, fn in enumerate(calls)]
+    for t in threads:
+        t.start()
+    return threads, results
+
+
+def wait_for(condition, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+# ---- routes -----------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def client(export_dir):
+    with server(export_dir, "--payload-limit", "4096", "--max-client-batch-size", "8") as c:
+        yield c
+
+
+@pytest.mark.slow
+def test_predict_equals_onnx_model_and_predict_table(client, export_dir):
+    texts, _ = sentences(8, seed=7)
+    model = OnnxModel(export_dir, warn=False)
+    expected = predict_table(model, Table("t", texts, None, None, list(range(len(texts)))), top_k=3)
+    status, one = client.call("/predict", {"inputs": texts[0]})
+    assert status == 200 and [x["label"] for x in one] == [t["label"] for t in expected[0]["top"]]
+    assert [x["score"] for x in one] == pytest.approx([t["probability"] for t in expected[0]["top"]], abs=1e-5)
+    status, batch = client.call("/predict", {"inputs": texts})
+    assert status == 200 and len(batch) == len(texts)
+    for served, want in zip(batch, expected):
+        assert served[0]["label"] == want["label"]
+        assert served[0]["score"] == pytest.approx(want["probability"], abs=1e-5)
+        assert sorted(x["score"] for x in served)[::-1] == [x["score"] for x in served]
+    status, raw = client.call("/predict", {"inputs": texts[:2], "raw_scores": True})
+    logits = model.logits(*model.encode(texts[:2]))
+    for row, scores in zip(logits, raw):
+        assert {x["label"]: x["score"] for x in scores} == pytest.approx(dict(zip(model.labels, row.tolist())), abs=1e-4)
+    status, pairs = client.call("/predict", {"inputs": [[texts[0], texts[1]]]})
+    assert status == 200 and len(pairs) == 1 and len(pairs[0]) == 3
+
+
+@pytest.mark.slow
+def test_health_info_tokenize_and_metrics(client, export_dir):
+    assert client.call("/health") == (200, None)
+    status, info = client.call("/info")
+    assert status == 200 and info["task"] == "classification" and info["labels"] == ["neg", "pos", "neu"]
+    assert info["max_input_length"] == 32 and info["max_client_batch_size"] == 8 and info["embeds"] is False
+    status, tokens = client.call("/tokenize", {"inputs": "pos1 w3"})
+    ids = OnnxModel(export_dir, warn=False).encode(["pos1 w3"])[0][0].tolist()
+    assert status == 200 and [t["id"] for t in tokens[0]] == ids
+    assert [t["text"] for t in tokens[0] if not t["special"]] == ["pos1", "w3"]
+    client.call("/predict", {"inputs": ["neg1 w2", "pos2"]})
+    _, text = client.call("/metrics")
+    families = {f.name: f for f in prometheus_parser.text_string_to_metric_families(text)}
+    assert {"zoo_requests", "zoo_request_duration_seconds", "zoo_queue_duration_seconds", "zoo_batch_size",
+            "zoo_batch_tokens", "zoo_queue_depth", "zoo_in_flight_requests", "zoo_inference_duration_seconds"} <= set(families)
+    ok = [s for s in families["zoo_requests"].samples if s.labels == {"route": "/predict", "status": "200"}]
+    assert ok and ok[0].value >= 1
+    assert client.metric("zoo_batch_size_count") >= 2  # the warm-up and the request above
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("body, status, error_type", [
+    ({"inputs": ""}, 400, "empty"),
+    ({"inputs": []}, 400, "empty"),
+    ({"inputs": ["a", ""]}, 400, "empty"),
+    ({"inputs": 3}, 422, "validation"),
+    ({"inputs": ["a", 3]}, 422, "validation"),
+    ({"text": "a"}, 422, "validation"),
+    ({"inputs": "a", "truncate": "yes"}, 422, "validation"),
+    ({"inputs": ["w1"] * 9}, 422, "validation"),  # over --max-client-batch-size 8
+    ({"inputs": " ".join(["w1"] * 40)}, 422, "validation"),  # over the model's 32 tokens
+    ({"inputs": "a"}, 422, "validation"),  # /embed on a classifier
+], ids=["empty-str", "empty-list", "empty-item", "number", "mixed", "no-inputs", "bad-flag", "big-batch", "too-long",
+        "embed-classifier"])
+def test_client_mistakes_get_json_errors(client, body, status, error_type, request):
+    route = "/embed" if request.node.callspec.id == "embed-classifier" else "/predict"
+    got, answer = client.call(route, body)
+    assert (got, answer["error_type"]) == (status, error_type) and answer["error"]
+
+
+@pytest.mark.slow
+def test_payload_limit_bad_json_truncate_and_unknown_route(client):
+    status, answer = client.call("/predict", {"inputs": "w1 " * 2000})
+    assert status == 413 and answer["error_type"] == "payload_too_large"
+    status, answer = client.call("/predict", raw=b"{not json")
+    assert status == 422 and answer["error_type"] == "validation"
+    assert client.call("/predict", {"inputs": " ".join(["w1"] * 40), "truncate": True})[0] == 200
+    status, answer = client.call("/nowhere")
+    assert status == 404 and answer["error_type"] == "not_found"
+    status, answer = client.call("/predict")
+    assert status == 405 and "error" in answer
+
+
+@pytest.mark.slow
+def test_api_key(export_dir):
+    with server(export_dir, env={"ZOO_API_KEY": "s3cret"}) as c:
+        assert c.call("/predict", {"inputs": "w1"})[0] == 200
+        assert c.call("/metrics")[0] == 200
+        c.key = None
+        assert c.call("/health")[0] == 200  # open to load balancers
+        for key in (None, "wrong"):
+            for path, body in (("/predict", {"inputs": "w1"}), ("/info", None), ("/metrics", None)):
+                status, answer = c.call(path, body, key=key)
+                assert status == 401 and answer["error_type"] == "unauthorized", path
+
+
+# ---- backpressure and shutdown ----------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_429_at_once_beyond_the_concurrency_limit(export_dir):
+    with server(export_dir, "--max-concurrent-requests", "1", "--batch-delay-s", "1.5") as c:
+        threads, results = in_threads([lambda: c.call("/predict", {"inputs": "pos1"})])
+        wait_for(lambda: c.metric("zoo_in_flight_requests") == 1)
+        for body in ({"inputs": "w1"}, {"inputs": ["w1", "w2"]}):
+            started = time.monotonic()
+            status, answer = c.call("/predict", body)
+            assert (status, answer["error_type"]) == (429, "overloaded") and time.monotonic() - started < 1.0
+        for t in threads:
+            t.join(TIMEOUT)
+        assert results[0][0] == 200 and results[0][1][0]["label"] == "pos"
+
+
+@pytest.mark.slow
+def test_sigterm_answers_every_accepted_request_and_exits_0(export_dir):
+    with server(export_dir, "--batch-delay-s", "1.0", "--max-batch-tokens", "8") as c:
+        texts, _ = sentences(6, seed=3)
+        threads, results = in_threads([lambda t=t: c.call("/predict", {"inputs": t}) for t in texts])
+        wait_for(lambda: c.metric("zoo_in_flight_requests") == len(texts))
+        c.proc.send_signal(signal.SIGTERM)
+        for t in threads:
+            t.join(TIMEOUT)
+        assert [r[0] for r in results] == [200] * len(texts)
+        assert c.proc.wait(timeout=TIMEOUT) == 0
+        with pytest.raises((urllib.error.URLError, ConnectionError)):
+            c.call("/health")
+
+
+def test_help_imports_no_serve_stack_and_a_missing_extra_is_one_line(export_dir):
+    code = ("import sys\nfrom zoo.cli import cli\ntry:\n    cli(['--help'], prog_name='zoo')\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('uvicorn', 'starlette', 'prometheus_client', 'torch') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "serve" in result.stdout and result.stdout.strip().splitlines()[-1] == "[]"
+    code = "import sys\nsys.modules['uvicorn'] = None\nfrom zoo.cli import main\nsys.argv = ['zoo', 'serve', sys.argv[1]]\nmain()"
+    result = subprocess.run([sys.executable, "-c", code, str(export_dir)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and result.stderr.strip() == (
+        "error: zoo serve needs the serve extra (uvicorn missing): pip install 'zoo[serve]'")
+
+
+# ---- the batcher on its own -------------------------------------------------------------------------
+
+def test_batches_respect_the_token_budget_and_failures_reach_every_request():
+    shapes = []
+
+    def run(ids, mask):
+        shapes.append(ids.shape)
+        if ids.shape[1] == 7:
+            raise RuntimeError("boom")
+        return ids.sum(axis=1, keepdims=True).astype(np.float32)
+
+    async def main():
+        batcher = Batcher(run, pad_value=0, max_batch_tokens=12, max_concurrent=2)
+        rows = [np.arange(1, n + 1) for n in (3, 3, 3, 5, 2)]
+        results = await asyncio.gather(*(batcher.submit([r]) for r in rows))
+        with pytest.raises(InferenceFailed, match="boom"):
+            await batcher.submit([np.ones(7, dtype=np.int64)])
+        with batcher.admit(), batcher.admit():
+            with pytest.raises(Overloaded):
+                with batcher.admit():
+                    pass
+        await batcher.stop()
+        return results
+
+    results = asyncio.run(main())
+    assert [float(r[0][0]) for r in results] == [6, 6, 6, 15, 3]
+    assert shapes == [(3, 3), (2, 5), (1, 7)]  # in arrival order, while longest x rows fits 12 tokens
