@@ -44,6 +44,8 @@ def export_model(model, output_dir, *, onnx: bool = True, torchscript: bool = Fa
     log = log or (lambda message: None)
     formats = [f for f, wanted in (("onnx", onnx), ("torchscript", torchscript)) if wanted]
     _check_arguments(formats, opset, atol, rtol, optimize, quantize, min_agreement)
+    if getattr(model, "adapter", None) is not None:  # an adapter directory exports as its merged model
+        model = model.merged()
     output = Path(output_dir)
     io.check_output(output, overwrite)
     parts = check_capabilities(model, formats)

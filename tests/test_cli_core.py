@@ -98,7 +98,7 @@ def test_parts_table_and_json():
     assert table.output.splitlines()[0].split() == ["KIND", "NAME", "ALIASES", "PLUGIN", "DESCRIPTION"]
     assert any(line.split()[:4] == ["attention", "sdpa", "-", "zoo.attention"] for line in table.output.splitlines())
     data = json.loads(run("parts", "--json").output)
-    assert set(data) == {"attention", "encoder", "head", "task", "importer"}
+    assert set(data) == {"attention", "encoder", "head", "task", "importer", "adapter"}
     assert {p["name"]: p["task"] for p in data["head"]}["cls"] == "classification"
     assert [p["name"] for p in json.loads(run("parts", "--json", "--kind", "task").output)["task"]] == \
         ["classification", "embedding", "multilabel", "regression", "token-classification"]
@@ -111,7 +111,8 @@ def test_parts_table_and_json():
 def test_plugins_lists_builtins():
     data = json.loads(run("plugins", "--json").output)
     builtin = {p["name"]: p for p in data if p["builtin"]}
-    assert set(builtin) == {"zoo.attention", "zoo.encoders", "zoo.heads", "zoo.tasks"}
+    assert set(builtin) == {"zoo.attention", "zoo.encoders", "zoo.heads", "zoo.tasks", "zoo.adapters"}
+    assert builtin["zoo.adapters"]["parts"]["adapter"] == ["lora"]
     assert builtin["zoo.encoders"]["hooks"] == ["register_encoders", "register_importers"]
     assert builtin["zoo.encoders"]["parts"]["importer"] == ["bert", "roberta", "xlm-roberta", "camembert", "distilbert",
                                                            "electra"]

@@ -7,6 +7,9 @@ VERSION = "0.1.0"  # zoo's version (zoo.__version__), recorded in every config.j
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 TOKENIZER_NAME = "tokenizer.json"
+# an adapter directory: config.json and tokenizer.json as above, the adapter and head weights, and the base
+ADAPTER_CONFIG_NAME = "adapter.json"
+ADAPTER_WEIGHTS_NAME = "adapter.safetensors"
 # a fine-tuning output directory, beside the model files
 STATE_NAME = "trainer_state.safetensors"
 METRICS_NAME = "metrics.jsonl"

@@ -32,3 +32,8 @@ def register_tasks(register):
 @hookspec
 def register_importers(register):
     """Register checkpoint importers by Hugging Face model_type: factory(checkpoint) -> zoo.hf.EncoderImport."""
+
+
+@hookspec
+def register_adapters(register):
+    """Register adapters (parameter-efficient fine-tuning): factory(*, encoder, **options) changes it in place."""

@@ -24,6 +24,7 @@ DEFAULT_PLUGINS = {
     "zoo.encoders": "zoo.plugins.encoders",
     "zoo.heads": "zoo.plugins.heads",
     "zoo.tasks": "zoo.plugins.tasks",
+    "zoo.adapters": "zoo.plugins.adapters",
 }
 
 

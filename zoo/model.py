@@ -9,10 +9,12 @@ import torch
 from torch import Tensor, nn
 
 from . import io
+from .constants import ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME
 from .errors import ZooError, did_you_mean
 from .manager import get_registry
 from .registry import MODEL_PARTS, Part
 from .spec import CONFIG_NAME, ENCODER_SIZES, TOKENIZER_NAME, WEIGHTS_NAME, ModelSpec, PartChoice, check_sizes
+from .weights import _SAFETENSORS_DTYPES, check_tensors, load_weights, read_header  # noqa: F401 (re-exported)
 
 DEFAULT_ATTENTION = "sdpa"
 # Keyword arguments the core passes to each kind of factory; anything else is a part option.
@@ -21,6 +23,7 @@ CONTRACT_ARGS = {
     "encoder": {"attention", *ENCODER_SIZES},
     "head": {"d_model", "num_labels", "dropout"},
     "task": set(),
+    "adapter": {"encoder"},
 }
 
 
@@ -84,6 +87,10 @@ class ZooModel(nn.Module):
         self.encoder = encoder
         self.head = head
         self.tokenizer = tokenizer  # a tokenizers.Tokenizer, when the model has one
+        self.adapter = None  # a zoo.adapters.AdapterSpec while an adapter is on (add_adapter, an adapter directory)
+        self.loaded_from: Path | None = None  # the model directory load_model read, the base for add_adapter
+        self._base_keys: frozenset[str] = frozenset()    # the state-dict keys before the adapter was added
+        self._base_frozen: frozenset[str] = frozenset()  # parameters that did not train before it
 
     def forward(self, input_ids: Tensor, attention_mask: Optional[Tensor] = None) -> Tensor:
         mask = None if attention_mask is None else attention_mask.bool()
@@ -111,22 +118,97 @@ class ZooModel(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     def save(self, path: str | Path) -> Path:
-        """Write config.json, model.safetensors (and tokenizer.json); each file atomically, config last."""
+        """Write config.json, model.safetensors (and tokenizer.json); each file atomically, config last. With an
+        adapter on, adapter.safetensors (the adapter's and the head's tensors) and adapter.json (the base) instead
+        of model.safetensors: an adapter directory, which zoo.load_model loads onto its base."""
         from safetensors.torch import save_file
 
         path = Path(path)
+        if self.adapter is not None and path.resolve() == Path(self.adapter.base):
+            raise ZooError(f"{path} is the adapter's base model; save the adapter to another directory")
         path.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
-        with io.atomic_path(path / WEIGHTS_NAME) as tmp:
+        state = {k: v.detach().contiguous().cpu() for k, v in self.trained_state_dict().items()}
+        weights, stale = (WEIGHTS_NAME, (ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME)) if self.adapter is None else (
+            ADAPTER_WEIGHTS_NAME, (WEIGHTS_NAME,))
+        for name in stale:
+            (path / name).unlink(missing_ok=True)
+        with io.atomic_path(path / weights) as tmp:
             save_file(state, str(tmp), metadata={"format": "pt"})
         if self.tokenizer is not None:
             io.write_text(path / TOKENIZER_NAME, self.tokenizer.to_str())
+        if self.adapter is not None:
+            io.write_json(path / ADAPTER_CONFIG_NAME, self.adapter.to_dict())
         io.write_json(path / CONFIG_NAME, self.spec.to_dict())
         return path
+
+    # ---- adapters (zoo/adapters.py) -------------------------------------------------------------------------
+    def add_adapter(self, name: str = "lora", *, base: str | Path | None = None, **options: Any) -> "ZooModel":
+        """Freeze the base weights and put adapter ``name`` (a registered adapter part) on the encoder: from now
+        on only the adapter and the head train, and ``save`` writes an adapter directory over ``base`` (default:
+        the model directory this model was loaded from, whose weights it must still hold)."""
+        from .adapters import AdapterSpec, weights_digest
+
+        if self.adapter is not None:
+            raise ZooError(f"this model already has adapter '{self.adapter.adapter.name}'; merge it first")
+        base_dir = Path(base) if base is not None else self.loaded_from
+        if base_dir is None or not (base_dir / WEIGHTS_NAME).is_file():
+            raise ZooError("an adapter needs its base model as a zoo model directory (it records the base by path "
+                           "and weights); import a checkpoint once with `zoo build --from-pretrained DIR -o base`")
+        part = _resolve("adapter", name)
+        options = part_options(part, options)
+        spec = AdapterSpec(PartChoice(part.name, part.plugin, options), str(base_dir.resolve()),
+                           weights_digest(base_dir / WEIGHTS_NAME))
+        _apply_adapter(self, part, options)
+        self.adapter = spec
+        return self
+
+    def trained_state_dict(self) -> dict[str, Tensor]:
+        """What training changes: every tensor of a plain model; the adapter's and the head's with an adapter on."""
+        state = self.state_dict()
+        if self.adapter is None:
+            return state
+        trainable = {f"encoder.{n}" for n, p in self.encoder.named_parameters() if p.requires_grad}
+        return {k: v for k, v in state.items() if k.startswith("head.") or k not in self._base_keys or k in trainable}
+
+    def load_trained_state_dict(self, state: dict[str, Tensor]) -> None:
+        """The inverse of trained_state_dict: exactly its tensors, by name and shape."""
+        check_tensors(self.trained_state_dict(), {k: (tuple(v.shape), None) for k, v in state.items()}, "state")
+        self.load_state_dict(state, strict=self.adapter is None)
+
+    def merge_adapter(self) -> "ZooModel":
+        """Fold the adapter into the base weights, in place: a plain model again (outputs within 1e-5 in fp32)."""
+        from .adapters import merge_into
+
+        if self.adapter is None:
+            return self
+        merge_into(self, self._base_keys, self.adapter.adapter.name)
+        self.spec.extra["adapter"] = {"merged": self.adapter.to_dict()}
+        for n, p in self.named_parameters():
+            p.requires_grad_(n not in self._base_frozen)
+        self.adapter, self.loaded_from = None, None
+        return self
+
+    def merged(self) -> "ZooModel":
+        """A plain copy with the adapter folded in; this model keeps its adapter."""
+        import copy
+
+        tokenizer, self.tokenizer = self.tokenizer, None
+        try:
+            twin = copy.deepcopy(self)
+        finally:
+            self.tokenizer = tokenizer
+        twin.tokenizer = tokenizer
+        return twin.merge_adapter()
 
     def extra_repr(self) -> str:
         s = self.spec
         return f"encoder={s.encoder.ref}, attention={s.attention.ref}, head={s.head.ref}, task={s.task.ref}"
+
+
+def _apply_adapter(model: ZooModel, part: Part, options: dict[str, Any]) -> None:
+    from .adapters import attach
+
+    model._base_keys, model._base_frozen = attach(model, part.load(), part.name, options)
 
 
 def _resolve(kind: str, ref: str) -> Part:
@@ -222,9 +304,13 @@ def load_model(path: str | Path) -> ZooModel:
     """
     path = Path(path)
     spec = ModelSpec.read(path)
-    weights = path / WEIGHTS_NAME
-    model = assemble_checked(spec, read_header(weights), str(path / CONFIG_NAME), weights)
-    load_weights(model, weights)
+    if (path / ADAPTER_CONFIG_NAME).is_file():
+        model = _load_adapter_dir(path, spec)
+    else:
+        weights = path / WEIGHTS_NAME
+        model = assemble_checked(spec, read_header(weights), str(path / CONFIG_NAME), weights)
+        load_weights(model, weights)
+        model.loaded_from = path.resolve()
     if (path / TOKENIZER_NAME).is_file():
         from .tokenizer import load_tokenizer
 
@@ -233,10 +319,50 @@ def load_model(path: str | Path) -> ZooModel:
     return model
 
 
+def _load_adapter_dir(path: Path, spec: ModelSpec) -> ZooModel:
+    """An adapter directory: its base model, the adapter on it, and the adapter's and the head's tensors."""
+    from safetensors.torch import load_file
+
+    from .adapters import AdapterSpec
+
+    weights = path / ADAPTER_WEIGHTS_NAME
+    model = adapted_model(spec, AdapterSpec.read(path), read_header(weights), str(path / ADAPTER_CONFIG_NAME), weights)
+    model.load_trained_state_dict(load_file(str(weights)))
+    return model
+
+
+def adapted_model(spec: ModelSpec, adapter: Any, header: dict[str, tuple[tuple[int, ...], str]], source: str,
+                  weights: Path | str) -> ZooModel:
+    """The model of ``spec`` with its base's encoder weights and ``adapter`` (an AdapterSpec) on it; ``header``
+    describes the adapter's and the head's tensors, still to be loaded. A different base is one error."""
+    from safetensors import safe_open
+
+    from .adapters import weights_digest
+
+    base = Path(adapter.base) / WEIGHTS_NAME
+    if not base.is_file():
+        raise ZooError(f"{source}: its base model {adapter.base} is missing; the adapter loads only onto the base "
+                       "it was trained on")
+    digest = weights_digest(base)
+    if digest != adapter.base_sha256:
+        raise ZooError(f"{source}: the adapter was trained on a base with weights sha256 {adapter.base_sha256[:12]}…, "
+                       f"but {base} has {digest[:12]}…; it loads only onto the base it was trained on")
+    base_header = {k: v for k, v in read_header(base).items() if k.startswith("encoder.")}
+    part = _resolve_recorded("adapter", adapter.adapter, source)
+    options = part_options(part, adapter.adapter.options)
+    model = assemble_checked(spec, {**base_header, **header}, source, weights,
+                             adapt=lambda m: _apply_adapter(m, part, options))
+    with safe_open(str(base), framework="pt") as f:
+        model.load_state_dict({k: f.get_tensor(k) for k in base_header}, strict=False)
+    model.adapter = adapter
+    return model
+
+
 def assemble_checked(spec: ModelSpec, header: dict[str, tuple[tuple[int, ...], str]], source: str,
-                     weights: Path | str) -> ZooModel:
+                     weights: Path | str, adapt: Callable[[ZooModel], None] | None = None) -> ZooModel:
     """A fresh model for ``spec``, once its parts, options and every tensor's name, shape and dtype have
-    been checked against the weights' ``header`` on the meta device (so nothing huge is allocated)."""
+    been checked against the weights' ``header`` on the meta device (so nothing huge is allocated).
+    ``adapt`` (an adapter's application) changes the model before the check and before it is returned."""
     if spec.task is None:  # a version-1 directory: its task is the one its head serves
         head = _resolve_recorded("head", spec.head, source)
         task = served_task(head)
@@ -249,8 +375,14 @@ def assemble_checked(spec: ModelSpec, header: dict[str, tuple[tuple[int, ...], s
         raise ZooError(f"{source}: num_layers is {spec.sizes['num_layers']} but the weights hold only "
                        f"{len(header)} tensors")
     with torch.device("meta"):
-        check_tensors(assemble(spec, parts).state_dict(), header, Path(weights))
-    return assemble(spec, parts)
+        meta = assemble(spec, parts)
+        if adapt is not None:
+            adapt(meta)
+        check_tensors(meta.state_dict(), header, Path(weights))
+    model = assemble(spec, parts)
+    if adapt is not None:
+        adapt(model)
+    return model
 
 
 def check_labels(spec: ModelSpec, labels: list[str] | None, source: str) -> None:
@@ -259,56 +391,6 @@ def check_labels(spec: ModelSpec, labels: list[str] | None, source: str) -> None
 
     if labels is not None and load_task(spec.task).num_outputs is None and len(labels) != spec.sizes["num_labels"]:
         raise ZooError(f"{source}: {len(labels)} labels but num_labels is {spec.sizes['num_labels']}")
-
-
-def read_header(file: Path) -> dict[str, tuple[tuple[int, ...], str]]:
-    """{tensor name: (shape, dtype)} from a safetensors header, without reading the data."""
-    from safetensors import SafetensorError, safe_open
-
-    if not file.is_file():
-        raise ZooError(f"{file}: missing weights file")
-    try:
-        with safe_open(str(file), framework="pt") as f:
-            return {k: (tuple(f.get_slice(k).get_shape()), f.get_slice(k).get_dtype()) for k in f.keys()}
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise ZooError(f"{file}: not a valid safetensors file ({exc})") from None
-
-
-_SAFETENSORS_DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64",
-                       torch.int64: "I64", torch.int32: "I32", torch.bool: "BOOL", torch.uint8: "U8"}
-
-
-def check_tensors(expected: dict[str, Tensor], header: dict[str, tuple[tuple[int, ...], str | None]],
-                  file: Path | str, context: str = "") -> None:
-    """Names, shapes and dtypes (None in ``header``: any) must match exactly; the message names the file, the
-    first bad tensor and ``context``. The one check for model directories, training checkpoints and imports."""
-    then = f"; {context}" if context else ""
-    missing = sorted(expected.keys() - header.keys())
-    unexpected = sorted(header.keys() - expected.keys())
-    for problem, names in (("missing", missing), ("unexpected", unexpected)):
-        if names:
-            more = f" and {len(names) - 1} more" if len(names) > 1 else ""
-            raise ZooError(f"{file}: {problem} tensor '{names[0]}'{more}{then}")
-    for key, want in expected.items():
-        shape, dtype = header[key]
-        if shape != tuple(want.shape):
-            raise ZooError(f"{file}: tensor '{key}' has shape {shape}, expected {tuple(want.shape)}{then}")
-        if dtype is not None and dtype != _SAFETENSORS_DTYPES.get(want.dtype, str(want.dtype)):
-            raise ZooError(f"{file}: tensor '{key}' has dtype {dtype}, expected "
-                           f"{_SAFETENSORS_DTYPES.get(want.dtype, want.dtype)}{then}")
-
-
-def load_weights(model: nn.Module, file: Path) -> None:
-    """Load safetensors weights strictly into ``model``."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    check_tensors(model.state_dict(), read_header(file), file)
-    try:
-        state = load_file(str(file))
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise ZooError(f"{file}: not a valid safetensors file ({exc})") from None
-    model.load_state_dict(state, strict=True)
 
 
 def summary(model: ZooModel, path: Path | None = None) -> dict[str, Any]:

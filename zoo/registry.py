@@ -14,6 +14,7 @@ HOOKS = {
     "head": "register_heads",
     "task": "register_tasks",
     "importer": "register_importers",
+    "adapter": "register_adapters",
 }
 KINDS = tuple(HOOKS)
 MODEL_PARTS = ("encoder", "attention", "head", "task")  # what config.json records for a model

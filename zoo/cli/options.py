@@ -20,20 +20,23 @@ def parse_value(text: str) -> Any:
         return text
 
 
-def parse_settings(items: tuple[str, ...]) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+def parse_settings(items: tuple[str, ...], kinds: tuple[str, ...] = PART_KINDS,
+                   sizes_allowed: bool = True) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     """``--set`` items: 'attention.num_kv_heads=2' is a part option, 'd_model=128' a size."""
     sizes: dict[str, Any] = {}
-    parts: dict[str, dict[str, Any]] = {k: {} for k in PART_KINDS}
+    parts: dict[str, dict[str, Any]] = {k: {} for k in kinds}
     for item in items:
         key, eq, value = item.partition("=")
         if not eq or not key:
             raise ZooError(f"--set expects KEY=VALUE (e.g. attention.num_kv_heads=2), got '{item}'")
         kind, dot, option = key.partition(".")
         if dot:
-            if kind not in PART_KINDS:
-                raise ZooError(f"--set {key}: unknown prefix '{kind}'{did_you_mean(kind, PART_KINDS) or ';'} "
-                               f"the prefix must be one of {', '.join(PART_KINDS)}")
+            if kind not in kinds:
+                raise ZooError(f"--set {key}: unknown prefix '{kind}'{did_you_mean(kind, kinds) or ';'} "
+                               f"the prefix must be one of {', '.join(kinds)}")
             parts[kind][option] = parse_value(value)
+        elif not sizes_allowed:
+            raise ZooError(f"--set {key}: expected {' or '.join(f'{k}.OPTION' for k in kinds)}=VALUE")
         else:
             sizes[key] = parse_value(value)
     return sizes, parts

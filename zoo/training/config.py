@@ -11,6 +11,7 @@ from zoo.errors import ZooError
 
 PRETRAINED_LR = 1e-4  # MiniLM-sized checkpoints; measured on the tweets (bench/finetune.py)
 SCRATCH_LR = 1e-3     # a small model with fresh weights
+ADAPTER_LR = 5e-4     # an adapter (LoRA) over a pretrained base: the usual higher rate (not yet benchmarked here)
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
@@ -25,7 +26,7 @@ class TrainConfig:
     epochs: int = option(3, "Passes over the training data.")
     batch_size: int = option(32, "Samples per optimizer step, over all processes and accumulation steps.")
     lr: Optional[float] = option(None, f"Peak learning rate [default: {PRETRAINED_LR:g} pretrained, "
-                                       f"{SCRATCH_LR:g} from scratch].")
+                                       f"{SCRATCH_LR:g} from scratch, {ADAPTER_LR:g} with --adapter].")
     warmup_ratio: float = option(0.1, "Share of all steps with a linear warm-up from 0.")
     weight_decay: float = option(0.01, "AdamW decay on weight matrices; none on biases and norms.")
     max_grad_norm: float = option(1.0, "Gradient clipping; 0 turns it off.")
@@ -45,6 +46,11 @@ class TrainConfig:
     tensorboard: Optional[str] = option(None, "Write TensorBoard event files (loss, lr, tokens/s, eval "
                                               "metrics) to this directory (the reports extra).")
     curves: bool = option(True, "Write curves.png (loss per step, eval metrics per epoch; the reports extra).")
+    adapter: Optional[str] = option(None, "Train only this adapter (lora) and the head over MODEL, a zoo model "
+                                          "directory; the output is a small adapter directory. Options: --set "
+                                          "adapter.r=8.")
+    adapter_options: Optional[dict] = option(None, "The adapter's options (r, alpha, dropout, targets for lora).",
+                                             cli=False)
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "grad_accum", "max_length", "mega_batches", "eval_batch_size",
@@ -60,6 +66,10 @@ class TrainConfig:
             raise ZooError("weight-decay and max-grad-norm must not be negative")
         if self.patience is not None and self.patience < 1:
             raise ZooError(f"patience must be a positive integer, got {self.patience}")
+        if self.adapter_options is not None and not isinstance(self.adapter_options, dict):
+            raise ZooError(f"adapter_options must be a dict, got {self.adapter_options!r}")
+        if self.adapter_options and not self.adapter:
+            raise ZooError("adapter options were given without --adapter")
         if self.precision not in PRECISIONS:
             raise ZooError(f"precision must be auto, fp32, bf16 or fp16, got '{self.precision}'")
 

@@ -24,7 +24,7 @@ from zoo.tokenizer import ids_of, pad_id
 
 from .batching import Collate, epoch_batches, micro_batch, without_duplicates
 from .board import Board
-from .config import PRETRAINED_LR, SCRATCH_LR, TrainConfig
+from .config import ADAPTER_LR, PRETRAINED_LR, SCRATCH_LR, TrainConfig
 from .loggers import Curves, Logger, MetricsFile, StepCallback
 from .optim import lr_factor, make_optimizer, set_lr, warmup_steps
 from .prepare import ensure_tokenizer, fit_labels, lengths, load_start_model, max_length
@@ -147,9 +147,12 @@ class FineTuneRecipe:
         cfg = self.config
         if saved is None:
             torch.manual_seed(cfg.seed + self.env.rank)
+            if cfg.adapter and self.model.adapter is None:  # wrapped before the optimizer sees its parameters
+                self.model.add_adapter(cfg.adapter, **(cfg.adapter_options or {}))
         self.model.to(self.device).train()
         self.progress.note(f"zoo: precision {self.precision} ({D.isa(self.device, self.precision)})")
-        self.base_lr = cfg.lr or (PRETRAINED_LR if "source" in self.model.spec.extra else SCRATCH_LR)
+        self.base_lr = cfg.lr or (ADAPTER_LR if self.model.adapter is not None else
+                                  PRETRAINED_LR if "source" in self.model.spec.extra else SCRATCH_LR)
         self.optimizer = make_optimizer(self.model, self.base_lr, cfg.weight_decay, self.device)
         self.steps_per_epoch = math.ceil(len(self.train_ids) / cfg.batch_size)
         self.total_steps = cfg.epochs * self.steps_per_epoch
@@ -373,6 +376,8 @@ class FineTuneRecipe:
         info = {"position": self.state.to_dict(), "config": self.config.to_dict(),
                 "spec": self.model.spec.to_dict(), "tokenizer": self.model.tokenizer.to_str(),
                 "labels": self.names or None}
+        if self.model.adapter is not None:  # the checkpoint holds the adapter and head only, over this base
+            info["adapter"] = self.model.adapter.to_dict()
         save_state(self.output / STATE_NAME, self.model, self.optimizer, info)
 
     def cleanup(self) -> None:

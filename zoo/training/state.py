@@ -40,7 +40,8 @@ class TrainState:
 def save_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, info: dict[str, Any]) -> None:
     from safetensors.torch import save_file
 
-    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    trained = getattr(model, "trained_state_dict", model.state_dict)()  # an adapter run: adapter and head only
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in trained.items()}
     optim = optimizer.state_dict()
     for index, slots in optim["state"].items():
         for name, value in slots.items():
@@ -105,13 +106,17 @@ def model_from_state(path: Path, tensors: dict[str, torch.Tensor], info: dict[st
     against the saved tensors on the meta device before any memory is allocated for it."""
     from tokenizers import Tokenizer
 
-    from zoo.model import _SAFETENSORS_DTYPES, assemble_checked, check_labels
+    from zoo.adapters import AdapterSpec
+    from zoo.model import _SAFETENSORS_DTYPES, adapted_model, assemble_checked, check_labels
     from zoo.spec import ModelSpec
 
     spec = ModelSpec.from_dict(info["spec"], str(path))
     weights = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     header = {k: (tuple(v.shape), _SAFETENSORS_DTYPES.get(v.dtype, str(v.dtype))) for k, v in weights.items()}
-    model = assemble_checked(spec, header, str(path), path)
+    if info.get("adapter") is not None:  # an adapter run: its base model from disk, then the adapter on it
+        model = adapted_model(spec, AdapterSpec.from_dict(info["adapter"], str(path)), header, str(path), path)
+    else:
+        model = assemble_checked(spec, header, str(path), path)
     try:
         model.tokenizer = Tokenizer.from_str(info["tokenizer"])
     except Exception as exc:  # tokenizers raises its own exception type
@@ -128,7 +133,8 @@ def model_from_state(path: Path, tensors: dict[str, torch.Tensor], info: dict[st
 def restore(tensors: dict[str, torch.Tensor], info: dict[str, Any], model: torch.nn.Module,
             optimizer: torch.optim.Optimizer) -> None:
     """Weights, optimizer moments and RNG state as they were when the state was saved."""
-    model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
+    state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    getattr(model, "load_trained_state_dict", model.load_state_dict)(state)
     params = [p for group in optimizer.param_groups for p in group["params"]]
     slots: dict[int, dict[str, torch.Tensor]] = {}
     for key, value in tensors.items():
