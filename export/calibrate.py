@@ -39,8 +39,8 @@ class _Reader:
             full_ids[i, :len(row)], full_mask[i, :len(mask)] = row, mask
         rows = min(rows, len(ids))
         count = max(1, len(ids) // rows)
-        self.feeds = iter([{"input_ids": full_ids[i * rows:(i + 1) * rows], "attention_mask": full_mask[i * rows:(i + 1) * rows]}
-                           for i in range(count)])
+        self.feeds = iter([{"input_ids": full_ids[i * rows:(i + 1) * rows],
+                            "attention_mask": full_mask[i * rows:(i + 1) * rows]} for i in range(count)])
 
     def get_next(self):
         return next(self.feeds, None)

@@ -226,7 +226,8 @@ def _held_out(model, tokenizer, texts, sizes, pad: int):
     check = [t for i, t in enumerate(texts) if i % CALIBRATION_SHARE or i // CALIBRATION_SHARE >= MAX_CALIBRATION_ROWS]
     if not check:  # a single text: it does both
         check = calibration
-    return (text_batches(tokenizer, check, sizes["max_length"]), text_batches(tokenizer, calibration, sizes["max_length"]),
+    longest = sizes["max_length"]
+    return (text_batches(tokenizer, check, longest), text_batches(tokenizer, calibration, longest),
             f"{source}: {len(calibration)} calibrate, {len(check)} check agreement")
 
 

@@ -3,8 +3,9 @@ quantisation hurts most in fp32, a few more at a time, until it does.
 
 A node's sensitivity is the int8 logit error (relative to the logits' spread, on the calibration batches)
 with every quantisable node in int8 except that one: the more it falls, the more that node's int8 costs.
-Embedding lookups that help go first (fp32 costs them file size, not time); then nodes are kept fp32 in that order, 1, 2, 3, 4, 6, 8, 11, ... at a time (at most half of them), so the first
-passing set is close to the smallest, and each step costs one quantisation and one check.
+Embedding lookups that help go first (fp32 costs them file size, not time); then nodes are kept fp32 in
+that order, 1, 2, 3, 4, 6, 8, 11, ... at a time (at most half of them), so the first passing set is close
+to the smallest, and each step costs one quantisation and one check.
 """
 from __future__ import annotations
 

@@ -26,7 +26,8 @@ def demo(output, samples, epochs, seed, overwrite, as_json):
         return
     t, q, lat, size = summary["test"], summary["test_int8"], summary["latency_ms"], summary["sizes_mb"]
     parity, int8 = summary["parity_fp32"], summary["int8"]
-    verdict = "ok" if int8["passed"] else f"below the {int8['min_agreement']:.0%} bar: serve fp32"
+    verdict = (f"{int8['method']}: int8 is served" if int8["passed"]
+               else f"below the {int8['min_agreement']:.0%} bar: fp32 is served")
     click.echo("")
     click.echo(f"zoo demo: all-MiniLM-L6-v2 fine-tuned on {summary['train_rows']} real tweets "
                f"in {summary['train_seconds']:.0f} s")
@@ -39,7 +40,7 @@ def demo(output, samples, epochs, seed, overwrite, as_json):
                f"ONNX int8 {lat['onnx_int8']:.1f} ms   (median, tokenising included)")
     click.echo(f"  file size           ONNX fp32 {size['onnx_fp32']:.1f} MB   ONNX int8 {size['onnx_int8']:.1f} MB "
                f"({int8['size_ratio']:.0%})")
-    click.echo("  predictions (onnxruntime, int8):")
+    click.echo(f"  predictions (onnxruntime, {'int8' if int8['passed'] else 'fp32'}):")
     for row in summary["predictions"]:
         click.echo(f"    {row['label']:<9} {row['probability']:.2f}  {row['text']}")
     if summary["report"]:
