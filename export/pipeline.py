@@ -261,12 +261,10 @@ def _note_int8(section: dict[str, Any], failures: list[str], log) -> None:
     summary = (f"int8 ({section['method']}{kept}): predictions agree with fp32 on {section['agreement']:.2%} of "
                f"{section['compared']} ({section['rule']}), logit error {section['logit_error']:.1%} of their spread")
     if section["measure"] == "logit_error":
-        log(f"int8: the head is untrained, so agreement means little; judged by logit error "
-            f"(at most {section['max_logit_error']:.0%} of the logits' spread)")
+        log("int8: the head is untrained (no training recorded), so its near-tie predictions say little; "
+            "kept without the agreement check, judge it by the logit error")
     if section["passed"]:
         log(f"{summary}; {section['size_ratio']:.0%} of the fp32 size")
-    elif section["measure"] == "logit_error":
-        failures.append(f"{summary}, above the {section['max_logit_error']:.0%} allowed for an untrained head")
     else:
         failures.append(f"{summary}: no method reaches the required {section['min_agreement']:.0%} "
                         f"(--min-agreement), even with nodes kept fp32")
