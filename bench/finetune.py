@@ -95,17 +95,22 @@ def export_accuracy(model_dir: Path, train, test, threads: int) -> dict:
     from zoo.export.runtime import OnnxModel
 
     out = model_dir.parent / "export"
-    export_model(load_model(model_dir), out, quantize="int8", calibration_texts=[t for t, _ in train[-500:]],
-                 min_agreement=0.0, overwrite=True)
-    result = {}
+    # int8 as a user gets it by default (calibrated on the training data the model directory records, checked
+    # against the 99% bar); kept even when it misses the bar, so its accuracy is reported either way.
+    manifest = export_model(load_model(model_dir), out, quantize="int8", allow_mismatch=True, overwrite=True)
+    result, predicted = {}, {}
     for name, file in (("onnx_fp32", "model.onnx"), ("onnx_int8", "model.int8.onnx")):
-        served = OnnxModel(out, file=file, threads=threads)
+        served = OnnxModel(out, file=file, threads=threads, warn=False)
         labels = served.labels
-        predicted = []
+        predicted[name] = []
         for i in range(0, len(test), 64):
             ids, mask = served.encode([t for t, _ in test[i:i + 64]])
-            predicted += served.logits(ids, mask).argmax(-1).tolist()
-        result[name] = scores([labels.index(y) for _, y in test], predicted, labels)
+            predicted[name] += served.logits(ids, mask).argmax(-1).tolist()
+        result[name] = scores([labels.index(y) for _, y in test], predicted[name], labels)
+    int8 = manifest["int8"]
+    result["int8"] = {"method": int8["method"], "passed": int8["passed"], "fp32_nodes": len(int8["fp32_nodes"]),
+                      "check_agreement": int8["agreement"], "test_agreement": float(
+                          np.mean(np.array(predicted["onnx_int8"]) == np.array(predicted["onnx_fp32"])))}
     return result
 
 
@@ -262,8 +267,12 @@ def main() -> None:
           f"{t['train_seconds'] / z['train_seconds']:.2f}x | {t['wall_seconds'] / z['wall_seconds']:.2f}x | "
           f"{z['peak_rss_mib'] / t['peak_rss_mib']:.2f} |")
     print(f"| TF-IDF + linear SVM | {baseline['accuracy']:.4f} | {baseline['macro_f1']:.4f} | | | | |")
-    for name, m in exported.items():
+    for name in ("onnx_fp32", "onnx_int8"):
+        m = exported[name]
         print(f"| zoo export, {name.replace('_', ' ')} | {m['accuracy']:.4f} | {m['macro_f1']:.4f} | | | | |")
+    q = exported["int8"]
+    print(f"\nint8: {q['method']} ({q['fp32_nodes']} nodes kept fp32), agrees with fp32 on {q['test_agreement']:.1%} "
+          f"of the test texts ({q['check_agreement']:.1%} on the export's own check)")
     print(f"\nwrote {args.output}")
 
 

@@ -1,13 +1,15 @@
-"""Dynamic int8 quantisation with onnxruntime, checked by how often its predictions agree with fp32.
+"""int8 quantisation with onnxruntime, judged by how often its predictions agree with fp32.
 
-Weights of MatMul/Gather (embeddings) become int8; activations are quantised on the fly. Per-channel
-scales are tried first (they usually keep more accuracy); per-tensor is the fallback when per-channel
-fails or agrees less.
+Several methods are tried on the same graph (``METHODS``, fastest first): dynamic quantisation (activations
+quantised on the fly at each call) and static QDQ with ranges calibrated on real text (``calibrate.py``),
+all with int8 weights per output channel. The first that meets the agreement bar is kept. When none does,
+the best one gets mixed precision: the nodes whose quantisation hurts most stay fp32, one more at a time,
+until the bar holds (``sensitivity.py``); the report lists them and why.
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -22,47 +24,167 @@ def agreement(run_a: Callable, run_b: Callable, batches: Batches, task) -> dict[
     return task.agreement([(run_a(ids, mask), run_b(ids, mask), mask) for ids, mask in batches])
 
 
-def quantize_int8(source: Path, target: Path, *, per_channel: bool) -> None:
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+# Fastest first (bench/NOTES.md): the first that meets the bar is kept. "+outliers": the few outlier input
+# channels of each MatMul are multiplied in fp32 beside the int8 product (outliers.py).
+METHODS = ("dynamic", "dynamic+outliers", "static-minmax+outliers", "static-percentile+outliers",
+           "static-entropy+outliers")
+# Embedding tables smaller than this (positions, token types) stay fp32: int8 saves little there, and on
+# fine-tuned MiniLM the position table alone moved 0.5% of held-out predictions (bench/NOTES.md).
+SMALL_TABLE = 1 << 20
+# An untrained head's predictions are near-ties, so argmax agreement says little about int8 there, and its
+# logits vary so little across texts that their relative error is no fair gate either (pretrained MiniLM with
+# a fresh cls + pooler head: 10.5% even with 11 nodes fp32). Such a model gets the first method, ungated, and
+# the report gives its logit error.
 
-    with quiet():
-        quantize_dynamic(str(source), str(target), per_channel=per_channel, weight_type=QuantType.QInt8)
+
+def logit_error(run_a: Callable, run_b: Callable, batches: Batches) -> float:
+    """Mean |a - b| over the standard deviation of a's logits across the texts (0: identical)."""
+    a, b = [], []
+    for ids, mask in batches:
+        a.append(run_a(ids, mask).reshape(len(ids), -1))
+        b.append(run_b(ids, mask).reshape(len(ids), -1))
+    if not a or any(x.shape[1] != a[0].shape[1] for x in a):  # per-token logits of varying length
+        a, b = [x.reshape(-1, 1) for x in a], [x.reshape(-1, 1) for x in b]
+    fa, fb = np.concatenate(a), np.concatenate(b)
+    return float(np.abs(fa - fb).mean() / max(float(fa.std(axis=0).mean()), 1e-6))
+
+
+def quantize_int8(source: Path, target: Path, method: str = "dynamic", *, calibration: Batches | None = None,
+                  exclude: Sequence[str] = ()) -> None:
+    """Write ``source`` quantised with ``method`` (its "+outliers" suffix is ignored here: ``source`` is
+    already split), leaving the nodes named in ``exclude`` and the fp32 outlier products in fp32."""
+    import onnx
+
+    from .outliers import MARK
+
+    graph = onnx.load(str(source), load_external_data=False).graph
+    small = {i.name for i in graph.initializer if int(np.prod(i.dims)) < SMALL_TABLE}
+    exclude = [*exclude, *(n.name for n in graph.node if MARK in n.name
+                           or (n.op_type == "Gather" and n.input[0] in small))]
+    kind = method.removesuffix("+outliers")
+    if kind == "dynamic":
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        with quiet():
+            quantize_dynamic(str(source), str(target), per_channel=True, weight_type=QuantType.QInt8,
+                             nodes_to_exclude=exclude)
+        return
+    from .calibrate import quantize_static_qdq
+
+    quantize_static_qdq(source, target, calibration, kind.removeprefix("static-"), exclude=exclude)
 
 
 def best_int8(source: Path, target: Path, fp32_run: Callable, make_run: Callable[[Path], Callable],
-              batches: Batches, task, min_agreement: float) -> dict[str, Any]:
-    """Quantise per-channel, and per-tensor too unless per-channel already reaches ``min_agreement``;
-    keep the variant that agrees more. Returns the report (agreement, sizes, the variant kept)."""
-    tried: list[dict[str, Any]] = []
-    best: dict[str, Any] | None = None
-    for per_channel in (True, False):
-        candidate = target.with_name(f".{'channel' if per_channel else 'tensor'}.{target.name}")
-        try:
-            quantize_int8(source, candidate, per_channel=per_channel)
-            result = {"per_channel": per_channel, **agreement(fp32_run, make_run(candidate), batches, task)}
-        except Exception as exc:
-            tried.append({"per_channel": per_channel, "error": f"{type(exc).__name__}: {exc}"})
-            candidate.unlink(missing_ok=True)
-            continue
-        tried.append(result)
-        if best is None or result["agreement"] > best["agreement"]:
-            if best is not None:
-                best["file"].unlink(missing_ok=True)
-            best = {**result, "file": candidate}
-        else:
-            candidate.unlink(missing_ok=True)
-        if best["agreement"] >= min_agreement:
+              batches: Batches, task, min_agreement: float, *, calibration: Batches | None = None,
+              methods: Sequence[str] = METHODS, trained: bool = True) -> dict[str, Any]:
+    """Quantise ``source`` into ``target`` with the first of ``methods`` that meets ``min_agreement`` on
+    ``batches`` (or, when none does, the best one with its most harmful nodes kept fp32); returns the report.
+    ``calibration``: the batches static ranges and sensitivities come from (default ``batches``).
+    ``trained=False``: an untrained head: the first method is kept without a gate (see above)."""
+    from zoo.errors import unknown
+
+    from .sensitivity import keep_fp32
+
+    for method in methods:
+        if method not in METHODS:
+            raise unknown("int8 method", method, METHODS)
+    calibration = calibration or batches
+    work = _Trials(source, target, fp32_run, make_run, batches, calibration, task, min_agreement, trained)
+    for method in methods:
+        if work.attempt(method).get("passed"):
             break
+    best = work.best()
     if best is None:
-        raise RuntimeError("int8 quantisation failed: " + "; ".join(t["error"] for t in tried))
-    best["file"].replace(target)
-    size, fp32_size = target.stat().st_size, source.stat().st_size
-    return {
-        "file": target.name, "per_channel": best["per_channel"], "agreement": best["agreement"],
-        "compared": best["compared"], "rule": best["rule"], "min_agreement": min_agreement,
-        "passed": best["agreement"] >= min_agreement, "bytes": size, "fp32_bytes": fp32_size,
-        "size_ratio": size / fp32_size, "tried": tried,
-    }
+        raise RuntimeError("int8 quantisation failed: " + "; ".join(t["error"] for t in work.tried))
+    for start in ([] if best["passed"] else work.starting_points()):
+        if keep_fp32(work, start):
+            break
+    return work.finish(work.best())
+
+
+class _Trials:
+    """Quantisations tried so far: each one's file and its score against fp32 on the held-out batches."""
+
+    def __init__(self, source, target, fp32_run, make_run, batches, calibration, task, min_agreement, trained):
+        self.source, self.target, self.fp32_run, self.make_run = source, target, fp32_run, make_run
+        self.batches, self.calibration, self.task = batches, calibration, task
+        self.min_agreement, self.trained = min_agreement, trained
+        self.tried: list[dict[str, Any]] = []
+        self.files: dict[int, Path] = {}
+        self.outlier_channels: dict[str, list[int]] = {}
+
+    def graph(self, method: str) -> Path:
+        """The fp32 graph ``method`` quantises: ``source``, or for "+outliers" its split form (made once)."""
+        if not method.endswith("+outliers"):
+            return self.source
+        split = self.target.with_name(f".outliers.{self.target.name}")
+        if not split.exists():
+            from .outliers import channel_maxima, split_outliers
+
+            self.outlier_channels = split_outliers(self.source, split, channel_maxima(self.source, self.calibration))
+        return split
+
+    def quantize(self, method: str, path: Path, exclude: Sequence[str] = ()) -> None:
+        quantize_int8(self.graph(method), path, method, calibration=self.calibration, exclude=exclude)
+
+    def attempt(self, method: str, exclude: Sequence[str] = ()) -> dict[str, Any]:
+        path = self.target.with_name(f".{len(self.tried)}.{self.target.name}")
+        try:
+            self.quantize(method, path, exclude)
+            run = self.make_run(path)
+            result = {"method": method, "fp32_nodes": list(exclude),
+                      **agreement(self.fp32_run, run, self.batches, self.task),
+                      "logit_error": logit_error(self.fp32_run, run, self.batches)}
+        except Exception as exc:
+            path.unlink(missing_ok=True)
+            result = {"method": method, "fp32_nodes": list(exclude), "error": f"{type(exc).__name__}: {exc}"}
+            self.tried.append(result)
+            return result
+        # no bar (or an untrained head, see above): the first method is kept
+        result["passed"] = self.min_agreement <= 0 or not self.trained or result["agreement"] >= self.min_agreement
+        self.files[len(self.tried)] = path
+        self.tried.append(result)
+        return result
+
+    def score(self, result: dict[str, Any]) -> tuple:
+        """Passing first, then (among passing) fewer fp32 nodes, then agreement."""
+        return (result["passed"], -len(result["fp32_nodes"]) if result["passed"] else 0, result["agreement"])
+
+    def starting_points(self) -> list[dict[str, Any]]:
+        """For mixed precision: the best-agreeing dynamic method, then the best static one (slower: the
+        attention stays fp32 and every quantised input is a separate node; bench/NOTES.md)."""
+        out = []
+        for family in ("dynamic", "static"):
+            done = [r for r in self.tried if "error" not in r and r["method"].startswith(family)]
+            if done:
+                out.append(max(done, key=self.score))
+        return out
+
+    def best(self) -> dict[str, Any] | None:
+        done = [r for r in self.tried if "error" not in r]
+        return max(done, key=self.score) if done else None
+
+    def finish(self, best: dict[str, Any]) -> dict[str, Any]:
+        from .plain import guard_layer_norm_adds
+
+        chosen = self.tried.index(best)
+        self.files.pop(chosen).replace(self.target)
+        for path in [*self.files.values(), self.target.with_name(f".outliers.{self.target.name}")]:
+            path.unlink(missing_ok=True)
+        guarded = guard_layer_norm_adds(self.target)
+        size, fp32_size = self.target.stat().st_size, self.source.stat().st_size
+        measure = "agreement" if self.trained else "logit_error"
+        return {
+            "file": self.target.name, "method": best["method"], "per_channel": True,
+            "agreement": best["agreement"], "compared": best["compared"], "rule": best["rule"],
+            "logit_error": best["logit_error"], "measure": measure, "min_agreement": self.min_agreement,
+            "passed": best["passed"], "fp32_nodes": best.get("why", []),
+            "outlier_channels": self.outlier_channels if best["method"].endswith("+outliers") else {},
+            # the file needs no session options: Add -> LayerNormalization is written as Sum (plain.py)
+            "session_options": {}, "layer_norm_sums": guarded, "bytes": size, "fp32_bytes": fp32_size,
+            "size_ratio": size / fp32_size, "calibration_rows": sum(len(ids) for ids, _ in self.calibration),
+            "tried": [{k: v for k, v in t.items() if k not in ("why", "rule")} for t in self.tried],
+        }
 
 
 def generated_batches(vocab_size: int, max_length: int, pad_id: int, rows: int = 256, batch: int = 32,

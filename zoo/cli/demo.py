@@ -32,7 +32,8 @@ def demo(output, samples, epochs, seed, overwrite, as_json, threads):
         return
     t, q, lat, size = summary["test"], summary["test_int8"], summary["latency_ms"], summary["sizes_mb"]
     parity, int8 = summary["parity_fp32"], summary["int8"]
-    verdict = "ok" if int8["passed"] else f"below the {int8['min_agreement']:.0%} bar: serve fp32"
+    verdict = (f"{int8['method']}: int8 is served" if int8["passed"]
+               else f"below the {int8['min_agreement']:.0%} bar: fp32 is served")
     click.echo("")
     click.echo(f"zoo demo: all-MiniLM-L6-v2 fine-tuned on {summary['train_rows']} real tweets "
                f"in {summary['train_seconds']:.0f} s")

@@ -19,9 +19,10 @@ CALIBRATION_ROWS = 1000  # the held-out sample for int8 agreement is at most thi
 @click.option("--atol", type=float, default=1e-4, show_default=True, help="Parity: absolute tolerance.")
 @click.option("--rtol", type=float, default=1e-3, show_default=True, help="Parity: relative tolerance.")
 @click.option("--optimize", is_flag=True, help="Save onnxruntime-optimised graph (BERT fusions) offline.")
-@click.option("--quantize", default=None, metavar="int8", help="Dynamic int8 quantisation, checked against fp32.")
+@click.option("--quantize", default=None, metavar="int8", help="int8: the fastest method whose predictions agree with fp32 (see --min-agreement).")
 @click.option("--calibration-data", type=click.Path(), default=None,
-              help="CSV/TSV/JSONL of held-out texts for the int8 agreement check [default: generated ids].")
+              help="CSV/TSV/JSONL of texts to calibrate int8 (a third) and check its agreement (the rest) "
+                   "[default: the training data recorded in the model directory, else generated ids].")
 @click.option("--text-column", default=None, help="Text column of --calibration-data [default: text].")
 @click.option("--min-agreement", type=float, default=0.99, show_default=True,
               help="Least fraction of int8 predictions that must agree with fp32.")
