@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -21,7 +21,7 @@ from zoo.manager import get_registry
 from zoo.registry import MODEL_PARTS
 
 from . import parity
-from .arguments import check_formats
+from .arguments import PYTHON_NAMES, check_formats
 from .onnx_export import EXPORTERS, ExportFailed, export_onnx
 from .runtime import session_options
 
@@ -34,17 +34,20 @@ def export_model(model, output_dir, *, onnx: bool = True, torchscript: bool = Fa
                  atol: float = 1e-4, rtol: float = 1e-3, optimize: bool = False, quantize: str | None = None,
                  calibration_texts: Sequence[str] | None = None, allow_mismatch: bool = False,
                  min_agreement: float = 0.99, overwrite: bool = False, int8_methods: Sequence[str] | None = None,
-                 log: Callable[[str], None] | None = None) -> dict[str, Any]:
+                 log: Callable[[str], None] | None = None,
+                 argument_names: Mapping[str, str] = PYTHON_NAMES) -> dict[str, Any]:
     """Export ``model`` (a ZooModel) to ``output_dir`` and return the manifest.
 
     Raises ExportMismatch (exit code 1) when an export differs from the eager model beyond
     ``atol + rtol·|eager|`` on a probe shape, or int8 agrees with fp32 on fewer than ``min_agreement``
     of the predictions; ``allow_mismatch`` keeps the files anyway and records the failure.
     ``int8_methods``: the int8 methods to try, in order (default: all of export.quantize.METHODS).
+    ``argument_names``: how messages name the arguments (the keywords here; `zoo export` passes its flags).
     """
+    names = argument_names
     log = log or (lambda message: None)
     formats = [f for f, wanted in (("onnx", onnx), ("torchscript", torchscript)) if wanted]
-    _check_arguments(formats, opset, atol, rtol, optimize, quantize, min_agreement)
+    _check_arguments(formats, opset, atol, rtol, optimize, quantize, min_agreement, names)
     if getattr(model, "adapter", None) is not None:  # an adapter directory exports as its merged model
         model = model.merged()
     output = Path(output_dir)
@@ -96,7 +99,7 @@ def export_model(model, output_dir, *, onnx: bool = True, torchscript: bool = Fa
                                          calibration=calibration, trained="training" in model.spec.extra,
                                          **({"methods": tuple(int8_methods)} if int8_methods else {}))
                 manifest["int8"]["texts"] = source_of
-                _note_int8(manifest["int8"], failures, log)
+                _note_int8(manifest["int8"], failures, log, names)
                 if manifest["int8"]["passed"]:
                     manifest["serve"] = INT8_NAME
             if tokenizer is not None:
@@ -107,13 +110,14 @@ def export_model(model, output_dir, *, onnx: bool = True, torchscript: bool = Fa
                                  if not f.name.startswith(".")}
             io.write_json(work / MANIFEST_NAME, manifest)
             if failures and not allow_mismatch:
-                raise ExportMismatch(f"{failures[0]}; nothing was written (--allow-mismatch keeps it anyway)")
+                raise ExportMismatch(f"{failures[0]}; nothing was written ({names['allow_mismatch']} keeps it "
+                                     "anyway)")
             for stray in work.glob(".*"):
                 stray.unlink()
     finally:
         source.train(was_training)
     if failures:
-        log(f"WARNING: kept an export that FAILED its checks (--allow-mismatch): {'; '.join(failures)}")
+        log(f"WARNING: kept an export that FAILED its checks ({names['allow_mismatch']}): {'; '.join(failures)}")
     return manifest
 
 
@@ -269,7 +273,7 @@ def _note(section: dict[str, Any], what: str, failures: list[str], log) -> None:
         log(f"{what}: traced, not scripted: {section['script_error']}")
 
 
-def _note_int8(section: dict[str, Any], failures: list[str], log) -> None:
+def _note_int8(section: dict[str, Any], failures: list[str], log, names: Mapping[str, str]) -> None:
     kept = f", {len(section['fp32_nodes'])} nodes kept fp32" if section["fp32_nodes"] else ""
     summary = (f"int8 ({section['method']}{kept}): predictions agree with fp32 on {section['agreement']:.2%} of "
                f"{section['compared']} ({section['rule']}), logit error {section['logit_error']:.1%} of their spread")
@@ -280,19 +284,19 @@ def _note_int8(section: dict[str, Any], failures: list[str], log) -> None:
         log(f"{summary}; {section['size_ratio']:.0%} of the fp32 size")
     else:
         failures.append(f"{summary}: no method reaches the required {section['min_agreement']:.0%} "
-                        f"(--min-agreement), even with nodes kept fp32")
+                        f"({names['min_agreement']}), even with nodes kept fp32")
 
 
-def _check_arguments(formats, opset, atol, rtol, optimize, quantize, min_agreement) -> None:
-    check_formats("onnx" in formats, "torchscript" in formats, optimize, quantize)
+def _check_arguments(formats, opset, atol, rtol, optimize, quantize, min_agreement, names) -> None:
+    check_formats("onnx" in formats, "torchscript" in formats, optimize, quantize, names)
     if quantize is not None and quantize not in QUANTIZE_CHOICES:
         raise unknown("quantisation", quantize, QUANTIZE_CHOICES)
     if opset is not None and not 7 <= opset <= 23:
-        raise ZooError(f"--opset must be between 7 and 23, got {opset}")
+        raise ZooError(f"{names['opset']} must be between 7 and 23, got {opset}")
     if atol < 0 or rtol < 0:
         raise ZooError(f"tolerances must be >= 0, got atol={atol}, rtol={rtol}")
     if not 0 <= min_agreement <= 1:
-        raise ZooError(f"min_agreement must be in [0, 1], got {min_agreement}")
+        raise ZooError(f"{names['min_agreement']} must be in [0, 1], got {min_agreement}")
 
 
 def _pad_id(tokenizer) -> int:

@@ -15,7 +15,7 @@ from zoo import hookimpl
 from zoo.cli import cli
 from zoo.errors import ExportMismatch, ZooError
 from zoo.export import export_model, parity
-from zoo.model import build_model
+from zoo.model import build_model, load_model
 
 from script_fixtures import FinfoMaxHead
 
@@ -68,6 +68,8 @@ def test_failing_parity_exits_1_and_leaves_no_model(plugin, tmp_path):
     assert line.endswith("; nothing was written (--allow-mismatch keeps it anyway)")
     assert "Traceback" not in result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # no out/, no hidden partial dir
+    with pytest.raises(ExportMismatch, match=r"nothing was written \(allow_mismatch=True keeps it anyway\)$"):
+        export_model(load_model(tmp_path / "model"), tmp_path / "py", onnx=True)
 
 
 def test_allow_mismatch_keeps_the_export_and_records_the_failure(plugin, tmp_path, capsys):
@@ -201,8 +203,11 @@ def test_bad_arguments_are_one_line_errors(tmp_path):
     model = build_model("transformer", "cls", "sdpa", seed=0, **TINY)
     with pytest.raises(ZooError, match=r"^unknown quantisation 'int4'; did you mean 'int8'\? choices: int8$"):
         export_model(model, tmp_path / "a", quantize="int4")
-    with pytest.raises(ZooError, match=r"^--optimize and --quantize work on the ONNX graph; add --onnx$"):
+    # the Python API names its own arguments, not the CLI's flags (tests/test_usability.py checks the flags)
+    with pytest.raises(ZooError, match=r"^optimize=True and quantize= work on the ONNX graph; add onnx=True$"):
         export_model(model, tmp_path / "a", onnx=False, torchscript=True, optimize=True)
+    with pytest.raises(ZooError, match=r"^min_agreement must be in \[0, 1\], got 2$"):
+        export_model(model, tmp_path / "a", min_agreement=2)
     with pytest.raises(ZooError, match=r"^calibration data needs a model with a tokenizer; this model has none$"):
         export_model(model, tmp_path / "a", quantize="int8", calibration_texts=["a b"])
     (tmp_path / "file").write_text("x")

@@ -68,7 +68,8 @@ def part_options(part: Part, given: dict[str, Any]) -> dict[str, Any]:
     for key in given:
         if key not in own:
             choices = f"options: {', '.join(own)}" if own else "it takes no options"
-            raise ZooError(f"unknown option '{key}' for {part.kind} '{part.name}'{did_you_mean(key, own) or ';'} "
+            shown = str(key).encode("unicode_escape").decode("ascii")  # one line, whatever the file holds
+            raise ZooError(f"unknown option '{shown}' for {part.kind} '{part.name}'{did_you_mean(key, own) or ';'} "
                            f"{choices}")
     defaults = {n: p.default for n, p in own.items() if p.default is not p.empty and _is_json(p.default)}
     return {**defaults, **given}

@@ -163,7 +163,7 @@ def pool(hidden: Tensor, mask: Optional[Tensor], how: str) -> Tensor:
     if how == "mean-sqrt-len":
         return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0).sqrt()
     if how == "max":
-        return hidden.masked_fill(~mask.bool().unsqueeze(-1), torch.finfo(hidden.dtype).min).max(dim=1).values
+        return hidden.masked_fill(~mask.to(torch.bool).unsqueeze(-1), dtype_min(hidden.dtype)).max(dim=1).values
     if how == "weighted-mean":
         positions = torch.arange(1, hidden.shape[1] + 1, device=hidden.device, dtype=hidden.dtype)
         weights = weights * positions[None, :, None]
@@ -171,7 +171,7 @@ def pool(hidden: Tensor, mask: Optional[Tensor], how: str) -> Tensor:
     if how == "last":
         last = (mask.long().sum(dim=1) - 1).clamp(min=0)  # (B,)
         return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
-    raise ValueError(f"unknown pooling '{how}' (choices: {', '.join(POOLINGS)})")
+    raise ValueError("unknown pooling '" + how + "' (choices: cls, mean, max, weighted-mean, last, mean-sqrt-len)")  # POOLINGS; scriptable
 
 
 def activation(name: str) -> nn.Module:

@@ -37,10 +37,10 @@ def export(model_dir, onnx, torchscript, output, opset, atol, rtol, optimize, qu
     from pathlib import Path
 
     from zoo.errors import ZooError
-    from zoo.export.arguments import check_formats
+    from zoo.export.arguments import CLI_NAMES, check_formats
     from zoo.threads import use
 
-    check_formats(onnx, torchscript, optimize, quantize)  # before torch and the model load (seconds)
+    check_formats(onnx, torchscript, optimize, quantize, CLI_NAMES)  # before torch and the model load (seconds)
     if Path(output).resolve() == Path(model_dir).resolve():
         raise ZooError("--output must be a new directory, not the model directory itself")
     texts = None
@@ -55,6 +55,7 @@ def export(model_dir, onnx, torchscript, output, opset, atol, rtol, optimize, qu
         model, output, onnx=onnx, torchscript=torchscript, opset=opset, atol=atol, rtol=rtol,
         optimize=optimize, quantize=quantize, calibration_texts=texts, allow_mismatch=allow_mismatch,
         min_agreement=min_agreement, overwrite=overwrite, log=lambda line: click.echo(line, err=True),
+        argument_names=CLI_NAMES,
     )
     if as_json:
         click.echo(json.dumps(manifest, indent=2))
