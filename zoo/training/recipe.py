@@ -80,13 +80,16 @@ def finetune(model: Any, train: str | Path, *, output: str | Path, eval: str | P
     # one writer per output directory: a second run (or a second torchrun job) is refused, not interleaved
     with io.directory_lock(output) if env.is_main else _NoLock():
         recipe = FineTuneRecipe(env, output, config, progress=progress, on_step=on_step)
+        finished = False
         try:
             recipe.setup(model, train, eval, resume=resume, overwrite=overwrite,
                          columns={"text_column": text_column, "label_column": label_column,
                                   "pair_column": pair_column, "encoding": encoding})
-            return recipe.train()
+            result = recipe.train()
+            finished = True
+            return result
         finally:
-            recipe.cleanup()
+            recipe.cleanup(wait_for_peers=finished)
 
 
 class FineTuneRecipe:
@@ -380,13 +383,17 @@ class FineTuneRecipe:
             info["adapter"] = self.model.adapter.to_dict()
         save_state(self.output / STATE_NAME, self.model, self.optimizer, info)
 
-    def cleanup(self) -> None:
-        """Close every logger (curves.png is drawn here) and leave the process group this recipe joined."""
+    def cleanup(self, wait_for_peers: bool = False) -> None:
+        """Close every logger (curves.png is drawn here) and leave the process group this recipe joined.
+        ``wait_for_peers``: after a run every process finished, wait for the others (the main one writes the
+        last files) so that no process tears the group down under a peer that still uses it."""
         state = getattr(self, "state", TrainState())
         for logger in self.loggers:
             logger.close(state)
         self.loggers = []
         if self.started_dist:
+            if wait_for_peers:
+                dist.barrier()
             dist.destroy_process_group()
             self.started_dist = False
 
