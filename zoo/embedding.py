@@ -9,7 +9,6 @@ import numpy as np
 from .data import Table
 from .errors import ZooError
 from .retrieval import unit
-from .tokenizer import ids_of
 
 OUTPUT = "sentence_embedding"  # the output an embedding task names (Task.output_names)
 
@@ -38,13 +37,10 @@ def set_normalize(predictor, normalize: bool | None, source: str) -> None:
 def embed_texts(predictor, texts: Sequence[str], *, batch_size: int = 32, prefix: str = "",
                 normalize: bool | None = None) -> np.ndarray:
     """(len(texts), dim) float32 vectors; ``normalize`` True scales each to length 1."""
-    if predictor.tokenizer is None:
-        raise ZooError("the model has no tokenizer; fine-tune it first (zoo finetune trains one)")
-    from .inference import row_logits
+    from .inference import table_outputs
 
     table = Table("texts", [prefix + t for t in texts], None, None, list(range(1, len(texts) + 1)))
-    encodings = predictor.task.inputs(predictor.tokenizer, table, predictor.max_length)
-    rows = row_logits(predictor, ids_of(encodings), batch_size)
+    _, rows = table_outputs(predictor, table, batch_size)
     vectors = np.stack(rows).astype(np.float32) if rows else np.zeros((0, 0), dtype=np.float32)
     return unit(vectors).astype(np.float32) if normalize and len(vectors) else vectors
 

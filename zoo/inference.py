@@ -81,26 +81,29 @@ def row_logits(predictor, ids: Sequence[np.ndarray], batch_size: int = 64) -> li
     return out  # type: ignore[return-value]
 
 
+def table_outputs(predictor, table: Table, batch_size: int = 64) -> tuple[list[Any], list[np.ndarray]]:
+    """The task's encodings of the table's rows, and the model's outputs for each of their sequences
+    (in ``task.sequences`` order; one per row for a one-text task)."""
+    tokenizer = _require_tokenizer(predictor)
+    encodings = predictor.task.inputs(tokenizer, table, predictor.max_length)
+    return encodings, row_logits(predictor, predictor.task.sequences(ids_of(encodings)), batch_size)
+
+
 def evaluate_table(predictor, table: Table, batch_size: int = 64) -> dict[str, Any]:
     """Tokenize a labelled table, predict, and score it with the task's metrics."""
-    tokenizer = _require_tokenizer(predictor)
     task = predictor.task
     names = list(predictor.labels or []) or None
     if task.named_labels and not names:
         raise ZooError("the model has no label names; fine-tune it on labelled data first")
-    encodings = task.inputs(tokenizer, table, predictor.max_length)
-    outputs = row_logits(predictor, task.sequences(ids_of(encodings)), batch_size)
+    encodings, outputs = table_outputs(predictor, table, batch_size)
     num_labels = getattr(predictor, "num_labels", None) or (int(outputs[0].shape[-1]) if outputs else 1)
     return task.evaluate(outputs, task.sequences(task.targets(table, names, num_labels, encodings)), names)
 
 
 def predict_table(predictor, table: Table, batch_size: int = 64, top_k: int = 1) -> list[dict[str, Any]]:
     """One JSON-ready result per row, as the model's task words it (label and probability, labels, values...)."""
-    tokenizer = _require_tokenizer(predictor)
-    task = predictor.task
-    encodings = task.inputs(tokenizer, table, predictor.max_length)
-    outputs = row_logits(predictor, ids_of(encodings), batch_size)
-    return task.predict(table, encodings, outputs, list(predictor.labels or []) or None, top_k)
+    encodings, outputs = table_outputs(predictor, table, batch_size)
+    return predictor.task.predict(table, encodings, outputs, list(predictor.labels or []) or None, top_k)
 
 
-__all__ = ["ModelPredictor", "evaluate_table", "load_predictor", "predict_table", "row_logits"]
+__all__ = ["ModelPredictor", "evaluate_table", "load_predictor", "predict_table", "row_logits", "table_outputs"]

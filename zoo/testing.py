@@ -115,7 +115,7 @@ def check_part(kind: str, name: str, *, options: Optional[dict[str, Any]] = None
     elif kind == "head":
         cases = [Case(e, DEFAULT_ATTENTION, name) for e in partners or [DEFAULT_ENCODER]]
     else:
-        raise unknown("kind to check", kind, ("attention", "encoder", "head", "task"))
+        raise unknown("kind to check", kind, MODEL_PARTS)
     done = []
     for case in cases:
         case.focus, case.options, case.seed = kind, {"head" if kind == "task" else kind: dict(options or {})}, seed

@@ -8,8 +8,9 @@ from typing import Any
 import click
 
 from zoo.errors import ZooError, did_you_mean
+from zoo.registry import MODEL_PARTS
 
-PART_KINDS = ("attention", "encoder", "head", "task")
+PART_KINDS = tuple(sorted(MODEL_PARTS))  # what `--set KIND.option=value` may name
 
 
 def parse_value(text: str) -> Any:
