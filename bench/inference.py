@@ -191,7 +191,7 @@ def measure(args, model, hf, texts: list[str], work: Path, threads: int) -> dict
         max_diff = {name: float(np.abs(run(ids, mask) - reference).max()) for name, run in runners.items()}
         for name in ("zoo eager", "zoo ONNX fp32", "zoo ONNX fp32 optimized", "zoo ONNX fp32 (plain session)"):
             assert max_diff[name] < 1e-3, f"{name} differs from transformers by {max_diff[name]}"
-        calls = {name: (lambda run=run: run(ids, mask)) for name, run in runners.items()}
+        calls = {name: (lambda run=run, ids=ids, mask=mask: run(ids, mask)) for name, run in runners.items()}
         calls[PEAK] = peak_run
         for call in calls.values():
             for _ in range(args.warmup):

@@ -2,7 +2,7 @@
 combination before it loads anything."""
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 from zoo.errors import ZooError
 

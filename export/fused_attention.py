@@ -9,7 +9,7 @@ with q/k/v packed into one (D, 3D) weight. The swap is undone afterwards, and th
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F

@@ -9,8 +9,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import torch
 from torch import nn
@@ -83,7 +83,7 @@ def check_graph(path: Path, outputs: Outputs = (OUTPUT_NAME,)) -> int:
     except Exception as exc:
         raise ExportFailed(f"onnx.checker rejected the graph: {str(exc).splitlines()[0]}") from exc
     graph_model = onnx.load(str(path), load_external_data=False)
-    inputs = [i for i in graph_model.graph.input]
+    inputs = list(graph_model.graph.input)
     if tuple(i.name for i in inputs) != INPUT_NAMES:
         raise ExportFailed(f"graph inputs are {[i.name for i in inputs]}, expected {list(INPUT_NAMES)}")
     for tensor in inputs:

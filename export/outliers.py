@@ -10,8 +10,8 @@ a Gather, a small MatMul and an Add per such MatMul; fp32 results are unchanged 
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 

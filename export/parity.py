@@ -6,8 +6,9 @@ down to a single real token), so a graph that baked in a traced shape or ignores
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 

@@ -7,15 +7,23 @@ leaves a model.onnx that looks valid.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
 from zoo import io
+from zoo.constants import (
+    INT8_NAME,
+    MANIFEST_NAME,
+    ONNX_NAME,
+    OPTIMIZED_NAME,
+    TOKENIZER_NAME,
+    TORCHSCRIPT_NAME,
+)
 from zoo.constants import VERSION as __version__
-from zoo.constants import INT8_NAME, MANIFEST_NAME, ONNX_NAME, OPTIMIZED_NAME, TOKENIZER_NAME, TORCHSCRIPT_NAME
 from zoo.errors import ExportMismatch, ZooError, unknown
 from zoo.manager import get_registry
 from zoo.registry import MODEL_PARTS

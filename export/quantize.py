@@ -8,8 +8,9 @@ until the bar holds (``sensitivity.py``); the report lists them and why.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 

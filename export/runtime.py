@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
+from zoo.constants import MANIFEST_NAME, ONNX_NAME, TOKENIZER_NAME
 from zoo.errors import ZooError
 from zoo.io import read_json
-from zoo.threads import requested as requested_threads, usable_cpus
+from zoo.threads import requested as requested_threads
+from zoo.threads import usable_cpus
 
-from zoo.constants import MANIFEST_NAME, ONNX_NAME, TOKENIZER_NAME
 INPUT_NAMES, OUTPUT_NAME = ("input_ids", "attention_mask"), "logits"  # OUTPUT_NAME: the default task's output
 # onnxruntime's fused SkipLayerNormalization CPU kernel measured 4-5x slower than the Add +
 # LayerNormalization it replaces (MiniLM, batch 1, len 128: 4.3 ms vs 1.2 ms per call; bench/NOTES.md).

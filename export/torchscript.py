@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -89,7 +89,7 @@ def explain(exc: BaseException) -> ScriptFailure:
     return ScriptFailure(error)
 
 
-def try_script(module: nn.Module) -> tuple[Optional[torch.jit.ScriptModule], Optional[ScriptFailure]]:
+def try_script(module: nn.Module) -> tuple[torch.jit.ScriptModule | None, ScriptFailure | None]:
     """``torch.jit.script(module)``, or None and the reason.
 
     After a failure TorchScript keeps half-compiled class types, and scripting the same class again fails
@@ -111,7 +111,7 @@ def _forget_failed_types() -> None:
 
 
 def export_torchscript(model: nn.Module, example: tuple[Tensor, Tensor], path: Path,
-                       parts: Optional[dict[str, Any]] = None) -> dict[str, str]:
+                       parts: dict[str, Any] | None = None) -> dict[str, str]:
     """Write ``path``; returns {"method": "script" | "trace"}, and for a trace "script_error" (one line:
     the part that does not script and why). ``parts`` maps a kind to its registered Part (for names)."""
     wrapped = LogitsModule(model).eval()
@@ -134,7 +134,7 @@ def export_torchscript(model: nn.Module, example: tuple[Tensor, Tensor], path: P
     return info
 
 
-def culprit(model: nn.Module, parts: dict[str, Any], whole: Optional[ScriptFailure]) -> str:
+def culprit(model: nn.Module, parts: dict[str, Any], whole: ScriptFailure | None) -> str:
     """Script the head, an attention module and the encoder alone; the first that fails is named."""
     for kind, module in _modules(model, parts):
         _, failure = try_script(module)
@@ -155,7 +155,7 @@ def _modules(model: nn.Module, parts: dict[str, Any]) -> list[tuple[str, nn.Modu
     return [(kind, module.eval()) for kind, module in found]
 
 
-def _factory_class(part: Any) -> Optional[type]:
+def _factory_class(part: Any) -> type | None:
     if part is None:
         return None
     try:

@@ -3,8 +3,6 @@ classification head twice, once written so that torch.jit.script compiles it and
 which TorchScript does not know."""
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -17,7 +15,7 @@ class ScriptableMaxHead(nn.Module):
         super().__init__()
         self.classifier = nn.Linear(d_model, num_labels)
 
-    def forward(self, hidden: Tensor, mask: Optional[Tensor] = None) -> Tensor:
+    def forward(self, hidden: Tensor, mask: Tensor | None = None) -> Tensor:
         if mask is not None:
             hidden = hidden.masked_fill(~mask[..., None], dtype_min(hidden.dtype))
         return self.classifier(hidden.max(dim=1).values)
@@ -27,7 +25,7 @@ class ScriptableMaxHead(nn.Module):
 
 
 class FinfoMaxHead(ScriptableMaxHead):
-    def forward(self, hidden: Tensor, mask: Optional[Tensor] = None) -> Tensor:
+    def forward(self, hidden: Tensor, mask: Tensor | None = None) -> Tensor:
         if mask is not None:
             hidden = hidden.masked_fill(~mask[..., None], torch.finfo(hidden.dtype).min)
         return self.classifier(hidden.max(dim=1).values)

@@ -208,7 +208,7 @@ def test_finetune_with_lora_trains_only_adapter_and_head(tmp_path):
     from safetensors import safe_open
 
     with safe_open(str(tmp_path / "ft" / "trainer_state.safetensors"), framework="pt") as f:
-        saved = {k[len("model."):] for k in f.keys() if k.startswith("model.")}
+        saved = {k[len("model."):] for k in f.keys() if k.startswith("model.")}  # noqa: SIM118 (safe_open is not iterable)
     assert saved == set(model.trained_state_dict())  # the checkpoint holds the adapter and head only
     resumed = CliRunner().invoke(cli, [
         "finetune", str(tmp_path / "base"), "--train", str(tmp_path / "train.csv"), "-o", str(tmp_path / "ft"),
@@ -287,7 +287,7 @@ def test_matches_peft_on_a_transformers_bert(tmp_path):
             layer = int(name.split(".layer.")[1].split(".")[0])
             tail = name.split(f".layer.{layer}.")[1]
             key = next(k for k in sorted(ours, key=len, reverse=True)
-                       if tail == k or tail.endswith(k) and (k != "output.dense" or "attention" not in tail))
+                       if tail == k or (tail.endswith(k) and (k != "output.dense" or "attention" not in tail)))
             target = model.encoder.layer[layer].get_submodule(ours[key])
             target.lora_A.copy_(module.lora_A["default"].weight)
             target.lora_B.copy_(module.lora_B["default"].weight)

@@ -12,10 +12,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 from safetensors.torch import load_file
+from test_training import synthetic, write_jsonl
 
 from zoo.cli import cli
-
-from test_training import synthetic, write_jsonl
 
 TINY = ["--arch", "transformer", "--d-model", "32", "--num-layers", "1", "--num-heads", "2",
         "--vocab-size", "120", "--max-length", "64", "--dropout", "0", "--set", "head.pooling=mean"]

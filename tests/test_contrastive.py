@@ -19,7 +19,7 @@ from zoo.tasks import load_task
 from zoo.training.batching import Collate, without_duplicates
 
 TOPICS = ["cat", "dog", "car", "tree", "river", "music", "bread", "train", "phone", "snow", "sun", "book"]
-WORDS = "red blue small big old new fast slow happy quiet loud bright".split()
+WORDS = ["red", "blue", "small", "big", "old", "new", "fast", "slow", "happy", "quiet", "loud", "bright"]
 
 
 def write(path, header, rows):
@@ -94,7 +94,7 @@ def test_contrastive_finetuning_learns_and_refuses_grad_accum(tiny, tmp_path):
     out = zoo("finetune", tiny / "tiny", "--train", train, "--eval", dev, "-o", tmp_path / "ft", "--epochs", 3,
               "--batch-size", 16, "-q", "--no-curves")
     assert out.exit_code == 0, out.output
-    records = [json.loads(line) for line in open(tmp_path / "ft" / "metrics.jsonl")]
+    records = [json.loads(line) for line in (tmp_path / "ft" / "metrics.jsonl").read_text().splitlines()]
     assert records[-1]["train_loss"] < records[0]["train_loss"]
     assert {"ndcg@10", "mrr@10", "recall@1", "recall@10", "map@100"} <= set(records[-1]["eval"])
     refused = zoo("finetune", tiny / "tiny", "--train", train, "-o", tmp_path / "x", "--grad-accum", 2, "-q")

@@ -1,15 +1,12 @@
 """Data reading and label encoding (zoo.data), and the numpy metrics against hand computations."""
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 
 from zoo import metrics as M
 from zoo.data import read_table
 from zoo.errors import ZooError
-from zoo.tokenizer import train_wordpiece
 
 
 def write(path, text, encoding="utf-8"):

@@ -33,7 +33,7 @@ def test_demo_end_to_end_on_a_tiny_sample(tmp_path):
     assert summary["parity_fp32"]["max_abs"] <= 1e-4 and len(summary["parity_fp32"]["shapes"]) >= 3
     # fp32-kept nodes (the word embeddings first: they cost size, not time) can take it past a quarter
     assert 0 < summary["int8"]["size_ratio"] < 1 and summary["int8"]["method"]
-    assert [p["text"] for p in summary["predictions"]][0].startswith("I can't wait")
+    assert next(p["text"] for p in summary["predictions"]).startswith("I can't wait")
     assert {p["label"] for p in summary["predictions"]} <= {"negative", "neutral", "positive"}
     for path in ("model/config.json", "model/metrics.jsonl", "export/model.onnx", "export/model.int8.onnx",
                  "export/manifest.json", "report/report.md", "report/confusion.png", "report/curves.png"):

@@ -9,8 +9,8 @@ import sys
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
 from test_embedding import TINY_TEXTS, embed, save_sentence_dir
+
 from zoo.cli import cli
 from zoo.model import load_model
 

@@ -13,7 +13,6 @@ from click.testing import CliRunner
 from zoo.cli import cli
 from zoo.data import Table
 from zoo.errors import ZooError
-from zoo.hf import import_pretrained
 from zoo.inference import ModelPredictor, row_logits
 from zoo.model import load_model
 from zoo.nn import pool

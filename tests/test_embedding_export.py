@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from zoo.export.runtime import OnnxModel
 from test_embedding import MIXED, TINY_TEXTS, embed, save_sentence_dir, tiny_embedding_model
+
 from zoo.export import export_model
+from zoo.export.runtime import OnnxModel
 from zoo.hf import import_pretrained
 
 

@@ -9,6 +9,7 @@ import onnxruntime as ort
 import pytest
 import torch
 from click.testing import CliRunner
+from script_fixtures import FinfoMaxHead
 from torch import nn
 
 from zoo import hookimpl
@@ -16,8 +17,6 @@ from zoo.cli import cli
 from zoo.errors import ExportMismatch, ZooError
 from zoo.export import export_model, parity
 from zoo.model import build_model, load_model
-
-from script_fixtures import FinfoMaxHead
 
 TINY = dict(d_model=16, num_layers=1, num_heads=2, vocab_size=40, max_length=32, dropout=0.0)
 

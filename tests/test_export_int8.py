@@ -7,12 +7,12 @@ import json
 import re
 
 import numpy as np
+import onnx
 import pytest
 import torch
 from click.testing import CliRunner
-
-import onnx
 from export_fixtures import sentences, trained_model
+
 from zoo.cli import cli
 from zoo.errors import ExportMismatch, ZooError
 from zoo.export import export_model

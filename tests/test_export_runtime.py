@@ -11,8 +11,8 @@ import sys
 import numpy as np
 import pytest
 import torch
-
 from export_fixtures import CLASSES, sentences, trained_model
+
 from zoo.errors import ZooError
 from zoo.export import export_model
 from zoo.export.runtime import OnnxModel, physical_cores

@@ -130,7 +130,7 @@ def test_text_pairs_match_transformers(tmp_path, model_type):
     model = import_pretrained(tmp_path / "hf")
     hf_tok = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
     batch = hf_tok(TEXTS[:2], TEXTS[2:], padding=True, return_tensors="pt")
-    ids, mask = encode(model.tokenizer, TEXTS[:2], TEXTS[2:], max_length=64)
+    ids, _mask = encode(model.tokenizer, TEXTS[:2], TEXTS[2:], max_length=64)
     assert ids.tolist() == batch["input_ids"].tolist()
     with torch.no_grad():
         ours = model.encoder(batch["input_ids"], batch["attention_mask"].bool())

@@ -8,11 +8,10 @@ import stat
 
 import pytest
 from click.testing import CliRunner
+from test_training import synthetic, write_jsonl
 
 from zoo import io
 from zoo.cli import cli
-
-from test_training import synthetic, write_jsonl
 
 TINY = ["--d-model", "16", "--num-layers", "1", "--num-heads", "2", "--vocab-size", "80", "--max-length", "32"]
 

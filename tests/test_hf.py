@@ -17,8 +17,7 @@ from zoo.tokenizer import encode
 
 transformers = pytest.importorskip("transformers")
 
-WORDS = ("the a cat dog sat on mat it was very so good bad movie film plot actor great awful "
-         "happy sad ##s ##ing ##ed , . ! ?").split()
+WORDS = ["the", "a", "cat", "dog", "sat", "on", "mat", "it", "was", "very", "so", "good", "bad", "movie", "film", "plot", "actor", "great", "awful", "happy", "sad", "##s", "##ing", "##ed", ",", ".", "!", "?"]
 TEXTS = ["The cat sat on the mat.", "a very good film!", "Awful plot, sad actors sat",
          "it was so so so very bad , the movie ? the film ! the plot . great"]
 

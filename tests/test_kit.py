@@ -12,6 +12,7 @@ import warnings
 import pytest
 import torch
 import torch.nn.functional as F
+from script_fixtures import FinfoMaxHead, ScriptableMaxHead
 from torch import nn
 
 import zoo
@@ -20,8 +21,6 @@ from zoo import hookimpl, testing
 from zoo.errors import ExportMismatch, ZooError
 from zoo.nn import QKVAttention, dtype_min, key_mask, padding_bias, scaled_dot_product
 from zoo.plugins.encoders.transformer import TutorialTransformer
-
-from script_fixtures import FinfoMaxHead, ScriptableMaxHead
 
 
 class InlinePlugin:

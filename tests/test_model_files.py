@@ -52,7 +52,7 @@ def test_bad_config_is_one_clear_error(saved, changes, message):
 
 def test_truncated_json(saved):
     (saved / "config.json").write_text('{"format_version": 1, "parts": {')
-    with pytest.raises(ZooError, match="config.json: not valid JSON"):
+    with pytest.raises(ZooError, match=r"config\.json: not valid JSON"):
         zoo.load_model(saved)
 
 

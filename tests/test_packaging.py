@@ -27,9 +27,8 @@ def test_wheel_layout_and_import(tmp_path):
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(tmp_path / "site"),
                     str(wheel)], check=True, capture_output=True)
     script = ("import zoo, zoo.plugins.attention.sdpa, zoo.export; "
-              "assert zoo.__file__.startswith(%r), zoo.__file__; "
-              "m = zoo.build_model(d_model=16, num_heads=2, num_layers=1, vocab_size=20); print(sorted(zoo.list_parts()['encoder']))"
-              % str(tmp_path / "site"))
+              "assert zoo.__file__.startswith({!r}), zoo.__file__; "
+              "m = zoo.build_model(d_model=16, num_heads=2, num_layers=1, vocab_size=20); print(sorted(zoo.list_parts()['encoder']))".format(str(tmp_path / "site")))
     result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
                             env={**os.environ, "PYTHONPATH": str(tmp_path / "site")})
     assert result.returncode == 0, result.stderr

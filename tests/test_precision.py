@@ -8,15 +8,14 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from test_training import synthetic, write_jsonl
 
 import zoo
 from zoo import cpu, precision
 from zoo.cli import cli
 from zoo.data import Table
+from zoo.device import DistEnv, isa, pick_precision, resolve
 from zoo.inference import ModelPredictor
-from zoo.device import isa, pick_precision, resolve, DistEnv
-
-from test_training import synthetic, write_jsonl
 
 EPYC = "processor\t: 0\nmodel name\t: AMD EPYC 9B14\nflags\t\t: fpu sse avx2 avx512f avx512_bf16 avx512_vnni\n\n"
 SPR = "model name\t: Intel(R) Xeon(R) Platinum 8481C\nflags\t: avx512f avx512_vnni avx512_bf16 amx_bf16 amx_int8 amx_tile\n"

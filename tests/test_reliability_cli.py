@@ -8,10 +8,9 @@ import shutil
 
 import pytest
 from click.testing import CliRunner
+from test_training import synthetic, write_jsonl
 
 from zoo.cli import cli
-
-from test_training import synthetic, write_jsonl
 
 TINY = ["--d-model", "16", "--num-layers", "1", "--num-heads", "2", "--vocab-size", "80", "--max-length", "32",
         "--set", "head.pooling=mean"]

@@ -16,7 +16,7 @@ import zoo
 from zoo.cli import cli
 from zoo.tokenizer import train_wordpiece
 
-WORDS = "the a cat dog sat on mat it was very so good bad happy sad".split()
+WORDS = ["the", "a", "cat", "dog", "sat", "on", "mat", "it", "was", "very", "so", "good", "bad", "happy", "sad"]
 
 
 def text(i: int) -> str:

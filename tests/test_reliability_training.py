@@ -14,14 +14,13 @@ import pytest
 import torch
 from click.testing import CliRunner
 from safetensors.torch import load_file
+from test_training import synthetic, write_jsonl
 
 import zoo
 from zoo import io
 from zoo.errors import ZooError
 from zoo.tokenizer import train_wordpiece
 from zoo.training import TrainConfig, finetune
-
-from test_training import synthetic, write_jsonl
 
 TINY = ["--d-model", "16", "--num-layers", "1", "--num-heads", "2", "--vocab-size", "80", "--max-length", "32",
         "--dropout", "0.1", "--set", "head.pooling=mean"]

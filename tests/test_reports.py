@@ -78,7 +78,6 @@ def test_finetune_writes_curves_and_evaluate_writes_a_report(tmp_path):
 
 @pytest.mark.parametrize("task", ["class", "multi", "float", "token"])
 def test_numpy_eval_loss_equals_the_heads_torch_loss(task):
-    import numpy as np
     import torch
 
     import zoo

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from zoo.cli import cli
 from zoo.retrieval import ranks
 
-WORDS = "the a cat dog sat on mat it was very so good bad movie film plot actor great awful happy sad".split()
+WORDS = ["the", "a", "cat", "dog", "sat", "on", "mat", "it", "was", "very", "so", "good", "bad", "movie", "film", "plot", "actor", "great", "awful", "happy", "sad"]
 
 
 def sentence(rng, n=6):

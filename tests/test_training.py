@@ -13,14 +13,14 @@ import torch
 from safetensors.torch import load_file
 
 import zoo
+from zoo.device import DistEnv, cpu_threads, dist_env, pick_device, pick_precision
 from zoo.errors import ZooError
 from zoo.training import TrainConfig, finetune
 from zoo.training.batching import epoch_batches, micro_batch
-from zoo.device import DistEnv, cpu_threads, dist_env, pick_device, pick_precision
 from zoo.training.optim import lr_factor, param_groups
 
 POSITIVE, NEGATIVE = ["good", "great", "nice", "happy"], ["bad", "awful", "sad", "poor"]
-FILLER = "the a cat dog sat on mat it was very so and".split()
+FILLER = ["the", "a", "cat", "dog", "sat", "on", "mat", "it", "was", "very", "so", "and"]
 
 
 def sentence(rng, keywords):
@@ -81,8 +81,8 @@ def test_every_head_learns_its_synthetic_task(tmp_path, head, options):
     elif head == "token-cls":
         assert final["accuracy"] >= 0.95 and final["macro_f1"] >= 0.95
     else:  # rounding the predicted count must recover it
-        from zoo.inference import ModelPredictor, row_logits
         from zoo.data import read_table
+        from zoo.inference import ModelPredictor, row_logits
         from zoo.tokenizer import encode_rows, ids_of
 
         model = zoo.load_model(tmp_path / "ft")
@@ -218,7 +218,7 @@ def test_torchrun_environment_and_threads():
 
 
 def test_config_errors_are_one_line():
-    with pytest.raises(ZooError, match="^batch-size must be a positive integer, got 0$"):
+    with pytest.raises(ZooError, match=r"^batch-size must be a positive integer, got 0$"):
         TrainConfig(batch_size=0)
     with pytest.raises(ZooError, match=r"^warmup-ratio must be in \[0, 1\), got 1.5$"):
         TrainConfig(warmup_ratio=1.5)

@@ -12,6 +12,7 @@ import sys
 
 import pytest
 from click.testing import CliRunner
+from test_training import synthetic, write_jsonl
 
 import zoo
 from zoo import threads
@@ -19,8 +20,6 @@ from zoo.cli import cli
 from zoo.data import read_table
 from zoo.errors import ZooError
 from zoo.tokenizer import train_wordpiece
-
-from test_training import synthetic, write_jsonl
 
 TEXTS = ["good happy cat", "bad sad dog", "the mat was so good"]
 

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from .constants import VERSION as __version__
 from .errors import ZooError
 from .hookspecs import hookimpl
-
-from .constants import VERSION as __version__
 
 
 def build_model(arch: str = "transformer", head: str = "cls", attention: str | None = None, **options: Any):

@@ -9,6 +9,6 @@ if getattr(sys.modules.get("zoo"), "__file__", None) is None:
     for name in [m for m in sys.modules if m == "zoo" or m.startswith("zoo.")]:
         del sys.modules[name]
 
-from zoo.cli import main  # noqa: E402
+from zoo.cli import main
 
 main()

@@ -9,9 +9,10 @@ replacing every module that has a ``merge_adapter()`` method with the module it 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from torch import nn
 
@@ -132,7 +133,7 @@ class AdapterSpec:
                 "base": {"path": self.base, "sha256": self.base_sha256}}
 
     @classmethod
-    def from_dict(cls, data: Any, source: str) -> "AdapterSpec":
+    def from_dict(cls, data: Any, source: str) -> AdapterSpec:
         try:
             version, part, base = data["format_version"], data["adapter"], data["base"]
             assert isinstance(version, int) and version <= ADAPTER_FORMAT
@@ -143,5 +144,5 @@ class AdapterSpec:
                            "'base' with 'path' and 'sha256')") from None
 
     @classmethod
-    def read(cls, directory: Path) -> "AdapterSpec":
+    def read(cls, directory: Path) -> AdapterSpec:
         return cls.from_dict(read_json(directory / ADAPTER_CONFIG), str(directory / ADAPTER_CONFIG))

@@ -65,7 +65,7 @@ def parse_cpuinfo(text: str, fallback_model: str = "unknown CPU") -> CpuInfo:
     return CpuInfo(model or fallback_model, flags)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def detect() -> CpuInfo:
     """This machine's CPU; where /proc/cpuinfo is missing (macOS, Windows) no native bf16 is assumed."""
     fallback = platform.processor() or platform.machine() or "unknown CPU"

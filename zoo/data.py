@@ -9,9 +9,10 @@ import codecs
 import csv
 import json
 import sys
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -89,7 +90,7 @@ def _row_stream(path: Path, encoding: str | None = None
             return None, _jsonl_rows(path, encoding)
         if kind == "txt":
             return ["text"], _text_rows(path, encoding)
-        f = open(path, encoding=encoding, errors="replace", newline="")
+        f = open(path, encoding=encoding, errors="replace", newline="")  # noqa: SIM115 (closed by _csv_rows)
     except OSError as exc:
         raise ZooError(f"{path}: cannot read it ({exc.strerror or exc})") from None
     reader = csv.DictReader(f, delimiter="\t" if kind == "tsv" else ",")

@@ -9,8 +9,9 @@ import json
 import random
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .constants import CURVES_NAME, METRICS_NAME
 from .errors import ExportMismatch, ZooError
@@ -78,12 +79,12 @@ def run_demo(output: str | Path, *, samples: int = 3000, epochs: int = 2, seed: 
 
 def _run_demo(output: str | Path, *, samples: int, epochs: int, seed: int, overwrite: bool,
               progress: bool, log: Callable[[str], None], threads: int | None) -> dict[str, Any]:
-    from .io import prepare_output
     from .data import Table, read_table
     from .export import export_model
     from .export.runtime import OnnxModel
     from .hf import import_pretrained
     from .inference import evaluate_table, load_predictor, predict_table
+    from .io import prepare_output
     from .training.config import TrainConfig
     from .training.recipe import finetune
 
@@ -108,7 +109,7 @@ def _run_demo(output: str | Path, *, samples: int, epochs: int, seed: int, overw
         from .reports import plot_curves, write_report
 
         task = torch_predictor.task
-        history = [json.loads(line) for line in open(output / "model" / METRICS_NAME, encoding="utf-8")]
+        history = [json.loads(line) for line in (output / "model" / METRICS_NAME).read_text("utf-8").splitlines()]
         plot_curves(history, output / "report" / CURVES_NAME, metric=task.main_metric)  # first: report.md links it
         report = write_report(metrics, output / "report", title="zoo demo: held-out tweets",
                               headline=task.summary_metrics)

@@ -2,7 +2,7 @@
 optional prefix ("query: ") and normalisation. numpy, tokenizers and the predictor only."""
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 

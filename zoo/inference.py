@@ -5,8 +5,9 @@ Both are "predictors": ``.labels``, ``.task`` (a zoo.tasks.Task), ``.max_length`
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 

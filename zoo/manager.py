@@ -124,7 +124,7 @@ def _build_registry() -> Registry:
 
             start = time.perf_counter()
             try:
-                impl.function(**{arg: register for arg in impl.argnames})
+                impl.function(**dict.fromkeys(impl.argnames, register))
             except Exception as exc:
                 info.errors.append(f"{hook_name} raised {type(exc).__name__}: {exc}")
                 _warn(f"plugin '{plugin_name}' failed in {hook_name}: {type(exc).__name__}: {exc}")

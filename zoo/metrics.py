@@ -2,7 +2,8 @@
 JSON-ready dict; which of them a task reports, and which picks the best epoch, is the task's choice."""
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -34,7 +35,7 @@ def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], labels:
     precision, recall, f1 = _prf(tp, matrix.sum(axis=0) - tp, matrix.sum(axis=1) - tp)
     seen = (matrix.sum(axis=0) + matrix.sum(axis=1)) > 0
     return {
-        "n": int(len(y_true)),
+        "n": len(y_true),
         "accuracy": float((y_true == y_pred).mean()) if len(y_true) else 0.0,
         "macro_f1": float(f1[seen].mean()) if seen.any() else 0.0,
         "per_class": {
@@ -56,7 +57,7 @@ def multilabel_metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[
     precision, recall, f1 = _prf(tp, fp, fn)
     _, _, micro = _prf(tp.sum(), fp.sum(), fn.sum())
     return {
-        "n": int(len(y_true)),
+        "n": len(y_true),
         "exact_match": float((y_true == y_pred).all(axis=1).mean()) if len(y_true) else 0.0,
         "label_accuracy": float((y_true == y_pred).mean()) if y_true.size else 0.0,
         "micro_f1": float(micro),
@@ -76,7 +77,7 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, Any]
     tc, pc = y_true - y_true.mean(axis=0), y_pred - y_pred.mean(axis=0)
     pearson = _safe_div((tc * pc).sum(axis=0), np.sqrt((tc ** 2).sum(axis=0) * (pc ** 2).sum(axis=0)))
     mse = float((err ** 2).mean()) if err.size else 0.0
-    return {"n": int(len(y_true)), "mse": mse, "rmse": float(np.sqrt(mse)), "mae": float(np.abs(err).mean()) if err.size else 0.0,
+    return {"n": len(y_true), "mse": mse, "rmse": float(np.sqrt(mse)), "mae": float(np.abs(err).mean()) if err.size else 0.0,
             "r2": float(r2.mean()), "pearson": float(pearson.mean())}
 
 

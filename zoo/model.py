@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -93,11 +94,11 @@ class ZooModel(nn.Module):
         self._base_keys: frozenset[str] = frozenset()    # the state-dict keys before the adapter was added
         self._base_frozen: frozenset[str] = frozenset()  # parameters that did not train before it
 
-    def forward(self, input_ids: Tensor, attention_mask: Optional[Tensor] = None) -> Tensor:
+    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
         mask = None if attention_mask is None else attention_mask.bool()
         return self.head(self.encoder(input_ids, mask), mask)
 
-    def loss(self, logits: Tensor, labels: Tensor, attention_mask: Optional[Tensor] = None) -> Tensor:
+    def loss(self, logits: Tensor, labels: Tensor, attention_mask: Tensor | None = None) -> Tensor:
         mask = None if attention_mask is None else attention_mask.bool()
         return self.head.loss(logits, labels, mask)
 
@@ -143,7 +144,7 @@ class ZooModel(nn.Module):
         return path
 
     # ---- adapters (zoo/adapters.py) -------------------------------------------------------------------------
-    def add_adapter(self, name: str = "lora", *, base: str | Path | None = None, **options: Any) -> "ZooModel":
+    def add_adapter(self, name: str = "lora", *, base: str | Path | None = None, **options: Any) -> ZooModel:
         """Freeze the base weights and put adapter ``name`` (a registered adapter part) on the encoder: from now
         on only the adapter and the head train, and ``save`` writes an adapter directory over ``base`` (default:
         the model directory this model was loaded from, whose weights it must still hold)."""
@@ -176,7 +177,7 @@ class ZooModel(nn.Module):
         check_tensors(self.trained_state_dict(), {k: (tuple(v.shape), None) for k, v in state.items()}, "state")
         self.load_state_dict(state, strict=self.adapter is None)
 
-    def merge_adapter(self) -> "ZooModel":
+    def merge_adapter(self) -> ZooModel:
         """Fold the adapter into the base weights, in place: a plain model again (outputs within 1e-5 in fp32)."""
         from .adapters import merge_into
 
@@ -189,7 +190,7 @@ class ZooModel(nn.Module):
         self.adapter, self.loaded_from = None, None
         return self
 
-    def merged(self) -> "ZooModel":
+    def merged(self) -> ZooModel:
         """A plain copy with the adapter folded in; this model keeps its adapter."""
         import copy
 

@@ -4,8 +4,6 @@ Built-in parts use these, and plugin authors may too; nothing here is a register
 """
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -46,7 +44,7 @@ def _tracing() -> bool:
     return torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.compiler.is_exporting()
 
 
-def attention_bias(mask: Optional[Tensor], dtype: torch.dtype) -> Optional[Tensor]:
+def attention_bias(mask: Tensor | None, dtype: torch.dtype) -> Tensor | None:
     """The additive key-padding bias for ``mask``, or None when no key is padded.
 
     None lets scaled_dot_product_attention take its unmasked fast path (as transformers does). A
@@ -54,7 +52,8 @@ def attention_bias(mask: Optional[Tensor], dtype: torch.dtype) -> Optional[Tenso
     """
     if mask is None:
         return None
-    if not torch.jit.is_scripting():  # TorchScript compiles only the bias path
+    # TorchScript compiles only the bias path; it skips a branch only when is_scripting() stands alone
+    if not torch.jit.is_scripting():  # noqa: SIM102
         if not _tracing() and bool(mask.all()):
             return None
     return padding_bias(key_mask(mask), dtype)
@@ -89,8 +88,8 @@ class QKVAttention(nn.Module):
     """
 
     def __init__(self, *, d_model: int, num_heads: int, dropout: float = 0.0,
-                 num_kv_heads: Optional[int] = None, bias: bool = True,
-                 rotary: Optional["RotaryEmbedding"] = None):
+                 num_kv_heads: int | None = None, bias: bool = True,
+                 rotary: RotaryEmbedding | None = None):
         super().__init__()
         num_kv_heads = num_heads if num_kv_heads is None else num_kv_heads
         if d_model % num_heads:
@@ -110,7 +109,7 @@ class QKVAttention(nn.Module):
         batch, seq, _ = x.shape
         return x.view(batch, seq, n, self.head_dim).transpose(1, 2)  # (B, n, S, dh)
 
-    def forward(self, x: Tensor, mask: Optional[Tensor] = None) -> Tensor:
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         batch, seq, d_model = x.shape
         q = self._heads(self.q_proj(x), self.num_heads)
         k = self._heads(self.k_proj(x), self.num_kv_heads)
@@ -124,7 +123,7 @@ class QKVAttention(nn.Module):
         out = self.attend(q, k, v, mask)  # (B, h, S, dh)
         return self.out_proj(out.transpose(1, 2).reshape(batch, seq, d_model))
 
-    def attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Optional[Tensor]) -> Tensor:
+    def attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
         raise NotImplementedError
 
     # A subclass whose ``attend`` is exactly softmax(QKᵀ/√d + padding)·V sets this True.
@@ -141,7 +140,7 @@ class QKVAttention(nn.Module):
         return self.dropout_p if self.training else 0.0
 
 
-def scaled_dot_product(q: Tensor, k: Tensor, v: Tensor, bias: Optional[Tensor], dropout: float) -> Tensor:
+def scaled_dot_product(q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None, dropout: float) -> Tensor:
     """softmax(QKᵀ/√d + bias)·V through PyTorch's fused kernel."""
     return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout)
 
@@ -149,7 +148,7 @@ def scaled_dot_product(q: Tensor, k: Tensor, v: Tensor, bias: Optional[Tensor], 
 POOLINGS = ("cls", "mean", "max", "weighted-mean", "last", "mean-sqrt-len")
 
 
-def pool(hidden: Tensor, mask: Optional[Tensor], how: str) -> Tensor:
+def pool(hidden: Tensor, mask: Tensor | None, how: str) -> Tensor:
     """(B, S, D) -> (B, D) over the real tokens (``mask`` True), as sentence-transformers' Pooling does:
     the first token ('cls'), the mean ('mean'), the maximum ('max'), the mean weighted by position 1..S
     ('weighted-mean'), the last real token ('last', right padding) or the sum over √length ('mean-sqrt-len')."""

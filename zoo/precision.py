@@ -11,7 +11,8 @@ data (its first ``GATE_ROWS`` rows); otherwise ``auto`` stays in fp32 and says s
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 

@@ -4,8 +4,9 @@ matplotlib is an optional extra (``pip install 'zoo[reports]'``); nothing else i
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from . import io
 from .errors import ZooError

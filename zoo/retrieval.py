@@ -5,7 +5,7 @@ relevance: ``mrr@10``, ``ndcg@10``, ``recall@1``, ``recall@10``, ``map@100``.
 """
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -39,7 +39,7 @@ def rank_metrics(scores: np.ndarray, relevant: Sequence[Iterable[int]]) -> dict[
     if len(relevant) != len(scores):
         raise ValueError(f"{len(scores)} queries but {len(relevant)} relevance sets")
     if not len(scores):
-        return {**{m: 0.0 for m in METRICS}, "queries": 0}
+        return {**dict.fromkeys(METRICS, 0.0), "queries": 0}
     best = top_k(scores, max(MRR_AT, NDCG_AT, MAP_AT, *RECALL_AT))
     sums = dict.fromkeys(METRICS, 0.0)
     for ranked, rel in zip(best.tolist(), relevant):

@@ -5,12 +5,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .constants import CONFIG_NAME, TOKENIZER_NAME, WEIGHTS_NAME  # noqa: F401  (re-exported)
 from .errors import ZooError, did_you_mean
 from .io import read_json
 from .registry import MODEL_PARTS
 
 FORMAT_VERSION = 2  # 2: parts.task (version 1 directories load: their task is the one their head serves)
-from .constants import CONFIG_NAME, TOKENIZER_NAME, WEIGHTS_NAME  # noqa: F401  (re-exported)
 
 # The size options every encoder and head understands, and their defaults.
 SIZE_DEFAULTS: dict[str, Any] = {
@@ -81,7 +81,7 @@ class ModelSpec:
         }
 
     @classmethod
-    def from_dict(cls, data: Any, source: str = CONFIG_NAME) -> "ModelSpec":
+    def from_dict(cls, data: Any, source: str = CONFIG_NAME) -> ModelSpec:
         def bad(what: str) -> ZooError:
             return ZooError(f"{source}: {what}")
 
@@ -122,7 +122,7 @@ class ModelSpec:
                    choices["task"])
 
     @classmethod
-    def read(cls, directory: str | Path) -> "ModelSpec":
+    def read(cls, directory: str | Path) -> ModelSpec:
         path = Path(directory) / CONFIG_NAME
         if not path.is_file():
             raise ZooError(f"{directory}: not a zoo model directory (no {CONFIG_NAME})")

@@ -13,7 +13,8 @@ fit a task whose input is one text (or a text pair) and whose output is one row 
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -47,7 +48,7 @@ class Task:
 
     # ---- reading data -----------------------------------------------------------------------------
     def read(self, path: Any, *, text_column: str | None = None, label_column: str | None = None,
-             pair_column: str | None = None, encoding: str | None = None) -> "Table":
+             pair_column: str | None = None, encoding: str | None = None) -> Table:
         """A labelled data file as a Table (training, --eval, `zoo evaluate`). Default: a text (and an
         optional text pair) with a label, the columns found by their usual names."""
         from .data import read_table
@@ -56,7 +57,7 @@ class Task:
                           allow_empty_labels=self.allows_empty_labels, encoding=encoding)
 
     # ---- labels -----------------------------------------------------------------------------------
-    def label_names(self, table: "Table", known: list[str] | None) -> list[str] | None:
+    def label_names(self, table: Table, known: list[str] | None) -> list[str] | None:
         """The label set: the model's own when it has one, else every label in the data, sorted."""
         if not self.named_labels:
             return None
@@ -74,12 +75,12 @@ class Task:
         """The label names one raw label cell holds (named tasks)."""
         return [class_name(label)]
 
-    def num_labels(self, table: "Table", names: list[str] | None) -> int | None:
+    def num_labels(self, table: Table, names: list[str] | None) -> int | None:
         """How many outputs the head needs for this data; None leaves the head's size as it is (the
         width of an embedding is the head's business)."""
         return self.num_outputs or len(names or [])
 
-    def targets(self, table: "Table", names: list[str] | None, num_labels: int,
+    def targets(self, table: Table, names: list[str] | None, num_labels: int,
                 encodings: Sequence[Any]) -> list[Any]:
         """Raw labels -> one encoded target per row; every bad cell is a ZooError naming file and line."""
         index = {n: i for i, n in enumerate(names or [])}
@@ -98,7 +99,7 @@ class Task:
         raise NotImplementedError
 
     # ---- inputs and batches -----------------------------------------------------------------------
-    def inputs(self, tokenizer: Any, table: "Table", max_length: int) -> list[Any]:
+    def inputs(self, tokenizer: Any, table: Table, max_length: int) -> list[Any]:
         """Token encodings (``tokenizers.Encoding``) per row: the text, or the text pair. A task that
         makes several sequences of one row (anchor, positive, negative) gives a list of encodings per row
         and a list of targets per row, and says in ``sequences`` how a batch's rows become sequences."""
@@ -112,7 +113,7 @@ class Task:
         Default: one sequence per row, unchanged."""
         return list(rows)
 
-    def batch_keys(self, table: "Table") -> list[tuple[Any, ...]] | None:
+    def batch_keys(self, table: Table) -> list[tuple[Any, ...]] | None:
         """Per row, the keys no two rows of one training batch may share (the embedding task's texts,
         so that no in-batch negative is a copy of a positive); None (default): batches are free."""
         return None
@@ -134,7 +135,7 @@ class Task:
         """Metrics of outputs against targets, with "loss" (the head's loss, in numpy)."""
         raise NotImplementedError
 
-    def predict(self, table: "Table", encodings: Sequence[Any], outputs: Outputs, names: list[str] | None,
+    def predict(self, table: Table, encodings: Sequence[Any], outputs: Outputs, names: list[str] | None,
                 top_k: int = 1) -> list[dict[str, Any]]:
         """One JSON-ready result per row (what `zoo predict --json` prints)."""
         raise NotImplementedError
@@ -235,7 +236,7 @@ def head_task(head_ref: str) -> str:
     return task
 
 
-def load_task(choice: "PartChoice | str", options: dict[str, Any] | None = None) -> Task:
+def load_task(choice: PartChoice | str, options: dict[str, Any] | None = None) -> Task:
     """A task object from a recorded choice ('plugin:name' + options) or a name."""
     from .manager import get_registry
     from .spec import PartChoice

@@ -20,7 +20,7 @@ import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -75,7 +75,7 @@ def builtin_names(kind: str) -> list[str]:
     return [p.name for p in get_registry().parts(_kind(kind)) if p.plugin in DEFAULT_PLUGINS]
 
 
-def parts(kind: str, *, exclude: Optional[dict[str, str]] = None) -> list[Any]:
+def parts(kind: str, *, exclude: dict[str, str] | None = None) -> list[Any]:
     """pytest params for every part of ``kind`` registered now, by any plugin; ``exclude`` maps a
     name to the reason it is skipped. A name two plugins claim appears once per plugin as 'plugin:name'."""
     import pytest
@@ -91,9 +91,9 @@ def parts(kind: str, *, exclude: Optional[dict[str, str]] = None) -> list[Any]:
     return params
 
 
-def check_part(kind: str, name: str, *, options: Optional[dict[str, Any]] = None,
-               partners: Optional[list[str]] = None, export: bool = True,
-               sizes: Optional[dict[str, Any]] = None, seed: int = 0) -> list[str]:
+def check_part(kind: str, name: str, *, options: dict[str, Any] | None = None,
+               partners: list[str] | None = None, export: bool = True,
+               sizes: dict[str, Any] | None = None, seed: int = 0) -> list[str]:
     """Run every check on one part with each partner; returns the combinations checked.
 
     An attention is checked with every built-in encoder and the cls head; an encoder with every built-in
@@ -126,16 +126,16 @@ def check_part(kind: str, name: str, *, options: Optional[dict[str, Any]] = None
 
 
 def check_model(*, encoder: str = DEFAULT_ENCODER, attention: str = DEFAULT_ATTENTION, head: str = DEFAULT_HEAD,
-                focus: str = "attention", options: Optional[dict[str, dict[str, Any]]] = None,
-                sizes: Optional[dict[str, Any]] = None, export: bool = True, seed: int = 0) -> list[str]:
+                focus: str = "attention", options: dict[str, dict[str, Any]] | None = None,
+                sizes: dict[str, Any] | None = None, export: bool = True, seed: int = 0) -> list[str]:
     """Run every check on one combination; ``options`` maps a kind to that part's options.
     Returns the names of the checks that ran."""
     case = Case(encoder, attention, head, _kind(focus), dict(options or {}), {**TINY_SIZES, **(sizes or {})}, seed)
     return run_checks(case, export=export)
 
 
-def check_script(kind: str, name: str, *, options: Optional[dict[str, Any]] = None,
-                 sizes: Optional[dict[str, Any]] = None, seed: int = 0) -> str:
+def check_script(kind: str, name: str, *, options: dict[str, Any] | None = None,
+                 sizes: dict[str, Any] | None = None, seed: int = 0) -> str:
     """torch.jit.script of one part's module alone (an attention, an encoder or a head, built as
     ``check_part`` builds it), run against the eager module. Returns "script"; a part that does not compile
     fails with an AssertionError that names the construct, its file and line."""
@@ -293,7 +293,7 @@ def check_mask_and_loss(case: Case, model: ZooModel, batch: tuple[Tensor, Tensor
         for kind in ("encoder", "head")]
     head_loss = model.head.loss
 
-    def recording_loss(logits: Tensor, labels: Tensor, loss_mask: Optional[Tensor] = None) -> Tensor:
+    def recording_loss(logits: Tensor, labels: Tensor, loss_mask: Tensor | None = None) -> Tensor:
         seen["loss"].append(loss_mask)
         return head_loss(logits, labels, loss_mask)
 
@@ -324,7 +324,7 @@ def check_mask_and_loss(case: Case, model: ZooModel, batch: tuple[Tensor, Tensor
                                  "(a bug in zoo, not in the part)")
 
 
-def check_script_of_part(case: Case, model: ZooModel, part: Any) -> Optional[str]:
+def check_script_of_part(case: Case, model: ZooModel, part: Any) -> str | None:
     """torch.jit.script of the part's module alone (the attention, the encoder or the head): 'script' when it
     compiles (and then it must compute what the eager module does), 'trace' when it does not. A failure is a
     TorchScriptFallback warning, or an AssertionError when the part declares capabilities={'torchscript':
@@ -347,10 +347,10 @@ def check_script_of_part(case: Case, model: ZooModel, part: Any) -> Optional[str
     return "trace"
 
 
-_SCRIPTED: dict[tuple[str, str, str], Optional[str]] = {}  # one scripting attempt per part and options
+_SCRIPTED: dict[tuple[str, str, str], str | None] = {}  # one scripting attempt per part and options
 
 
-def script_part(case: Case, model: ZooModel, part: Any) -> Optional[str]:
+def script_part(case: Case, model: ZooModel, part: Any) -> str | None:
     """Script the focus part's module alone and compare it with the eager module; None when both hold, else
     the reason in one line (the construct, its file and line)."""
     from zoo.export.torchscript import try_script
@@ -523,7 +523,7 @@ def check_export(case: Case, model: ZooModel, path: Path, *, onnx: bool, torchsc
                         "capabilities={'onnx': False} or {'torchscript': False}") from exc
 
 
-def _task_outputs(head: Any) -> Optional[int]:
+def _task_outputs(head: Any) -> int | None:
     from .tasks import head_task, load_task
 
     try:

@@ -2,8 +2,8 @@
 so serving an export needs neither torch nor transformers."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 

@@ -18,7 +18,7 @@ def read_header(file: Path) -> dict[str, tuple[tuple[int, ...], str]]:
         raise ZooError(f"{file}: missing weights file")
     try:
         with safe_open(str(file), framework="pt") as f:
-            return {k: (tuple(f.get_slice(k).get_shape()), f.get_slice(k).get_dtype()) for k in f.keys()}
+            return {k: (tuple(f.get_slice(k).get_shape()), f.get_slice(k).get_dtype()) for k in f.keys()}  # noqa: SIM118 (safe_open is not iterable)
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise ZooError(f"{file}: not a valid safetensors file ({exc})") from None
 

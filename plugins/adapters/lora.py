@@ -6,7 +6,6 @@ as nn.Linear initialises a weight and B (out, r) at zero, so the adapted model s
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -51,7 +50,7 @@ class LoRALinear(nn.Linear):
 
 
 def lora(*, encoder: nn.Module, r: int = 8, alpha: float = 16.0, dropout: float = 0.05,
-         targets: Optional[str] = None) -> None:
+         targets: str | None = None) -> None:
     """Put LoRA on the encoder's ``targets`` (comma-separated: qkv, out, ffn; default qkv,out, or the encoder's
     ``adapter_targets``): rank ``r``, scaling ``alpha / r``, ``dropout`` on the update's input."""
     if not isinstance(r, int) or isinstance(r, bool) or r < 1:

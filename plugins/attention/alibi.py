@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 import torch
 from torch import Tensor
@@ -26,7 +25,7 @@ class ALiBiAttention(QKVAttention):
         super().__init__(d_model=d_model, num_heads=num_heads, dropout=dropout)
         self.register_buffer("slopes", alibi_slopes(num_heads)[:, None, None], persistent=False)
 
-    def attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Optional[Tensor]) -> Tensor:
+    def attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
         positions = torch.arange(q.shape[-2], device=q.device)
         distance = (positions[None, :] - positions[:, None]).abs().to(q.dtype)  # (S, S)
         bias = -self.slopes.to(q.dtype) * distance  # (h, S, S)

@@ -1,8 +1,6 @@
 """Linear attention (Katharopoulos et al. 2020): φ(Q)(φ(K)ᵀV) with φ(x) = elu(x) + 1, O(S) memory."""
 from __future__ import annotations
 
-from typing import Optional
-
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -15,7 +13,7 @@ class LinearAttention(QKVAttention):
         self.eps = eps
         self.output_dropout = nn.Dropout(dropout)
 
-    def attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Optional[Tensor]) -> Tensor:
+    def attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
         q, k = F.elu(q) + 1, F.elu(k) + 1
         if mask is not None:  # a padded key contributes nothing to the sums below
             k = k * mask[:, None, :, None].to(k.dtype)

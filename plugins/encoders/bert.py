@@ -7,7 +7,7 @@ rename table (zoo/hf.py): embeddings.* are identical, and per layer
 """
 from __future__ import annotations
 
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -25,7 +25,7 @@ class BertEmbeddings(nn.Module):
     real tokens of a padded row get the positions Hugging Face gives them)."""
 
     def __init__(self, *, vocab_size: int, d_model: int, type_vocab_size: int, layer_norm_eps: float,
-                 dropout: float, position_embeddings: Optional[nn.Embedding], position_offset: int = 0):
+                 dropout: float, position_embeddings: nn.Embedding | None, position_offset: int = 0):
         super().__init__()
         self.word_embeddings = nn.Embedding(vocab_size, d_model)
         self.position_embeddings = position_embeddings
@@ -66,7 +66,7 @@ class BertLayer(nn.Module):
         self.output_norm = nn.LayerNorm(d_model, eps=layer_norm_eps)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: Tensor, mask: Optional[Tensor]) -> Tensor:
+    def forward(self, x: Tensor, mask: Tensor | None) -> Tensor:
         x = self.attention_norm(x + self.dropout(self.attention(x, mask)))
         return self.output_norm(x + self.dropout(self.output(self.activation(self.intermediate(x)))))
 
@@ -84,8 +84,8 @@ class BertEncoder(nn.Module):
     def __init__(self, *, attention: Callable[..., nn.Module], vocab_size: int, d_model: int,
                  num_layers: int, num_heads: int, ffn_dim: int, max_length: int, dropout: float,
                  layer_norm_eps: float = 1e-12, type_vocab_size: int = 2, hidden_act: str = "gelu",
-                 sep_token_id: Optional[int] = None, position_offset: int = 0,
-                 sinusoidal_positions: bool = False, embedding_size: Optional[int] = None):
+                 sep_token_id: int | None = None, position_offset: int = 0,
+                 sinusoidal_positions: bool = False, embedding_size: int | None = None):
         super().__init__()
         if position_offset < 0 or type_vocab_size < 0:
             raise ValueError(f"position_offset and type_vocab_size must be >= 0, got {position_offset} and "
@@ -117,8 +117,8 @@ class BertEncoder(nn.Module):
         is_sep = (input_ids == self.sep_token_id).long()
         return (is_sep.cumsum(dim=1) - is_sep).clamp(max=1)  # 0 up to and including the first [SEP]
 
-    def forward(self, input_ids: Tensor, attention_mask: Optional[Tensor] = None,
-                token_type_ids: Optional[Tensor] = None) -> Tensor:
+    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None,
+                token_type_ids: Tensor | None = None) -> Tensor:
         if token_type_ids is None:
             token_type_ids = self.token_types(input_ids)
         x = self.embeddings(input_ids, token_type_ids)

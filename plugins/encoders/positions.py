@@ -3,7 +3,8 @@ attention that applies it (when the encoder wants rotary), no table for one that
 (ALiBi), else a learned table. One place decides, so no combination gets two position schemes."""
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 from torch import nn
 
@@ -14,13 +15,13 @@ def attention_capabilities(attention: Callable[..., nn.Module]) -> dict[str, Any
     return dict(getattr(attention, "capabilities", {}))
 
 
-def learned_positions(attention: Callable[..., nn.Module], max_length: int, d_model: int) -> Optional[nn.Embedding]:
+def learned_positions(attention: Callable[..., nn.Module], max_length: int, d_model: int) -> nn.Embedding | None:
     """A learned position table, or None when the attention encodes positions itself (ALiBi)."""
     if attention_capabilities(attention).get("positions"):
         return None
     return nn.Embedding(max_length, d_model)
 
 
-def rotary_for(attention: Callable[..., nn.Module], head_dim: int) -> Optional[RotaryEmbedding]:
+def rotary_for(attention: Callable[..., nn.Module], head_dim: int) -> RotaryEmbedding | None:
     """A rotary embedding for an attention that applies one (capability 'rotary'), else None."""
     return RotaryEmbedding(head_dim) if attention_capabilities(attention).get("rotary") else None

@@ -5,7 +5,7 @@ argument. Attentions that encode positions themselves ('positions') get none; an
 """
 from __future__ import annotations
 
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -34,7 +34,7 @@ class PreNormBlock(nn.Module):
         self.ffn = SwiGLU(d_model, ffn_dim)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: Tensor, mask: Optional[Tensor]) -> Tensor:
+    def forward(self, x: Tensor, mask: Tensor | None) -> Tensor:
         x = x + self.dropout(self.attention(self.attention_norm(x), mask))
         return x + self.dropout(self.ffn(self.ffn_norm(x)))
 
@@ -56,7 +56,7 @@ class PreNormTransformer(nn.Module):
         )
         self.final_norm = nn.RMSNorm(d_model, eps=norm_eps)
 
-    def forward(self, input_ids: Tensor, attention_mask: Optional[Tensor] = None) -> Tensor:
+    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
         x = self.token_embedding(input_ids)
         if self.position_embedding is not None:
             x = x + self.position_embedding(torch.arange(input_ids.shape[1], device=input_ids.device))

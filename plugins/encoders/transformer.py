@@ -5,7 +5,7 @@
 """
 from __future__ import annotations
 
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -22,7 +22,7 @@ class TutorialBlock(nn.Module):
         self.norm2 = nn.LayerNorm(d_model)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: Tensor, mask: Optional[Tensor]) -> Tensor:
+    def forward(self, x: Tensor, mask: Tensor | None) -> Tensor:
         x = self.dropout(self.norm1(x + self.attention(x, mask)))
         return self.dropout(self.norm2(x + self.ff(x)))
 
@@ -40,7 +40,7 @@ class TutorialTransformer(nn.Module):
             for _ in range(num_layers)
         )
 
-    def forward(self, input_ids: Tensor, attention_mask: Optional[Tensor] = None) -> Tensor:
+    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
         x = self.token_embedding(input_ids)  # (B, S, D)
         if self.position_embedding is not None:
             x = x + self.position_embedding(torch.arange(input_ids.shape[1], device=input_ids.device))

@@ -6,8 +6,6 @@ negatives), by cross-entropy over scaled cosine similarities.
 """
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -24,7 +22,7 @@ class EmbeddingHead(nn.Module):
     hard negatives), rows of one column in order, as the embedding task collates them."""
 
     def __init__(self, *, d_model: int, num_labels: int | None = None, dropout: float = 0.0,
-                 pooling: str = "mean", normalize: bool = True, dense_dim: Optional[int] = None,
+                 pooling: str = "mean", normalize: bool = True, dense_dim: int | None = None,
                  dense_activation: str = "tanh", dense_bias: bool = True, scale: float = 20.0):
         super().__init__()
         if pooling not in POOLINGS:
@@ -36,7 +34,7 @@ class EmbeddingHead(nn.Module):
         self.activation = ACTIVATIONS[dense_activation]() if dense_dim else None
         self.dim = int(dense_dim or d_model)
 
-    def forward(self, hidden: Tensor, mask: Optional[Tensor] = None) -> Tensor:
+    def forward(self, hidden: Tensor, mask: Tensor | None = None) -> Tensor:
         x = pool(hidden, mask, self.pooling)  # (B, D)
         if self.dense is not None:
             x = self.activation(self.dense(x))  # (B, dim)
@@ -44,7 +42,7 @@ class EmbeddingHead(nn.Module):
             x = F.normalize(x, p=2.0, dim=-1)
         return x
 
-    def loss(self, embeddings: Tensor, labels: Tensor, mask: Optional[Tensor] = None) -> Tensor:
+    def loss(self, embeddings: Tensor, labels: Tensor, mask: Tensor | None = None) -> Tensor:
         return ranking_loss(embeddings, labels, self.scale)
 
 

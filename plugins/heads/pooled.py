@@ -4,8 +4,6 @@ The pooler's activation is tanh for BERT and RoBERTa's classifiers, relu for Dis
 (``pre_classifier``), gelu for ELECTRA's."""
 from __future__ import annotations
 
-from typing import Optional
-
 from torch import Tensor, nn
 
 from zoo.nn import pool
@@ -28,11 +26,11 @@ class PooledHead(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(d_model, num_labels)
 
-    def forward(self, hidden: Tensor, mask: Optional[Tensor] = None) -> Tensor:
+    def forward(self, hidden: Tensor, mask: Tensor | None = None) -> Tensor:
         x = pool(hidden, mask, self.pooling)  # (B, D)
         if self.pooler is not None:
             x = self.pooler(x)
         return self.classifier(self.dropout(x))  # (B, num_labels)
 
-    def loss(self, logits: Tensor, labels: Tensor, mask: Optional[Tensor] = None) -> Tensor:
+    def loss(self, logits: Tensor, labels: Tensor, mask: Tensor | None = None) -> Tensor:
         raise NotImplementedError

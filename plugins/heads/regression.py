@@ -1,8 +1,6 @@
 """Regression of one or more real-valued targets."""
 from __future__ import annotations
 
-from typing import Optional
-
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -17,5 +15,5 @@ class RegressionHead(PooledHead):
         super().__init__(d_model=d_model, num_labels=num_labels, dropout=dropout, pooling=pooling, pooler=pooler,
                          pooler_activation=pooler_activation)
 
-    def loss(self, logits: Tensor, labels: Tensor, mask: Optional[Tensor] = None) -> Tensor:
+    def loss(self, logits: Tensor, labels: Tensor, mask: Tensor | None = None) -> Tensor:
         return F.mse_loss(logits.float(), labels.float().reshape(logits.shape))

@@ -1,8 +1,6 @@
 """Per-token classification: a linear layer on every position."""
 from __future__ import annotations
 
-from typing import Optional
-
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -17,10 +15,10 @@ class TokenClassificationHead(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(d_model, num_labels)
 
-    def forward(self, hidden: Tensor, mask: Optional[Tensor] = None) -> Tensor:
+    def forward(self, hidden: Tensor, mask: Tensor | None = None) -> Tensor:
         return self.classifier(self.dropout(hidden))  # (B, S, num_labels)
 
-    def loss(self, logits: Tensor, labels: Tensor, mask: Optional[Tensor] = None) -> Tensor:
+    def loss(self, logits: Tensor, labels: Tensor, mask: Tensor | None = None) -> Tensor:
         labels = labels.long()
         if mask is not None:
             labels = labels.masked_fill(~mask.bool(), IGNORE_INDEX)

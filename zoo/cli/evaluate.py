@@ -34,8 +34,8 @@ def evaluate(model, data, beir, split, text_column, label_column, pair_column, b
     from zoo.errors import ZooError
     from zoo.inference import evaluate_table, load_predictor
     from zoo.io import check_output, staged_directory
-    from zoo.threads import use
     from zoo.precision import for_inference
+    from zoo.threads import use
 
     if (data is None) == (beir is None):
         raise ZooError("give --data FILE, or --beir DIR for an embedding model (not both)")

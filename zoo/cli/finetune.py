@@ -15,7 +15,7 @@ def config_options(f):
     types = {"int": int, "float": float, "str": str, "bool": bool}
     for spec in reversed(cli_fields()):
         flag = spec.metadata["flag"] or "--" + spec.name.replace("_", "-")
-        kind = types[str(spec.type).removeprefix("Optional[").removesuffix("]")]
+        kind = types[str(spec.type).removesuffix(" | None")]
         default, help_text = default_of(spec), spec.metadata["help"]
         if kind is bool:
             f = click.option(f"{flag}/--no-{flag[2:]}", spec.name, default=default, show_default=True,

@@ -28,8 +28,8 @@ def predict(model, texts, file, text_column, pair_column, top_k, batch_size, as_
     from zoo.data import Table, iter_tables
     from zoo.errors import ZooError
     from zoo.inference import load_predictor, predict_table
-    from zoo.threads import use
     from zoo.precision import for_inference
+    from zoo.threads import use
 
     if bool(texts) == bool(file):
         raise ZooError("give texts as arguments or --file, not both" if texts else "give some texts or --file")

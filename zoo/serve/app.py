@@ -12,10 +12,11 @@ import json
 import sys
 import time
 import traceback
+from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import numpy as np
 from starlette.applications import Starlette

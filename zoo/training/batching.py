@@ -1,7 +1,8 @@
 """Batches: length-grouped order, split across accumulation steps and processes, padded to the longest."""
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 

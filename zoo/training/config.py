@@ -5,7 +5,7 @@ Importing this module imports no torch, so `zoo --help` stays fast."""
 from __future__ import annotations
 
 from dataclasses import MISSING, asdict, dataclass, field, fields
-from typing import Any, Optional
+from typing import Any
 
 from zoo.errors import ZooError
 
@@ -25,7 +25,7 @@ def option(default: Any, help: str, *, flag: str | None = None, choices: tuple[s
 class TrainConfig:
     epochs: int = option(3, "Passes over the training data.")
     batch_size: int = option(32, "Samples per optimizer step, over all processes and accumulation steps.")
-    lr: Optional[float] = option(None, f"Peak learning rate [default: {PRETRAINED_LR:g} pretrained, "
+    lr: float | None = option(None, f"Peak learning rate [default: {PRETRAINED_LR:g} pretrained, "
                                        f"{SCRATCH_LR:g} from scratch, {ADAPTER_LR:g} with --adapter].")
     warmup_ratio: float = option(0.1, "Share of all steps with a linear warm-up from 0.")
     weight_decay: float = option(0.01, "AdamW decay on weight matrices; none on biases and norms.")
@@ -36,20 +36,20 @@ class TrainConfig:
     precision: str = option("auto", "Autocast precision (auto: bf16 or fp16 on CUDA, fp32 on CPU).",
                             choices=PRECISIONS)
     seed: int = option(0, "Seed for the order of batches, dropout and fresh weights.")
-    patience: Optional[int] = option(2, "Epochs without improvement before stopping (needs --eval).")
+    patience: int | None = option(2, "Epochs without improvement before stopping (needs --eval).")
     group_by_length: bool = option(True, "Sort within shuffled mega-batches so batches pad little.")
     mega_batches: int = option(50, "Batches per mega-batch for length grouping.", cli=False)
     eval_batch_size: int = option(64, "Batch size for evaluation.", cli=False)
-    num_threads: Optional[int] = option(None, "CPU threads per process [default: usable CPUs / processes].",
+    num_threads: int | None = option(None, "CPU threads per process [default: usable CPUs / processes].",
                                         flag="--threads")
     log_every: int = option(50, "Steps between progress lines when not on a terminal.", cli=False)
-    tensorboard: Optional[str] = option(None, "Write TensorBoard event files (loss, lr, tokens/s, eval "
+    tensorboard: str | None = option(None, "Write TensorBoard event files (loss, lr, tokens/s, eval "
                                               "metrics) to this directory (the reports extra).")
     curves: bool = option(True, "Write curves.png (loss per step, eval metrics per epoch; the reports extra).")
-    adapter: Optional[str] = option(None, "Train only this adapter (lora) and the head over MODEL, a zoo model "
+    adapter: str | None = option(None, "Train only this adapter (lora) and the head over MODEL, a zoo model "
                                           "directory; the output is a small adapter directory. Options: --set "
                                           "adapter.r=8.")
-    adapter_options: Optional[dict] = option(None, "The adapter's options (r, alpha, dropout, targets for lora).",
+    adapter_options: dict | None = option(None, "The adapter's options (r, alpha, dropout, targets for lora).",
                                              cli=False)
 
     def __post_init__(self) -> None:
@@ -77,7 +77,7 @@ class TrainConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         """A saved config; settings this zoo does not know are dropped, new ones take their defaults."""
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})

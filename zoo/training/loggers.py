@@ -4,8 +4,9 @@ progress bar, metrics.jsonl, TensorBoard and curves.png are loggers; only the ma
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from zoo import io
 from zoo.constants import CURVES_NAME, METRICS_NAME

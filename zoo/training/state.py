@@ -11,9 +11,8 @@ from typing import Any
 import torch
 
 from zoo import io
-from zoo.constants import STATE_NAME  # noqa: F401  (re-exported)
+from zoo.constants import STATE_NAME
 from zoo.errors import ZooError
-
 
 
 @dataclass
@@ -31,7 +30,7 @@ class TrainState:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TrainState":
+    def from_dict(cls, data: dict[str, Any]) -> TrainState:
         """A checkpoint's state (already type-checked by read_state); checkpoints without ``losses`` load."""
         return cls(**{k: data[k] for k in ("epoch", "batch", "step", "best", "bad_epochs", "history")},
                    losses=list(data.get("losses") or []))
@@ -50,7 +49,7 @@ def save_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimi
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         for i, rng in enumerate(torch.cuda.get_rng_state_all()):
             tensors[f"rng.cuda.{i}"] = rng
-    groups = [{k: v for k, v in g.items()} for g in optim["param_groups"]]
+    groups = [dict(g.items()) for g in optim["param_groups"]]
     metadata = {"format": "pt", "zoo_trainer": json.dumps({**info, "param_groups": groups})}
     with io.atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
@@ -64,7 +63,7 @@ def read_state(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     try:
         with safe_open(str(path), framework="pt") as f:
             info = json.loads((f.metadata() or {})["zoo_trainer"])
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not iterable)
     except (SafetensorError, KeyError, ValueError, OSError, RecursionError, RuntimeError) as exc:
         raise ZooError(f"{path}: not a zoo training checkpoint ({exc})") from None
     _check_info(path, info, tensors)

@@ -18,9 +18,6 @@ guarantees a head, and what this one does with it:
 """
 from __future__ import annotations
 
-from typing import Optional
-
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -38,18 +35,18 @@ class AttentionPoolingHead(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(d_model, num_labels)
 
-    def weights(self, hidden: Tensor, mask: Optional[Tensor] = None) -> Tensor:
+    def weights(self, hidden: Tensor, mask: Tensor | None = None) -> Tensor:
         """(B, S) pooling weights: a softmax over the real tokens of each row; padding gets exactly 0."""
         scores = self.score(self.project(hidden.float())).squeeze(-1).float()  # (B, S); float32 under autocast too
         if mask is not None:
             scores = scores.masked_fill(~mask, dtype_min(scores.dtype))
         return scores.softmax(dim=-1)
 
-    def forward(self, hidden: Tensor, mask: Optional[Tensor] = None) -> Tensor:
+    def forward(self, hidden: Tensor, mask: Tensor | None = None) -> Tensor:
         alpha = self.weights(hidden, mask)  # (B, S)
         pooled = (alpha.unsqueeze(-1) * hidden.float()).sum(dim=1)  # (B, D)
         return self.classifier(self.dropout(pooled.to(hidden.dtype)))  # (B, num_labels)
 
-    def loss(self, logits: Tensor, labels: Tensor, mask: Optional[Tensor] = None) -> Tensor:
+    def loss(self, logits: Tensor, labels: Tensor, mask: Tensor | None = None) -> Tensor:
         # Logits arrive in bf16/fp16 after an autocast forward (zoo runs the loss outside autocast): upcast.
         return F.cross_entropy(logits.float(), labels.long())

@@ -4,9 +4,9 @@ import json
 
 import pytest
 from click.testing import CliRunner
+from zoo_ordinal import stars
 
 from zoo.cli import cli
-from zoo_ordinal import stars
 
 TINY = ["--d-model", "32", "--num-layers", "1", "--num-heads", "2", "--vocab-size", "100", "--max-length", "16"]
 TRAIN = ["--epochs", "8", "--lr", "1e-2", "--batch-size", "16", "--threads", "1", "-q"]

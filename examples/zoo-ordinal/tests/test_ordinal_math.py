@@ -5,10 +5,10 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-
-from zoo import ZooError
 from zoo_ordinal.head import OrdinalHead
 from zoo_ordinal.task import Ordinal, quadratic_weighted_kappa, rank_probabilities
+
+from zoo import ZooError
 
 
 def softplus_inverse(y):

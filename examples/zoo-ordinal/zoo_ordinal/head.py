@@ -14,7 +14,6 @@ zoo calls the class with d_model, num_labels (K, the number of ranks), dropout a
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -46,11 +45,11 @@ class OrdinalHead(nn.Module):
         gaps = F.softplus(self.cutpoints)
         return self.cutpoints[0] - gaps[0] + torch.cumsum(gaps, dim=0)  # no empty slice when K = 2
 
-    def forward(self, hidden: Tensor, mask: Optional[Tensor] = None) -> Tensor:
+    def forward(self, hidden: Tensor, mask: Tensor | None = None) -> Tensor:
         score = self.score(self.dropout(pool(hidden, mask, self.pooling)))  # (B, 1)
         return score - self.thresholds().to(score.dtype)  # (B, K-1)
 
-    def loss(self, logits: Tensor, labels: Tensor, mask: Optional[Tensor] = None) -> Tensor:
+    def loss(self, logits: Tensor, labels: Tensor, mask: Tensor | None = None) -> Tensor:
         logits = logits.float()
         above = (labels.long()[:, None] > torch.arange(logits.shape[-1], device=logits.device)).float()
         return F.binary_cross_entropy_with_logits(logits, above, reduction="none").sum(-1).mean()

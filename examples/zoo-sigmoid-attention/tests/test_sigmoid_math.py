@@ -3,7 +3,6 @@ import math
 
 import pytest
 import torch
-
 from zoo_sigmoid_attention.attention import SigmoidAttention
 
 

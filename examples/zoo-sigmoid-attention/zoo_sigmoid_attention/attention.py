@@ -12,7 +12,6 @@ Built on zoo.nn.QKVAttention, which owns the q/k/v/out projections, grouped key/
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 import torch
 from torch import Tensor, nn
@@ -21,8 +20,8 @@ from zoo.nn import QKVAttention, RotaryEmbedding
 
 
 class SigmoidAttention(QKVAttention):
-    def __init__(self, *, d_model: int, num_heads: int, dropout: float = 0.0, bias: Optional[float] = None,
-                 num_kv_heads: Optional[int] = None, rotary: Optional[RotaryEmbedding] = None):
+    def __init__(self, *, d_model: int, num_heads: int, dropout: float = 0.0, bias: float | None = None,
+                 num_kv_heads: int | None = None, rotary: RotaryEmbedding | None = None):
         """``bias`` fixes b for every row; None (the paper's default) uses −log(number of real keys)."""
         super().__init__(d_model=d_model, num_heads=num_heads, dropout=dropout, num_kv_heads=num_kv_heads,
                          rotary=rotary)
@@ -31,14 +30,14 @@ class SigmoidAttention(QKVAttention):
         self.bias = bias
         self.attention_dropout = nn.Dropout(dropout)
 
-    def attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Optional[Tensor]) -> Tensor:
+    def attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
         scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # (B, h, S, S)
         weights = torch.sigmoid(scores + self.row_bias(mask, scores))
         if mask is not None:  # padded keys contribute nothing
             weights = weights * mask[:, None, None, :].to(weights.dtype)
         return self.attention_dropout(weights) @ v  # (B, h, S, dh)
 
-    def row_bias(self, mask: Optional[Tensor], scores: Tensor) -> Tensor:
+    def row_bias(self, mask: Tensor | None, scores: Tensor) -> Tensor:
         """b per batch row, shaped (B, 1, 1, 1): the fixed bias, or −log(number of real keys)."""
         if self.bias is not None:
             return torch.full((scores.shape[0], 1, 1, 1), self.bias, dtype=scores.dtype, device=scores.device)
