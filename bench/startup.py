@@ -5,6 +5,7 @@ time and its ratio to the baseline (goal: `zoo --help` <= 3x). Writes bench/resu
 
     python bench/startup.py [--runs 21]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,19 +55,34 @@ def main() -> None:
             times[name].append(timed(argv, env))
     medians = {name: statistics.median(t) for name, t in times.items()}
     baseline = medians['python -c "import click"']
-    rows = {name: {"median_ms": round(1000 * m, 1), "ratio": round(m / baseline, 2)} for name, m in medians.items()}
+    rows = {
+        name: {"median_ms": round(1000 * m, 1), "ratio": round(m / baseline, 2)}
+        for name, m in medians.items()
+    }
     plugins = sorted(ep.name for ep in metadata.entry_points(group="zoo"))
     print(f"{'command':<28}{'median ms':>12}{'vs click':>10}")
     for name, row in rows.items():
         print(f"{name:<28}{row['median_ms']:>12.1f}{row['ratio']:>9.2f}x")
     ok = rows["zoo --help"]["ratio"] <= GOAL
-    print(f"third-party plugins installed: {', '.join(plugins) or 'none'}; runs: {args.runs}; "
-          f"goal zoo --help <= {GOAL:.0f}x: {'met' if ok else 'MISSED'}")
-    io.write_json(RESULTS, {
-        "benchmark": "startup", "zoo_version": __version__, "python": platform.python_version(),
-        "machine": platform.machine(), "cpus": os.cpu_count(), "runs": args.runs, "plugins": plugins,
-        "commands": rows, "goal_ratio": GOAL, "goal_met": ok,
-    })
+    print(
+        f"third-party plugins installed: {', '.join(plugins) or 'none'}; runs: {args.runs}; "
+        f"goal zoo --help <= {GOAL:.0f}x: {'met' if ok else 'MISSED'}"
+    )
+    io.write_json(
+        RESULTS,
+        {
+            "benchmark": "startup",
+            "zoo_version": __version__,
+            "python": platform.python_version(),
+            "machine": platform.machine(),
+            "cpus": os.cpu_count(),
+            "runs": args.runs,
+            "plugins": plugins,
+            "commands": rows,
+            "goal_ratio": GOAL,
+            "goal_met": ok,
+        },
+    )
     print(f"wrote {RESULTS}")
 
 

@@ -3,6 +3,7 @@
 Importing ``zoo.export`` is cheap and torch-free: ``zoo.export.runtime`` must work in an image without
 torch, so ``export_model`` (which needs torch) is imported on first use.
 """
+
 from __future__ import annotations
 
 from typing import Any

@@ -10,6 +10,7 @@ fp32 graph on the calibration batches and reducing what it saw with one of three
 onnxruntime has no QDQ form of its com.microsoft.Attention node, so attention stays fp32 here; MatMul
 (projections, feed-forward, classifier) and the embedding Gathers are quantised.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -36,11 +37,18 @@ class _Reader:
         full_ids = np.full((len(ids), length), pad, dtype=np.int64)
         full_mask = np.zeros((len(ids), length), dtype=np.int64)
         for i, (row, mask) in enumerate(zip(ids, masks)):
-            full_ids[i, :len(row)], full_mask[i, :len(mask)] = row, mask
+            full_ids[i, : len(row)], full_mask[i, : len(mask)] = row, mask
         rows = min(rows, len(ids))
         count = max(1, len(ids) // rows)
-        self.feeds = iter([{"input_ids": full_ids[i * rows:(i + 1) * rows],
-                            "attention_mask": full_mask[i * rows:(i + 1) * rows]} for i in range(count)])
+        self.feeds = iter(
+            [
+                {
+                    "input_ids": full_ids[i * rows : (i + 1) * rows],
+                    "attention_mask": full_mask[i * rows : (i + 1) * rows],
+                }
+                for i in range(count)
+            ]
+        )
 
     def get_next(self):
         return next(self.feeds, None)
@@ -49,13 +57,27 @@ class _Reader:
         pass
 
 
-def quantize_static_qdq(source: Path, target: Path, batches, method: str, *, exclude: Sequence[str] = ()) -> None:
+def quantize_static_qdq(
+    source: Path, target: Path, batches, method: str, *, exclude: Sequence[str] = ()
+) -> None:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-    calibrate = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
-                 "entropy": CalibrationMethod.Entropy}[method]
+    calibrate = {
+        "minmax": CalibrationMethod.MinMax,
+        "percentile": CalibrationMethod.Percentile,
+        "entropy": CalibrationMethod.Entropy,
+    }[method]
     with quiet(), contextlib.redirect_stdout(io.StringIO()):  # the calibrators print their progress
-        quantize_static(str(source), str(target), _Reader(batches), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, calibrate_method=calibrate,
-                        op_types_to_quantize=["MatMul", "Gather"], nodes_to_exclude=list(exclude),
-                        extra_options={"MatMulConstBOnly": True, "CalibPercentile": 99.999})
+        quantize_static(
+            str(source),
+            str(target),
+            _Reader(batches),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=calibrate,
+            op_types_to_quantize=["MatMul", "Gather"],
+            nodes_to_exclude=list(exclude),
+            extra_options={"MatMulConstBOnly": True, "CalibPercentile": 99.999},
+        )

@@ -6,6 +6,7 @@ projections, QKᵀ, softmax and ·V stay a dozen small nodes. While exporting, e
 stand-in whose core is a custom torch op; the dynamo exporter translates that op into one Attention node,
 with q/k/v packed into one (D, 3D) weight. The swap is undone afterwards, and the export is parity-checked like any other.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -41,8 +42,14 @@ def _onnx_packed_attention(x, weight, bias, mask, num_heads: int):
 
     attention = Op(Opset("com.microsoft", 1), "Attention", _attention_schema())
     mask_index = op.Cast(mask, to=6)  # int32 (B, S): 1 keeps a key, 0 masks it
-    return attention(x, weight, bias, mask_index, num_heads=num_heads,
-                     mask_filter_value=float(torch.finfo(torch.float32).min))
+    return attention(
+        x,
+        weight,
+        bias,
+        mask_index,
+        num_heads=num_heads,
+        mask_filter_value=float(torch.finfo(torch.float32).min),
+    )
 
 
 def _attention_schema():
@@ -53,12 +60,16 @@ def _attention_schema():
         return OpSchema.FormalParameter(name, type_str)
 
     return OpSchema(
-        "Attention", "com.microsoft", 1,
+        "Attention",
+        "com.microsoft",
+        1,
         inputs=[param("input", "T"), param("weights", "T"), param("bias", "T"), param("mask_index", "M")],
         outputs=[param("output", "T")],
         type_constraints=[("T", ["tensor(float)"], ""), ("M", ["tensor(int32)"], "")],
-        attributes=[OpSchema.Attribute("num_heads", OpSchema.AttrType.INT, ""),
-                    OpSchema.Attribute("mask_filter_value", OpSchema.AttrType.FLOAT, "")],
+        attributes=[
+            OpSchema.Attribute("num_heads", OpSchema.AttrType.INT, ""),
+            OpSchema.Attribute("mask_filter_value", OpSchema.AttrType.FLOAT, ""),
+        ],
     )
 
 

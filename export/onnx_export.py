@@ -4,6 +4,7 @@ Either way the graph must pass ``onnx.checker`` and keep the contract: int64 inp
 ``attention_mask`` with symbolic (not fixed) batch and sequence dims, and the outputs the model's task names
 (``Task.output_names``: ``logits`` for the classifiers, ``sentence_embedding`` for embeddings).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -30,8 +31,18 @@ class ExportFailed(Exception):
 @contextlib.contextmanager
 def quiet() -> Iterator[None]:
     """Silence exporter chatter (missing torchvision ops, tracer and deprecation warnings)."""
-    loggers = [logging.getLogger(name) for name in ("", "torch.onnx", "torch.export", "torch._dynamo",
-                                                     "torch.fx.experimental.symbolic_shapes", "onnxscript", "onnxruntime")]
+    loggers = [
+        logging.getLogger(name)
+        for name in (
+            "",
+            "torch.onnx",
+            "torch.export",
+            "torch._dynamo",
+            "torch.fx.experimental.symbolic_shapes",
+            "onnxscript",
+            "onnxruntime",
+        )
+    ]
     levels = [log.level for log in loggers]
     for log in loggers:
         log.setLevel(logging.ERROR)
@@ -44,9 +55,15 @@ def quiet() -> Iterator[None]:
             log.setLevel(level)
 
 
-def export_dynamo(model: nn.Module, example: tuple[torch.Tensor, torch.Tensor], path: Path,
-                  opset: int | None, max_length: int, fuse_attention: bool = True,
-                  outputs: Outputs = (OUTPUT_NAME,)) -> None:
+def export_dynamo(
+    model: nn.Module,
+    example: tuple[torch.Tensor, torch.Tensor],
+    path: Path,
+    opset: int | None,
+    max_length: int,
+    fuse_attention: bool = True,
+    outputs: Outputs = (OUTPUT_NAME,),
+) -> None:
     """``fuse_attention``: built-in softmax attentions become one com.microsoft.Attention node each."""
     from .fused_attention import packed_attentions
 
@@ -56,21 +73,40 @@ def export_dynamo(model: nn.Module, example: tuple[torch.Tensor, torch.Tensor], 
     swap = packed_attentions(model) if fuse_attention else contextlib.nullcontext({})
     with quiet(), swap as translations:
         program = torch.onnx.export(
-            model, example, None, dynamo=True, input_names=list(INPUT_NAMES), output_names=list(outputs),
-            dynamic_shapes={"input_ids": dims, "attention_mask": dims}, opset_version=opset,
-            verbose=False, optimize=True, custom_translation_table=translations or None,
+            model,
+            example,
+            None,
+            dynamo=True,
+            input_names=list(INPUT_NAMES),
+            output_names=list(outputs),
+            dynamic_shapes={"input_ids": dims, "attention_mask": dims},
+            opset_version=opset,
+            verbose=False,
+            optimize=True,
+            custom_translation_table=translations or None,
         )
         program.save(str(path))
 
 
-def export_torchscript_based(model: nn.Module, example: tuple[torch.Tensor, torch.Tensor], path: Path,
-                             opset: int | None, outputs: Outputs = (OUTPUT_NAME,)) -> None:
+def export_torchscript_based(
+    model: nn.Module,
+    example: tuple[torch.Tensor, torch.Tensor],
+    path: Path,
+    opset: int | None,
+    outputs: Outputs = (OUTPUT_NAME,),
+) -> None:
     axes = {0: "batch", 1: "sequence"}
     with quiet():
         torch.onnx.export(
-            model, example, str(path), dynamo=False, input_names=list(INPUT_NAMES),
-            output_names=list(outputs), dynamic_axes={"input_ids": axes, "attention_mask": axes},
-            opset_version=opset or LEGACY_DEFAULT_OPSET, do_constant_folding=True,
+            model,
+            example,
+            str(path),
+            dynamo=False,
+            input_names=list(INPUT_NAMES),
+            output_names=list(outputs),
+            dynamic_axes={"input_ids": axes, "attention_mask": axes},
+            opset_version=opset or LEGACY_DEFAULT_OPSET,
+            do_constant_folding=True,
         )
 
 
@@ -99,8 +135,16 @@ def check_graph(path: Path, outputs: Outputs = (OUTPUT_NAME,)) -> int:
     return next((o.version for o in graph_model.opset_import if o.domain in ("", "ai.onnx")), 0)
 
 
-def export_onnx(model: nn.Module, example: tuple[torch.Tensor, torch.Tensor], path: Path, *, exporter: str,
-                opset: int | None, max_length: int, outputs: Outputs = (OUTPUT_NAME,)) -> int:
+def export_onnx(
+    model: nn.Module,
+    example: tuple[torch.Tensor, torch.Tensor],
+    path: Path,
+    *,
+    exporter: str,
+    opset: int | None,
+    max_length: int,
+    outputs: Outputs = (OUTPUT_NAME,),
+) -> int:
     """Export with one exporter and check the graph; returns its opset. Raises ExportFailed."""
     try:
         if exporter == "dynamo":

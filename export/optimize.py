@@ -6,6 +6,7 @@ LayerNorm it replaces) on top of onnxruntime's basic optimisations. The fused gr
 parity like any export; when it fails (the fusions assume BERT's shapes and some parts are not
 BERT), plain onnxruntime extended optimisations are the fallback.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -26,8 +27,14 @@ def optimize(source: Path, target: Path, method: str, *, num_heads: int, d_model
 
             fusions = FusionOptions("bert")
             fusions.enable_skip_layer_norm = fusions.enable_bias_skip_layer_norm = False  # slower on CPU
-            optimized = optimize_model(str(source), model_type="bert", num_heads=num_heads, hidden_size=d_model,
-                                       opt_level=1, optimization_options=fusions)
+            optimized = optimize_model(
+                str(source),
+                model_type="bert",
+                num_heads=num_heads,
+                hidden_size=d_model,
+                opt_level=1,
+                optimization_options=fusions,
+            )
             fused = {op: n for op, n in optimized.get_fused_operator_statistics().items() if n}
             optimized.save_model_to_file(str(target))
             return {"method": method, "fused_ops": fused}
@@ -36,8 +43,9 @@ def optimize(source: Path, target: Path, method: str, *, num_heads: int, d_model
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
         options.optimized_model_filepath = str(target)
-        ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"],
-                             disabled_optimizers=DISABLED_OPTIMIZERS)
+        ort.InferenceSession(
+            str(source), options, providers=["CPUExecutionProvider"], disabled_optimizers=DISABLED_OPTIMIZERS
+        )
     return {"method": method, "fused_ops": op_counts_delta(source, target)}
 
 

@@ -8,6 +8,7 @@ channels are zeroed in the input of the int8 MatMul and multiplied in fp32 by th
 (a (tokens × k)·(k × N) product, k ≤ MAX_CHANNELS), and the two results are added. The graph gains a Mul,
 a Gather, a small MatMul and an Add per such MatMul; fp32 results are unchanged up to rounding.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -23,8 +24,15 @@ MAX_CHANNELS = 8
 def matmuls(model) -> list:
     """MatMul nodes multiplying an activation by a 2-D weight initializer."""
     weights = {i.name: i for i in model.graph.initializer}
-    return [n for n in model.graph.node if n.op_type == "MatMul" and n.input[1] in weights
-            and len(weights[n.input[1]].dims) == 2 and n.input[0] not in weights and MARK not in n.name]
+    return [
+        n
+        for n in model.graph.node
+        if n.op_type == "MatMul"
+        and n.input[1] in weights
+        and len(weights[n.input[1]].dims) == 2
+        and n.input[0] not in weights
+        and MARK not in n.name
+    ]
 
 
 def channel_maxima(source: Path, batches: Iterable[tuple[np.ndarray, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -38,8 +46,12 @@ def channel_maxima(source: Path, batches: Iterable[tuple[np.ndarray, np.ndarray]
     names = sorted({node.input[0] for node in matmuls(model)})
     present = {o.name for o in model.graph.output}
     model.graph.output.extend(onnx.ValueInfoProto(name=n) for n in names if n not in present)
-    session = ort.InferenceSession(model.SerializeToString(), session_options(spinning=False),
-                                   providers=["CPUExecutionProvider"], disabled_optimizers=DISABLED_OPTIMIZERS)
+    session = ort.InferenceSession(
+        model.SerializeToString(),
+        session_options(spinning=False),
+        providers=["CPUExecutionProvider"],
+        disabled_optimizers=DISABLED_OPTIMIZERS,
+    )
     maxima: dict[str, np.ndarray] = {}
     for ids, mask in batches:
         real = mask.astype(bool)
@@ -74,12 +86,20 @@ def split_outliers(source: Path, target: Path, maxima: dict[str, np.ndarray]) ->
         x, y, name = node.input[0], node.output[0], node.name + MARK
         keep = np.ones(weight.shape[0], dtype=np.float32)
         keep[channels] = 0.0
-        model.graph.initializer.extend([numpy_helper.from_array(keep, f"{name}/keep"),
-                                        numpy_helper.from_array(channels, f"{name}/channels"),
-                                        numpy_helper.from_array(weight[channels], f"{name}/weight")])
-        before = [helper.make_node("Mul", [x, f"{name}/keep"], [f"{name}/rest"], name=f"{name}/zero"),
-                  helper.make_node("Gather", [x, f"{name}/channels"], [f"{name}/x"], name=f"{name}/gather", axis=-1),
-                  helper.make_node("MatMul", [f"{name}/x", f"{name}/weight"], [f"{name}/y"], name=f"{name}/matmul")]
+        model.graph.initializer.extend(
+            [
+                numpy_helper.from_array(keep, f"{name}/keep"),
+                numpy_helper.from_array(channels, f"{name}/channels"),
+                numpy_helper.from_array(weight[channels], f"{name}/weight"),
+            ]
+        )
+        before = [
+            helper.make_node("Mul", [x, f"{name}/keep"], [f"{name}/rest"], name=f"{name}/zero"),
+            helper.make_node(
+                "Gather", [x, f"{name}/channels"], [f"{name}/x"], name=f"{name}/gather", axis=-1
+            ),
+            helper.make_node("MatMul", [f"{name}/x", f"{name}/weight"], [f"{name}/y"], name=f"{name}/matmul"),
+        ]
         node.input[0], node.output[0] = f"{name}/rest", f"{name}/int8"
         after = helper.make_node("Add", [f"{name}/int8", f"{name}/y"], [y], name=f"{name}/add")
         inserts.append((node, before, after))

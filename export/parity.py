@@ -4,6 +4,7 @@ The export traces at ``trace_inputs`` (batch 2, no padding). The probes differ f
 (1, 3, 4), in sequence length (short, medium, long) and in padding (rows of several real lengths,
 down to a single real token), so a graph that baked in a traced shape or ignores the mask fails here.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -39,7 +40,9 @@ def trace_lengths(max_length: int) -> tuple[int, int]:
     return 2, max(2, min(9, max_length))
 
 
-def trace_inputs(vocab_size: int, max_length: int, pad_id: int = 0, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def trace_inputs(
+    vocab_size: int, max_length: int, pad_id: int = 0, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     batch, seq = trace_lengths(max_length)
     return _batch(np.random.default_rng(seed), [seq] * batch, seq, vocab_size, pad_id)
 
@@ -65,11 +68,16 @@ def compare(candidate: np.ndarray, reference: np.ndarray, atol: float, rtol: flo
     candidate = np.asarray(candidate, dtype=np.float64)
     reference = np.asarray(reference, dtype=np.float64)
     if candidate.shape != reference.shape:
-        return {"max_abs_diff": None, "max_rel_diff": None, "ok": False,
-                "error": f"shape {list(candidate.shape)}, expected {list(reference.shape)}"}
+        return {
+            "max_abs_diff": None,
+            "max_rel_diff": None,
+            "ok": False,
+            "error": f"shape {list(candidate.shape)}, expected {list(reference.shape)}",
+        }
     finite = np.isfinite(reference)
     if not np.array_equal(finite, np.isfinite(candidate)) or not np.array_equal(
-            candidate[~finite], reference[~finite], equal_nan=True):
+        candidate[~finite], reference[~finite], equal_nan=True
+    ):
         return {"max_abs_diff": None, "max_rel_diff": None, "ok": False, "error": "non-finite values differ"}
     diff = np.abs(candidate - reference)[finite]
     ref = np.abs(reference[finite])
@@ -80,17 +88,29 @@ def compare(candidate: np.ndarray, reference: np.ndarray, atol: float, rtol: flo
     return {"max_abs_diff": max_abs, "max_rel_diff": max_rel, "ok": ok}
 
 
-def check(run: Runner, references: list[tuple[Probe, np.ndarray]], atol: float, rtol: float) -> dict[str, Any]:
+def check(
+    run: Runner, references: list[tuple[Probe, np.ndarray]], atol: float, rtol: float
+) -> dict[str, Any]:
     """Run ``run`` on every probe; the report lists each shape tested and ``passed`` for all of them."""
     shapes = []
     for probe, reference in references:
         try:
             result = compare(run(probe.input_ids, probe.attention_mask), reference, atol, rtol)
         except Exception as exc:  # a graph that cannot run a shape fails that shape, with the reason
-            result = {"max_abs_diff": None, "max_rel_diff": None, "ok": False,
-                      "error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"}
-        shapes.append({"name": probe.name, "shape": list(probe.input_ids.shape),
-                       "padded_rows": probe.padded_rows, **result})
+            result = {
+                "max_abs_diff": None,
+                "max_rel_diff": None,
+                "ok": False,
+                "error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+            }
+        shapes.append(
+            {
+                "name": probe.name,
+                "shape": list(probe.input_ids.shape),
+                "padded_rows": probe.padded_rows,
+                **result,
+            }
+        )
     return {"atol": atol, "rtol": rtol, "passed": all(s["ok"] for s in shapes), "shapes": shapes}
 
 

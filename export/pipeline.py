@@ -4,6 +4,7 @@ Everything is written into a hidden temporary directory beside the output and mo
 when every check passed (or ``allow_mismatch`` says to keep it anyway), so a failed export never
 leaves a model.onnx that looks valid.
 """
+
 from __future__ import annotations
 
 import copy
@@ -38,12 +39,25 @@ QUANTIZE_CHOICES = ("int8",)
 FORMAT_NAMES = {"onnx": "ONNX", "torchscript": "TorchScript"}
 
 
-def export_model(model, output_dir, *, onnx: bool = True, torchscript: bool = False, opset: int | None = None,
-                 atol: float = 1e-4, rtol: float = 1e-3, optimize: bool = False, quantize: str | None = None,
-                 calibration_texts: Sequence[str] | None = None, allow_mismatch: bool = False,
-                 min_agreement: float = 0.99, overwrite: bool = False, int8_methods: Sequence[str] | None = None,
-                 log: Callable[[str], None] | None = None,
-                 argument_names: Mapping[str, str] = PYTHON_NAMES) -> dict[str, Any]:
+def export_model(
+    model,
+    output_dir,
+    *,
+    onnx: bool = True,
+    torchscript: bool = False,
+    opset: int | None = None,
+    atol: float = 1e-4,
+    rtol: float = 1e-3,
+    optimize: bool = False,
+    quantize: str | None = None,
+    calibration_texts: Sequence[str] | None = None,
+    allow_mismatch: bool = False,
+    min_agreement: float = 0.99,
+    overwrite: bool = False,
+    int8_methods: Sequence[str] | None = None,
+    log: Callable[[str], None] | None = None,
+    argument_names: Mapping[str, str] = PYTHON_NAMES,
+) -> dict[str, Any]:
     """Export ``model`` (a ZooModel) to ``output_dir`` and return the manifest.
 
     Raises ExportMismatch (exit code 1) when an export differs from the eager model beyond
@@ -69,27 +83,49 @@ def export_model(model, output_dir, *, onnx: bool = True, torchscript: bool = Fa
     source.eval()
     sizes, tokenizer = model.spec.sizes, getattr(model, "tokenizer", None)
     pad = _pad_id(tokenizer)
-    example = tuple(torch.from_numpy(a) for a in parity.trace_inputs(sizes["vocab_size"], sizes["max_length"], pad))
+    example = tuple(
+        torch.from_numpy(a) for a in parity.trace_inputs(sizes["vocab_size"], sizes["max_length"], pad)
+    )
     eager = eager_runner(source)
-    references = [(p, eager(p.input_ids, p.attention_mask))
-                  for p in parity.probes(sizes["vocab_size"], sizes["max_length"], pad)]
+    references = [
+        (p, eager(p.input_ids, p.attention_mask))
+        for p in parity.probes(sizes["vocab_size"], sizes["max_length"], pad)
+    ]
     manifest: dict[str, Any] = {
-        "format": "zoo-export", "format_version": MANIFEST_VERSION, "zoo_version": __version__,
-        "model": {k: getattr(model.spec, k).ref for k in MODEL_PARTS}, "head_options": model.spec.head.options,
-        "labels": model.spec.labels, "num_labels": sizes["num_labels"], "task": model.task.name,
+        "format": "zoo-export",
+        "format_version": MANIFEST_VERSION,
+        "zoo_version": __version__,
+        "model": {k: getattr(model.spec, k).ref for k in MODEL_PARTS},
+        "head_options": model.spec.head.options,
+        "labels": model.spec.labels,
+        "num_labels": sizes["num_labels"],
+        "task": model.task.name,
         "outputs": list(model.task.output_names),
         # max_length: where text is cut (as for the torch model); max_positions: the longest the graph takes
         "max_length": int(model.spec.tokenizer.get("max_length") or sizes["max_length"]),
-        "max_positions": sizes["max_length"], "vocab_size": sizes["vocab_size"], "pad_id": pad,
-        "tokenizer_settings": model.spec.tokenizer, "tolerance": {"atol": atol, "rtol": rtol},
-        "trace_shape": list(example[0].shape), "serve": None,
+        "max_positions": sizes["max_length"],
+        "vocab_size": sizes["vocab_size"],
+        "pad_id": pad,
+        "tokenizer_settings": model.spec.tokenizer,
+        "tolerance": {"atol": atol, "rtol": rtol},
+        "trace_shape": list(example[0].shape),
+        "serve": None,
     }
     failures: list[str] = []
     try:  # built in a hidden directory that replaces the output only after every check (io.staged_directory)
         with io.staged_directory(output) as work:
             if onnx:
-                manifest["onnx"] = _onnx(source, example, work, opset, sizes["max_length"], references, atol, rtol,
-                                         tuple(model.task.output_names))
+                manifest["onnx"] = _onnx(
+                    source,
+                    example,
+                    work,
+                    opset,
+                    sizes["max_length"],
+                    references,
+                    atol,
+                    rtol,
+                    tuple(model.task.output_names),
+                )
                 _note(manifest["onnx"], "ONNX", failures, log)
                 manifest["serve"] = ONNX_NAME
             if torchscript:
@@ -103,9 +139,16 @@ def export_model(model, output_dir, *, onnx: bool = True, torchscript: bool = Fa
             if quantize:
                 base = work / manifest["serve"]
                 check, calibration, source_of = _held_out(model, tokenizer, calibration_texts, sizes, pad)
-                manifest["int8"] = _int8(base, work / INT8_NAME, check, model.task, min_agreement,
-                                         calibration=calibration, trained="training" in model.spec.extra,
-                                         **({"methods": tuple(int8_methods)} if int8_methods else {}))
+                manifest["int8"] = _int8(
+                    base,
+                    work / INT8_NAME,
+                    check,
+                    model.task,
+                    min_agreement,
+                    calibration=calibration,
+                    trained="training" in model.spec.extra,
+                    **({"methods": tuple(int8_methods)} if int8_methods else {}),
+                )
                 manifest["int8"]["texts"] = source_of
                 _note_int8(manifest["int8"], failures, log, names)
                 if manifest["int8"]["passed"]:
@@ -114,18 +157,22 @@ def export_model(model, output_dir, *, onnx: bool = True, torchscript: bool = Fa
                 io.write_text(work / TOKENIZER_NAME, tokenizer.to_str())
             manifest["parity_passed"] = not failures
             manifest["allow_mismatch"] = allow_mismatch
-            manifest["files"] = {f.name: f.stat().st_size for f in sorted(work.iterdir())
-                                 if not f.name.startswith(".")}
+            manifest["files"] = {
+                f.name: f.stat().st_size for f in sorted(work.iterdir()) if not f.name.startswith(".")
+            }
             io.write_json(work / MANIFEST_NAME, manifest)
             if failures and not allow_mismatch:
-                raise ExportMismatch(f"{failures[0]}; nothing was written ({names['allow_mismatch']} keeps it "
-                                     "anyway)")
+                raise ExportMismatch(
+                    f"{failures[0]}; nothing was written ({names['allow_mismatch']} keeps it anyway)"
+                )
             for stray in work.glob(".*"):
                 stray.unlink()
     finally:
         source.train(was_training)
     if failures:
-        log(f"WARNING: kept an export that FAILED its checks ({names['allow_mismatch']}): {'; '.join(failures)}")
+        log(
+            f"WARNING: kept an export that FAILED its checks ({names['allow_mismatch']}): {'; '.join(failures)}"
+        )
     return manifest
 
 
@@ -138,8 +185,10 @@ def check_capabilities(model, formats: list[str]) -> dict[str, Any]:
         part = registry.resolve(kind, choice.ref)
         for fmt in formats:
             if part.capabilities.get(fmt) is False:
-                raise ZooError(f"{kind} '{part.name}' (plugin '{part.plugin}') declares that it cannot be "
-                               f"exported to {FORMAT_NAMES[fmt]} (capability {fmt}=False)")
+                raise ZooError(
+                    f"{kind} '{part.name}' (plugin '{part.plugin}') declares that it cannot be "
+                    f"exported to {FORMAT_NAMES[fmt]} (capability {fmt}=False)"
+                )
         parts[kind] = part
     return parts
 
@@ -156,20 +205,24 @@ def ort_runner(path: Path) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     """The graph's first output (the task's first output name), as the eager model's forward returns it."""
     import onnxruntime as ort
 
-    session = ort.InferenceSession(str(path), session_options(spinning=False), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(
+        str(path), session_options(spinning=False), providers=["CPUExecutionProvider"]
+    )
     first = session.get_outputs()[0].name
     return lambda ids, mask: session.run([first], {"input_ids": ids, "attention_mask": mask})[0]
 
 
-def _onnx(source, example, work: Path, opset, max_length: int, references, atol, rtol,
-          outputs: tuple[str, ...]) -> dict[str, Any]:
+def _onnx(
+    source, example, work: Path, opset, max_length: int, references, atol, rtol, outputs: tuple[str, ...]
+) -> dict[str, Any]:
     """The dynamo exporter first; the TorchScript-based one when dynamo raises or misses parity."""
     attempts, produced = [], []
     for exporter in EXPORTERS:
         path = work / f".{exporter}.onnx"
         try:
-            graph_opset = export_onnx(source, example, path, exporter=exporter, opset=opset, max_length=max_length,
-                                      outputs=outputs)
+            graph_opset = export_onnx(
+                source, example, path, exporter=exporter, opset=opset, max_length=max_length, outputs=outputs
+            )
         except ExportFailed as exc:
             attempts.append({"exporter": exporter, "error": str(exc)})
             continue
@@ -182,8 +235,14 @@ def _onnx(source, example, work: Path, opset, max_length: int, references, atol,
         raise ZooError("ONNX export failed: " + "; ".join(a["error"] for a in attempts))
     exporter, path, graph_opset, report = next((p for p in produced if p[3]["passed"]), produced[0])
     path.replace(work / ONNX_NAME)
-    return {"file": ONNX_NAME, "exporter": exporter, "opset": graph_opset, "bytes": (work / ONNX_NAME).stat().st_size,
-            "attempts": attempts, "parity": report}
+    return {
+        "file": ONNX_NAME,
+        "exporter": exporter,
+        "opset": graph_opset,
+        "bytes": (work / ONNX_NAME).stat().st_size,
+        "attempts": attempts,
+        "parity": report,
+    }
 
 
 def _torchscript(source, example, work: Path, references, atol, rtol, parts) -> dict[str, Any]:
@@ -193,7 +252,9 @@ def _torchscript(source, example, work: Path, references, atol, rtol, parts) -> 
     try:
         info = export_torchscript(source, example, path, parts)
     except Exception as exc:
-        raise ZooError(f"TorchScript export failed: {type(exc).__name__}: {str(exc).strip().splitlines()[0]}") from exc
+        raise ZooError(
+            f"TorchScript export failed: {type(exc).__name__}: {str(exc).strip().splitlines()[0]}"
+        ) from exc
     report = parity.check(load_runner(path), references, atol, rtol)
     return {"file": TORCHSCRIPT_NAME, **info, "bytes": path.stat().st_size, "parity": report}
 
@@ -206,7 +267,9 @@ def _optimize(work: Path, references, atol, rtol, sizes) -> dict[str, Any]:
     target = work / OPTIMIZED_NAME
     for method in METHODS:
         try:
-            info = optimize(work / ONNX_NAME, target, method, num_heads=sizes["num_heads"], d_model=sizes["d_model"])
+            info = optimize(
+                work / ONNX_NAME, target, method, num_heads=sizes["num_heads"], d_model=sizes["d_model"]
+            )
         except Exception as exc:
             attempts.append({"method": method, "error": f"{type(exc).__name__}: {exc}"})
             continue
@@ -216,7 +279,13 @@ def _optimize(work: Path, references, atol, rtol, sizes) -> dict[str, Any]:
             break
     if report is None:
         raise ZooError("ONNX optimisation failed: " + "; ".join(a["error"] for a in attempts))
-    return {"file": OPTIMIZED_NAME, **info, "bytes": target.stat().st_size, "attempts": attempts, "parity": report}
+    return {
+        "file": OPTIMIZED_NAME,
+        **info,
+        "bytes": target.stat().st_size,
+        "attempts": attempts,
+        "parity": report,
+    }
 
 
 def _int8(base: Path, target: Path, batches, task, min_agreement: float, **options) -> dict[str, Any]:
@@ -241,17 +310,30 @@ def _held_out(model, tokenizer, texts, sizes, pad: int):
         texts, source = _training_texts(model), "training data"
     if not texts:
         generated = generated_batches(sizes["vocab_size"], sizes["max_length"], pad)
-        return generated, generated_batches(sizes["vocab_size"], sizes["max_length"], pad, seed=8), "generated ids"
+        return (
+            generated,
+            generated_batches(sizes["vocab_size"], sizes["max_length"], pad, seed=8),
+            "generated ids",
+        )
     texts = list(texts)
     if len(texts) > MAX_TEXTS:
-        texts = [texts[i] for i in sorted(np.random.default_rng(0).choice(len(texts), MAX_TEXTS, replace=False))]
+        texts = [
+            texts[i] for i in sorted(np.random.default_rng(0).choice(len(texts), MAX_TEXTS, replace=False))
+        ]
     calibration = texts[::CALIBRATION_SHARE][:MAX_CALIBRATION_ROWS]
-    check = [t for i, t in enumerate(texts) if i % CALIBRATION_SHARE or i // CALIBRATION_SHARE >= MAX_CALIBRATION_ROWS]
+    check = [
+        t
+        for i, t in enumerate(texts)
+        if i % CALIBRATION_SHARE or i // CALIBRATION_SHARE >= MAX_CALIBRATION_ROWS
+    ]
     if not check:  # a single text: it does both
         check = calibration
     longest = sizes["max_length"]
-    return (text_batches(tokenizer, check, longest), text_batches(tokenizer, calibration, longest),
-            f"{source}: {len(calibration)} calibrate, {len(check)} check agreement")
+    return (
+        text_batches(tokenizer, check, longest),
+        text_batches(tokenizer, calibration, longest),
+        f"{source}: {len(calibration)} calibrate, {len(check)} check agreement",
+    )
 
 
 def _training_texts(model) -> list[str]:
@@ -275,24 +357,32 @@ def _note(section: dict[str, Any], what: str, failures: list[str], log) -> None:
         how = section.get("exporter") or section.get("method")
         log(f"{what}: {how}, parity ok on {len(report['shapes'])} shapes (max abs diff {worst:.2g})")
     else:
-        failures.append(f"{what} export differs from the eager model beyond atol={report['atol']:g}, "
-                        f"rtol={report['rtol']:g}: {parity.worst(report)}")
+        failures.append(
+            f"{what} export differs from the eager model beyond atol={report['atol']:g}, "
+            f"rtol={report['rtol']:g}: {parity.worst(report)}"
+        )
     if section.get("script_error"):  # TorchScript fell back to tracing: which part and why, in one line
         log(f"{what}: traced, not scripted: {section['script_error']}")
 
 
 def _note_int8(section: dict[str, Any], failures: list[str], log, names: Mapping[str, str]) -> None:
     kept = f", {len(section['fp32_nodes'])} nodes kept fp32" if section["fp32_nodes"] else ""
-    summary = (f"int8 ({section['method']}{kept}): predictions agree with fp32 on {section['agreement']:.2%} of "
-               f"{section['compared']} ({section['rule']}), logit error {section['logit_error']:.1%} of their spread")
+    summary = (
+        f"int8 ({section['method']}{kept}): predictions agree with fp32 on {section['agreement']:.2%} of "
+        f"{section['compared']} ({section['rule']}), logit error {section['logit_error']:.1%} of their spread"
+    )
     if section["measure"] == "logit_error":
-        log("int8: the head is untrained (no training recorded), so its near-tie predictions say little; "
-            "kept without the agreement check, judge it by the logit error")
+        log(
+            "int8: the head is untrained (no training recorded), so its near-tie predictions say little; "
+            "kept without the agreement check, judge it by the logit error"
+        )
     if section["passed"]:
         log(f"{summary}; {section['size_ratio']:.0%} of the fp32 size")
     else:
-        failures.append(f"{summary}: no method reaches the required {section['min_agreement']:.0%} "
-                        f"({names['min_agreement']}), even with nodes kept fp32")
+        failures.append(
+            f"{summary}: no method reaches the required {section['min_agreement']:.0%} "
+            f"({names['min_agreement']}), even with nodes kept fp32"
+        )
 
 
 def _check_arguments(formats, opset, atol, rtol, optimize, quantize, min_agreement, names) -> None:

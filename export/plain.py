@@ -6,6 +6,7 @@ with default options would get the slow kernel. The fusion matches an ``Add`` fe
 ``LayerNormalization``; the same sum written as the ONNX ``Sum`` op (same arithmetic, same kernel speed) is
 not matched, so the file stays fast in any session.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -6,6 +6,7 @@ all with int8 weights per output channel. The first that meets the agreement bar
 the best one gets mixed precision: the nodes whose quantisation hurts most stay fp32, one more at a time,
 until the bar holds (``sensitivity.py``); the report lists them and why.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -27,8 +28,13 @@ def agreement(run_a: Callable, run_b: Callable, batches: Batches, task) -> dict[
 
 # Fastest first (bench/NOTES.md): the first that meets the bar is kept. "+outliers": the few outlier input
 # channels of each MatMul are multiplied in fp32 beside the int8 product (outliers.py).
-METHODS = ("dynamic", "dynamic+outliers", "static-minmax+outliers", "static-percentile+outliers",
-           "static-entropy+outliers")
+METHODS = (
+    "dynamic",
+    "dynamic+outliers",
+    "static-minmax+outliers",
+    "static-percentile+outliers",
+    "static-entropy+outliers",
+)
 # Embedding tables smaller than this (positions, token types) stay fp32: int8 saves little there, and on
 # fine-tuned MiniLM the position table alone moved 0.5% of held-out predictions (bench/NOTES.md).
 SMALL_TABLE = 1 << 20
@@ -50,8 +56,14 @@ def logit_error(run_a: Callable, run_b: Callable, batches: Batches) -> float:
     return float(np.abs(fa - fb).mean() / max(float(fa.std(axis=0).mean()), 1e-6))
 
 
-def quantize_int8(source: Path, target: Path, method: str = "dynamic", *, calibration: Batches | None = None,
-                  exclude: Sequence[str] = ()) -> None:
+def quantize_int8(
+    source: Path,
+    target: Path,
+    method: str = "dynamic",
+    *,
+    calibration: Batches | None = None,
+    exclude: Sequence[str] = (),
+) -> None:
     """Write ``source`` quantised with ``method`` (its "+outliers" suffix is ignored here: ``source`` is
     already split), leaving the nodes named in ``exclude`` and the fp32 outlier products in fp32."""
     import onnx
@@ -60,24 +72,41 @@ def quantize_int8(source: Path, target: Path, method: str = "dynamic", *, calibr
 
     graph = onnx.load(str(source), load_external_data=False).graph
     small = {i.name for i in graph.initializer if int(np.prod(i.dims)) < SMALL_TABLE}
-    exclude = [*exclude, *(n.name for n in graph.node if MARK in n.name
-                           or (n.op_type == "Gather" and n.input[0] in small))]
+    exclude = [
+        *exclude,
+        *(n.name for n in graph.node if MARK in n.name or (n.op_type == "Gather" and n.input[0] in small)),
+    ]
     kind = method.removesuffix("+outliers")
     if kind == "dynamic":
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
         with quiet():
-            quantize_dynamic(str(source), str(target), per_channel=True, weight_type=QuantType.QInt8,
-                             nodes_to_exclude=exclude)
+            quantize_dynamic(
+                str(source),
+                str(target),
+                per_channel=True,
+                weight_type=QuantType.QInt8,
+                nodes_to_exclude=exclude,
+            )
         return
     from .calibrate import quantize_static_qdq
 
     quantize_static_qdq(source, target, calibration, kind.removeprefix("static-"), exclude=exclude)
 
 
-def best_int8(source: Path, target: Path, fp32_run: Callable, make_run: Callable[[Path], Callable],
-              batches: Batches, task, min_agreement: float, *, calibration: Batches | None = None,
-              methods: Sequence[str] = METHODS, trained: bool = True) -> dict[str, Any]:
+def best_int8(
+    source: Path,
+    target: Path,
+    fp32_run: Callable,
+    make_run: Callable[[Path], Callable],
+    batches: Batches,
+    task,
+    min_agreement: float,
+    *,
+    calibration: Batches | None = None,
+    methods: Sequence[str] = METHODS,
+    trained: bool = True,
+) -> dict[str, Any]:
     """Quantise ``source`` into ``target`` with the first of ``methods`` that meets ``min_agreement`` on
     ``batches`` (or, when none does, the best one with its most harmful nodes kept fp32); returns the report.
     ``calibration``: the batches static ranges and sensitivities come from (default ``batches``).
@@ -97,7 +126,7 @@ def best_int8(source: Path, target: Path, fp32_run: Callable, make_run: Callable
     best = work.best()
     if best is None:
         raise RuntimeError("int8 quantisation failed: " + "; ".join(t["error"] for t in work.tried))
-    for start in ([] if best["passed"] else work.starting_points()):
+    for start in [] if best["passed"] else work.starting_points():
         if keep_fp32(work, start):
             break
     return work.finish(work.best())
@@ -106,7 +135,9 @@ def best_int8(source: Path, target: Path, fp32_run: Callable, make_run: Callable
 class _Trials:
     """Quantisations tried so far: each one's file and its score against fp32 on the held-out batches."""
 
-    def __init__(self, source, target, fp32_run, make_run, batches, calibration, task, min_agreement, trained):
+    def __init__(
+        self, source, target, fp32_run, make_run, batches, calibration, task, min_agreement, trained
+    ):
         self.source, self.target, self.fp32_run, self.make_run = source, target, fp32_run, make_run
         self.batches, self.calibration, self.task = batches, calibration, task
         self.min_agreement, self.trained = min_agreement, trained
@@ -122,7 +153,9 @@ class _Trials:
         if not split.exists():
             from .outliers import channel_maxima, split_outliers
 
-            self.outlier_channels = split_outliers(self.source, split, channel_maxima(self.source, self.calibration))
+            self.outlier_channels = split_outliers(
+                self.source, split, channel_maxima(self.source, self.calibration)
+            )
         return split
 
     def quantize(self, method: str, path: Path, exclude: Sequence[str] = ()) -> None:
@@ -133,16 +166,21 @@ class _Trials:
         try:
             self.quantize(method, path, exclude)
             run = self.make_run(path)
-            result = {"method": method, "fp32_nodes": list(exclude),
-                      **agreement(self.fp32_run, run, self.batches, self.task),
-                      "logit_error": logit_error(self.fp32_run, run, self.batches)}
+            result = {
+                "method": method,
+                "fp32_nodes": list(exclude),
+                **agreement(self.fp32_run, run, self.batches, self.task),
+                "logit_error": logit_error(self.fp32_run, run, self.batches),
+            }
         except Exception as exc:
             path.unlink(missing_ok=True)
             result = {"method": method, "fp32_nodes": list(exclude), "error": f"{type(exc).__name__}: {exc}"}
             self.tried.append(result)
             return result
         # no bar (or an untrained head, see above): the first method is kept
-        result["passed"] = self.min_agreement <= 0 or not self.trained or result["agreement"] >= self.min_agreement
+        result["passed"] = (
+            self.min_agreement <= 0 or not self.trained or result["agreement"] >= self.min_agreement
+        )
         self.files[len(self.tried)] = path
         self.tried.append(result)
         return result
@@ -176,20 +214,32 @@ class _Trials:
         size, fp32_size = self.target.stat().st_size, self.source.stat().st_size
         measure = "agreement" if self.trained else "logit_error"
         return {
-            "file": self.target.name, "method": best["method"], "per_channel": True,
-            "agreement": best["agreement"], "compared": best["compared"], "rule": best["rule"],
-            "logit_error": best["logit_error"], "measure": measure, "min_agreement": self.min_agreement,
-            "passed": best["passed"], "fp32_nodes": best.get("why", []),
+            "file": self.target.name,
+            "method": best["method"],
+            "per_channel": True,
+            "agreement": best["agreement"],
+            "compared": best["compared"],
+            "rule": best["rule"],
+            "logit_error": best["logit_error"],
+            "measure": measure,
+            "min_agreement": self.min_agreement,
+            "passed": best["passed"],
+            "fp32_nodes": best.get("why", []),
             "outlier_channels": self.outlier_channels if best["method"].endswith("+outliers") else {},
             # the file needs no session options: Add -> LayerNormalization is written as Sum (plain.py)
-            "session_options": {}, "layer_norm_sums": guarded, "bytes": size, "fp32_bytes": fp32_size,
-            "size_ratio": size / fp32_size, "calibration_rows": sum(len(ids) for ids, _ in self.calibration),
+            "session_options": {},
+            "layer_norm_sums": guarded,
+            "bytes": size,
+            "fp32_bytes": fp32_size,
+            "size_ratio": size / fp32_size,
+            "calibration_rows": sum(len(ids) for ids, _ in self.calibration),
             "tried": [{k: v for k, v in t.items() if k not in ("why", "rule")} for t in self.tried],
         }
 
 
-def generated_batches(vocab_size: int, max_length: int, pad_id: int, rows: int = 256, batch: int = 32,
-                      seed: int = 7) -> Batches:
+def generated_batches(
+    vocab_size: int, max_length: int, pad_id: int, rows: int = 256, batch: int = 32, seed: int = 7
+) -> Batches:
     """A held-out sample when no calibration data is given: random ids, lengths 4..64, padded."""
     rng = np.random.default_rng(seed)
     out = []
@@ -207,4 +257,6 @@ def generated_batches(vocab_size: int, max_length: int, pad_id: int, rows: int =
 def text_batches(tokenizer, texts: list[str], max_length: int, batch: int = 32) -> Batches:
     from zoo.tokenizer import encode
 
-    return [encode(tokenizer, texts[i:i + batch], max_length=max_length) for i in range(0, len(texts), batch)]
+    return [
+        encode(tokenizer, texts[i : i + batch], max_length=max_length) for i in range(0, len(texts), batch)
+    ]

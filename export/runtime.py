@@ -1,10 +1,11 @@
 """Serve an export directory with onnxruntime, tokenizers and numpy only: no torch, no transformers.
 
-    model = OnnxModel("out")                      # or OnnxModel("out/model.onnx")
-    ids, mask = model.encode(["a text", "another"])
-    logits = model.logits(ids, mask)              # the task's first output: (B, num_labels), (B, S, num_labels)
-                                                  # per token, or (B, dim) sentence_embedding
+model = OnnxModel("out")                      # or OnnxModel("out/model.onnx")
+ids, mask = model.encode(["a text", "another"])
+logits = model.logits(ids, mask)              # the task's first output: (B, num_labels), (B, S, num_labels)
+                                              # per token, or (B, dim) sentence_embedding
 """
+
 from __future__ import annotations
 
 import os
@@ -70,8 +71,12 @@ def read_manifest(directory: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ZooError(f"{path}: expected a JSON object")
     serve, labels = data.get("serve"), data.get("labels")
-    if serve is not None and not (isinstance(serve, str) and serve.endswith(".onnx") and Path(serve).name == serve
-                                  and not serve.startswith(".")):
+    if serve is not None and not (
+        isinstance(serve, str)
+        and serve.endswith(".onnx")
+        and Path(serve).name == serve
+        and not serve.startswith(".")
+    ):
         raise ZooError(f"{path}: 'serve' must name a .onnx file inside the export directory, got {serve!r}")
     if labels is not None and not (isinstance(labels, list) and all(isinstance(x, str) for x in labels)):
         raise ZooError(f"{path}: 'labels' must be a list of strings")
@@ -116,8 +121,15 @@ class OnnxModel:
     parity or int8 check (kept with --allow-mismatch) prints a warning unless ``warn`` is False.
     """
 
-    def __init__(self, path: str | os.PathLike, *, file: str | None = None, threads: int | None = None,
-                 spinning: bool = False, warn: bool = True):
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        file: str | None = None,
+        threads: int | None = None,
+        spinning: bool = False,
+        warn: bool = True,
+    ):
         import onnxruntime as ort
 
         path = Path(path)
@@ -133,13 +145,19 @@ class OnnxModel:
         if not onnx_file.is_file():
             raise ZooError(f"{directory}: not an export directory (no {onnx_file.name})")
         if warn and file_failed_check(self.manifest, onnx_file.name):
-            print(f"zoo: warning: {onnx_file} was exported with --allow-mismatch; its outputs differ from "
-                  "the trained model beyond tolerance (see manifest.json)", file=sys.stderr)
+            print(
+                f"zoo: warning: {onnx_file} was exported with --allow-mismatch; its outputs differ from "
+                "the trained model beyond tolerance (see manifest.json)",
+                file=sys.stderr,
+            )
         self.path = onnx_file
         try:
-            self.session = ort.InferenceSession(str(onnx_file), session_options(threads, spinning),
-                                                providers=["CPUExecutionProvider"],
-                                                disabled_optimizers=DISABLED_OPTIMIZERS)
+            self.session = ort.InferenceSession(
+                str(onnx_file),
+                session_options(threads, spinning),
+                providers=["CPUExecutionProvider"],
+                disabled_optimizers=DISABLED_OPTIMIZERS,
+            )
         except Exception as exc:  # onnxruntime raises its own exception types
             raise ZooError(f"{onnx_file}: onnxruntime cannot load it ({type(exc).__name__}: {exc})") from None
         self.labels: list[str] | None = self.manifest.get("labels")
@@ -149,8 +167,10 @@ class OnnxModel:
         names = tuple(i.name for i in self.session.get_inputs())
         outputs = [o.name for o in self.session.get_outputs()]
         if names != INPUT_NAMES or self.output not in outputs:
-            raise ZooError(f"{onnx_file}: expected inputs {', '.join(INPUT_NAMES)} and output {self.output}, "
-                           f"got inputs {', '.join(names)} and outputs {', '.join(outputs)}")
+            raise ZooError(
+                f"{onnx_file}: expected inputs {', '.join(INPUT_NAMES)} and output {self.output}, "
+                f"got inputs {', '.join(names)} and outputs {', '.join(outputs)}"
+            )
         self.max_length: int = int(self.manifest.get("max_length") or 512)  # where encode() cuts text
         self.max_positions: int = int(self.manifest.get("max_positions") or self.max_length)
         self.tokenizer = None
@@ -159,7 +179,9 @@ class OnnxModel:
 
             self.tokenizer = load_tokenizer(directory / TOKENIZER_NAME)
 
-    def encode(self, texts: Sequence[str], pairs: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def encode(
+        self, texts: Sequence[str], pairs: Sequence[str] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Texts -> (input_ids, attention_mask) with the export's tokenizer, cut at max_length."""
         from zoo.tokenizer import encode
 
@@ -171,10 +193,14 @@ class OnnxModel:
         input_ids = np.ascontiguousarray(input_ids, dtype=np.int64)
         attention_mask = np.ascontiguousarray(attention_mask, dtype=np.int64)
         if input_ids.ndim != 2 or input_ids.shape != attention_mask.shape:
-            raise ZooError(f"input_ids and attention_mask must be (batch, sequence) arrays of one shape, "
-                           f"got {input_ids.shape} and {attention_mask.shape}")
+            raise ZooError(
+                f"input_ids and attention_mask must be (batch, sequence) arrays of one shape, "
+                f"got {input_ids.shape} and {attention_mask.shape}"
+            )
         if input_ids.shape[1] > self.max_positions:
-            raise ZooError(f"sequence length {input_ids.shape[1]} exceeds the model's {self.max_positions} positions")
+            raise ZooError(
+                f"sequence length {input_ids.shape[1]} exceeds the model's {self.max_positions} positions"
+            )
         feeds = {"input_ids": input_ids, "attention_mask": attention_mask}
         return self.session.run([self.output], feeds)[0]
 

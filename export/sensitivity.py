@@ -7,6 +7,7 @@ Embedding lookups that help go first (fp32 costs them file size, not time); then
 that order, 1, 2, 3, 4, 6, 8, 11, ... at a time (at most half of them), so the first passing set is close
 to the smallest, and each step costs one quantisation and one check.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -30,9 +31,15 @@ def candidates(source, method: str) -> list[tuple[str, str]]:
 
     graph = onnx.load(str(source), load_external_data=False).graph
     weights = {i.name: int(np.prod(i.dims)) for i in graph.initializer}
-    return [(n.name, n.op_type) for n in graph.node if n.op_type in ops and n.name and MARK not in n.name
-            and any(i in weights for i in n.input)
-            and not (n.op_type == "Gather" and weights.get(n.input[0], 0) < SMALL_TABLE)]  # fp32 anyway
+    return [
+        (n.name, n.op_type)
+        for n in graph.node
+        if n.op_type in ops
+        and n.name
+        and MARK not in n.name
+        and any(i in weights for i in n.input)
+        and not (n.op_type == "Gather" and weights.get(n.input[0], 0) < SMALL_TABLE)
+    ]  # fp32 anyway
 
 
 def steps(count: int) -> list[int]:
@@ -55,6 +62,7 @@ def rank(work, method: str, nodes: list[tuple[str, str]]) -> tuple[float, list[t
         rows += len(ids)
     path = work.target.with_name(f".sensitivity.{work.target.name}")
     try:
+
         def error(exclude) -> float:
             work.quantize(method, path, exclude)
             return logit_error(work.fp32_run, work.make_run(path), sample)
@@ -75,9 +83,15 @@ def keep_fp32(work, start: dict[str, Any]) -> dict[str, Any] | None:
     if not nodes:
         return None
     base, ranked = rank(work, method, nodes)
-    why = [{"node": name, "op": op, "rank": i + 1,
-            "why": f"the int8 logit error falls from {base:.3f} to {err:.3f} with only this node in fp32"}
-           for i, (name, op, err) in enumerate(ranked)]
+    why = [
+        {
+            "node": name,
+            "op": op,
+            "rank": i + 1,
+            "why": f"the int8 logit error falls from {base:.3f} to {err:.3f} with only this node in fp32",
+        }
+        for i, (name, op, err) in enumerate(ranked)
+    ]
     limit = int(len(ranked) * MAX_FP32_SHARE)
     for count in steps(limit) if limit else []:
         result = work.attempt(method, [w["node"] for w in why[:count]])

@@ -5,6 +5,7 @@ objects) and that loaded module is what parity checks, so the file on disk is wh
 scripting fails, the part that does not script is found by scripting the head, the encoder and one
 attention module alone, and the reason names it: which part, which plugin, which construct at which line.
 """
+
 from __future__ import annotations
 
 import re
@@ -80,7 +81,7 @@ def explain(exc: BaseException) -> ScriptFailure:
                 code = lines[j - 1].strip() if j - 1 > i else ""
                 break
         caller = ""
-        for later in lines[i + 1:]:
+        for later in lines[i + 1 :]:
             called = re.search(r"'(.+)' is being compiled since it was called from '(.+)'", later)
             if called:
                 caller = called.group(2)
@@ -110,13 +111,16 @@ def _forget_failed_types() -> None:
         recursive.concrete_type_store = store()
 
 
-def export_torchscript(model: nn.Module, example: tuple[Tensor, Tensor], path: Path,
-                       parts: dict[str, Any] | None = None) -> dict[str, str]:
+def export_torchscript(
+    model: nn.Module, example: tuple[Tensor, Tensor], path: Path, parts: dict[str, Any] | None = None
+) -> dict[str, str]:
     """Write ``path``; returns {"method": "script" | "trace"}, and for a trace "script_error" (one line:
     the part that does not script and why). ``parts`` maps a kind to its registered Part (for names)."""
     wrapped = LogitsModule(model).eval()
     info: dict[str, str] = {}
-    declared = [(kind, p) for kind, p in (parts or {}).items() if p.capabilities.get("torchscript") == "trace"]
+    declared = [
+        (kind, p) for kind, p in (parts or {}).items() if p.capabilities.get("torchscript") == "trace"
+    ]
     compiled, failure = (None, None) if declared else try_script(wrapped)
     if compiled is not None:
         info["method"] = "script"
@@ -176,7 +180,7 @@ def _short(file: str) -> str:
     parts = Path(file).parts
     for marker in ("site-packages", "dist-packages"):
         if marker in parts:
-            return "/".join(parts[parts.index(marker) + 1:])
+            return "/".join(parts[parts.index(marker) + 1 :])
     cwd = Path.cwd()
     try:
         return str(Path(file).relative_to(cwd))

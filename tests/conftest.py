@@ -1,4 +1,5 @@
 """Shared fixtures: inline plugins registered for one test and always unregistered."""
+
 from __future__ import annotations
 
 import os

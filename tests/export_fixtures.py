@@ -1,6 +1,7 @@
 """Helpers for the export tests (no tests here): a word-level tokenizer and a tiny model trained in
 seconds on separable synthetic text, so int8 and serving are checked on a model that has learnt
 something rather than on random weights."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -36,15 +37,27 @@ def sentences(n: int, seed: int) -> tuple[list[str], list[int]]:
     return texts, labels
 
 
-def trained_model(arch: str = "transformer", attention: str = "sdpa", steps: int = 150, seed: int = 0,
-                  lr: float = 2e-2):
+def trained_model(
+    arch: str = "transformer", attention: str = "sdpa", steps: int = 150, seed: int = 0, lr: float = 2e-2
+):
     """A 1-layer model fine-tuned to ~100% accuracy on ``sentences``; returns (model, accuracy)."""
     from zoo.tokenizer import encode
 
     tokenizer = word_tokenizer()
-    model = build_model(arch, "cls", attention, labels=list(CLASSES), d_model=32, num_layers=1, num_heads=2,
-                        vocab_size=tokenizer.get_vocab_size(), max_length=32, dropout=0.0, seed=seed,
-                        head_options={"pooling": "mean"})
+    model = build_model(
+        arch,
+        "cls",
+        attention,
+        labels=list(CLASSES),
+        d_model=32,
+        num_layers=1,
+        num_heads=2,
+        vocab_size=tokenizer.get_vocab_size(),
+        max_length=32,
+        dropout=0.0,
+        seed=seed,
+        head_options={"pooling": "mean"},
+    )
     model.tokenizer = tokenizer
     texts, labels = sentences(512, seed=1)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr)

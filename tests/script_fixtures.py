@@ -1,6 +1,7 @@
 """Heads for the TorchScript tests of the kit and the export (no tests here): the same max-pooling
 classification head twice, once written so that torch.jit.script compiles it and once with torch.finfo,
 which TorchScript does not know."""
+
 from __future__ import annotations
 
 import torch

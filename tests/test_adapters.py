@@ -1,5 +1,6 @@
 """Adapters (issue 16): LoRA through the register_adapters hook, on every encoder × attention; training only the
 adapter and the head; the small adapter directory over its base; merging; export; the wrong base refused."""
+
 from __future__ import annotations
 
 import json
@@ -108,9 +109,14 @@ def test_save_load_same_outputs_and_small_directory(tmp_path):
     files = sorted(p.name for p in (tmp_path / "ad").iterdir())
     assert files == ["adapter.json", "adapter.safetensors", "config.json"]
     config = json.loads((tmp_path / "ad" / "adapter.json").read_text())
-    assert config["base"]["path"] == str((tmp_path / "base").resolve()) and len(config["base"]["sha256"]) == 64
-    assert config["adapter"] == {"name": "lora", "plugin": "zoo.adapters",
-                                 "options": {"r": 2, "alpha": 16.0, "dropout": 0.05, "targets": None}}
+    assert (
+        config["base"]["path"] == str((tmp_path / "base").resolve()) and len(config["base"]["sha256"]) == 64
+    )
+    assert config["adapter"] == {
+        "name": "lora",
+        "plugin": "zoo.adapters",
+        "options": {"r": 2, "alpha": 16.0, "dropout": 0.05, "targets": None},
+    }
     loaded = zoo.load_model(tmp_path / "ad")
     assert loaded.adapter is not None
     with torch.no_grad():
@@ -128,7 +134,11 @@ def test_wrong_base_is_refused_in_one_line(tmp_path):
     with pytest.raises(ZooError) as info:
         load_model(tmp_path / "ad")
     message = str(info.value)
-    assert "\n" not in message and "sha256" in message and "loads only onto the base it was trained on" in message
+    assert (
+        "\n" not in message
+        and "sha256" in message
+        and "loads only onto the base it was trained on" in message
+    )
     result = CliRunner().invoke(cli, ["predict", str(tmp_path / "ad"), "some text"])
     assert result.exit_code == 2 and result.output.count("\n") == 1 and result.output.startswith("error: ")
 
@@ -153,9 +163,11 @@ def test_export_of_an_adapter_directory_is_the_merged_model(tmp_path):
     pytest.importorskip("onnxruntime")
     model = adapted(tmp_path)
     model.save(tmp_path / "ad")
-    result = CliRunner().invoke(cli, ["export", str(tmp_path / "ad"), "--onnx", "-o", str(tmp_path / "x"), "--json"])
+    result = CliRunner().invoke(
+        cli, ["export", str(tmp_path / "ad"), "--onnx", "-o", str(tmp_path / "x"), "--json"]
+    )
     assert result.exit_code == 0, result.output
-    manifest = json.loads(result.output[result.output.index("{"):])
+    manifest = json.loads(result.output[result.output.index("{") :])
     assert manifest["parity_passed"] is True
     from zoo.export.runtime import OnnxModel
 
@@ -168,9 +180,11 @@ def test_export_of_an_adapter_directory_is_the_merged_model(tmp_path):
 
 def test_bad_options_and_targets_are_one_line_errors(tmp_path):
     model = load_model(base_dir(tmp_path))
-    for options, message in (({"r": 0}, "adapter 'lora': r must be a positive integer"),
-                             ({"targets": "qkv,fnn"}, "unknown target 'fnn'; did you mean 'ffn'?"),
-                             ({"rank": 4}, "unknown option 'rank' for adapter 'lora'")):
+    for options, message in (
+        ({"r": 0}, "adapter 'lora': r must be a positive integer"),
+        ({"targets": "qkv,fnn"}, "unknown target 'fnn'; did you mean 'ffn'?"),
+        ({"rank": 4}, "unknown option 'rank' for adapter 'lora'"),
+    ):
         with pytest.raises(ZooError, match=message):
             load_model(tmp_path / "base").add_adapter("lora", **options)
     built = build_model("bert", "cls", seed=0, **SIZES)  # never saved: no base to record
@@ -185,10 +199,31 @@ def test_finetune_with_lora_trains_only_adapter_and_head(tmp_path):
     rows = [("good great fine nice", "pos"), ("bad awful poor sad", "neg")] * 40
     (tmp_path / "train.csv").write_text("text,label\n" + "".join(f"{t},{label}\n" for t, label in rows))
     build_model("transformer", "cls", seed=0, **SIZES).save(tmp_path / "base")
-    result = CliRunner().invoke(cli, [
-        "finetune", str(tmp_path / "base"), "--train", str(tmp_path / "train.csv"), "-o", str(tmp_path / "ft"),
-        "--adapter", "lora", "--set", "adapter.r=4", "--set", "adapter.targets=qkv,out,ffn", "--epochs", "2",
-        "--batch-size", "16", "--threads", "1", "--quiet", "--no-curves"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "finetune",
+            str(tmp_path / "base"),
+            "--train",
+            str(tmp_path / "train.csv"),
+            "-o",
+            str(tmp_path / "ft"),
+            "--adapter",
+            "lora",
+            "--set",
+            "adapter.r=4",
+            "--set",
+            "adapter.targets=qkv,out,ffn",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "16",
+            "--threads",
+            "1",
+            "--quiet",
+            "--no-curves",
+        ],
+    )
     assert result.exit_code == 0, result.output
     names = {p.name for p in (tmp_path / "ft").iterdir()}
     assert {"adapter.json", "adapter.safetensors", "config.json", "tokenizer.json"} <= names
@@ -197,29 +232,55 @@ def test_finetune_with_lora_trains_only_adapter_and_head(tmp_path):
     base = load_model(tmp_path / "base")
     assert model.adapter.adapter.options["r"] == 4 and model.labels == ["neg", "pos"]
     merged = model.merged()
-    changed = {k for k, v in base.state_dict().items() if k.startswith("encoder.")
-               and not torch.equal(v, merged.state_dict()[k])}
-    assert changed and all(k.rsplit(".", 2)[-2] in {"q_proj", "k_proj", "v_proj", "out_proj", "0", "2"}
-                           for k in changed)  # only the adapted linear layers moved (transformer's ff.0, ff.2)
-    assert all(torch.equal(v, merged.state_dict()[k]) for k, v in base.state_dict().items()
-               if "embedding" in k or "norm" in k)
+    changed = {
+        k
+        for k, v in base.state_dict().items()
+        if k.startswith("encoder.") and not torch.equal(v, merged.state_dict()[k])
+    }
+    assert changed and all(
+        k.rsplit(".", 2)[-2] in {"q_proj", "k_proj", "v_proj", "out_proj", "0", "2"} for k in changed
+    )  # only the adapted linear layers moved (transformer's ff.0, ff.2)
+    assert all(
+        torch.equal(v, merged.state_dict()[k])
+        for k, v in base.state_dict().items()
+        if "embedding" in k or "norm" in k
+    )
     predicted = CliRunner().invoke(cli, ["predict", str(tmp_path / "ft"), "good great", "--json"])
     assert predicted.exit_code == 0, predicted.output
     from safetensors import safe_open
 
     with safe_open(str(tmp_path / "ft" / "trainer_state.safetensors"), framework="pt") as f:
-        saved = {k[len("model."):] for k in f.keys() if k.startswith("model.")}  # noqa: SIM118 (safe_open is not iterable)
+        saved = {k[len("model.") :] for k in f.keys() if k.startswith("model.")}  # noqa: SIM118 (safe_open is not iterable)
     assert saved == set(model.trained_state_dict())  # the checkpoint holds the adapter and head only
-    resumed = CliRunner().invoke(cli, [
-        "finetune", str(tmp_path / "base"), "--train", str(tmp_path / "train.csv"), "-o", str(tmp_path / "ft"),
-        "--adapter", "lora", "--epochs", "3", "--batch-size", "16", "--threads", "1", "--quiet", "--no-curves",
-        "--resume"])
+    resumed = CliRunner().invoke(
+        cli,
+        [
+            "finetune",
+            str(tmp_path / "base"),
+            "--train",
+            str(tmp_path / "train.csv"),
+            "-o",
+            str(tmp_path / "ft"),
+            "--adapter",
+            "lora",
+            "--epochs",
+            "3",
+            "--batch-size",
+            "16",
+            "--threads",
+            "1",
+            "--quiet",
+            "--no-curves",
+            "--resume",
+        ],
+    )
     assert resumed.exit_code == 0, resumed.output
 
 
 def test_finetune_set_takes_adapter_options_only(tmp_path):
-    result = CliRunner().invoke(cli, ["finetune", str(tmp_path), "--train", "x.csv", "-o", str(tmp_path / "o"),
-                                      "--set", "d_model=3"])
+    result = CliRunner().invoke(
+        cli, ["finetune", str(tmp_path), "--train", "x.csv", "-o", str(tmp_path / "o"), "--set", "d_model=3"]
+    )
     assert result.exit_code == 2 and "--set d_model: expected adapter.OPTION=VALUE" in result.output
 
 
@@ -261,24 +322,50 @@ def test_matches_peft_on_a_transformers_bert(tmp_path):
     transformers = pytest.importorskip("transformers")
     from zoo.hf import import_pretrained
 
-    config = transformers.BertConfig(vocab_size=40, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-                                     intermediate_size=32, max_position_embeddings=32, hidden_dropout_prob=0.0,
-                                     attention_probs_dropout_prob=0.0)
+    config = transformers.BertConfig(
+        vocab_size=40,
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=32,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
     torch.manual_seed(0)
     reference = transformers.BertModel(config).eval()
     (tmp_path / "hf").mkdir()
-    (tmp_path / "hf" / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-                                                        + [f"w{i}" for i in range(35)]))
+    (tmp_path / "hf" / "vocab.txt").write_text(
+        "\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [f"w{i}" for i in range(35)])
+    )
     reference.save_pretrained(tmp_path / "hf")
     import_pretrained(tmp_path / "hf", num_labels=2).save(tmp_path / "base")
-    model = load_model(tmp_path / "base").add_adapter("lora", r=4, alpha=8, dropout=0.0, targets="qkv,out,ffn")
-    peft_config = peft.LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, init_lora_weights=False,
-                                  target_modules=["query", "key", "value", "attention.output.dense",
-                                                  "intermediate.dense", "output.dense"])
+    model = load_model(tmp_path / "base").add_adapter(
+        "lora", r=4, alpha=8, dropout=0.0, targets="qkv,out,ffn"
+    )
+    peft_config = peft.LoraConfig(
+        r=4,
+        lora_alpha=8,
+        lora_dropout=0.0,
+        init_lora_weights=False,
+        target_modules=[
+            "query",
+            "key",
+            "value",
+            "attention.output.dense",
+            "intermediate.dense",
+            "output.dense",
+        ],
+    )
     theirs = peft.get_peft_model(reference, peft_config).eval()
-    ours = {"query": "attention.q_proj", "key": "attention.k_proj", "value": "attention.v_proj",
-            "attention.output.dense": "attention.out_proj", "intermediate.dense": "intermediate",
-            "output.dense": "output"}
+    ours = {
+        "query": "attention.q_proj",
+        "key": "attention.k_proj",
+        "value": "attention.v_proj",
+        "attention.output.dense": "attention.out_proj",
+        "intermediate.dense": "intermediate",
+        "output.dense": "output",
+    }
     copied = 0
     with torch.no_grad():
         for name, module in theirs.named_modules():
@@ -286,8 +373,11 @@ def test_matches_peft_on_a_transformers_bert(tmp_path):
                 continue
             layer = int(name.split(".layer.")[1].split(".")[0])
             tail = name.split(f".layer.{layer}.")[1]
-            key = next(k for k in sorted(ours, key=len, reverse=True)
-                       if tail == k or (tail.endswith(k) and (k != "output.dense" or "attention" not in tail)))
+            key = next(
+                k
+                for k in sorted(ours, key=len, reverse=True)
+                if tail == k or (tail.endswith(k) and (k != "output.dense" or "attention" not in tail))
+            )
             target = model.encoder.layer[layer].get_submodule(ours[key])
             target.lora_A.copy_(module.lora_A["default"].weight)
             target.lora_B.copy_(module.lora_B["default"].weight)

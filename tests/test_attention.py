@@ -1,4 +1,5 @@
 """Each attention variant against a reference written here from its formula, on a padded batch."""
+
 from __future__ import annotations
 
 import math
@@ -55,8 +56,9 @@ def real(t, mask):
 def test_softmax_attention_matches_formula(name, batch):
     x, mask = batch
     attn = make(name)
-    torch.testing.assert_close(real(attn(x, mask), mask), real(softmax_reference(attn, x, mask), mask),
-                               atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        real(attn(x, mask), mask), real(softmax_reference(attn, x, mask), mask), atol=1e-5, rtol=1e-5
+    )
 
 
 def test_mha_and_sdpa_agree_with_the_same_weights(batch):
@@ -71,8 +73,12 @@ def test_gqa_shares_key_value_heads(kv_heads, batch):
     x, mask = batch
     attn = make("gqa", num_kv_heads=kv_heads)
     assert attn.k_proj.weight.shape == (kv_heads * D // H, D)
-    torch.testing.assert_close(real(attn(x, mask), mask),
-                               real(softmax_reference(attn, x, mask, kv_heads=kv_heads), mask), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        real(attn(x, mask), mask),
+        real(softmax_reference(attn, x, mask, kv_heads=kv_heads), mask),
+        atol=1e-5,
+        rtol=1e-5,
+    )
 
 
 def test_linear_attention_matches_quadratic_formula(batch):
@@ -92,8 +98,12 @@ def test_local_attention_sees_only_its_window(window, batch):
     attn = make("local", window=window)
     i = torch.arange(S)
     outside = ((i[:, None] - i[None, :]).abs() > window).float() * -1e30
-    torch.testing.assert_close(real(attn(x, mask), mask), real(softmax_reference(attn, x, mask, bias=outside), mask),
-                               atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        real(attn(x, mask), mask),
+        real(softmax_reference(attn, x, mask, bias=outside), mask),
+        atol=1e-5,
+        rtol=1e-5,
+    )
 
 
 def test_alibi_matches_paper_slopes_and_distance_bias(batch):
@@ -105,8 +115,12 @@ def test_alibi_matches_paper_slopes_and_distance_bias(batch):
     attn = make("alibi")
     i = torch.arange(S)
     bias = -alibi_slopes(H)[:, None, None] * (i[:, None] - i[None, :]).abs()
-    torch.testing.assert_close(real(attn(x, mask), mask), real(softmax_reference(attn, x, mask, bias=bias), mask),
-                               atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        real(attn(x, mask), mask),
+        real(softmax_reference(attn, x, mask, bias=bias), mask),
+        atol=1e-5,
+        rtol=1e-5,
+    )
 
 
 def test_rotary_scores_depend_only_on_relative_position():
@@ -137,8 +151,18 @@ def test_dropout_only_in_training(name):
 def test_tutorial_transformer_block_matches_formulas():
     """The `transformer` encoder with `mha` is the tutorial's post-LN block, written out here by hand."""
     torch.manual_seed(0)
-    model = zoo.build_model("transformer", "cls", "mha", d_model=D, num_heads=H, num_layers=2, ffn_dim=64,
-                            vocab_size=50, max_length=16, dropout=0.0).eval()
+    model = zoo.build_model(
+        "transformer",
+        "cls",
+        "mha",
+        d_model=D,
+        num_heads=H,
+        num_layers=2,
+        ffn_dim=64,
+        vocab_size=50,
+        max_length=16,
+        dropout=0.0,
+    ).eval()
     enc = model.encoder
     ids = torch.randint(0, 50, (B, S))
     mask = torch.ones(B, S, dtype=torch.bool)

@@ -1,5 +1,6 @@
 """Contrastive fine-tuning of the embedding task: pairs files, several sequences per row, the batch sampler
 that keeps duplicate texts apart, --grad-accum refused, and negatives gathered from every process."""
+
 from __future__ import annotations
 
 import csv
@@ -36,8 +37,13 @@ def triples(n, seed):
     for _ in range(n):
         t = rng.choice(TOPICS)
         other = rng.choice([x for x in TOPICS if x != t])
-        out.append((f"what about the {t} {rng.choice(WORDS)}", f"a {rng.choice(WORDS)} {t} is here",
-                    f"a {rng.choice(WORDS)} {other} is there"))
+        out.append(
+            (
+                f"what about the {t} {rng.choice(WORDS)}",
+                f"a {rng.choice(WORDS)} {t} is here",
+                f"a {rng.choice(WORDS)} {other} is there",
+            )
+        )
     return out
 
 
@@ -49,8 +55,21 @@ def zoo(*args):
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     root = tmp_path_factory.mktemp("contrastive")
-    out = zoo("build", "--arch", "transformer", "--head", "embedding", "--set", "d_model=32", "--set",
-              "num_layers=1", "--set", "num_heads=2", "-o", root / "tiny")
+    out = zoo(
+        "build",
+        "--arch",
+        "transformer",
+        "--head",
+        "embedding",
+        "--set",
+        "d_model=32",
+        "--set",
+        "num_layers=1",
+        "--set",
+        "num_heads=2",
+        "-o",
+        root / "tiny",
+    )
     assert out.exit_code == 0, out.output
     return root
 
@@ -91,8 +110,22 @@ def test_the_sampler_keeps_duplicate_texts_out_of_a_batch():
 def test_contrastive_finetuning_learns_and_refuses_grad_accum(tiny, tmp_path):
     train = write(tmp_path / "train.csv", ["anchor", "positive", "negative"], triples(160, 1))
     dev = write(tmp_path / "dev.csv", ["query", "positive"], [r[:2] for r in triples(40, 2)])
-    out = zoo("finetune", tiny / "tiny", "--train", train, "--eval", dev, "-o", tmp_path / "ft", "--epochs", 3,
-              "--batch-size", 16, "-q", "--no-curves")
+    out = zoo(
+        "finetune",
+        tiny / "tiny",
+        "--train",
+        train,
+        "--eval",
+        dev,
+        "-o",
+        tmp_path / "ft",
+        "--epochs",
+        3,
+        "--batch-size",
+        16,
+        "-q",
+        "--no-curves",
+    )
     assert out.exit_code == 0, out.output
     records = [json.loads(line) for line in (tmp_path / "ft" / "metrics.jsonl").read_text().splitlines()]
     assert records[-1]["train_loss"] < records[0]["train_loss"]
@@ -114,8 +147,9 @@ def _gathered(rank, world, port, queue):
         full = torch.randn(5, 3, 4)  # 5 rows of (anchor, positive, negative); 3 rows here, 2 there
         rows = torch.tensor_split(torch.arange(5), world)[rank]
         local = full[rows].clone().requires_grad_(True)
-        out, labels, _ = load_task("embedding").gather(local.transpose(0, 1).reshape(-1, 4),
-                                                       torch.arange(3).repeat_interleave(len(rows)), None)
+        out, labels, _ = load_task("embedding").gather(
+            local.transpose(0, 1).reshape(-1, 4), torch.arange(3).repeat_interleave(len(rows)), None
+        )
         loss = ranking_loss(out, labels)
         loss.backward()
         queue.put((loss.item(), rows.tolist(), local.grad.tolist()))
@@ -139,6 +173,10 @@ def test_negatives_are_gathered_from_every_process():
     full = torch.randn(5, 3, 4).requires_grad_(True)
     ref = ranking_loss(full.transpose(0, 1).reshape(-1, 4), torch.arange(3).repeat_interleave(5))
     ref.backward()
-    for loss, rows, grad in results:  # the global batch's loss; DDP's mean over 2 processes gives the gradient
+    for (
+        loss,
+        rows,
+        grad,
+    ) in results:  # the global batch's loss; DDP's mean over 2 processes gives the gradient
         assert abs(loss - ref.item()) < 1e-5
         assert torch.allclose(torch.tensor(grad), 2 * full.grad[rows], atol=1e-5)

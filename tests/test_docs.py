@@ -1,5 +1,6 @@
 """Meta-tests for docs/plugins.md (datasette style): every hook is documented with its exact signature,
 every hook has a test, and every ```python block in the page runs as a script."""
+
 from __future__ import annotations
 
 import inspect
@@ -20,8 +21,11 @@ TESTS = Path(__file__).resolve().parent
 
 def hook_signatures() -> dict[str, str]:
     """{'register_attention': 'register_attention(register)', ...} from zoo/hookspecs.py itself."""
-    return {name: f"{name}{inspect.signature(fn)}" for name, fn in vars(hookspecs).items()
-            if callable(fn) and hasattr(fn, "zoo_spec")}
+    return {
+        name: f"{name}{inspect.signature(fn)}"
+        for name, fn in vars(hookspecs).items()
+        if callable(fn) and hasattr(fn, "zoo_spec")
+    }
 
 
 def python_blocks() -> list[str]:
@@ -35,20 +39,27 @@ def test_the_hookspecs_are_found():
 @pytest.mark.parametrize("hook", sorted(hook_signatures()))
 def test_every_hook_is_documented_with_its_exact_signature(hook):
     signature = hook_signatures()[hook]
-    assert f"### `{signature}`" in DOC.read_text(encoding="utf-8"), f"docs/plugins.md needs a '### `{signature}`' section"
+    assert f"### `{signature}`" in DOC.read_text(encoding="utf-8"), (
+        f"docs/plugins.md needs a '### `{signature}`' section"
+    )
 
 
 @pytest.mark.parametrize("hook", sorted(hook_signatures()))
 def test_every_hook_has_a_runnable_example(hook):
     assert any(re.search(rf"^def {hook}\(", block, flags=re.M) for block in python_blocks()), (
-        f"docs/plugins.md has no ```python example implementing {hook}")
+        f"docs/plugins.md has no ```python example implementing {hook}"
+    )
 
 
 @pytest.mark.parametrize("hook", sorted(hook_signatures()))
 def test_every_hook_has_a_test(hook):
     """Some test module (other than this one) implements the hook in an inline plugin."""
     pattern = re.compile(rf"def {hook}\(")
-    users = [p.name for p in TESTS.glob("test_*.py") if p.name != Path(__file__).name and pattern.search(p.read_text())]
+    users = [
+        p.name
+        for p in TESTS.glob("test_*.py")
+        if p.name != Path(__file__).name and pattern.search(p.read_text())
+    ]
     assert users, f"no test implements {hook}; register an inline plugin that implements it"
 
 
@@ -65,7 +76,8 @@ def test_python_blocks_run_as_scripts(index, tmp_path):
     script = tmp_path / f"example_{index}.py"
     script.write_text(python_blocks()[index], encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if not k.startswith("ZOO_")}
-    result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True,
-                            text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, f"block {index} failed:\n{result.stdout}\n{result.stderr}"
     assert "Traceback" not in result.stderr and "Warning" not in result.stderr, result.stderr

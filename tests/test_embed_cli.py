@@ -1,5 +1,6 @@
 """`zoo embed` on a model directory and on an export (no torch): JSON, .npy and .jsonl output, prefixes,
 normalisation, and one-line errors."""
+
 from __future__ import annotations
 
 import json
@@ -21,10 +22,21 @@ def models(tmp_path_factory):
     root = tmp_path_factory.mktemp("embed")
     directory = save_sentence_dir(root, pooling="mean")
     run = CliRunner().invoke
-    for args in (["build", "--from-pretrained", str(directory), "-o", str(root / "emb")],
-                 ["export", str(root / "emb"), "--onnx", "-o", str(root / "x")],
-                 ["build", "--from-pretrained", str(directory), "--head", "cls", "--labels", "a,b",
-                  "-o", str(root / "clf")]):
+    for args in (
+        ["build", "--from-pretrained", str(directory), "-o", str(root / "emb")],
+        ["export", str(root / "emb"), "--onnx", "-o", str(root / "x")],
+        [
+            "build",
+            "--from-pretrained",
+            str(directory),
+            "--head",
+            "cls",
+            "--labels",
+            "a,b",
+            "-o",
+            str(root / "clf"),
+        ],
+    ):
         result = run(cli, args)
         assert result.exit_code == 0, result.output
     return root
@@ -46,8 +58,14 @@ def test_json_vectors_from_a_model_directory_and_from_its_export(models):
 def test_a_file_to_npy_and_jsonl_with_a_prefix(models, tmp_path):
     data = tmp_path / "corpus.jsonl"
     data.write_text("".join(json.dumps({"text": t}) + "\n" for t in TINY_TEXTS))
-    assert zoo("embed", models / "emb", "--file", data, "-o", tmp_path / "v.npy", "--prefix", "the ").exit_code == 0
-    assert zoo("embed", models / "x", "--file", data, "-o", tmp_path / "v.jsonl", "--prefix", "the ").exit_code == 0
+    assert (
+        zoo("embed", models / "emb", "--file", data, "-o", tmp_path / "v.npy", "--prefix", "the ").exit_code
+        == 0
+    )
+    assert (
+        zoo("embed", models / "x", "--file", data, "-o", tmp_path / "v.jsonl", "--prefix", "the ").exit_code
+        == 0
+    )
     want = embed(load_model(models / "emb"), ["the " + t for t in TINY_TEXTS])
     assert np.abs(np.load(tmp_path / "v.npy") - want).max() < 1e-5
     rows = [json.loads(line) for line in (tmp_path / "v.jsonl").read_text().splitlines()]
@@ -69,8 +87,12 @@ def test_one_line_errors(models, tmp_path):
     assert result.exit_code == 2
     assert result.output.strip().splitlines() == [
         f"error: {models / 'clf'}: a 'classification' model gives logits, not embeddings; `zoo embed` needs an "
-        "embedding model (zoo build --head embedding)"]
-    assert "--output must end in .npy or .jsonl" in zoo("embed", models / "emb", "a", "-o", tmp_path / "v.txt").output
+        "embedding model (zoo build --head embedding)"
+    ]
+    assert (
+        "--output must end in .npy or .jsonl"
+        in zoo("embed", models / "emb", "a", "-o", tmp_path / "v.txt").output
+    )
     empty = tmp_path / "e.csv"
     empty.write_text('text\nfine\n" "\n')
     result = zoo("embed", models / "emb", "--file", empty)
@@ -78,8 +100,10 @@ def test_one_line_errors(models, tmp_path):
 
 
 def test_an_export_embeds_without_torch(models):
-    code = ("import sys; sys.modules['torch'] = None; from zoo.cli import main; "
-            f"sys.argv = ['zoo', 'embed', {str(models / 'x')!r}, 'a cat', '--json']; main()")
+    code = (
+        "import sys; sys.modules['torch'] = None; from zoo.cli import main; "
+        f"sys.argv = ['zoo', 'embed', {str(models / 'x')!r}, 'a cat', '--json']; main()"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert len(json.loads(result.stdout)[0]) == 12

@@ -1,6 +1,7 @@
 """Sentence embeddings: pooling against hand-computed references, the embedding head and task, importing
 a sentence-transformers directory (a tiny one made here, and the real MiniLM) with parity against
 ``SentenceTransformer(dir).encode``."""
+
 from __future__ import annotations
 
 import json
@@ -18,8 +19,14 @@ from zoo.model import load_model
 from zoo.nn import pool
 from zoo.tokenizer import ids_of
 
-MIXED = ["hi", "A man is eating food.", "Paris", "The quick brown fox jumps over the lazy dog. " * 60,
-         "Someone in a gorilla costume is playing a set of drums.", "!"]
+MIXED = [
+    "hi",
+    "A man is eating food.",
+    "Paris",
+    "The quick brown fox jumps over the lazy dog. " * 60,
+    "Someone in a gorilla costume is playing a set of drums.",
+    "!",
+]
 
 
 def embed(model, texts, batch_size=4) -> np.ndarray:
@@ -31,6 +38,7 @@ def embed(model, texts, batch_size=4) -> np.ndarray:
 
 # ---- pooling ---------------------------------------------------------------------------------------
 
+
 def test_every_pooling_matches_a_hand_computed_reference():
     torch.manual_seed(0)
     hidden = torch.randn(3, 5, 4)
@@ -38,9 +46,14 @@ def test_every_pooling_matches_a_hand_computed_reference():
     h, m = hidden.numpy().astype(np.float64), mask.numpy()
     for row, n in enumerate(m.sum(1)):
         real = h[row, :n]
-        expected = {"cls": real[0], "mean": real.mean(0), "max": real.max(0), "last": real[-1],
-                    "mean-sqrt-len": real.sum(0) / np.sqrt(n),
-                    "weighted-mean": (real * np.arange(1, n + 1)[:, None]).sum(0) / np.arange(1, n + 1).sum()}
+        expected = {
+            "cls": real[0],
+            "mean": real.mean(0),
+            "max": real.max(0),
+            "last": real[-1],
+            "mean-sqrt-len": real.sum(0) / np.sqrt(n),
+            "weighted-mean": (real * np.arange(1, n + 1)[:, None]).sum(0) / np.arange(1, n + 1).sum(),
+        }
         for how, want in expected.items():
             got = pool(hidden, mask, how)[row].double().numpy()
             assert np.abs(got - want).max() < 1e-6, how
@@ -48,11 +61,21 @@ def test_every_pooling_matches_a_hand_computed_reference():
 
 # ---- the head --------------------------------------------------------------------------------------
 
+
 def tiny_embedding_model(**head):
     import zoo
 
-    return zoo.build_model("transformer", "embedding", vocab_size=50, d_model=16, num_layers=1, num_heads=2,
-                           max_length=32, seed=0, head_options=head)
+    return zoo.build_model(
+        "transformer",
+        "embedding",
+        vocab_size=50,
+        d_model=16,
+        num_layers=1,
+        num_heads=2,
+        max_length=32,
+        seed=0,
+        head_options=head,
+    )
 
 
 def test_the_head_projects_and_normalises():
@@ -63,7 +86,9 @@ def test_the_head_projects_and_normalises():
     assert out.shape == (3, 8) and torch.allclose(out.norm(dim=-1), torch.ones(3), atol=1e-6)
     raw = tiny_embedding_model(normalize=False).eval()
     with torch.no_grad():
-        assert raw(ids, mask).shape == (3, 16) and not torch.allclose(raw(ids, mask).norm(dim=-1), torch.ones(3))
+        assert raw(ids, mask).shape == (3, 16) and not torch.allclose(
+            raw(ids, mask).norm(dim=-1), torch.ones(3)
+        )
     with pytest.raises(ZooError, match="unknown pooling 'median'"):
         tiny_embedding_model(pooling="median")
 
@@ -82,6 +107,7 @@ def test_the_ranking_loss_is_cross_entropy_over_scaled_cosines():
 
 
 # ---- importing a sentence-transformers directory ----------------------------------------------------
+
 
 def save_sentence_dir(path, *, pooling="cls", dense=True, normalize=True):
     """A tiny random BERT laid out as a sentence-transformers directory, by sentence-transformers."""
@@ -102,17 +128,27 @@ def save_sentence_dir(path, *, pooling="cls", dense=True, normalize=True):
     return path / "st"
 
 
-TINY_TEXTS = ["the cat sat on the mat", "a very good film !", "it was so so so very bad , the movie ? the film !"
-              " the plot . great the cat sat on the mat it was so good", "sad"]
+TINY_TEXTS = [
+    "the cat sat on the mat",
+    "a very good film !",
+    "it was so so so very bad , the movie ? the film !"
+    " the plot . great the cat sat on the mat it was so good",
+    "sad",
+]
 
 
-@pytest.mark.parametrize("pooling,dense,normalize", [("cls", True, True), ("max", False, False),
-                                                     ("weightedmean", True, False), ("lasttoken", False, True)])
-def test_a_sentence_transformers_directory_imports_with_its_pooling_dense_and_normalize(tmp_path, pooling, dense,
-                                                                                         normalize):
+@pytest.mark.parametrize(
+    "pooling,dense,normalize",
+    [("cls", True, True), ("max", False, False), ("weightedmean", True, False), ("lasttoken", False, True)],
+)
+def test_a_sentence_transformers_directory_imports_with_its_pooling_dense_and_normalize(
+    tmp_path, pooling, dense, normalize
+):
     st = pytest.importorskip("sentence_transformers")
     directory = save_sentence_dir(tmp_path, pooling=pooling, dense=dense, normalize=normalize)
-    result = CliRunner().invoke(cli, ["build", "--from-pretrained", str(directory), "-o", str(tmp_path / "emb")])
+    result = CliRunner().invoke(
+        cli, ["build", "--from-pretrained", str(directory), "-o", str(tmp_path / "emb")]
+    )
     assert result.exit_code == 0, result.output
     model = load_model(tmp_path / "emb")
     assert model.spec.head.name == "embedding" and model.task.name == "embedding"
@@ -125,18 +161,43 @@ def test_a_sentence_transformers_directory_imports_with_its_pooling_dense_and_no
 
 def test_head_cls_still_builds_a_classifier_from_a_sentence_transformers_directory(tmp_path):
     directory = save_sentence_dir(tmp_path, pooling="mean")
-    result = CliRunner().invoke(cli, ["build", "--from-pretrained", str(directory), "--head", "cls",
-                                      "--labels", "a,b", "-o", str(tmp_path / "clf")])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "build",
+            "--from-pretrained",
+            str(directory),
+            "--head",
+            "cls",
+            "--labels",
+            "a,b",
+            "-o",
+            str(tmp_path / "clf"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     config = json.loads((tmp_path / "clf" / "config.json").read_text())
-    assert config["parts"]["head"]["name"] == "cls" and config["parts"]["head"]["options"]["pooling"] == "mean"
-    result = CliRunner().invoke(cli, ["build", "--from-pretrained", str(directory), "--set", "head.pooling=cls",
-                                      "-o", str(tmp_path / "emb")])
+    assert (
+        config["parts"]["head"]["name"] == "cls" and config["parts"]["head"]["options"]["pooling"] == "mean"
+    )
+    result = CliRunner().invoke(
+        cli,
+        [
+            "build",
+            "--from-pretrained",
+            str(directory),
+            "--set",
+            "head.pooling=cls",
+            "-o",
+            str(tmp_path / "emb"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert load_model(tmp_path / "emb").spec.head.options["pooling"] == "cls"
 
 
 # ---- the real MiniLM ---------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def minilm():

@@ -1,5 +1,6 @@
 """The ONNX export of an embedding model ends in pooling and normalisation: its output is
 ``sentence_embedding`` (B, dim), checked at unseen shapes like every export, and served without torch."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -14,7 +15,7 @@ from zoo.hf import import_pretrained
 def onnx_embed(directory, texts) -> np.ndarray:
     model = OnnxModel(directory)
     rows = [model.logits(*model.encode([t])) for t in texts]  # one at a time: no padding to hide behind
-    batch = model.logits(*model.encode(list(texts)))          # and padded, in one batch
+    batch = model.logits(*model.encode(list(texts)))  # and padded, in one batch
     assert np.abs(np.concatenate(rows) - batch).max() < 1e-5
     return batch
 

@@ -1,5 +1,6 @@
 """Third-party plugins through real entry points: packages built and installed (into a private --target
 directory, visible only to the subprocesses that put it on PYTHONPATH) inside the test session."""
+
 from __future__ import annotations
 
 import json
@@ -13,14 +14,14 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-GOOD = '''
+GOOD = """
 from zoo import hookimpl
 
 @hookimpl
 def register_heads(register):
     register("ep-head", "zoo.plugins.heads.classification:ClassificationHead",
              description="cls head re-registered by a third party", capabilities={"labels": "class"})
-'''
+"""
 BROKEN = "raise ImportError('this plugin is broken on purpose')\n"
 
 
@@ -28,7 +29,8 @@ def make_package(root: Path, dist: str, module: str, source: str) -> Path:
     pkg = root / dist
     (pkg / module).mkdir(parents=True)
     (pkg / module / "__init__.py").write_text(source)
-    (pkg / "pyproject.toml").write_text(textwrap.dedent(f"""
+    (pkg / "pyproject.toml").write_text(
+        textwrap.dedent(f"""
         [build-system]
         requires = ["setuptools"]
         build-backend = "setuptools.build_meta"
@@ -39,7 +41,8 @@ def make_package(root: Path, dist: str, module: str, source: str) -> Path:
         {module} = "{module}"
         [tool.setuptools]
         packages = ["{module}"]
-    """))
+    """)
+    )
     return pkg
 
 
@@ -49,8 +52,22 @@ def site(tmp_path_factory):
     target = root / "site"
     for dist, module, source in [("zoo-good", "goodplug", GOOD), ("zoo-broken", "brokenplug", BROKEN)]:
         pkg = make_package(root, dist, module, source)
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-                        "--target", str(target), str(pkg)], check=True, capture_output=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--no-deps",
+                "--no-build-isolation",
+                "--target",
+                str(target),
+                str(pkg),
+            ],
+            check=True,
+            capture_output=True,
+        )
     return target
 
 
@@ -75,19 +92,41 @@ def test_entry_point_plugin_loads_and_is_listed(site):
 
 
 def test_broken_plugin_is_reported_and_everything_else_works(site, tmp_path):
-    result = zoo_cli(site, "build", "--head", "ep-head", "--d-model", "16", "--num-heads", "2",
-                     "--num-layers", "1", "--vocab-size", "30", "--output", str(tmp_path / "m"))
+    result = zoo_cli(
+        site,
+        "build",
+        "--head",
+        "ep-head",
+        "--d-model",
+        "16",
+        "--num-heads",
+        "2",
+        "--num-layers",
+        "1",
+        "--vocab-size",
+        "30",
+        "--output",
+        str(tmp_path / "m"),
+    )
     assert result.returncode == 0, result.stderr
-    assert "plugin 'brokenplug' failed to load: ImportError: this plugin is broken on purpose" in result.stderr
+    assert (
+        "plugin 'brokenplug' failed to load: ImportError: this plugin is broken on purpose" in result.stderr
+    )
     config = json.loads((tmp_path / "m" / "config.json").read_text())
-    assert config["parts"]["head"] == {"name": "ep-head", "plugin": "goodplug",
-                                       "options": {"pooling": "cls", "pooler": False, "pooler_activation": "tanh"}}
+    assert config["parts"]["head"] == {
+        "name": "ep-head",
+        "plugin": "goodplug",
+        "options": {"pooling": "cls", "pooler": False, "pooler_activation": "tanh"},
+    }
     plugins = {p["name"]: p for p in json.loads(zoo_cli(site, "plugins", "--json").stdout)}
     assert plugins["brokenplug"]["errors"] == [
-        "failed to import brokenplug: ImportError: this plugin is broken on purpose"]
+        "failed to import brokenplug: ImportError: this plugin is broken on purpose"
+    ]
 
 
-@pytest.mark.parametrize("allow, expected", [("", set()), ("goodplug", {"goodplug"}), ("other, brokenplug", {"brokenplug"})])
+@pytest.mark.parametrize(
+    "allow, expected", [("", set()), ("goodplug", {"goodplug"}), ("other, brokenplug", {"brokenplug"})]
+)
 def test_allow_list(site, allow, expected):
     result = zoo_cli(site, "plugins", "--json", allow=allow)
     assert result.returncode == 0, result.stderr
@@ -97,8 +136,25 @@ def test_allow_list(site, allow, expected):
 
 
 def test_model_from_a_missing_plugin_names_it(site, tmp_path):
-    assert zoo_cli(site, "build", "--head", "ep-head", "--d-model", "16", "--num-heads", "2", "--num-layers", "1",
-                   "--vocab-size", "30", "--output", str(tmp_path / "m")).returncode == 0
+    assert (
+        zoo_cli(
+            site,
+            "build",
+            "--head",
+            "ep-head",
+            "--d-model",
+            "16",
+            "--num-heads",
+            "2",
+            "--num-layers",
+            "1",
+            "--vocab-size",
+            "30",
+            "--output",
+            str(tmp_path / "m"),
+        ).returncode
+        == 0
+    )
     script = f"import zoo; zoo.load_model({str(tmp_path / 'm')!r})"
     env = {**os.environ, "PYTHONPATH": str(site), "ZOO_LOAD_PLUGINS": ""}
     result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)

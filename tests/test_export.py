@@ -1,4 +1,5 @@
 """zoo export: failing parity exits 1 and leaves nothing, capabilities, overwrite, optimisation, probes."""
+
 from __future__ import annotations
 
 import json
@@ -44,8 +45,12 @@ class TestPlugin:
     @hookimpl
     def register_attention(self, register):
         register("export-shy", ExportShy, description="differs under export")
-        register("no-onnx", "zoo.plugins.attention.sdpa:SDPAttention", capabilities={"onnx": False},
-                 description="declares it cannot export to ONNX")
+        register(
+            "no-onnx",
+            "zoo.plugins.attention.sdpa:SDPAttention",
+            capabilities={"onnx": False},
+            description="declares it cannot export to ONNX",
+        )
 
 
 @pytest.fixture
@@ -62,8 +67,9 @@ def test_failing_parity_exits_1_and_leaves_no_model(plugin, tmp_path):
     result = _run("export", tmp_path / "model", "--onnx", "--torchscript", "-o", tmp_path / "out")
     assert result.exit_code == 1, result.output
     line = result.stderr.strip().splitlines()[-1]
-    assert line.startswith("error: ONNX export differs from the eager model beyond atol=0.0001, rtol=0.001: "
-                           "max abs diff ")
+    assert line.startswith(
+        "error: ONNX export differs from the eager model beyond atol=0.0001, rtol=0.001: max abs diff "
+    )
     assert line.endswith("; nothing was written (--allow-mismatch keeps it anyway)")
     assert "Traceback" not in result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # no out/, no hidden partial dir
@@ -108,8 +114,10 @@ def test_part_that_cannot_export_says_so_in_one_line(plugin, tmp_path):
     build_model("transformer", "cls", "no-onnx", seed=0, **TINY).save(tmp_path / "model")
     result = _run("export", tmp_path / "model", "--onnx", "-o", tmp_path / "out")
     assert result.exit_code == 2
-    assert result.stderr == ("error: attention 'no-onnx' (plugin 'test-export') declares that it cannot be "
-                             "exported to ONNX (capability onnx=False)\n")
+    assert result.stderr == (
+        "error: attention 'no-onnx' (plugin 'test-export') declares that it cannot be "
+        "exported to ONNX (capability onnx=False)\n"
+    )
     # TorchScript is not declared impossible, so that export goes ahead
     result = _run("export", tmp_path / "model", "--torchscript", "-o", tmp_path / "out")
     assert result.exit_code == 0, result.output
@@ -127,7 +135,9 @@ def test_overwrite_replaces_an_export_only_after_the_new_one_passes(plugin, tmp_
     assert result.stderr == "error: --output must be a new directory, not the model directory itself\n"
     assert _run("export", tmp_path / "bad", "--onnx", "--overwrite", "-o", tmp_path / "out").exit_code == 1
     assert (tmp_path / "out" / "model.onnx").read_bytes() == before  # the old export survived
-    result = _run("export", tmp_path / "good", "--onnx", "--torchscript", "--overwrite", "-o", tmp_path / "out")
+    result = _run(
+        "export", tmp_path / "good", "--onnx", "--torchscript", "--overwrite", "-o", tmp_path / "out"
+    )
     assert result.exit_code == 0, result.output
     assert (tmp_path / "out" / "model.pt").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad", "good", "out"]
@@ -162,11 +172,14 @@ def test_optimize_fuses_bert_ops_and_keeps_parity(tmp_path):
     assert "SkipLayerNormalization" not in optimized["fused_ops"]  # slower on CPU than Add + LayerNorm
     assert manifest["serve"] == "model.optimized.onnx"
     ids, mask = parity.probes(40, 32, seed=5)[-1].input_ids, parity.probes(40, 32, seed=5)[-1].attention_mask
-    session = ort.InferenceSession(str(tmp_path / "out" / "model.optimized.onnx"), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(
+        str(tmp_path / "out" / "model.optimized.onnx"), providers=["CPUExecutionProvider"]
+    )
     with torch.no_grad():
         expected = model.eval()(torch.from_numpy(ids), torch.from_numpy(mask)).numpy()
-    np.testing.assert_allclose(session.run(["logits"], {"input_ids": ids, "attention_mask": mask})[0],
-                               expected, atol=1e-4, rtol=0)
+    np.testing.assert_allclose(
+        session.run(["logits"], {"input_ids": ids, "attention_mask": mask})[0], expected, atol=1e-4, rtol=0
+    )
 
 
 def _run_export(model, tmp_path, *extra):
@@ -203,11 +216,15 @@ def test_bad_arguments_are_one_line_errors(tmp_path):
     with pytest.raises(ZooError, match=r"^unknown quantisation 'int4'; did you mean 'int8'\? choices: int8$"):
         export_model(model, tmp_path / "a", quantize="int4")
     # the Python API names its own arguments, not the CLI's flags (tests/test_usability.py checks the flags)
-    with pytest.raises(ZooError, match=r"^optimize=True and quantize= work on the ONNX graph; add onnx=True$"):
+    with pytest.raises(
+        ZooError, match=r"^optimize=True and quantize= work on the ONNX graph; add onnx=True$"
+    ):
         export_model(model, tmp_path / "a", onnx=False, torchscript=True, optimize=True)
     with pytest.raises(ZooError, match=r"^min_agreement must be in \[0, 1\], got 2$"):
         export_model(model, tmp_path / "a", min_agreement=2)
-    with pytest.raises(ZooError, match=r"^calibration data needs a model with a tokenizer; this model has none$"):
+    with pytest.raises(
+        ZooError, match=r"^calibration data needs a model with a tokenizer; this model has none$"
+    ):
         export_model(model, tmp_path / "a", quantize="int8", calibration_texts=["a b"])
     (tmp_path / "file").write_text("x")
     with pytest.raises(ZooError, match=r"file exists and is not a directory$"):
@@ -224,9 +241,12 @@ def test_dynamo_failure_falls_back_to_the_torchscript_exporter_and_says_so(monke
     manifest = export_model(build_model("bert", "cls", "sdpa", seed=0, **TINY), tmp_path / "out")
     assert manifest["onnx"]["exporter"] == "torchscript" and manifest["onnx"]["opset"] == 17
     assert manifest["onnx"]["attempts"] == [
-        {"exporter": "dynamo", "error": "dynamo exporter failed: RuntimeError: Could not guard on "
-                                        "data-dependent expression"},
-        {"exporter": "torchscript", "parity_passed": True}]
+        {
+            "exporter": "dynamo",
+            "error": "dynamo exporter failed: RuntimeError: Could not guard on data-dependent expression",
+        },
+        {"exporter": "torchscript", "parity_passed": True},
+    ]
     assert manifest["onnx"]["parity"]["passed"]
 
 
@@ -236,13 +256,17 @@ def test_when_every_exporter_fails_the_error_names_each(monkeypatch, tmp_path):
     def broken(name):
         def fail(*args, **kwargs):
             raise NotImplementedError(f"{name} cannot do aten::weird")
+
         return fail
 
     monkeypatch.setattr(onnx_export, "export_dynamo", broken("dynamo"))
     monkeypatch.setattr(onnx_export, "export_torchscript_based", broken("legacy"))
-    with pytest.raises(ZooError, match=r"^ONNX export failed: dynamo exporter failed: NotImplementedError: dynamo "
-                                       r"cannot do aten::weird; torchscript exporter failed: NotImplementedError: "
-                                       r"legacy cannot do aten::weird$"):
+    with pytest.raises(
+        ZooError,
+        match=r"^ONNX export failed: dynamo exporter failed: NotImplementedError: dynamo "
+        r"cannot do aten::weird; torchscript exporter failed: NotImplementedError: "
+        r"legacy cannot do aten::weird$",
+    ):
         export_model(build_model("transformer", "cls", "sdpa", seed=0, **TINY), tmp_path / "out")
     assert list(tmp_path.iterdir()) == []
 
@@ -265,10 +289,14 @@ def test_a_fused_graph_that_misses_parity_falls_back_to_plain_onnxruntime_optimi
         return info
 
     monkeypatch.setattr(optimize_module, "optimize", wrong_fusion)
-    manifest = export_model(build_model("bert", "cls", "sdpa", seed=0, **TINY), tmp_path / "out", optimize=True)
+    manifest = export_model(
+        build_model("bert", "cls", "sdpa", seed=0, **TINY), tmp_path / "out", optimize=True
+    )
     optimized = manifest["optimized"]
-    assert optimized["attempts"] == [{"method": "transformers-fusion", "parity_passed": False},
-                                     {"method": "onnxruntime-extended", "parity_passed": True}]
+    assert optimized["attempts"] == [
+        {"method": "transformers-fusion", "parity_passed": False},
+        {"method": "onnxruntime-extended", "parity_passed": True},
+    ]
     assert optimized["method"] == "onnxruntime-extended" and optimized["parity"]["passed"]
     assert manifest["serve"] == "model.optimized.onnx"
 
@@ -288,18 +316,25 @@ def test_torchscript_fallback_prints_the_part_and_the_reason_in_one_line(plugin,
     assert result.exit_code == 0, result.output
     lines = result.stderr.splitlines()
     assert lines[0].startswith("TorchScript: trace, parity ok on 3 shapes")
-    assert re.fullmatch(r"TorchScript: traced, not scripted: head 'finfo-head' \(plugin 'test-export'\) does not "
-                        r"script: RuntimeError: Unknown builtin op: aten::finfo at \S*script_fixtures\.py:\d+ "
-                        r"`hidden = hidden\.masked_fill\(~mask\[\.\.\., None\], torch\.finfo\(hidden\.dtype\)\.min\)`",
-                        lines[1]), lines[1]
+    assert re.fullmatch(
+        r"TorchScript: traced, not scripted: head 'finfo-head' \(plugin 'test-export'\) does not "
+        r"script: RuntimeError: Unknown builtin op: aten::finfo at \S*script_fixtures\.py:\d+ "
+        r"`hidden = hidden\.masked_fill\(~mask\[\.\.\., None\], torch\.finfo\(hidden\.dtype\)\.min\)`",
+        lines[1],
+    ), lines[1]
     section = json.loads((tmp_path / "out" / "manifest.json").read_text())["torchscript"]
     assert section["method"] == "trace" and section["script_error"] == lines[1].split("not scripted: ", 1)[1]
     assert section["parity"]["passed"]
 
 
 def test_torchscript_export_traces_a_part_that_declares_it(plugin, tmp_path):
-    manifest = export_model(build_model("transformer", "trace-head", seed=0, **TINY), tmp_path / "out",
-                            onnx=False, torchscript=True)
+    manifest = export_model(
+        build_model("transformer", "trace-head", seed=0, **TINY),
+        tmp_path / "out",
+        onnx=False,
+        torchscript=True,
+    )
     assert manifest["torchscript"]["method"] == "trace"
-    assert manifest["torchscript"]["script_error"] == ("head 'trace-head' (plugin 'test-export') declares capability "
-                                                       "torchscript='trace'")
+    assert manifest["torchscript"]["script_error"] == (
+        "head 'trace-head' (plugin 'test-export') declares capability torchscript='trace'"
+    )

@@ -1,5 +1,6 @@
 """int8: a model trained in the test keeps its predictions after quantisation; when plain dynamic int8 does
 not, the other methods and mixed precision do, and the export fails in one line when nothing reaches the bar."""
+
 from __future__ import annotations
 
 import csv
@@ -30,9 +31,21 @@ def test_int8_agrees_with_fp32_on_a_trained_model(tmp_path):
     held_out, _ = sentences(300, seed=3)
     with open(tmp_path / "held_out.csv", "w", newline="") as f:
         csv.writer(f).writerows([["text"], *([t] for t in held_out)])
-    result = CliRunner().invoke(cli, ["export", str(tmp_path / "model"), "--onnx", "--quantize", "int8",
-                                      "--calibration-data", str(tmp_path / "held_out.csv"),
-                                      "-o", str(tmp_path / "out"), "--json"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "export",
+            str(tmp_path / "model"),
+            "--onnx",
+            "--quantize",
+            "int8",
+            "--calibration-data",
+            str(tmp_path / "held_out.csv"),
+            "-o",
+            str(tmp_path / "out"),
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     int8 = json.loads(result.stdout)["int8"]
     # one text in three calibrates, the other two thirds check agreement
@@ -51,8 +64,12 @@ def test_int8_agrees_with_fp32_on_a_trained_model(tmp_path):
         eager = model(torch.from_numpy(ids), torch.from_numpy(mask)).numpy().argmax(-1)
     assert (served.logits(ids, mask).argmax(-1) == eager).mean() >= 0.99
     fp32 = OnnxModel(tmp_path / "out", file="model.onnx")
-    np.testing.assert_allclose(fp32.logits(ids, mask), model(torch.from_numpy(ids), torch.from_numpy(mask))
-                               .detach().numpy(), atol=1e-4, rtol=0)
+    np.testing.assert_allclose(
+        fp32.logits(ids, mask),
+        model(torch.from_numpy(ids), torch.from_numpy(mask)).detach().numpy(),
+        atol=1e-4,
+        rtol=0,
+    )
 
 
 def _fixed(outputs):
@@ -72,13 +89,26 @@ def test_agreement_rules_per_task():
     assert (token["agreement"], token["compared"]) == (0.5, 2)  # padding is not a prediction
 
     two = [(np.zeros((2, 3), dtype=np.int64), np.ones((2, 3), dtype=np.int64))]
-    assert agreement(_fixed([np.array([[2.0, 1.0], [0.0, 1.0]])]), _fixed([np.array([[2.0, 3.0], [0.0, 1.0]])]),
-                     two, load_task("classification"))["agreement"] == 0.5
-    multi = agreement(_fixed([np.array([[1.0, -1.0], [1.0, 1.0]])]), _fixed([np.array([[1.0, 1.0], [1.0, 1.0]])]),
-                      two, load_task("multilabel"))
+    assert (
+        agreement(
+            _fixed([np.array([[2.0, 1.0], [0.0, 1.0]])]),
+            _fixed([np.array([[2.0, 3.0], [0.0, 1.0]])]),
+            two,
+            load_task("classification"),
+        )["agreement"]
+        == 0.5
+    )
+    multi = agreement(
+        _fixed([np.array([[1.0, -1.0], [1.0, 1.0]])]),
+        _fixed([np.array([[1.0, 1.0], [1.0, 1.0]])]),
+        two,
+        load_task("multilabel"),
+    )
     assert (multi["agreement"], multi["compared"]) == (0.75, 4)
     # float: within 5% of the fp32 spread (here 10 -> 0.5)
-    regression = agreement(_fixed([np.array([[0.0], [10.0]])]), _fixed([np.array([[0.4], [11.0]])]), two, load_task("regression"))
+    regression = agreement(
+        _fixed([np.array([[0.0], [10.0]])]), _fixed([np.array([[0.4], [11.0]])]), two, load_task("regression")
+    )
     assert regression["agreement"] == 0.5
 
 
@@ -137,8 +167,17 @@ def test_export_fails_in_one_line_naming_the_best_agreement_when_no_method_reach
 
 @pytest.mark.slow
 def test_untrained_head_is_exported_and_reported_by_logit_error(tmp_path):
-    model = build_model("transformer", "cls", labels=["a", "b", "c"], d_model=32, num_layers=1, num_heads=2,
-                        vocab_size=64, max_length=32, seed=0)
+    model = build_model(
+        "transformer",
+        "cls",
+        labels=["a", "b", "c"],
+        d_model=32,
+        num_layers=1,
+        num_heads=2,
+        vocab_size=64,
+        max_length=32,
+        seed=0,
+    )
     lines = []
     int8 = export_model(model, tmp_path / "out", quantize="int8", log=lines.append)["int8"]
     assert (int8["measure"], int8["passed"], int8["method"]) == ("logit_error", True, "dynamic")

@@ -5,6 +5,7 @@ matrix. Each case checks twice: the manifest's own parity report (3 probe shapes
 and an independent run here, on a shape no one used yet (batch 5 x 23, two padded rows), through
 onnxruntime and torch.jit.load directly rather than through zoo.export's runners.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,9 +26,9 @@ EXCLUDED: dict[tuple[str, str], str] = {
 }
 # Options that make a part compute something the defaults would not exercise at these lengths.
 OPTIONS = {
-    ("attention", "local"): {"window": 2},        # narrower than every probe, so the band matters
-    ("attention", "gqa"): {"num_kv_heads": 1},    # key/value heads shared across query heads
-    ("encoder", "bert"): {"sep_token_id": 3},     # token types derived from [SEP] inside the graph
+    ("attention", "local"): {"window": 2},  # narrower than every probe, so the band matters
+    ("attention", "gqa"): {"num_kv_heads": 1},  # key/value heads shared across query heads
+    ("encoder", "bert"): {"sep_token_id": 3},  # token types derived from [SEP] inside the graph
 }
 SIZES = dict(d_model=16, num_layers=1, num_heads=2, vocab_size=40, max_length=32, num_labels=3, dropout=0.0)
 TOLERANCE = 1e-4
@@ -37,10 +38,14 @@ def _names(kind: str) -> list:
     out = []
     for part in get_registry().parts(kind):
         reason = EXCLUDED.get((kind, part.name))
-        if reason is None and (part.capabilities.get("onnx") is False or part.capabilities.get("torchscript") is False):
+        if reason is None and (
+            part.capabilities.get("onnx") is False or part.capabilities.get("torchscript") is False
+        ):
             reason = f"{kind} '{part.name}' declares it cannot export ({part.capabilities})"
         marks = [pytest.mark.skip(reason=reason)] if reason else []
-        out.append(pytest.param(part.ref if _clashes(kind, part.name) else part.name, marks=marks, id=part.name))
+        out.append(
+            pytest.param(part.ref if _clashes(kind, part.name) else part.name, marks=marks, id=part.name)
+        )
     return out
 
 
@@ -65,10 +70,16 @@ def _unseen_batch(seed: int = 123) -> tuple[np.ndarray, np.ndarray]:
 @pytest.mark.parametrize("attention", _names("attention"))
 def test_part_combination_exports_and_matches_eager(attention, encoder, head, tmp_path):
     bare = lambda ref: ref.rpartition(":")[2]  # noqa: E731
-    model = build_model(encoder, head, attention, seed=0, **SIZES,
-                        attention_options=OPTIONS.get(("attention", bare(attention))),
-                        encoder_options=OPTIONS.get(("encoder", bare(encoder))),
-                        head_options=OPTIONS.get(("head", bare(head)))).eval()
+    model = build_model(
+        encoder,
+        head,
+        attention,
+        seed=0,
+        **SIZES,
+        attention_options=OPTIONS.get(("attention", bare(attention))),
+        encoder_options=OPTIONS.get(("encoder", bare(encoder))),
+        head_options=OPTIONS.get(("head", bare(head))),
+    ).eval()
     manifest = export_model(model, tmp_path / "out", onnx=True, torchscript=True, atol=TOLERANCE, rtol=0.0)
 
     on_disk = json.loads((tmp_path / "out" / "manifest.json").read_text())

@@ -1,5 +1,6 @@
 """Serving an export without torch: OnnxModel, zoo predict and zoo evaluate in a process where
 ``import torch`` fails (sys.modules['torch'] = None), checked against the eager model in this one."""
+
 from __future__ import annotations
 
 import csv
@@ -28,8 +29,9 @@ NO_TORCH = (
 
 def _without_torch(code: str, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
-    return subprocess.run([sys.executable, "-c", NO_TORCH + code, *args], capture_output=True, text=True,
-                          env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", NO_TORCH + code, *args], capture_output=True, text=True, env=env, timeout=300
+    )
 
 
 @pytest.fixture(scope="module")
@@ -51,17 +53,22 @@ def _eager(model, tokenizer, texts):
 @pytest.mark.slow
 def test_onnx_model_serves_without_torch(exported):
     model, out, texts, _ = exported
-    code = ("import json\nfrom zoo.export.runtime import OnnxModel\n"
-            "m = OnnxModel(sys.argv[1]); ids, mask = m.encode(sys.argv[2:])\n"
-            "print(json.dumps({'logits': m.logits(ids, mask).tolist(), 'labels': m.labels, 'task': m.task.name,\n"
-            "                  'torch': sys.modules['torch'], 'max_length': m.max_length}))\n")
+    code = (
+        "import json\nfrom zoo.export.runtime import OnnxModel\n"
+        "m = OnnxModel(sys.argv[1]); ids, mask = m.encode(sys.argv[2:])\n"
+        "print(json.dumps({'logits': m.logits(ids, mask).tolist(), 'labels': m.labels, 'task': m.task.name,\n"
+        "                  'torch': sys.modules['torch'], 'max_length': m.max_length}))\n"
+    )
     result = _without_torch(code, str(out), *texts[:8])
     assert result.returncode == 0, result.stderr
     served = json.loads(result.stdout)
-    assert served["torch"] is None and served["labels"] == list(CLASSES) and served["task"] == "classification"
+    assert (
+        served["torch"] is None and served["labels"] == list(CLASSES) and served["task"] == "classification"
+    )
     assert served["max_length"] == 32
-    np.testing.assert_allclose(np.array(served["logits"]), _eager(model, model.tokenizer, texts[:8]),
-                               atol=1e-4, rtol=0)
+    np.testing.assert_allclose(
+        np.array(served["logits"]), _eager(model, model.tokenizer, texts[:8]), atol=1e-4, rtol=0
+    )
 
 
 @pytest.mark.slow

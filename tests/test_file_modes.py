@@ -1,6 +1,7 @@
 """Every file zoo writes has the mode a plain open() would give under the user's umask (0644 under 022,
 0600 under 077), directories likewise (0755, 0700): weights included, whose writer (safetensors) makes its
 files 0600 whatever the umask. No lock file or temporary file is left behind."""
+
 from __future__ import annotations
 
 import os
@@ -13,7 +14,18 @@ from test_training import synthetic, write_jsonl
 from zoo import io
 from zoo.cli import cli
 
-TINY = ["--d-model", "16", "--num-layers", "1", "--num-heads", "2", "--vocab-size", "80", "--max-length", "32"]
+TINY = [
+    "--d-model",
+    "16",
+    "--num-layers",
+    "1",
+    "--num-heads",
+    "2",
+    "--vocab-size",
+    "80",
+    "--max-length",
+    "32",
+]
 
 
 def invoke(*args):
@@ -47,17 +59,42 @@ def test_the_umask_decides_the_mode_of_every_file_zoo_writes(tmp_path, umask):
     write_jsonl(work / "train.jsonl", synthetic("cls", 64, 0))
     write_jsonl(work / "dev.jsonl", synthetic("cls", 32, 1))
     invoke("build", *TINY, "-o", work / "m")
-    invoke("finetune", work / "m", "--train", work / "train.jsonl", "--eval", work / "dev.jsonl", "-o", work / "ft",
-           "--epochs", "1", "--threads", "1", "--quiet")
+    invoke(
+        "finetune",
+        work / "m",
+        "--train",
+        work / "train.jsonl",
+        "--eval",
+        work / "dev.jsonl",
+        "-o",
+        work / "ft",
+        "--epochs",
+        "1",
+        "--threads",
+        "1",
+        "--quiet",
+    )
     invoke("evaluate", work / "ft", "--data", work / "dev.jsonl", "--report", work / "report")
     invoke("export", work / "ft", "--onnx", "--torchscript", "-o", work / "out")
     invoke("plugin", "new", "zoo-mode-head", "--kind", "head", "-o", work / "plugin")
 
     found = modes(work)
-    for name in ("m/model.safetensors", "ft/model.safetensors", "ft/trainer_state.safetensors", "ft/config.json",
-                 "ft/tokenizer.json", "ft/metrics.jsonl", "ft/curves.png", "report/report.md",
-                 "report/confusion.png", "out/model.onnx", "out/model.pt", "out/manifest.json",
-                 "out/tokenizer.json", "plugin/pyproject.toml"):
+    for name in (
+        "m/model.safetensors",
+        "ft/model.safetensors",
+        "ft/trainer_state.safetensors",
+        "ft/config.json",
+        "ft/tokenizer.json",
+        "ft/metrics.jsonl",
+        "ft/curves.png",
+        "report/report.md",
+        "report/confusion.png",
+        "out/model.onnx",
+        "out/model.pt",
+        "out/manifest.json",
+        "out/tokenizer.json",
+        "plugin/pyproject.toml",
+    ):
         assert name in found, sorted(found)
     expected = {path: (0o777 if (work / path).is_dir() else 0o666) & ~umask for path in found}
     assert found == expected  # every file and folder, not only those named above

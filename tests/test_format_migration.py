@@ -2,6 +2,7 @@
 is a first-wave label format) still load and give the same outputs. tests/data/format1 was written by
 zoo at commit 8459300: a tiny multi-label model (`zoo.build_model(..., "multilabel", ...).save`) and its
 ONNX export."""
+
 from __future__ import annotations
 
 import json

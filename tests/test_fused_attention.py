@@ -1,4 +1,5 @@
 """Performance paths must compute the same function: the one-node ONNX attention, the unmasked fast path."""
+
 from __future__ import annotations
 
 import collections
@@ -30,8 +31,10 @@ def _padded_batch(seed: int = 3):
     return ids, mask
 
 
-@pytest.mark.parametrize("arch,attention,head", [("bert", "sdpa", "cls"), ("bert", "mha", "token-cls"),
-                                                 ("transformer", "sdpa", "cls")])
+@pytest.mark.parametrize(
+    "arch,attention,head",
+    [("bert", "sdpa", "cls"), ("bert", "mha", "token-cls"), ("transformer", "sdpa", "cls")],
+)
 def test_softmax_attention_exports_as_one_node_and_matches_eager(tmp_path, arch, attention, head):
     model = build_model(arch, head, attention, seed=0, **TINY).eval()
     originals = [layer for layer in model.modules() if type(layer).__name__.endswith("Attention")]
@@ -44,8 +47,9 @@ def test_softmax_attention_exports_as_one_node_and_matches_eager(tmp_path, arch,
     # the swap is undone: the model holds its own attention modules again
     assert [m for m in model.modules() if type(m).__name__.endswith("Attention")] == originals
     assert not any(isinstance(m, PackedAttention) for m in model.modules())
-    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"],
-                                   disabled_optimizers=DISABLED_OPTIMIZERS)
+    session = ort.InferenceSession(
+        str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"], disabled_optimizers=DISABLED_OPTIMIZERS
+    )
     ids, mask = _padded_batch()
     with torch.no_grad():
         expected = model(torch.from_numpy(ids), torch.from_numpy(mask)).numpy()
@@ -64,7 +68,11 @@ def test_grouped_query_attention_is_left_unfused(tmp_path):
 def test_packed_attention_op_matches_the_explicit_formula():
     torch.manual_seed(0)
     batch, seq, d_model, heads = 2, 5, 8, 2
-    x, weight, bias = torch.randn(batch, seq, d_model), torch.randn(d_model, 3 * d_model), torch.randn(3 * d_model)
+    x, weight, bias = (
+        torch.randn(batch, seq, d_model),
+        torch.randn(d_model, 3 * d_model),
+        torch.randn(3 * d_model),
+    )
     mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 0, 0, 0]])
     out = packed_attention(x, weight, bias, mask, heads)
     q, k, v = (x @ weight + bias).split(d_model, dim=-1)
@@ -83,7 +91,9 @@ def test_packed_attentions_restores_modules_when_export_fails():
     before = list(model.modules())
     with pytest.raises(RuntimeError, match="boom"):
         with packed_attentions(model) as table:
-            assert table and sum(isinstance(m, PackedAttention) for m in model.modules()) == TINY["num_layers"]
+            assert (
+                table and sum(isinstance(m, PackedAttention) for m in model.modules()) == TINY["num_layers"]
+            )
             raise RuntimeError("boom")
     assert list(model.modules()) == before
 

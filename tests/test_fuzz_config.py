@@ -1,5 +1,6 @@
 """Hypothesis: any config.json, mutated or truncated, loads correctly or fails with a ZooError, never
 anything else."""
+
 from __future__ import annotations
 
 import contextlib
@@ -16,7 +17,9 @@ MODEL = zoo.build_model(d_model=16, num_heads=2, num_layers=1, vocab_size=30, la
 BASE = MODEL.spec.to_dict()
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-10, 10**6) | st.floats(allow_nan=True) | st.text(max_size=8),
-    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=6), children, max_size=3),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=6), children, max_size=3)
+    ),
     max_leaves=6,
 )
 
@@ -43,8 +46,12 @@ def replaced(obj, path, value):
     return obj
 
 
-@settings(max_examples=150, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=150,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(path=st.sampled_from(ALL_PATHS), value=json_values | st.just(...))
 def test_mutated_config(tmp_path, path, value):
     """Through the whole load: either a model whose weights fit, or one clean line."""

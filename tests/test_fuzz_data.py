@@ -1,6 +1,7 @@
 """Hypothesis: the data loaders (CSV, TSV, JSONL) read back exactly what the csv and json modules wrote
 (quoting, newlines inside fields, BOMs, blank lines, UTF-8 or cp1252), streamed or whole; and any bytes at
 all give either rows or one clean ZooError, never anything else. Derandomised, bounded examples."""
+
 from __future__ import annotations
 
 import csv
@@ -13,10 +14,21 @@ from hypothesis import strategies as st
 from zoo.data import iter_tables, read_table
 from zoo.errors import ZooError
 
-FUZZ = settings(max_examples=120, deadline=None, derandomize=True,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-ANY_TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=30)  # any unicode but lone surrogates
-CP1252 = "".join(chr(i) for i in range(32, 127)) + "\t\n\r\"'," + bytes(range(0xA0, 0x100)).decode("cp1252") + "€œŠ™"
+FUZZ = settings(
+    max_examples=120,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+ANY_TEXT = st.text(
+    st.characters(blacklist_categories=("Cs",)), max_size=30
+)  # any unicode but lone surrogates
+CP1252 = (
+    "".join(chr(i) for i in range(32, 127))
+    + "\t\n\r\"',"
+    + bytes(range(0xA0, 0x100)).decode("cp1252")
+    + "€œŠ™"
+)
 LATIN_TEXT = st.text(st.sampled_from(CP1252), max_size=30)
 
 
@@ -24,7 +36,9 @@ def label_strategy(chars):
     return st.text(chars, min_size=1, max_size=8).filter(lambda s: s.strip())
 
 
-ROWS = st.lists(st.tuples(ANY_TEXT, label_strategy(st.characters(blacklist_categories=("Cs",)))), min_size=1, max_size=12)
+ROWS = st.lists(
+    st.tuples(ANY_TEXT, label_strategy(st.characters(blacklist_categories=("Cs",)))), min_size=1, max_size=12
+)
 LATIN_ROWS = st.lists(st.tuples(LATIN_TEXT, label_strategy(st.sampled_from(CP1252))), min_size=1, max_size=12)
 
 
@@ -62,8 +76,13 @@ def check_reads_back(path, rows):
 
 
 @FUZZ
-@given(rows=ROWS, kind=st.sampled_from(["csv", "tsv", "jsonl"]), newline=st.sampled_from(["\n", "\r\n"]),
-       bom=st.booleans(), blank_every=st.integers(0, 3))
+@given(
+    rows=ROWS,
+    kind=st.sampled_from(["csv", "tsv", "jsonl"]),
+    newline=st.sampled_from(["\n", "\r\n"]),
+    bom=st.booleans(),
+    blank_every=st.integers(0, 3),
+)
 def test_utf8_files_read_back_exactly(tmp_path_factory, rows, kind, newline, bom, blank_every):
     if kind != "jsonl":  # csv.writer leaves a lone \r unquoted unless it is in the line terminator
         assume(newline == "\r\n" or all("\r" not in t + y for t, y in rows))
@@ -97,8 +116,11 @@ def read_or_clean_error(path):
 
 
 @FUZZ
-@given(raw=st.binary(max_size=300), kind=st.sampled_from(["csv", "tsv", "jsonl"]),
-       prefix=st.sampled_from([b"", b"\xef\xbb\xbf", b"\xff\xfe", b"text,label\n", b'{"text": "a"}\n']))
+@given(
+    raw=st.binary(max_size=300),
+    kind=st.sampled_from(["csv", "tsv", "jsonl"]),
+    prefix=st.sampled_from([b"", b"\xef\xbb\xbf", b"\xff\xfe", b"text,label\n", b'{"text": "a"}\n']),
+)
 def test_any_bytes_give_rows_or_a_clean_error(tmp_path_factory, raw, kind, prefix):
     path = tmp_path_factory.mktemp("b") / f"d.{kind}"
     path.write_bytes(prefix + raw)
@@ -112,7 +134,11 @@ def test_damaged_files_give_rows_or_a_clean_error(tmp_path_factory, rows, kind, 
     raw = serialise(rows, kind, "\n", 0).encode()
     start = data.draw(st.integers(0, len(raw)))
     end = data.draw(st.integers(start, min(len(raw), start + 20)))
-    raw = raw[:start] + data.draw(st.binary(max_size=10) | st.sampled_from([b'"', b"{", b"\x00", b"\r"])) + raw[end:]
+    raw = (
+        raw[:start]
+        + data.draw(st.binary(max_size=10) | st.sampled_from([b'"', b"{", b"\x00", b"\r"]))
+        + raw[end:]
+    )
     path = tmp_path_factory.mktemp("d") / f"d.{kind}"
     path.write_bytes(raw)
     read_or_clean_error(path)
@@ -126,7 +152,9 @@ def test_huge_fields(tmp_path):
     try:
         table = read_table(tmp_path / "d.csv")
     except ZooError as exc:
-        assert str(exc).startswith(f"{tmp_path / 'd.csv'} line ") and "field larger than field limit" in str(exc)
+        assert str(exc).startswith(f"{tmp_path / 'd.csv'} line ") and "field larger than field limit" in str(
+            exc
+        )
     else:
         assert table.texts == [huge]
     (tmp_path / "deep.jsonl").write_text("[" * 100_000 + "\n")

@@ -1,4 +1,5 @@
 """Atomic writes and the output-directory lock."""
+
 from __future__ import annotations
 
 import multiprocessing
@@ -83,7 +84,9 @@ def test_a_lock_file_removed_by_its_last_holder_is_not_trusted(tmp_path, monkeyp
     monkeypatch.setattr(fcntl, "flock", flock_after_a_race)
     with io.directory_lock(tmp_path / "out"):
         assert raced
-        with pytest.raises(ZooError, match="is being written by another zoo run"):  # the lock is on the new file
+        with pytest.raises(
+            ZooError, match="is being written by another zoo run"
+        ):  # the lock is on the new file
             with io.directory_lock(tmp_path / "out"):
                 pass
     assert not lock_path.exists()

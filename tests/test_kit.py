@@ -2,6 +2,7 @@
 
 Broken parts are registered by an inline plugin (the `inline_plugin` fixture unregisters it in finally).
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -122,16 +123,28 @@ def failing_factory(**kwargs):
 
 @pytest.fixture
 def kit_parts(inline_plugin):
-    inline_plugin(InlinePlugin(
-        attention={"kit-good": GoodAttention, "kit-nomask": IgnoresMask, "kit-unused": UnusedParameter,
-                   "kit-half": HalfWidth, "kit-dropout": DropoutInEval, "kit-state": NonPersistentState,
-                   "kit-pyrandom": PythonRandomInit, "kit-fails": failing_factory,
-                   "kit-noexport": (GoodAttention, {"capabilities": {"onnx": False, "torchscript": False}}),
-                   "kit-noonnx": (GoodAttention, {"capabilities": {"onnx": False}})},
-        encoders={"kit-nodmodel": NoDModel},
-        heads={"kit-meanpad": (MeanOverPadding, {"capabilities": {"labels": "class"}}),
-               "kit-nolabels": MeanOverPadding},
-    ), name="kit-plugin")
+    inline_plugin(
+        InlinePlugin(
+            attention={
+                "kit-good": GoodAttention,
+                "kit-nomask": IgnoresMask,
+                "kit-unused": UnusedParameter,
+                "kit-half": HalfWidth,
+                "kit-dropout": DropoutInEval,
+                "kit-state": NonPersistentState,
+                "kit-pyrandom": PythonRandomInit,
+                "kit-fails": failing_factory,
+                "kit-noexport": (GoodAttention, {"capabilities": {"onnx": False, "torchscript": False}}),
+                "kit-noonnx": (GoodAttention, {"capabilities": {"onnx": False}}),
+            },
+            encoders={"kit-nodmodel": NoDModel},
+            heads={
+                "kit-meanpad": (MeanOverPadding, {"capabilities": {"labels": "class"}}),
+                "kit-nolabels": MeanOverPadding,
+            },
+        ),
+        name="kit-plugin",
+    )
 
 
 def check_attention(name, **kwargs):
@@ -140,35 +153,51 @@ def check_attention(name, **kwargs):
 
 def test_a_good_third_party_attention_passes_with_every_builtin_encoder(kit_parts):
     done = testing.check_part("attention", "kit-good", export=False)
-    assert done == [f"attention 'kit-good' with encoder '{e}' and head 'cls'" for e in ("bert", "prenorm", "transformer")]
+    assert done == [
+        f"attention 'kit-good' with encoder '{e}' and head 'cls'" for e in ("bert", "prenorm", "transformer")
+    ]
 
 
 def test_attention_that_ignores_the_mask_fails_the_padding_check(kit_parts):
-    with pytest.raises(AssertionError, match=re.escape(
-            "attention 'kit-nomask' with encoder 'transformer' and head 'cls': output at real tokens changed by ")) as err:
+    with pytest.raises(
+        AssertionError,
+        match=re.escape(
+            "attention 'kit-nomask' with encoder 'transformer' and head 'cls': output at real tokens changed by "
+        ),
+    ) as err:
         check_attention("kit-nomask")
-    assert re.search(r"changed by \d\.\de[-+]\d\d when padding was added \(tolerance 1e-05\); the mask is True "
-                     r"for real tokens, False for padding$", str(err.value))
+    assert re.search(
+        r"changed by \d\.\de[-+]\d\d when padding was added \(tolerance 1e-05\); the mask is True "
+        r"for real tokens, False for padding$",
+        str(err.value),
+    )
 
 
 def test_unused_parameter_fails_the_gradient_check(kit_parts):
     with pytest.raises(AssertionError) as err:
         check_attention("kit-unused")
-    assert str(err.value) == ("attention 'kit-unused' with encoder 'transformer' and head 'cls': parameter "
-                              "'encoder.blocks.0.attention.temperature' (and 1 more) received no gradient; "
-                              "is it used in forward?")
+    assert str(err.value) == (
+        "attention 'kit-unused' with encoder 'transformer' and head 'cls': parameter "
+        "'encoder.blocks.0.attention.temperature' (and 1 more) received no gradient; "
+        "is it used in forward?"
+    )
 
 
 def test_wrong_output_shape_fails_the_attention_contract(kit_parts):
     with pytest.raises(AssertionError) as err:
         check_attention("kit-half")
-    assert str(err.value) == ("attention 'kit-half' with encoder 'transformer' and head 'cls': forward(x, mask) "
-                              "returned (2, 5, 8); expected a tensor shaped like x (2, 5, 16)")
+    assert str(err.value) == (
+        "attention 'kit-half' with encoder 'transformer' and head 'cls': forward(x, mask) "
+        "returned (2, 5, 8); expected a tensor shaped like x (2, 5, 16)"
+    )
 
 
 def test_dropout_in_eval_mode_is_caught(kit_parts):
-    with pytest.raises(AssertionError, match=r"two eval-mode calls on the same input differ by .*is dropout or "
-                                             r"sampling active outside training\?"):
+    with pytest.raises(
+        AssertionError,
+        match=r"two eval-mode calls on the same input differ by .*is dropout or "
+        r"sampling active outside training\?",
+    ):
         check_attention("kit-dropout")
 
 
@@ -180,37 +209,51 @@ def test_state_outside_the_state_dict_fails_save_load(kit_parts):
 def test_initialisation_outside_torch_rng_fails_determinism(kit_parts):
     with pytest.raises(AssertionError) as err:
         check_attention("kit-pyrandom")
-    assert str(err.value) == ("attention 'kit-pyrandom' with encoder 'transformer' and head 'cls': two builds with "
-                              "seed 0 differ in 'encoder.blocks.0.attention.scale'; draw initial values from "
-                              "torch's global RNG only")
+    assert str(err.value) == (
+        "attention 'kit-pyrandom' with encoder 'transformer' and head 'cls': two builds with "
+        "seed 0 differ in 'encoder.blocks.0.attention.scale'; draw initial values from "
+        "torch's global RNG only"
+    )
 
 
 def test_a_factory_that_raises_is_reported_with_its_error(kit_parts):
-    with pytest.raises(AssertionError, match=re.escape(
+    with pytest.raises(
+        AssertionError,
+        match=re.escape(
             "attention 'kit-fails' with encoder 'transformer' and head 'cls': factory(d_model=16, num_heads=2, "
-            "dropout=0.0) failed: RuntimeError: no kernel for this device")):
+            "dropout=0.0) failed: RuntimeError: no kernel for this device"
+        ),
+    ):
         check_attention("kit-fails")
 
 
 def test_encoder_without_d_model_names_the_encoder_first(kit_parts):
     with pytest.raises(AssertionError) as err:
         testing.check_part("encoder", "kit-nodmodel", partners=["mha"], export=False)
-    assert str(err.value) == ("encoder 'kit-nodmodel' with attention 'mha' and head 'cls': the encoder module has "
-                              "no integer `d_model` attribute (the head is built with it)")
+    assert str(err.value) == (
+        "encoder 'kit-nodmodel' with attention 'mha' and head 'cls': the encoder module has "
+        "no integer `d_model` attribute (the head is built with it)"
+    )
 
 
 def test_head_pooling_over_padding_fails(kit_parts):
-    with pytest.raises(AssertionError, match=re.escape(
-            "head 'kit-meanpad' with encoder 'transformer' and attention 'sdpa': head output changed by ")):
+    with pytest.raises(
+        AssertionError,
+        match=re.escape(
+            "head 'kit-meanpad' with encoder 'transformer' and attention 'sdpa': head output changed by "
+        ),
+    ):
         testing.check_part("head", "kit-meanpad", export=False)
 
 
 def test_head_without_a_task_is_told_what_to_declare(kit_parts):
     with pytest.raises(AssertionError) as err:
         testing.check_part("head", "kit-nolabels", export=False)
-    assert str(err.value) == ("head 'kit-nolabels' with encoder 'transformer' and attention 'sdpa': building the "
-                              "model failed: head 'kit-nolabels' (plugin 'kit-plugin') names no task; register it "
-                              "with task=...")
+    assert str(err.value) == (
+        "head 'kit-nolabels' with encoder 'transformer' and attention 'sdpa': building the "
+        "model failed: head 'kit-nolabels' (plugin 'kit-plugin') names no task; register it "
+        "with task=..."
+    )
 
 
 def test_labels_match_each_task():
@@ -250,7 +293,9 @@ def test_export_is_skipped_for_parts_that_declare_they_cannot(kit_parts, monkeyp
     assert "export" not in ran and ran[-1] == "save-load"
 
     calls = []
-    monkeypatch.setitem(vars(zoo.export), "export_model", lambda model, path, **formats: calls.append(formats))
+    monkeypatch.setitem(
+        vars(zoo.export), "export_model", lambda model, path, **formats: calls.append(formats)
+    )
     assert testing.check_model(attention="kit-noonnx", export=True)[-1] == "export"
     assert calls == [{"onnx": False, "torchscript": True}]
 
@@ -266,8 +311,10 @@ def test_export_mismatch_becomes_a_plugin_author_message(kit_parts, monkeypatch)
     with pytest.raises(AssertionError) as err:
         testing.check_model(attention="kit-good", encoder="bert", export=True)
     assert calls == [(True, True)]
-    assert str(err.value) == ("attention 'kit-good' with encoder 'bert' and head 'cls': the ONNX and TorchScript "
-                              "export does not match the eager model: onnx logits differ by 3.0e-02 at batch 2, seq 17")
+    assert str(err.value) == (
+        "attention 'kit-good' with encoder 'bert' and head 'cls': the ONNX and TorchScript "
+        "export does not match the eager model: onnx logits differ by 3.0e-02 at batch 2, seq 17"
+    )
 
 
 @pytest.mark.slow
@@ -279,6 +326,7 @@ def test_real_export_parity_for_one_builtin():
 
 
 # --- issue 20: the mask and loss a head gets, and TorchScript of a part on its own ---------------------------
+
 
 class PerRowLoss(ScriptableMaxHead):
     def loss(self, logits, labels, mask=None):
@@ -297,13 +345,19 @@ class NeedsAMask(ScriptableMaxHead):
 @pytest.fixture
 def script_heads(inline_plugin):
     cls = {"task": "classification"}
-    inline_plugin(InlinePlugin(heads={
-        "kit-max": (ScriptableMaxHead, {**cls, "capabilities": {"torchscript": "script"}}),
-        "kit-finfo": (FinfoMaxHead, cls),
-        "kit-finfo-promised": (FinfoMaxHead, {**cls, "capabilities": {"torchscript": "script"}}),
-        "kit-finfo-declared": (FinfoMaxHead, {**cls, "capabilities": {"torchscript": "trace"}}),
-        "kit-perrow": (PerRowLoss, cls), "kit-needsmask": (NeedsAMask, cls),
-    }), name="kit-heads")
+    inline_plugin(
+        InlinePlugin(
+            heads={
+                "kit-max": (ScriptableMaxHead, {**cls, "capabilities": {"torchscript": "script"}}),
+                "kit-finfo": (FinfoMaxHead, cls),
+                "kit-finfo-promised": (FinfoMaxHead, {**cls, "capabilities": {"torchscript": "script"}}),
+                "kit-finfo-declared": (FinfoMaxHead, {**cls, "capabilities": {"torchscript": "trace"}}),
+                "kit-perrow": (PerRowLoss, cls),
+                "kit-needsmask": (NeedsAMask, cls),
+            }
+        ),
+        name="kit-heads",
+    )
 
 
 def test_the_head_gets_a_bool_mask_or_none_and_the_loss_gets_the_same(script_heads):
@@ -320,9 +374,13 @@ def test_the_head_gets_a_bool_mask_or_none_and_the_loss_gets_the_same(script_hea
 
 
 def test_a_loss_that_is_not_a_scalar_fails(script_heads):
-    with pytest.raises(AssertionError, match=re.escape(
+    with pytest.raises(
+        AssertionError,
+        match=re.escape(
             "head 'kit-perrow' with encoder 'transformer' and attention 'sdpa': head loss(logits, labels, mask) "
-            "with a bool mask returned tensor(")) as err:
+            "with a bool mask returned tensor("
+        ),
+    ) as err:
         testing.check_part("head", "kit-perrow", export=False)
     assert "expected a finite scalar tensor (the mean over the batch)" in str(err.value)
 
@@ -334,26 +392,42 @@ def test_a_head_must_read_mask_none_as_every_token_real(script_heads):
 
 def test_check_script_scripts_the_part_alone_and_names_the_construct(script_heads):
     assert testing.check_script("head", "kit-max") == "script"
-    assert [testing.check_script(k, n) for k, n in (("attention", "sdpa"), ("encoder", "bert"))] == ["script"] * 2
+    assert [testing.check_script(k, n) for k, n in (("attention", "sdpa"), ("encoder", "bert"))] == [
+        "script"
+    ] * 2
     with pytest.raises(AssertionError) as err:
         testing.check_script("head", "kit-finfo")
     message = str(err.value)
-    assert message.startswith("head 'kit-finfo' with encoder 'transformer' and attention 'sdpa': does not compile "
-                               "with torch.jit.script: RuntimeError: Unknown builtin op: aten::finfo at ")
-    assert re.search(r"script_fixtures\.py:\d+ `hidden = hidden\.masked_fill\(~mask\[\.\.\., None\], torch\.finfo", message)
+    assert message.startswith(
+        "head 'kit-finfo' with encoder 'transformer' and attention 'sdpa': does not compile "
+        "with torch.jit.script: RuntimeError: Unknown builtin op: aten::finfo at "
+    )
+    assert re.search(
+        r"script_fixtures\.py:\d+ `hidden = hidden\.masked_fill\(~mask\[\.\.\., None\], torch\.finfo", message
+    )
 
 
 def test_check_part_warns_fails_or_stays_quiet_as_the_part_declares(script_heads, monkeypatch):
     exported = []
-    monkeypatch.setitem(vars(zoo.export), "export_model", lambda model, path, **formats: exported.append(formats))
-    with pytest.warns(testing.TorchScriptFallback, match=re.escape(
+    monkeypatch.setitem(
+        vars(zoo.export), "export_model", lambda model, path, **formats: exported.append(formats)
+    )
+    with pytest.warns(
+        testing.TorchScriptFallback,
+        match=re.escape(
             "head 'kit-finfo' (plugin 'kit-heads') does not compile with torch.jit.script, so `zoo export "
-            "--torchscript` traces models that use it: RuntimeError: Unknown builtin op: aten::finfo at ")):
+            "--torchscript` traces models that use it: RuntimeError: Unknown builtin op: aten::finfo at "
+        ),
+    ):
         ran = testing.check_model(head="kit-finfo", focus="head")
     assert "torchscript-trace" in ran and ran[-1] == "export"
-    with pytest.raises(AssertionError, match=re.escape(
+    with pytest.raises(
+        AssertionError,
+        match=re.escape(
             "head 'kit-finfo-promised' (plugin 'kit-heads') does not compile with torch.jit.script, although it "
-            "declares capabilities={'torchscript': 'script'}: RuntimeError: Unknown builtin op: aten::finfo")):
+            "declares capabilities={'torchscript': 'script'}: RuntimeError: Unknown builtin op: aten::finfo"
+        ),
+    ):
         testing.check_part("head", "kit-finfo-promised")
     with warnings.catch_warnings():
         warnings.simplefilter("error", testing.TorchScriptFallback)

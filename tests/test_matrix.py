@@ -6,6 +6,7 @@ save -> load_model exact, same seed -> same weights. The parametrisation reads t
 part registered by any installed plugin joins the matrix automatically. Export parity for the same
 combinations lives in tests/test_export*.py.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -19,9 +20,19 @@ EXCLUDED_ATTENTION: dict[str, str] = {}
 @pytest.mark.parametrize("encoder", testing.parts("encoder"))
 @pytest.mark.parametrize("attention", testing.parts("attention", exclude=EXCLUDED_ATTENTION))
 def test_attention_with_encoder(attention, encoder):
-    ran = testing.check_model(encoder=encoder, attention=attention, head="cls", focus="attention", export=False)
-    assert ran == ["attention-contract", "shapes", "mask-and-loss", "backward", "padding", "determinism", "task",
-                   "save-load"]
+    ran = testing.check_model(
+        encoder=encoder, attention=attention, head="cls", focus="attention", export=False
+    )
+    assert ran == [
+        "attention-contract",
+        "shapes",
+        "mask-and-loss",
+        "backward",
+        "padding",
+        "determinism",
+        "task",
+        "save-load",
+    ]
 
 
 @pytest.mark.parametrize("head", testing.parts("head"))
@@ -32,17 +43,21 @@ def test_head_on_default_encoder(head):
 
 # Options that change what a part computes get their own rows: a window smaller than the batch's
 # sequences, multi-query and a real grouping, mean pooling that must skip padding.
-@pytest.mark.parametrize("kind, name, options", [
-    ("attention", "local", {"window": 1}),
-    ("attention", "gqa", {"num_kv_heads": 2}),
-    ("attention", "mqa", {"num_kv_heads": 1}),
-    ("head", "cls", {"pooling": "mean", "pooler": True}),
-    ("head", "regression", {"pooling": "cls"}),
-    ("head", "cls", {"pooler": True, "pooler_activation": "gelu"}),
-    # the bert options the imported families use: RoBERTa/ELECTRA-like, then DistilBERT-like
-    ("encoder", "bert", {"position_offset": 2, "type_vocab_size": 1, "embedding_size": 16}),
-    ("encoder", "bert", {"type_vocab_size": 0, "sinusoidal_positions": True}),
-], ids=lambda v: v if isinstance(v, str) else ",".join(f"{k}={x}" for k, x in v.items()))
+@pytest.mark.parametrize(
+    "kind, name, options",
+    [
+        ("attention", "local", {"window": 1}),
+        ("attention", "gqa", {"num_kv_heads": 2}),
+        ("attention", "mqa", {"num_kv_heads": 1}),
+        ("head", "cls", {"pooling": "mean", "pooler": True}),
+        ("head", "regression", {"pooling": "cls"}),
+        ("head", "cls", {"pooler": True, "pooler_activation": "gelu"}),
+        # the bert options the imported families use: RoBERTa/ELECTRA-like, then DistilBERT-like
+        ("encoder", "bert", {"position_offset": 2, "type_vocab_size": 1, "embedding_size": 16}),
+        ("encoder", "bert", {"type_vocab_size": 0, "sinusoidal_positions": True}),
+    ],
+    ids=lambda v: v if isinstance(v, str) else ",".join(f"{k}={x}" for k, x in v.items()),
+)
 def test_part_options(kind, name, options):
     testing.check_part(kind, name, options=options, export=False)
 

@@ -1,4 +1,5 @@
 """Model directories: atomic writes, strict loading, and clear errors for broken or hostile files."""
+
 from __future__ import annotations
 
 import json
@@ -35,14 +36,23 @@ def edit_config(path, **changes):
     (path / "config.json").write_text(json.dumps(data))
 
 
-@pytest.mark.parametrize("changes, message", [
-    ({"format_version": 99}, "format version 99 is newer than this zoo understands (2); upgrade zoo"),
-    ({"parts__attention__name": "spda"}, "needs attention 'spda', which plugin 'zoo.attention' no longer provides"),
-    ({"parts__attention__plugin": "os"}, "needs attention 'sdpa' from plugin 'os', which is not installed"),
-    ({"parts__head__options": {"evil": 1}}, "unknown option 'evil' for head 'cls'"),
-    ({"sizes__num_heads": "4"}, "num_heads must be a positive integer, got '4'"),
-    ({"labels": [1, 2]}, "'labels' must be a list of strings"),
-])
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"format_version": 99}, "format version 99 is newer than this zoo understands (2); upgrade zoo"),
+        (
+            {"parts__attention__name": "spda"},
+            "needs attention 'spda', which plugin 'zoo.attention' no longer provides",
+        ),
+        (
+            {"parts__attention__plugin": "os"},
+            "needs attention 'sdpa' from plugin 'os', which is not installed",
+        ),
+        ({"parts__head__options": {"evil": 1}}, "unknown option 'evil' for head 'cls'"),
+        ({"sizes__num_heads": "4"}, "num_heads must be a positive integer, got '4'"),
+        ({"labels": [1, 2]}, "'labels' must be a list of strings"),
+    ],
+)
 def test_bad_config_is_one_clear_error(saved, changes, message):
     edit_config(saved, **changes)
     with pytest.raises(ZooError) as err:
@@ -83,13 +93,21 @@ def test_pickle_is_never_loaded(saved, tmp_path):
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("mutate, message", [
-    (lambda s: s.pop("head.classifier.bias"), "missing tensor 'head.classifier.bias'"),
-    (lambda s: s.update(extra=torch.zeros(1)), "unexpected tensor 'extra'"),
-    (lambda s: s.update({"head.classifier.bias": torch.zeros(5)}), "tensor 'head.classifier.bias' has shape (5,), expected (2,)"),
-    (lambda s: s.update({"head.classifier.bias": torch.zeros(2, dtype=torch.float16)}),
-     "tensor 'head.classifier.bias' has dtype F16, expected F32"),
-])
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda s: s.pop("head.classifier.bias"), "missing tensor 'head.classifier.bias'"),
+        (lambda s: s.update(extra=torch.zeros(1)), "unexpected tensor 'extra'"),
+        (
+            lambda s: s.update({"head.classifier.bias": torch.zeros(5)}),
+            "tensor 'head.classifier.bias' has shape (5,), expected (2,)",
+        ),
+        (
+            lambda s: s.update({"head.classifier.bias": torch.zeros(2, dtype=torch.float16)}),
+            "tensor 'head.classifier.bias' has dtype F16, expected F32",
+        ),
+    ],
+)
 def test_wrong_tensors_name_file_and_tensor(saved, mutate, message):
     state = load_file(saved / "model.safetensors")
     mutate(state)
@@ -104,7 +122,9 @@ def test_not_a_model_directory(tmp_path):
         zoo.load_model(tmp_path)
 
 
-@pytest.mark.parametrize("sizes", [{"num_layers": 10**9}, {"vocab_size": 10**12}, {"d_model": 2**40, "num_heads": 1}])
+@pytest.mark.parametrize(
+    "sizes", [{"num_layers": 10**9}, {"vocab_size": 10**12}, {"d_model": 2**40, "num_heads": 1}]
+)
 def test_hostile_sizes_fail_before_allocating(saved, sizes):
     edit_config(saved, **{f"sizes__{k}": v for k, v in sizes.items()})
     with pytest.raises(ZooError, match=r"model.safetensors: tensor .* has shape|cannot build|num_layers is"):

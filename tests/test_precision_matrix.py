@@ -2,6 +2,7 @@
 backward under autocast (every parameter gets a finite fp32 gradient), and inference with the weights held in
 bf16 (finite, and the same predictions as fp32 on the kit's batch within bf16's tolerance). The parametrisation
 reads the live registry, so a plugin's part joins automatically."""
+
 from __future__ import annotations
 
 import copy
@@ -30,7 +31,9 @@ def _check(encoder: str, attention: str, head: str, focus: str) -> None:
     real = mask.bool() if reference.dim() == 3 else slice(None)
     scale = reference.abs().max().item() + 1.0
     diff = (held.float() - reference)[real].abs().max().item()
-    assert diff < 0.1 * scale, f"{case.label}: bf16 weights change the output by {diff:.3g} (scale {scale:.3g})"
+    assert diff < 0.1 * scale, (
+        f"{case.label}: bf16 weights change the output by {diff:.3g} (scale {scale:.3g})"
+    )
 
 
 @pytest.mark.parametrize("encoder", testing.parts("encoder"))

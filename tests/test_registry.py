@@ -1,4 +1,5 @@
 """Registry behaviour: resolution, suggestions, clashes, broken plugins, the allow-list."""
+
 from __future__ import annotations
 
 import pytest
@@ -53,8 +54,16 @@ def test_third_party_part_registers_and_builds(inline_plugin):
     inline_plugin(ThirdParty(), "thirdparty")
     part = get_registry().resolve("attention", "twice")  # by alias
     assert (part.name, part.plugin) == ("doubler", "thirdparty")
-    model = zoo.build_model("transformer", "cls", "doubler", attention_options={"scale": 3.0},
-                            d_model=16, num_heads=2, num_layers=1, vocab_size=50)
+    model = zoo.build_model(
+        "transformer",
+        "cls",
+        "doubler",
+        attention_options={"scale": 3.0},
+        d_model=16,
+        num_heads=2,
+        num_layers=1,
+        vocab_size=50,
+    )
     assert model.spec.attention.plugin == "thirdparty"
     assert model.spec.attention.options == {"scale": 3.0}
     assert model.encoder.blocks[0].attention.scale == 3.0
@@ -62,7 +71,9 @@ def test_third_party_part_registers_and_builds(inline_plugin):
 
 def test_unknown_part_option_is_rejected_with_suggestion(inline_plugin):
     inline_plugin(ThirdParty(), "thirdparty")
-    with pytest.raises(ZooError, match=r"unknown option 'scal' for attention 'doubler'; did you mean 'scale'\?"):
+    with pytest.raises(
+        ZooError, match=r"unknown option 'scal' for attention 'doubler'; did you mean 'scale'\?"
+    ):
         zoo.build_model("transformer", "cls", "doubler", attention_options={"scal": 1.0})
 
 
@@ -107,7 +118,9 @@ def test_lazy_factory_that_fails_to_import_names_the_plugin(inline_plugin):
 
     inline_plugin(Lazy(), "lazy")
     assert "ghost" in zoo.list_parts()["attention"]  # listing does not import it
-    with pytest.raises(ZooError, match=r"attention 'ghost' from plugin 'lazy' failed to load from no_such_module_xyz:Ghost"):
+    with pytest.raises(
+        ZooError, match=r"attention 'ghost' from plugin 'lazy' failed to load from no_such_module_xyz:Ghost"
+    ):
         zoo.build_model(attention="ghost")
 
 
@@ -126,18 +139,25 @@ def test_loading_a_model_whose_plugin_is_gone(inline_plugin, tmp_path):
     from zoo.manager import pm
 
     inline_plugin(ThirdParty(), "thirdparty")
-    zoo.build_model(attention="doubler", d_model=16, num_heads=2, num_layers=1, vocab_size=50).save(tmp_path / "m")
+    zoo.build_model(attention="doubler", d_model=16, num_heads=2, num_layers=1, vocab_size=50).save(
+        tmp_path / "m"
+    )
     pm.unregister(name="thirdparty")
-    with pytest.raises(ZooError, match=r"needs attention 'doubler' from plugin 'thirdparty', which is not installed"):
+    with pytest.raises(
+        ZooError, match=r"needs attention 'doubler' from plugin 'thirdparty', which is not installed"
+    ):
         zoo.load_model(tmp_path / "m")
 
 
-@pytest.mark.parametrize("sizes, message", [
-    ({"d_model": 30, "num_heads": 4}, r"d_model \(30\) must be divisible by num_heads \(4\)"),
-    ({"dropout": 1.5}, r"dropout must be in \[0, 1\)"),
-    ({"num_layers": 0}, "num_layers must be a positive integer"),
-    ({"d_modle": 8}, r"unknown option 'd_modle'; did you mean 'd_model'\?"),
-])
+@pytest.mark.parametrize(
+    "sizes, message",
+    [
+        ({"d_model": 30, "num_heads": 4}, r"d_model \(30\) must be divisible by num_heads \(4\)"),
+        ({"dropout": 1.5}, r"dropout must be in \[0, 1\)"),
+        ({"num_layers": 0}, "num_layers must be a positive integer"),
+        ({"d_modle": 8}, r"unknown option 'd_modle'; did you mean 'd_model'\?"),
+    ],
+)
 def test_size_errors(sizes, message):
     with pytest.raises(ZooError, match=message):
         zoo.build_model(**sizes)
@@ -145,8 +165,17 @@ def test_size_errors(sizes, message):
 
 def test_save_load_roundtrip_is_exact(tmp_path):
     torch.manual_seed(0)
-    model = zoo.build_model("prenorm", "cls", "gqa", attention_options={"num_kv_heads": 1}, labels=["a", "b", "c"],
-                            d_model=32, num_heads=4, num_layers=2, vocab_size=100).eval()
+    model = zoo.build_model(
+        "prenorm",
+        "cls",
+        "gqa",
+        attention_options={"num_kv_heads": 1},
+        labels=["a", "b", "c"],
+        d_model=32,
+        num_heads=4,
+        num_layers=2,
+        vocab_size=100,
+    ).eval()
     model.save(tmp_path / "m")
     loaded = zoo.load_model(tmp_path / "m")
     ids = torch.randint(0, 100, (2, 7))
@@ -163,9 +192,16 @@ def test_trace_logs_each_hook_call_with_its_time():
     import sys
 
     env = {**os.environ, "ZOO_TRACE_PLUGINS": "1", "ZOO_LOAD_PLUGINS": ""}
-    result = subprocess.run([sys.executable, "-m", "zoo", "parts", "--json"], env=env, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "zoo", "parts", "--json"], env=env, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr
     lines = [line for line in result.stderr.splitlines() if line.startswith("zoo: trace: ")]
-    for plugin, hook in [("zoo.attention", "register_attention"), ("zoo.encoders", "register_encoders"),
-                         ("zoo.heads", "register_heads")]:
-        assert any(re.fullmatch(rf"zoo: trace: {re.escape(plugin)}\.{hook} took \d+\.\d ms", line) for line in lines), lines
+    for plugin, hook in [
+        ("zoo.attention", "register_attention"),
+        ("zoo.encoders", "register_encoders"),
+        ("zoo.heads", "register_heads"),
+    ]:
+        assert any(
+            re.fullmatch(rf"zoo: trace: {re.escape(plugin)}\.{hook} took \d+\.\d ms", line) for line in lines
+        ), lines

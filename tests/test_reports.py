@@ -1,4 +1,5 @@
 """Training curves, confusion matrix and the Markdown report."""
+
 from __future__ import annotations
 
 import struct
@@ -29,7 +30,10 @@ def test_report_has_per_class_rows_and_a_confusion_picture(tmp_path):
 
 
 def test_curves_png(tmp_path):
-    history = [{"epoch": e, "train_loss": 1 / e, "eval": {"loss": 1.1 / e, "macro_f1": 0.5 + e / 10}} for e in (1, 2, 3)]
+    history = [
+        {"epoch": e, "train_loss": 1 / e, "eval": {"loss": 1.1 / e, "macro_f1": 0.5 + e / 10}}
+        for e in (1, 2, 3)
+    ]
     width, height = png_size(plot_curves(history, tmp_path / "curves.png"))
     assert width > height > 100
 
@@ -48,28 +52,77 @@ def test_finetune_writes_curves_and_evaluate_writes_a_report(tmp_path):
     from zoo.cli import cli
 
     rng = random.Random(0)
-    rows = ["text,label"] + [f"{' '.join(rng.choice(words) for _ in range(5))},{label}"
-                             for label, words in (("good", ["great", "fine", "love"]), ("bad", ["awful", "hate", "poor"]))
-                             for _ in range(40)]
+    rows = ["text,label"] + [
+        f"{' '.join(rng.choice(words) for _ in range(5))},{label}"
+        for label, words in (("good", ["great", "fine", "love"]), ("bad", ["awful", "hate", "poor"]))
+        for _ in range(40)
+    ]
     (tmp_path / "train.csv").write_text("\n".join(rows) + "\n")
     runner = CliRunner()
-    assert runner.invoke(cli, ["build", "--d-model", "16", "--num-heads", "2", "--num-layers", "1", "--vocab-size",
-                               "60", "-o", str(tmp_path / "m")]).exit_code == 0
-    result = runner.invoke(cli, ["finetune", str(tmp_path / "m"), "--train", str(tmp_path / "train.csv"), "--eval",
-                                 str(tmp_path / "train.csv"), "--epochs", "2", "--threads", "1", "-q",
-                                 "--batch-size", "16", "--tensorboard", str(tmp_path / "tb"), "-o", str(tmp_path / "ft")])
+    assert (
+        runner.invoke(
+            cli,
+            [
+                "build",
+                "--d-model",
+                "16",
+                "--num-heads",
+                "2",
+                "--num-layers",
+                "1",
+                "--vocab-size",
+                "60",
+                "-o",
+                str(tmp_path / "m"),
+            ],
+        ).exit_code
+        == 0
+    )
+    result = runner.invoke(
+        cli,
+        [
+            "finetune",
+            str(tmp_path / "m"),
+            "--train",
+            str(tmp_path / "train.csv"),
+            "--eval",
+            str(tmp_path / "train.csv"),
+            "--epochs",
+            "2",
+            "--threads",
+            "1",
+            "-q",
+            "--batch-size",
+            "16",
+            "--tensorboard",
+            str(tmp_path / "tb"),
+            "-o",
+            str(tmp_path / "ft"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     events = EventAccumulator(str(tmp_path / "tb"))
     events.Reload()
     assert [e.step for e in events.Scalars("train/loss")] == list(range(1, 11))  # 80 rows / 16 x 2 epochs
-    assert {"train/lr", "train/tokens_per_s", "epoch/train_loss", "eval/macro_f1"} <= set(events.Tags()["scalars"])
+    assert {"train/lr", "train/tokens_per_s", "epoch/train_loss", "eval/macro_f1"} <= set(
+        events.Tags()["scalars"]
+    )
     assert len(events.Scalars("eval/accuracy")) == 2
     width, height = png_size(tmp_path / "ft" / "curves.png")
     assert width > height > 100
-    result = runner.invoke(cli, ["evaluate", str(tmp_path / "ft"), "--data", str(tmp_path / "train.csv"),
-                                 "--report", str(tmp_path / "report")])
+    result = runner.invoke(
+        cli,
+        [
+            "evaluate",
+            str(tmp_path / "ft"),
+            "--data",
+            str(tmp_path / "train.csv"),
+            "--report",
+            str(tmp_path / "report"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     report = (tmp_path / "report" / "report.md").read_text()
     assert "| bad |" in report and "| good |" in report
@@ -83,12 +136,24 @@ def test_numpy_eval_loss_equals_the_heads_torch_loss(task):
     import zoo
 
     head = {"class": "cls", "multi": "multilabel", "float": "regression", "token": "token-cls"}[task]
-    model = zoo.build_model("transformer", head, d_model=16, num_heads=2, num_layers=1, vocab_size=30,
-                            num_labels=1 if task == "float" else 3, seed=0).eval()
+    model = zoo.build_model(
+        "transformer",
+        head,
+        d_model=16,
+        num_heads=2,
+        num_layers=1,
+        vocab_size=30,
+        num_labels=1 if task == "float" else 3,
+        seed=0,
+    ).eval()
     torch.manual_seed(1)
     ids, mask = torch.randint(0, 30, (4, 6)), torch.ones(4, 6, dtype=torch.long)
-    labels = {"class": torch.tensor([0, 2, 1, 2]), "multi": torch.randint(0, 2, (4, 3)),
-              "float": torch.randn(4), "token": torch.randint(0, 3, (4, 6))}[task]
+    labels = {
+        "class": torch.tensor([0, 2, 1, 2]),
+        "multi": torch.randint(0, 2, (4, 3)),
+        "float": torch.randn(4),
+        "token": torch.randint(0, 3, (4, 6)),
+    }[task]
     if task == "token":
         labels[0, 4:] = -100  # ignored positions
     with torch.no_grad():

@@ -2,6 +2,7 @@
 checked against sentence-transformers' InformationRetrievalEvaluator and EmbeddingSimilarityEvaluator on tiny
 generated data (with the real MiniLM: a tiny random BERT embeds every text alike, and ties would decide the
 ranks); bad input is one line each."""
+
 from __future__ import annotations
 
 import csv
@@ -15,7 +16,29 @@ from click.testing import CliRunner
 from zoo.cli import cli
 from zoo.retrieval import ranks
 
-WORDS = ["the", "a", "cat", "dog", "sat", "on", "mat", "it", "was", "very", "so", "good", "bad", "movie", "film", "plot", "actor", "great", "awful", "happy", "sad"]
+WORDS = [
+    "the",
+    "a",
+    "cat",
+    "dog",
+    "sat",
+    "on",
+    "mat",
+    "it",
+    "was",
+    "very",
+    "so",
+    "good",
+    "bad",
+    "movie",
+    "film",
+    "plot",
+    "actor",
+    "great",
+    "awful",
+    "happy",
+    "sad",
+]
 
 
 def sentence(rng, n=6):
@@ -39,7 +62,9 @@ def write_beir(path, rng, *, bad_qrel=False):
     (path / "qrels").mkdir(parents=True)
     corpus = {f"d{i}": sentence(rng) for i in range(30)}
     queries = {f"q{i}": sentence(rng, 3) for i in range(12)}
-    qrels = {q: set(rng.sample(sorted(corpus), rng.randint(1, 3))) for q in queries if q != "q11"}  # q11 unjudged
+    qrels = {
+        q: set(rng.sample(sorted(corpus), rng.randint(1, 3))) for q in queries if q != "q11"
+    }  # q11 unjudged
     with open(path / "corpus.jsonl", "w") as f:
         f.writelines(json.dumps({"_id": d, "title": "", "text": t}) + "\n" for d, t in corpus.items())
     with open(path / "queries.jsonl", "w") as f:
@@ -56,12 +81,20 @@ def ir_reference(directory, queries, corpus, qrels):
     st = pytest.importorskip("sentence_transformers")
     from sentence_transformers.evaluation import InformationRetrievalEvaluator
 
-    evaluator = InformationRetrievalEvaluator(queries, corpus, qrels, name="t", write_csv=False,
-                                              score_functions={"cosine": st.util.cos_sim})
+    evaluator = InformationRetrievalEvaluator(
+        queries, corpus, qrels, name="t", write_csv=False, score_functions={"cosine": st.util.cos_sim}
+    )
     result = evaluator(st.SentenceTransformer(str(directory), device="cpu"))
-    return {m: result[f"t_cosine_{st_name}"] for m, st_name in
-            {"mrr@10": "mrr@10", "ndcg@10": "ndcg@10", "recall@1": "recall@1", "recall@10": "recall@10",
-             "map@100": "map@100"}.items()}
+    return {
+        m: result[f"t_cosine_{st_name}"]
+        for m, st_name in {
+            "mrr@10": "mrr@10",
+            "ndcg@10": "ndcg@10",
+            "recall@1": "recall@1",
+            "recall@10": "recall@10",
+            "map@100": "map@100",
+        }.items()
+    }
 
 
 def test_beir_metrics_match_sentence_transformers(models, tmp_path):
@@ -80,7 +113,9 @@ def test_a_pairs_file_ranks_every_query_against_every_distinct_positive(models, 
     rng = random.Random(1)
     positives = [sentence(rng) for _ in range(8)]
     rows = [(sentence(rng, 3), rng.choice(positives)) for _ in range(14)]
-    rows.append((rows[0][0], positives[0] if rows[0][1] != positives[0] else positives[1]))  # a query, 2 positives
+    rows.append(
+        (rows[0][0], positives[0] if rows[0][1] != positives[0] else positives[1])
+    )  # a query, 2 positives
     with open(tmp_path / "pairs.csv", "w", newline="") as f:
         csv.writer(f).writerows([("query", "positive"), *rows])
     out = zoo("evaluate", emb, "--data", tmp_path / "pairs.csv", "--json")
@@ -111,7 +146,8 @@ def test_sts_matches_the_embedding_similarity_evaluator(models, tmp_path):
     ours = json.loads(out.output)
     s1, s2, scores = zip(*rows)
     result = EmbeddingSimilarityEvaluator(list(s1), list(s2), list(scores), name="t", write_csv=False)(
-        st.SentenceTransformer(str(directory), device="cpu"))
+        st.SentenceTransformer(str(directory), device="cpu")
+    )
     assert abs(ours["pearson_cosine"] - result["t_pearson_cosine"]) < 1e-5
     assert abs(ours["spearman_cosine"] - result["t_spearman_cosine"]) < 1e-5
 
@@ -125,11 +161,13 @@ def test_bad_input_is_one_line(models, tmp_path):
     write_beir(tmp_path / "beir", random.Random(3), bad_qrel=True)
     (tmp_path / "q.csv").write_text("query,positive\nthe cat,the dog\n,a film\n")
     (tmp_path / "m.csv").write_text("query,other\nthe cat,the dog\n")
-    cases = {("--beir", tmp_path / "beir"): "document 'nowhere' is not in corpus.jsonl",
-             ("--beir", tmp_path / "beir", "--split", "dev"): "no qrels/dev.tsv (splits: test)",
-             ("--data", tmp_path / "q.csv"): "line 3: the anchor in column 'query' is empty",
-             ("--data", tmp_path / "m.csv"): "no positive column",
-             (): "give --data FILE, or --beir DIR"}
+    cases = {
+        ("--beir", tmp_path / "beir"): "document 'nowhere' is not in corpus.jsonl",
+        ("--beir", tmp_path / "beir", "--split", "dev"): "no qrels/dev.tsv (splits: test)",
+        ("--data", tmp_path / "q.csv"): "line 3: the anchor in column 'query' is empty",
+        ("--data", tmp_path / "m.csv"): "no positive column",
+        (): "give --data FILE, or --beir DIR",
+    }
     for args, message in cases.items():
         out = zoo("evaluate", emb, *args)
         assert out.exit_code != 0 and message in out.output, (args, out.output)

@@ -1,5 +1,6 @@
 """`zoo serve` (issue 13): a real server process on a free port of 127.0.0.1, serving a tiny model exported
 here, checked route by route with bounded requests. Skipped when the serve extra is not installed."""
+
 from __future__ import annotations
 
 import asyncio
@@ -54,7 +55,9 @@ class Client:
     def call(self, path: str, body=None, *, raw: bytes | None = None, key: str | None = None, method=None):
         """(status, decoded JSON or text)."""
         data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-        request = urllib.request.Request(self.base + path, data=data, method=method or ("POST" if data is not None else "GET"))
+        request = urllib.request.Request(
+            self.base + path, data=data, method=method or ("POST" if data is not None else "GET")
+        )
         request.add_header("content-type", "application/json")
         if key or self.key:
             request.add_header("authorization", f"Bearer {key or self.key}")
@@ -82,9 +85,13 @@ def server(export_dir, *args: str, env: dict[str, str] | None = None):
     port = free_port()
     environ = {k: v for k, v in os.environ.items() if not k.startswith("ZOO_")}
     environ.update(env or {}, TOKENIZERS_PARALLELISM="false")
-    proc = subprocess.Popen([sys.executable, "-m", "zoo", "serve", str(export_dir), "--port", str(port),
-                             "--threads", "1", *args], env=environ, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "zoo", "serve", str(export_dir), "--port", str(port), "--threads", "1", *args],
+        env=environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     client = Client(port, (env or {}).get("ZOO_API_KEY"))
     try:
         deadline = time.monotonic() + 120
@@ -127,6 +134,7 @@ def wait_for(condition, seconds: float = 30) -> None:
 
 # ---- routes -----------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def client(export_dir):
     with server(export_dir, "--payload-limit", "4096", "--max-client-batch-size", "8") as c:
@@ -140,7 +148,9 @@ def test_predict_equals_onnx_model_and_predict_table(client, export_dir):
     expected = predict_table(model, Table("t", texts, None, None, list(range(len(texts)))), top_k=3)
     status, one = client.call("/predict", {"inputs": texts[0]})
     assert status == 200 and [x["label"] for x in one] == [t["label"] for t in expected[0]["top"]]
-    assert [x["score"] for x in one] == pytest.approx([t["probability"] for t in expected[0]["top"]], abs=1e-5)
+    assert [x["score"] for x in one] == pytest.approx(
+        [t["probability"] for t in expected[0]["top"]], abs=1e-5
+    )
     status, batch = client.call("/predict", {"inputs": texts})
     assert status == 200 and len(batch) == len(texts)
     for served, want in zip(batch, expected):
@@ -150,7 +160,9 @@ def test_predict_equals_onnx_model_and_predict_table(client, export_dir):
     status, raw = client.call("/predict", {"inputs": texts[:2], "raw_scores": True})
     logits = model.logits(*model.encode(texts[:2]))
     for row, scores in zip(logits, raw):
-        assert {x["label"]: x["score"] for x in scores} == pytest.approx(dict(zip(model.labels, row.tolist())), abs=1e-4)
+        assert {x["label"]: x["score"] for x in scores} == pytest.approx(
+            dict(zip(model.labels, row.tolist())), abs=1e-4
+        )
     status, pairs = client.call("/predict", {"inputs": [[texts[0], texts[1]]]})
     assert status == 200 and len(pairs) == 1 and len(pairs[0]) == 3
 
@@ -168,27 +180,49 @@ def test_health_info_tokenize_and_metrics(client, export_dir):
     client.call("/predict", {"inputs": ["neg1 w2", "pos2"]})
     _, text = client.call("/metrics")
     families = {f.name: f for f in prometheus_parser.text_string_to_metric_families(text)}
-    assert {"zoo_requests", "zoo_request_duration_seconds", "zoo_queue_duration_seconds", "zoo_batch_size",
-            "zoo_batch_tokens", "zoo_queue_depth", "zoo_in_flight_requests", "zoo_inference_duration_seconds"} <= set(families)
+    assert {
+        "zoo_requests",
+        "zoo_request_duration_seconds",
+        "zoo_queue_duration_seconds",
+        "zoo_batch_size",
+        "zoo_batch_tokens",
+        "zoo_queue_depth",
+        "zoo_in_flight_requests",
+        "zoo_inference_duration_seconds",
+    } <= set(families)
     ok = [s for s in families["zoo_requests"].samples if s.labels == {"route": "/predict", "status": "200"}]
     assert ok and ok[0].value >= 1
     assert client.metric("zoo_batch_size_count") >= 2  # the warm-up and the request above
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("body, status, error_type", [
-    ({"inputs": ""}, 400, "empty"),
-    ({"inputs": []}, 400, "empty"),
-    ({"inputs": ["a", ""]}, 400, "empty"),
-    ({"inputs": 3}, 422, "validation"),
-    ({"inputs": ["a", 3]}, 422, "validation"),
-    ({"text": "a"}, 422, "validation"),
-    ({"inputs": "a", "truncate": "yes"}, 422, "validation"),
-    ({"inputs": ["w1"] * 9}, 422, "validation"),  # over --max-client-batch-size 8
-    ({"inputs": " ".join(["w1"] * 40)}, 422, "validation"),  # over the model's 32 tokens
-    ({"inputs": "a"}, 422, "validation"),  # /embed on a classifier
-], ids=["empty-str", "empty-list", "empty-item", "number", "mixed", "no-inputs", "bad-flag", "big-batch", "too-long",
-        "embed-classifier"])
+@pytest.mark.parametrize(
+    "body, status, error_type",
+    [
+        ({"inputs": ""}, 400, "empty"),
+        ({"inputs": []}, 400, "empty"),
+        ({"inputs": ["a", ""]}, 400, "empty"),
+        ({"inputs": 3}, 422, "validation"),
+        ({"inputs": ["a", 3]}, 422, "validation"),
+        ({"text": "a"}, 422, "validation"),
+        ({"inputs": "a", "truncate": "yes"}, 422, "validation"),
+        ({"inputs": ["w1"] * 9}, 422, "validation"),  # over --max-client-batch-size 8
+        ({"inputs": " ".join(["w1"] * 40)}, 422, "validation"),  # over the model's 32 tokens
+        ({"inputs": "a"}, 422, "validation"),  # /embed on a classifier
+    ],
+    ids=[
+        "empty-str",
+        "empty-list",
+        "empty-item",
+        "number",
+        "mixed",
+        "no-inputs",
+        "bad-flag",
+        "big-batch",
+        "too-long",
+        "embed-classifier",
+    ],
+)
 def test_client_mistakes_get_json_errors(client, body, status, error_type, request):
     route = "/embed" if request.node.callspec.id == "embed-classifier" else "/predict"
     got, answer = client.call(route, body)
@@ -223,6 +257,7 @@ def test_api_key(export_dir):
 
 # ---- backpressure and shutdown ----------------------------------------------------------------------
 
+
 @pytest.mark.slow
 def test_429_at_once_beyond_the_concurrency_limit(export_dir):
     with server(export_dir, "--max-concurrent-requests", "1", "--batch-delay-s", "1.5") as c:
@@ -253,17 +288,23 @@ def test_sigterm_answers_every_accepted_request_and_exits_0(export_dir):
 
 
 def test_help_imports_no_serve_stack_and_a_missing_extra_is_one_line(export_dir):
-    code = ("import sys\nfrom zoo.cli import cli\ntry:\n    cli(['--help'], prog_name='zoo')\nexcept SystemExit:\n    pass\n"
-            "print(sorted(m for m in ('uvicorn', 'starlette', 'prometheus_client', 'torch') if m in sys.modules))")
+    code = (
+        "import sys\nfrom zoo.cli import cli\ntry:\n    cli(['--help'], prog_name='zoo')\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in ('uvicorn', 'starlette', 'prometheus_client', 'torch') if m in sys.modules))"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert "serve" in result.stdout and result.stdout.strip().splitlines()[-1] == "[]"
     code = "import sys\nsys.modules['uvicorn'] = None\nfrom zoo.cli import main\nsys.argv = ['zoo', 'serve', sys.argv[1]]\nmain()"
-    result = subprocess.run([sys.executable, "-c", code, str(export_dir)], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(export_dir)], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 2 and result.stderr.strip() == (
-        "error: zoo serve needs the serve extra (uvicorn missing): pip install 'zoo[serve]'")
+        "error: zoo serve needs the serve extra (uvicorn missing): pip install 'zoo[serve]'"
+    )
 
 
 # ---- the batcher on its own -------------------------------------------------------------------------
+
 
 def test_batches_respect_the_token_budget_and_failures_reach_every_request():
     shapes = []

@@ -1,5 +1,6 @@
 """Tasks (zoo.tasks, plugins/tasks): label encoding per built-in task, and the task contract checked for
 every registered task (so a task a plugin adds is tested without anyone writing a test for it)."""
+
 from __future__ import annotations
 
 import json
@@ -28,8 +29,12 @@ def targets(task: Task, table: Table, names, num_labels=1, tokenizer=None):
 
 
 def test_class_labels_strings_and_integers(tmp_path):
-    table = read_table(write(tmp_path / "d.jsonl", "".join(json.dumps({"text": "t", "label": v}) + "\n"
-                                                        for v in [10, 2, 2.0, 1])))
+    table = read_table(
+        write(
+            tmp_path / "d.jsonl",
+            "".join(json.dumps({"text": "t", "label": v}) + "\n" for v in [10, 2, 2.0, 1]),
+        )
+    )
     task = load_task("classification")
     names = task.label_names(table, None)
     assert names == ["1", "2", "10"]  # numeric labels sort as numbers
@@ -39,7 +44,9 @@ def test_class_labels_strings_and_integers(tmp_path):
 
 
 def test_multilabel_regression_and_token_labels(tmp_path):
-    multi = read_table(write(tmp_path / "m.csv", 'text,label\na,"x|y"\nb,y\nc,"[""z""]"\nd,\n'), allow_empty_labels=True)
+    multi = read_table(
+        write(tmp_path / "m.csv", 'text,label\na,"x|y"\nb,y\nc,"[""z""]"\nd,\n'), allow_empty_labels=True
+    )
     task = load_task("multilabel")
     names = task.label_names(multi, None)
     assert names == ["x", "y", "z"]
@@ -47,8 +54,14 @@ def test_multilabel_regression_and_token_labels(tmp_path):
     floats = read_table(write(tmp_path / "f.csv", "text,score\na,0.5\nb,oops\n"))
     with pytest.raises(ZooError, match=r"f\.csv line 3: label 'oops' is not a number$"):
         targets(load_task("regression"), floats, None, 1)
-    tokens = read_table(write(tmp_path / "t.jsonl", '{"tokens": ["Paris", "is", "big"], "tags": ["LOC", "O", "O"]}\n'
-                                                     '{"tokens": ["Bob"], "tags": ["PER", "O"]}\n'), label_column="tags")
+    tokens = read_table(
+        write(
+            tmp_path / "t.jsonl",
+            '{"tokens": ["Paris", "is", "big"], "tags": ["LOC", "O", "O"]}\n'
+            '{"tokens": ["Bob"], "tags": ["PER", "O"]}\n',
+        ),
+        label_column="tags",
+    )
     task = load_task("token-classification")
     tokenizer = train_wordpiece(["paris is big bob"] * 3, vocab_size=60)
     with pytest.raises(ZooError, match=r"t\.jsonl line 2: 1 words but 2 labels$"):
@@ -78,8 +91,12 @@ def test_token_labels_go_to_each_words_first_piece(tmp_path):
 
 def test_heads_name_their_task_and_first_wave_heads_still_work():
     assert {p.name: head_task(p.ref) for p in get_registry().parts("head") if p.plugin == "zoo.heads"} == {
-        "cls": "classification", "multilabel": "multilabel", "regression": "regression",
-        "token-cls": "token-classification", "embedding": "embedding"}
+        "cls": "classification",
+        "multilabel": "multilabel",
+        "regression": "regression",
+        "token-cls": "token-classification",
+        "embedding": "embedding",
+    }
     from zoo.registry import make_part
 
     legacy = make_part("head", "old", "old-head", "x:y", capabilities={"labels": "multi"})
@@ -107,7 +124,11 @@ def test_task_options_are_checked_like_any_part_option(tmp_path):
 
 def test_better_knows_lower_is_better_for_mse():
     regression, classification = load_task("regression"), load_task("classification")
-    assert regression.better(0.1, 0.2) and not classification.better(0.1, 0.2) and classification.better(0.1, None)
+    assert (
+        regression.better(0.1, 0.2)
+        and not classification.better(0.1, 0.2)
+        and classification.better(0.1, None)
+    )
 
 
 def test_an_unknown_task_suggests_the_close_name():
@@ -116,6 +137,7 @@ def test_an_unknown_task_suggests_the_close_name():
 
 
 # ---- the contract, for every registered task ----------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", testing.parts("task"))
 def test_every_task_meets_the_contract(name):
@@ -131,14 +153,19 @@ def test_every_task_module_imports_without_torch(name):
     import sys
 
     part = get_registry().resolve("task", name)
-    module = part.factory.partition(":")[0] if isinstance(part.factory, str) else type(part.factory).__module__
-    code = ("import sys; sys.modules['torch'] = None; import importlib; "
-            f"importlib.import_module({module!r}); from zoo.tasks import load_task; load_task({part.ref!r})")
+    module = (
+        part.factory.partition(":")[0] if isinstance(part.factory, str) else type(part.factory).__module__
+    )
+    code = (
+        "import sys; sys.modules['torch'] = None; import importlib; "
+        f"importlib.import_module({module!r}); from zoo.tasks import load_task; load_task({part.ref!r})"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
 class ParityTask(Task):
     """A third-party task: is the number of words even or odd? One logit; accuracy picks the best epoch."""
+
     main_metric = "accuracy"
     summary_metrics = ("accuracy",)
     num_outputs = 1
@@ -151,7 +178,10 @@ class ParityTask(Task):
 
     def evaluate(self, outputs, targets, names):
         x, y = np.concatenate(outputs), np.asarray(targets)
-        return {"accuracy": float(((x > 0) == (y > 0.5)).mean()), "loss": float(np.mean((x > 0) != (y > 0.5)))}
+        return {
+            "accuracy": float(((x > 0) == (y > 0.5)).mean()),
+            "loss": float(np.mean((x > 0) != (y > 0.5))),
+        }
 
     def predict(self, table, encodings, outputs, names, top_k=1):
         return [{"text": t, "label": names[int(x[0] > 0)]} for t, x in zip(table.texts, outputs)]
@@ -174,7 +204,9 @@ class ParityHead(torch.nn.Module):
         return self.classifier(pool(hidden, mask, "mean"))
 
     def loss(self, logits, labels, mask=None):
-        return torch.nn.functional.binary_cross_entropy_with_logits(logits.float().squeeze(-1), labels.float())
+        return torch.nn.functional.binary_cross_entropy_with_logits(
+            logits.float().squeeze(-1), labels.float()
+        )
 
 
 class ParityPlugin:
@@ -204,14 +236,43 @@ def test_a_third_party_task_trains_evaluates_and_predicts_through_the_cli(parity
     from zoo.cli import cli
 
     assert testing.check_part("task", "parity", export=False) == [
-        "task 'parity' with encoder 'transformer' and attention 'sdpa' and head 'parity-head'"]
+        "task 'parity' with encoder 'transformer' and attention 'sdpa' and head 'parity-head'"
+    ]
     rows = [{"text": " ".join(["w"] * n), "label": "even" if n % 2 == 0 else "odd"} for n in range(1, 9)] * 4
     data = write(tmp_path / "d.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
     runner = CliRunner()
-    for args in (["build", "--head", "parity-head", "--labels", "even,odd", "--d-model", "16", "--num-layers", "1",
-                  "--num-heads", "2", "--vocab-size", "40", "-o", str(tmp_path / "m")],
-                 ["finetune", str(tmp_path / "m"), "--train", str(data), "--eval", str(data), "--epochs", "1",
-                  "-q", "-o", str(tmp_path / "ft")]):
+    for args in (
+        [
+            "build",
+            "--head",
+            "parity-head",
+            "--labels",
+            "even,odd",
+            "--d-model",
+            "16",
+            "--num-layers",
+            "1",
+            "--num-heads",
+            "2",
+            "--vocab-size",
+            "40",
+            "-o",
+            str(tmp_path / "m"),
+        ],
+        [
+            "finetune",
+            str(tmp_path / "m"),
+            "--train",
+            str(data),
+            "--eval",
+            str(data),
+            "--epochs",
+            "1",
+            "-q",
+            "-o",
+            str(tmp_path / "ft"),
+        ],
+    ):
         result = runner.invoke(cli, args)
         assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "m" / "config.json").read_text())["sizes"]["num_labels"] == 1  # one score

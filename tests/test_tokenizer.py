@@ -1,4 +1,5 @@
 """The WordPiece tokenizer trained for from-scratch models, and torch-free encoding."""
+
 from __future__ import annotations
 
 import subprocess
@@ -9,15 +10,19 @@ import pytest
 
 from zoo.tokenizer import SPECIAL_TOKENS, encode, train_wordpiece
 
-TRAIN = ("import random, sys; from zoo.tokenizer import train_wordpiece; r = random.Random(0); "
-         "w = 'great fine love awful hate poor the a movie film plot acting was is really'.split(); "
-         "sys.stdout.write(train_wordpiece([' '.join(r.choice(w) for _ in range(6)) for _ in range(300)], 70).to_str())")
+TRAIN = (
+    "import random, sys; from zoo.tokenizer import train_wordpiece; r = random.Random(0); "
+    "w = 'great fine love awful hate poor the a movie film plot acting was is really'.split(); "
+    "sys.stdout.write(train_wordpiece([' '.join(r.choice(w) for _ in range(6)) for _ in range(300)], 70).to_str())"
+)
 
 
 def test_same_texts_give_the_same_tokenizer_in_every_process():
     """The trainer numbers tokens in hash order, which differs between processes; zoo renumbers them."""
-    runs = {subprocess.run([sys.executable, "-c", TRAIN], capture_output=True, text=True, check=True).stdout
-            for _ in range(3)}
+    runs = {
+        subprocess.run([sys.executable, "-c", TRAIN], capture_output=True, text=True, check=True).stdout
+        for _ in range(3)
+    }
     assert len(runs) == 1
 
 

@@ -1,5 +1,6 @@
 """Fine-tuning: every head learns a separable synthetic task, resume == uninterrupted, batching, schedule,
 and the device/precision choices (pure functions, so the CUDA logic is tested on CPU)."""
+
 from __future__ import annotations
 
 import json
@@ -37,19 +38,29 @@ def synthetic(task, n, seed):
     for _ in range(n):
         if task == "cls":
             y = rng.random() < 0.5
-            rows.append({"text": " ".join(sentence(rng, [rng.choice(POSITIVE if y else NEGATIVE)])),
-                         "label": "pos" if y else "neg"})
+            rows.append(
+                {
+                    "text": " ".join(sentence(rng, [rng.choice(POSITIVE if y else NEGATIVE)])),
+                    "label": "pos" if y else "neg",
+                }
+            )
         elif task == "multilabel":
             tags = [t for t in ("pos", "neg") if rng.random() < 0.5]
             keys = [rng.choice(POSITIVE if t == "pos" else NEGATIVE) for t in tags]
             rows.append({"text": " ".join(sentence(rng, keys)), "label": tags})
         elif task == "regression":
             count = rng.randint(0, 2)
-            rows.append({"text": " ".join(sentence(rng, rng.choices(POSITIVE, k=count))), "label": float(count)})
+            rows.append(
+                {"text": " ".join(sentence(rng, rng.choices(POSITIVE, k=count))), "label": float(count)}
+            )
         else:
             words = sentence(rng, rng.sample(POSITIVE + NEGATIVE, k=rng.randint(1, 3)))
-            rows.append({"text": " ".join(words),
-                         "label": " ".join("P" if w in POSITIVE else "N" if w in NEGATIVE else "O" for w in words)})
+            rows.append(
+                {
+                    "text": " ".join(words),
+                    "label": " ".join("P" if w in POSITIVE else "N" if w in NEGATIVE else "O" for w in words),
+                }
+            )
     return rows
 
 
@@ -59,20 +70,43 @@ def write_jsonl(path, rows):
 
 
 def tiny(head, **options):
-    return zoo.build_model("transformer", head, d_model=32, num_layers=1, num_heads=2, vocab_size=120,
-                           max_length=64, dropout=0.0, seed=0, head_options=options or None)
+    return zoo.build_model(
+        "transformer",
+        head,
+        d_model=32,
+        num_layers=1,
+        num_heads=2,
+        vocab_size=120,
+        max_length=64,
+        dropout=0.0,
+        seed=0,
+        head_options=options or None,
+    )
 
 
 FAST = dict(epochs=6, batch_size=16, lr=3e-3, patience=None, num_threads=1)
 
 
-@pytest.mark.parametrize("head, options", [("cls", {"pooling": "mean"}), ("multilabel", {"pooling": "mean"}),
-                                           ("regression", {}), ("token-cls", {})])
+@pytest.mark.parametrize(
+    "head, options",
+    [
+        ("cls", {"pooling": "mean"}),
+        ("multilabel", {"pooling": "mean"}),
+        ("regression", {}),
+        ("token-cls", {}),
+    ],
+)
 def test_every_head_learns_its_synthetic_task(tmp_path, head, options):
     train = write_jsonl(tmp_path / "train.jsonl", synthetic(head, 480, 1))
     dev = write_jsonl(tmp_path / "dev.jsonl", synthetic(head, 120, 2))
-    result = finetune(tiny(head, **options), train, eval=dev, output=tmp_path / "ft", progress=False,
-                      config=TrainConfig(**FAST))
+    result = finetune(
+        tiny(head, **options),
+        train,
+        eval=dev,
+        output=tmp_path / "ft",
+        progress=False,
+        config=TrainConfig(**FAST),
+    )
     final = result.history[-1]["eval"]
     if head == "cls":
         assert final["accuracy"] >= 0.95
@@ -95,8 +129,14 @@ def test_every_head_learns_its_synthetic_task(tmp_path, head, options):
 
 def test_output_is_a_model_directory_with_labels_metrics_and_state(tmp_path):
     train = write_jsonl(tmp_path / "train.jsonl", synthetic("cls", 64, 1))
-    finetune(tiny("cls"), train, eval=train, output=tmp_path / "ft", progress=False,
-             config=TrainConfig(epochs=2, batch_size=16, patience=None))
+    finetune(
+        tiny("cls"),
+        train,
+        eval=train,
+        output=tmp_path / "ft",
+        progress=False,
+        config=TrainConfig(epochs=2, batch_size=16, patience=None),
+    )
     model = zoo.load_model(tmp_path / "ft")
     assert model.labels == ["neg", "pos"] and model.spec.sizes["num_labels"] == 2
     assert model.spec.tokenizer["max_length"] == 64 and model.spec.tokenizer["trained_on"] == "train.jsonl"
@@ -104,8 +144,13 @@ def test_output_is_a_model_directory_with_labels_metrics_and_state(tmp_path):
     lines = [json.loads(x) for x in (tmp_path / "ft" / "metrics.jsonl").read_text().splitlines()]
     assert [x["epoch"] for x in lines] == [1, 2] and "macro_f1" in lines[0]["eval"]
     assert sorted(p.name for p in (tmp_path / "ft").iterdir()) == [
-        "config.json", "curves.png", "metrics.jsonl", "model.safetensors", "tokenizer.json",
-        "trainer_state.safetensors"]
+        "config.json",
+        "curves.png",
+        "metrics.jsonl",
+        "model.safetensors",
+        "tokenizer.json",
+        "trainer_state.safetensors",
+    ]
     with pytest.raises(ZooError, match="holds a training run; pass --resume"):
         finetune(tiny("cls"), train, output=tmp_path / "ft", progress=False)
 
@@ -122,8 +167,17 @@ def test_resume_after_interrupt_equals_an_uninterrupted_run(tmp_path):
     config = dict(epochs=2, batch_size=16, grad_accum=2, lr=3e-3, patience=None)
 
     def model():
-        m = zoo.build_model("transformer", "cls", d_model=32, num_layers=1, num_heads=2, vocab_size=120,
-                            max_length=64, dropout=0.2, seed=0)  # dropout: the RNG state must be restored too
+        m = zoo.build_model(
+            "transformer",
+            "cls",
+            d_model=32,
+            num_layers=1,
+            num_heads=2,
+            vocab_size=120,
+            max_length=64,
+            dropout=0.2,
+            seed=0,
+        )  # dropout: the RNG state must be restored too
         return m
 
     finetune(model(), train, output=tmp_path / "straight", progress=False, config=TrainConfig(**config))
@@ -132,8 +186,14 @@ def test_resume_after_interrupt_equals_an_uninterrupted_run(tmp_path):
         if step == 4:  # mid epoch 1 (6 steps per epoch)
             os.kill(os.getpid(), signal.SIGINT)
 
-    first = finetune(model(), train, output=tmp_path / "resumed", progress=False, config=TrainConfig(**config),
-                     on_step=interrupt)
+    first = finetune(
+        model(),
+        train,
+        output=tmp_path / "resumed",
+        progress=False,
+        config=TrainConfig(**config),
+        on_step=interrupt,
+    )
     assert first.interrupted and first.epochs_run == 0
     assert not (tmp_path / "resumed" / "model.safetensors").exists()  # no half-made model
     second = finetune(None, train, output=tmp_path / "resumed", progress=False, resume=True)
@@ -147,7 +207,9 @@ def test_resume_after_interrupt_equals_an_uninterrupted_run(tmp_path):
 
 def test_resume_without_state_is_a_clear_error(tmp_path):
     train = write_jsonl(tmp_path / "train.jsonl", synthetic("cls", 8, 1))
-    with pytest.raises(ZooError, match=r"nothing to resume \(no trainer_state.safetensors\); run without --resume"):
+    with pytest.raises(
+        ZooError, match=r"nothing to resume \(no trainer_state.safetensors\); run without --resume"
+    ):
         finetune(None, train, output=tmp_path / "empty", resume=True)
 
 
@@ -173,7 +235,9 @@ def test_micro_batches_split_the_global_batch_across_steps_and_processes():
     batch = np.arange(10)
     pieces = [micro_batch(batch, m, 2, r, 2) for m in range(2) for r in range(2)]
     assert np.array_equal(np.concatenate(pieces), batch)
-    assert all(len(p) >= 1 for p in [micro_batch(np.arange(3), m, 2, r, 2) for m in range(2) for r in range(2)])
+    assert all(
+        len(p) >= 1 for p in [micro_batch(np.arange(3), m, 2, r, 2) for m in range(2) for r in range(2)]
+    )
 
 
 def test_lr_warms_up_then_decays_to_zero():
@@ -241,8 +305,15 @@ def test_every_setting_is_declared_once_and_offered_by_the_cli():
 def test_the_train_state_round_trips_and_older_checkpoints_load():
     from zoo.training.state import TrainState
 
-    state = TrainState(epoch=2, batch=3, step=40, best={"epoch": 1, "metric": "macro_f1", "value": 0.5},
-                       bad_epochs=1, history=[{"epoch": 1}], losses=[[1, 0.7], [2, 0.6]])
+    state = TrainState(
+        epoch=2,
+        batch=3,
+        step=40,
+        best={"epoch": 1, "metric": "macro_f1", "value": 0.5},
+        bad_epochs=1,
+        history=[{"epoch": 1}],
+        losses=[[1, 0.7], [2, 0.6]],
+    )
     assert TrainState.from_dict(state.to_dict()) == state
     older = {k: v for k, v in state.to_dict().items() if k != "losses"}  # written before losses were kept
     assert TrainState.from_dict(older) == TrainState(**{**older, "losses": []})

@@ -2,6 +2,7 @@
 output line, quiet broken pipes, flag mistakes caught before any work, an existing report kept, a clamped
 --max-length said, thread counts that follow the CPUs the process may use, gqa's groups, aliases listed,
 `python -m zoo` beside a clone named zoo."""
+
 from __future__ import annotations
 
 import csv
@@ -31,8 +32,18 @@ def invoke(*args):
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("usability")
-    model = zoo.build_model("transformer", "cls", d_model=8, num_layers=1, num_heads=1, vocab_size=40,
-                            max_length=16, dropout=0.0, seed=0, labels=["neg", "pos"])
+    model = zoo.build_model(
+        "transformer",
+        "cls",
+        d_model=8,
+        num_layers=1,
+        num_heads=1,
+        vocab_size=40,
+        max_length=16,
+        dropout=0.0,
+        seed=0,
+        labels=["neg", "pos"],
+    )
     model.tokenizer = train_wordpiece(TEXTS * 10, vocab_size=40)
     return model.save(d / "m")
 
@@ -46,6 +57,7 @@ def write_csv(path, rows, encoding="utf-8"):
 
 
 # ---- encodings and plain-text files -------------------------------------------------------------------
+
 
 def test_a_cp1252_file_is_said_once_and_encoding_chooses(tmp_path, capsys):
     path = write_csv(tmp_path / "d.csv", [("caf\xe9 \u201cquoted\u201d", "x"), ("cr\xe8me", "y")], "cp1252")
@@ -63,7 +75,7 @@ def test_a_cp1252_file_is_said_once_and_encoding_chooses(tmp_path, capsys):
 
 @pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be", "utf-32", "utf-8-sig"])
 def test_files_with_a_byte_order_mark_are_decoded(tmp_path, encoding):
-    rows = [("caf\xe9 \U0001F600", "x"), ("plain", "y")]
+    rows = [("caf\xe9 \U0001f600", "x"), ("plain", "y")]
     with open(tmp_path / "d.csv", "w", newline="", encoding=encoding) as f:
         if encoding == "utf-16-be":
             f.write("\ufeff")  # the -be codec writes no mark of its own
@@ -91,6 +103,7 @@ def test_predict_encoding_option(tmp_path, model_dir):
 
 # ---- output ------------------------------------------------------------------------------------------
 
+
 def test_plain_text_output_is_one_line_per_text(model_dir):
     texts = ["two\nlines", "a\ttab", "back\\slash\r\nend"]
     result = invoke("predict", model_dir, *texts)
@@ -105,8 +118,11 @@ def test_plain_text_output_is_one_line_per_text(model_dir):
 def test_a_closed_pipe_is_quiet(tmp_path, model_dir):
     rows = [(TEXTS[i % 3], "") for i in range(6000)]  # far more output than a pipe holds
     write_csv(tmp_path / "big.csv", rows)
-    run = subprocess.Popen([sys.executable, "-m", "zoo", "predict", str(model_dir), "--file", str(tmp_path / "big.csv")],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    run = subprocess.Popen(
+        [sys.executable, "-m", "zoo", "predict", str(model_dir), "--file", str(tmp_path / "big.csv")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     assert run.stdout.readline()  # like `| head -1`: read one line and go
     run.stdout.close()
     err = run.stderr.read().decode()
@@ -115,6 +131,7 @@ def test_a_closed_pipe_is_quiet(tmp_path, model_dir):
 
 
 # ---- mistakes caught before any work -------------------------------------------------------------------
+
 
 def test_export_flag_mistakes_come_before_loading_the_model(tmp_path):
     for flags in (["--optimize"], ["--torchscript", "--quantize", "int8"]):
@@ -131,7 +148,10 @@ def test_evaluate_keeps_an_existing_report_without_overwrite(tmp_path, model_dir
     (tmp_path / "report" / "report.md").write_text("mine")
     result = invoke("evaluate", model_dir, "--data", data, "--report", tmp_path / "report")
     assert result.exit_code == 2
-    assert result.output == f"error: {tmp_path / 'report'} already exists and is not empty; pass --overwrite to replace it\n"
+    assert (
+        result.output
+        == f"error: {tmp_path / 'report'} already exists and is not empty; pass --overwrite to replace it\n"
+    )
     assert (tmp_path / "report" / "report.md").read_text() == "mine"
     result = invoke("evaluate", model_dir, "--data", data, "--report", tmp_path / "report", "--overwrite")
     assert result.exit_code == 0, result.output
@@ -145,10 +165,33 @@ def test_evaluate_keeps_an_existing_report_without_overwrite(tmp_path, model_dir
 
 def test_a_max_length_above_the_models_is_said(tmp_path):
     write_jsonl(tmp_path / "train.jsonl", synthetic("cls", 32, 0))
-    build = ["build", "--d-model", "16", "--num-layers", "1", "--num-heads", "2", "--vocab-size", "80",
-             "--max-length", "32", "-o", tmp_path / "m"]
+    build = [
+        "build",
+        "--d-model",
+        "16",
+        "--num-layers",
+        "1",
+        "--num-heads",
+        "2",
+        "--vocab-size",
+        "80",
+        "--max-length",
+        "32",
+        "-o",
+        tmp_path / "m",
+    ]
     assert invoke(*build).exit_code == 0
-    common = ["finetune", tmp_path / "m", "--train", tmp_path / "train.jsonl", "--epochs", "1", "--threads", "1", "-q"]
+    common = [
+        "finetune",
+        tmp_path / "m",
+        "--train",
+        tmp_path / "train.jsonl",
+        "--epochs",
+        "1",
+        "--threads",
+        "1",
+        "-q",
+    ]
     asked = invoke(*common, "--max-length", "4000", "-o", tmp_path / "a")
     assert asked.exit_code == 0, asked.output
     assert "zoo: --max-length 4000 is more than this model takes; texts are cut at 32 tokens" in asked.stderr
@@ -158,6 +201,7 @@ def test_a_max_length_above_the_models_is_said(tmp_path):
 
 # ---- threads -----------------------------------------------------------------------------------------
 
+
 def cgroup(tmp_path, files: dict[str, str], membership: str):
     for name, text in files.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
@@ -166,17 +210,33 @@ def cgroup(tmp_path, files: dict[str, str], membership: str):
     return tmp_path, tmp_path / "proc-cgroup"
 
 
-@pytest.mark.parametrize("files, membership, quota", [
-    ({"cpu.max": "max 100000\n"}, "0::/\n", None),                                   # v2, no limit
-    ({"cpu.max": "150000 100000\n"}, "0::/\n", 1.5),                                 # v2 in a container
-    ({"cpu.max": "max 100000\n", "user.slice/job/cpu.max": "50000 100000\n"}, "0::/user.slice/job\n", 0.5),
-    ({"user.slice/cpu.max": "200000 100000\n", "user.slice/job/cpu.max": "max 100000\n"},
-     "0::/user.slice/job\n", 2.0),                                                   # an ancestor's limit holds
-    ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, "1:cpu:/\n", None),  # v1
-    ({"cpu,cpuacct/docker/x/cpu.cfs_quota_us": "300000\n", "cpu,cpuacct/docker/x/cpu.cfs_period_us": "100000\n"},
-     "4:cpu,cpuacct:/docker/x\n3:memory:/docker/x\n", 3.0),
-    ({}, "garbage\n", None),
-])
+@pytest.mark.parametrize(
+    "files, membership, quota",
+    [
+        ({"cpu.max": "max 100000\n"}, "0::/\n", None),  # v2, no limit
+        ({"cpu.max": "150000 100000\n"}, "0::/\n", 1.5),  # v2 in a container
+        (
+            {"cpu.max": "max 100000\n", "user.slice/job/cpu.max": "50000 100000\n"},
+            "0::/user.slice/job\n",
+            0.5,
+        ),
+        (
+            {"user.slice/cpu.max": "200000 100000\n", "user.slice/job/cpu.max": "max 100000\n"},
+            "0::/user.slice/job\n",
+            2.0,
+        ),  # an ancestor's limit holds
+        ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, "1:cpu:/\n", None),  # v1
+        (
+            {
+                "cpu,cpuacct/docker/x/cpu.cfs_quota_us": "300000\n",
+                "cpu,cpuacct/docker/x/cpu.cfs_period_us": "100000\n",
+            },
+            "4:cpu,cpuacct:/docker/x\n3:memory:/docker/x\n",
+            3.0,
+        ),
+        ({}, "garbage\n", None),
+    ],
+)
 def test_the_cgroup_cpu_quota_is_read(tmp_path, files, membership, quota):
     root, proc = cgroup(tmp_path, files, membership)
     assert threads.cgroup_cpu_quota(root, proc) == quota
@@ -224,10 +284,20 @@ def test_the_cli_asks_openmp_to_wait_passively(monkeypatch):
 
 # ---- parts ---------------------------------------------------------------------------------------------
 
+
 def test_gqa_makes_real_groups_and_mqa_one_key_value_head():
     def kv_heads(attention, num_heads):
-        model = zoo.build_model("transformer", "cls", attention, d_model=8 * num_heads, num_heads=num_heads,
-                                num_layers=1, vocab_size=40, max_length=16, seed=0)
+        model = zoo.build_model(
+            "transformer",
+            "cls",
+            attention,
+            d_model=8 * num_heads,
+            num_heads=num_heads,
+            num_layers=1,
+            vocab_size=40,
+            max_length=16,
+            seed=0,
+        )
         return model.encoder.blocks[0].attention.num_kv_heads
 
     assert [kv_heads("gqa", h) for h in (2, 4, 8, 12, 16)] == [1, 2, 2, 3, 4]
@@ -245,13 +315,26 @@ def test_parts_lists_aliases(inline_plugin):
     inline_plugin(Aliased(), name="aliased")
     lines = invoke("parts", "--kind", "attention").output.splitlines()
     assert lines[0].split()[:3] == ["KIND", "NAME", "ALIASES"]
-    assert next(line for line in lines if " twofold " in line).split()[:4] == ["attention", "twofold", "double,", "x2"]
+    assert next(line for line in lines if " twofold " in line).split()[:4] == [
+        "attention",
+        "twofold",
+        "double,",
+        "x2",
+    ]
 
 
 # ---- running from the folder that holds a clone ----------------------------------------------------------
 
+
 def test_python_dash_m_zoo_beside_a_clone_named_zoo(tmp_path):
-    (tmp_path / "zoo" / "zoo").mkdir(parents=True)  # a clone: a folder named zoo, with no __init__.py at its top
-    result = subprocess.run([sys.executable, "-m", "zoo", "parts", "--kind", "head"], cwd=tmp_path,
-                            capture_output=True, text=True, timeout=120)
+    (tmp_path / "zoo" / "zoo").mkdir(
+        parents=True
+    )  # a clone: a folder named zoo, with no __init__.py at its top
+    result = subprocess.run(
+        [sys.executable, "-m", "zoo", "parts", "--kind", "head"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0 and "token-cls" in result.stdout, result.stderr

@@ -2,6 +2,7 @@
 
 Importing zoo is cheap: torch is imported on first use of the model API, not here.
 """
+
 from __future__ import annotations
 
 from typing import Any

@@ -1,4 +1,5 @@
 """``python -m zoo``: the same CLI as ``zoo``."""
+
 import os
 import sys
 

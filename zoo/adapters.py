@@ -6,6 +6,7 @@ its parameters as submodules (LoRA swaps chosen ``nn.Linear`` layers for ones wi
 freezes the base weights first, trains what the factory added plus the head, saves only those, and merges by
 replacing every module that has a ``merge_adapter()`` method with the module it returns.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -23,13 +24,15 @@ from .spec import PartChoice
 
 ADAPTER_FORMAT = 1
 TARGETS = ("qkv", "out", "ffn")  # zoo's names for the linear layers an adapter can target
-DEFAULT_TARGETS = "qkv,out"      # an encoder may set its own with an ``adapter_targets`` attribute
+DEFAULT_TARGETS = "qkv,out"  # an encoder may set its own with an ``adapter_targets`` attribute
 _PROJECTIONS = {"qkv": ("q_proj", "k_proj", "v_proj"), "out": ("out_proj",)}
 
 
 def is_attention(module: nn.Module) -> bool:
     """An attention that owns zoo's projections (zoo.nn.QKVAttention, or any module with q/k/v/out_proj)."""
-    return all(isinstance(getattr(module, n, None), nn.Linear) for n in ("q_proj", "k_proj", "v_proj", "out_proj"))
+    return all(
+        isinstance(getattr(module, n, None), nn.Linear) for n in ("q_proj", "k_proj", "v_proj", "out_proj")
+    )
 
 
 def default_targets(encoder: nn.Module) -> str:
@@ -41,7 +44,9 @@ def parse_targets(targets: str | list[str] | tuple[str, ...]) -> list[str]:
     names = [t for t in names if t]
     for name in names:
         if name not in TARGETS:
-            raise ValueError(f"unknown target '{name}'{did_you_mean(name, TARGETS) or ';'} choices: {', '.join(TARGETS)}")
+            raise ValueError(
+                f"unknown target '{name}'{did_you_mean(name, TARGETS) or ';'} choices: {', '.join(TARGETS)}"
+            )
     if not names:
         raise ValueError(f"targets is empty; choose from {', '.join(TARGETS)}")
     return names
@@ -67,8 +72,10 @@ def find_linears(encoder: nn.Module, targets: str | list[str] | tuple[str, ...])
                 if isinstance(module, nn.Linear) and inside_block and not inside_attention:
                     hits[name] = module
         if not hits:
-            raise ValueError(f"target '{target}' matches no linear layer of this encoder"
-                             + (" (its attention does not own q_proj/k_proj/v_proj/out_proj)" if target != "ffn" else ""))
+            raise ValueError(
+                f"target '{target}' matches no linear layer of this encoder"
+                + (" (its attention does not own q_proj/k_proj/v_proj/out_proj)" if target != "ffn" else "")
+            )
         found.update(hits)
     return found
 
@@ -86,8 +93,9 @@ def merge(root: nn.Module) -> int:
     return len(names)
 
 
-def attach(model: nn.Module, factory: Callable[..., Any], name: str,
-           options: dict[str, Any]) -> tuple[frozenset[str], frozenset[str]]:
+def attach(
+    model: nn.Module, factory: Callable[..., Any], name: str, options: dict[str, Any]
+) -> tuple[frozenset[str], frozenset[str]]:
     """Freeze ``model`` (a ZooModel), let the adapter ``factory`` change its encoder, then train what it added and
     the head. Returns the state-dict keys before, and the parameters that were frozen before."""
     keys = frozenset(model.state_dict())
@@ -125,12 +133,15 @@ class AdapterSpec:
     """adapter.json: which adapter (part, plugin, options) on which base model (directory and weights' sha256)."""
 
     adapter: PartChoice
-    base: str         # the base model directory, absolute
+    base: str  # the base model directory, absolute
     base_sha256: str  # of its model.safetensors
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format_version": ADAPTER_FORMAT, "adapter": dict(self.adapter.__dict__),
-                "base": {"path": self.base, "sha256": self.base_sha256}}
+        return {
+            "format_version": ADAPTER_FORMAT,
+            "adapter": dict(self.adapter.__dict__),
+            "base": {"path": self.base, "sha256": self.base_sha256},
+        }
 
     @classmethod
     def from_dict(cls, data: Any, source: str) -> AdapterSpec:
@@ -140,8 +151,10 @@ class AdapterSpec:
             choice = PartChoice(str(part["name"]), str(part["plugin"]), dict(part.get("options", {})))
             return cls(choice, str(base["path"]), str(base["sha256"]))
         except (KeyError, TypeError, ValueError, AssertionError):
-            raise ZooError(f"{source}: not a valid adapter config (format_version {ADAPTER_FORMAT}, 'adapter', "
-                           "'base' with 'path' and 'sha256')") from None
+            raise ZooError(
+                f"{source}: not a valid adapter config (format_version {ADAPTER_FORMAT}, 'adapter', "
+                "'base' with 'path' and 'sha256')"
+            ) from None
 
     @classmethod
     def read(cls, directory: Path) -> AdapterSpec:

@@ -1,6 +1,7 @@
 """A BEIR retrieval data set: ``corpus.jsonl`` ({"_id", "title", "text"}), ``queries.jsonl`` ({"_id",
 "text"}) and ``qrels/<split>.tsv`` (query-id, corpus-id, score; a header line). Torch-free.
 Every problem is a one-line ZooError naming the file and line."""
+
 from __future__ import annotations
 
 import csv
@@ -13,15 +14,17 @@ from .errors import ZooError
 
 @dataclass
 class Beir:
-    corpus: dict[str, str]          # document id -> "title text"
-    queries: dict[str, str]         # query id -> text, only the queries the split judges
-    qrels: dict[str, set[str]]      # query id -> the relevant document ids (score > 0)
+    corpus: dict[str, str]  # document id -> "title text"
+    queries: dict[str, str]  # query id -> text, only the queries the split judges
+    qrels: dict[str, set[str]]  # query id -> the relevant document ids (score > 0)
 
 
 def _jsonl(path: Path, what: str) -> dict[str, str]:
     if not path.is_file():
-        raise ZooError(f"{path.parent}: no {path.name} (a BEIR directory holds corpus.jsonl, queries.jsonl "
-                       "and qrels/<split>.tsv)")
+        raise ZooError(
+            f"{path.parent}: no {path.name} (a BEIR directory holds corpus.jsonl, queries.jsonl "
+            "and qrels/<split>.tsv)"
+        )
     out: dict[str, str] = {}
     for row, number in _jsonl_rows(path, "utf-8-sig"):
         if "_id" not in row:
@@ -41,9 +44,16 @@ def read_beir(directory: str | Path, split: str = "test") -> Beir:
         raise ZooError(f"{directory}: no such BEIR directory")
     qrels_path = directory / "qrels" / f"{split}.tsv"
     if not qrels_path.is_file():
-        found = sorted(p.stem for p in (directory / "qrels").glob("*.tsv")) if (directory / "qrels").is_dir() else []
+        found = (
+            sorted(p.stem for p in (directory / "qrels").glob("*.tsv"))
+            if (directory / "qrels").is_dir()
+            else []
+        )
         raise ZooError(f"{directory}: no qrels/{split}.tsv (splits: {', '.join(found) or 'none'})")
-    corpus, queries = _jsonl(directory / "corpus.jsonl", "document"), _jsonl(directory / "queries.jsonl", "query")
+    corpus, queries = (
+        _jsonl(directory / "corpus.jsonl", "document"),
+        _jsonl(directory / "queries.jsonl", "query"),
+    )
     qrels: dict[str, set[str]] = {}
     with open(qrels_path, encoding="utf-8", newline="") as f:
         for number, row in enumerate(csv.reader(f, delimiter="\t"), start=1):

@@ -7,6 +7,7 @@
 ``parse_cpuinfo`` is a pure function of the file's text, so tests simulate any machine. Importing this
 module imports neither torch nor onnxruntime; ``report()`` does.
 """
+
 from __future__ import annotations
 
 import functools
@@ -17,10 +18,24 @@ from typing import Any
 
 # The flags (as /proc/cpuinfo spells them) that decide precision, best first.
 BF16_FLAGS = (("amx_bf16", "AMX-BF16"), ("avx512_bf16", "AVX512-BF16"), ("bf16", "ARM-BF16"))
-INT8_FLAGS = (("amx_int8", "AMX-INT8"), ("avx512_vnni", "AVX512-VNNI"), ("avx_vnni", "AVX-VNNI"),
-              ("i8mm", "ARM-I8MM"))
-SHOWN_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_int8", "amx_tile",
-               "bf16", "i8mm")
+INT8_FLAGS = (
+    ("amx_int8", "AMX-INT8"),
+    ("avx512_vnni", "AVX512-VNNI"),
+    ("avx_vnni", "AVX-VNNI"),
+    ("i8mm", "ARM-I8MM"),
+)
+SHOWN_FLAGS = (
+    "avx2",
+    "avx512f",
+    "avx512_bf16",
+    "avx512_vnni",
+    "avx_vnni",
+    "amx_bf16",
+    "amx_int8",
+    "amx_tile",
+    "bf16",
+    "i8mm",
+)
 
 
 @dataclass(frozen=True)
@@ -78,15 +93,24 @@ def detect() -> CpuInfo:
 def report() -> dict[str, Any]:
     """CPU, ISA and the libraries' view of it: for ``zoo info`` and the benchmarks."""
     info = detect()
-    out: dict[str, Any] = {"cpu": info.model, "flags": info.shown_flags(), "bf16_isa": info.bf16_isa,
-                           "int8_isa": info.int8_isa, "machine": platform.machine(),
-                           "python": platform.python_version()}
+    out: dict[str, Any] = {
+        "cpu": info.model,
+        "flags": info.shown_flags(),
+        "bf16_isa": info.bf16_isa,
+        "int8_isa": info.int8_isa,
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+    }
     try:
         import torch
 
-        out["torch"] = {"version": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-                        "mkldnn": torch.backends.mkldnn.is_available(), "threads": torch.get_num_threads(),
-                        "cuda": torch.cuda.is_available()}
+        out["torch"] = {
+            "version": torch.__version__,
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "mkldnn": torch.backends.mkldnn.is_available(),
+            "threads": torch.get_num_threads(),
+            "cuda": torch.cuda.is_available(),
+        }
     except ImportError:
         out["torch"] = None
     try:

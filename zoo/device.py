@@ -1,5 +1,6 @@
 """Where and how to train: device, precision, threads and the torchrun environment. The choices are pure
 functions of what the machine reports, so CPU tests cover the CUDA logic."""
+
 from __future__ import annotations
 
 import os
@@ -28,8 +29,12 @@ class DistEnv:
 def dist_env(environ=os.environ) -> DistEnv:
     """The process's place in a torchrun job (RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE)."""
     world = int(environ.get("WORLD_SIZE", 1))
-    return DistEnv(int(environ.get("RANK", 0)), world, int(environ.get("LOCAL_RANK", 0)),
-                   int(environ.get("LOCAL_WORLD_SIZE", world)))
+    return DistEnv(
+        int(environ.get("RANK", 0)),
+        world,
+        int(environ.get("LOCAL_RANK", 0)),
+        int(environ.get("LOCAL_WORLD_SIZE", world)),
+    )
 
 
 def pick_device(requested: str, cuda_available: bool, local_rank: int = 0) -> str:
@@ -42,8 +47,10 @@ def pick_device(requested: str, cuda_available: bool, local_rank: int = 0) -> st
         if not cuda_available:
             raise ZooError(f"--device {requested}: CUDA is not available on this machine; use --device cpu")
         return requested if ":" in requested else f"cuda:{local_rank}"
-    raise ZooError(f"unknown device '{requested}'{did_you_mean(requested, ('auto', 'cpu', 'cuda'))} "
-                   "choices: auto, cpu, cuda, cuda:N")
+    raise ZooError(
+        f"unknown device '{requested}'{did_you_mean(requested, ('auto', 'cpu', 'cuda'))} "
+        "choices: auto, cpu, cuda, cuda:N"
+    )
 
 
 def pick_precision(requested: str, device: str, bf16_supported: bool) -> str:

@@ -1,5 +1,6 @@
 """Embed texts with a model directory (torch) or an export (onnxruntime): batched by length, with an
 optional prefix ("query: ") and normalisation. numpy, tokenizers and the predictor only."""
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
@@ -15,8 +16,10 @@ OUTPUT = "sentence_embedding"  # the output an embedding task names (Task.output
 
 def require_embeddings(predictor, source: str) -> None:
     if OUTPUT not in predictor.task.output_names:
-        raise ZooError(f"{source}: a '{predictor.task.name}' model gives {predictor.task.output_names[0]}, not "
-                       "embeddings; `zoo embed` needs an embedding model (zoo build --head embedding)")
+        raise ZooError(
+            f"{source}: a '{predictor.task.name}' model gives {predictor.task.output_names[0]}, not "
+            "embeddings; `zoo embed` needs an embedding model (zoo build --head embedding)"
+        )
 
 
 def set_normalize(predictor, normalize: bool | None, source: str) -> None:
@@ -30,12 +33,15 @@ def set_normalize(predictor, normalize: bool | None, source: str) -> None:
         return
     options = (getattr(predictor, "manifest", {}) or {}).get("head_options") or {}
     if options.get("normalize"):
-        raise ZooError(f"{source}: this export normalises inside its graph; --no-normalize needs the model "
-                       "directory it was exported from")
+        raise ZooError(
+            f"{source}: this export normalises inside its graph; --no-normalize needs the model "
+            "directory it was exported from"
+        )
 
 
-def embed_texts(predictor, texts: Sequence[str], *, batch_size: int = 32, prefix: str = "",
-                normalize: bool | None = None) -> np.ndarray:
+def embed_texts(
+    predictor, texts: Sequence[str], *, batch_size: int = 32, prefix: str = "", normalize: bool | None = None
+) -> np.ndarray:
     """(len(texts), dim) float32 vectors; ``normalize`` True scales each to length 1."""
     from .inference import table_outputs
 
@@ -45,8 +51,9 @@ def embed_texts(predictor, texts: Sequence[str], *, batch_size: int = 32, prefix
     return unit(vectors).astype(np.float32) if normalize and len(vectors) else vectors
 
 
-def evaluate_beir(predictor, directory, split: str = "test", *, batch_size: int = 32, prefix: str = "",
-                  chunk: int = 256) -> dict:
+def evaluate_beir(
+    predictor, directory, split: str = "test", *, batch_size: int = 32, prefix: str = "", chunk: int = 256
+) -> dict:
     """Every judged query of a BEIR split ranked against the whole corpus by cosine: mrr@10, ndcg@10,
     recall@1, recall@10, map@100 (and the counts)."""
     from .beir import read_beir
@@ -60,8 +67,10 @@ def evaluate_beir(predictor, directory, split: str = "test", *, batch_size: int 
     queries = unit(embed_texts(predictor, [prefix + data.queries[q] for q in qids], batch_size=batch_size))
     sums: dict[str, float] = {}
     for start in range(0, len(qids), chunk):  # (chunk, corpus) scores at a time
-        part = qids[start:start + chunk]
-        metrics = rank_metrics(queries[start:start + chunk] @ docs.T, [{column[d] for d in data.qrels[q]} for q in part])
+        part = qids[start : start + chunk]
+        metrics = rank_metrics(
+            queries[start : start + chunk] @ docs.T, [{column[d] for d in data.qrels[q]} for q in part]
+        )
         for k, v in metrics.items():
             if k != "queries":
                 sums[k] = sums.get(k, 0.0) + v * len(part)

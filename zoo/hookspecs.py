@@ -3,6 +3,7 @@
 ``factory`` is a callable or a lazy ``"module:attr"`` import path; metadata is ``description``,
 ``aliases``, ``capabilities`` and, for heads, ``task``. Call contracts for each kind: docs/plugins.md.
 """
+
 import pluggy
 
 hookspec = pluggy.HookspecMarker("zoo")

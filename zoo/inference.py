@@ -3,6 +3,7 @@
 Both are "predictors": ``.labels``, ``.task`` (a zoo.tasks.Task), ``.max_length``, ``.tokenizer`` and
 ``.logits(input_ids, attention_mask) -> np.ndarray``. torch is imported only for a model directory.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -37,8 +38,10 @@ class ModelPredictor:
         self.model.eval()
         try:
             with torch.inference_mode(), autocast(self.device, self.precision):
-                out = self.model(torch.from_numpy(input_ids).to(self.device),
-                                 torch.from_numpy(attention_mask).to(self.device))
+                out = self.model(
+                    torch.from_numpy(input_ids).to(self.device),
+                    torch.from_numpy(attention_mask).to(self.device),
+                )
             return out.float().cpu().numpy()
         finally:
             self.model.train(was_training)
@@ -74,9 +77,11 @@ def row_logits(predictor, ids: Sequence[np.ndarray], batch_size: int = 64) -> li
     order = np.argsort([-len(r) for r in ids], kind="stable")
     out: list[np.ndarray | None] = [None] * len(ids)
     for start in range(0, len(order), batch_size):
-        index = order[start:start + batch_size]
+        index = order[start : start + batch_size]
         rows = [ids[i] for i in index]
-        logits = predictor.logits(pad(rows, pad_value), pad([np.ones(len(r), dtype=np.int64) for r in rows], 0))
+        logits = predictor.logits(
+            pad(rows, pad_value), pad([np.ones(len(r), dtype=np.int64) for r in rows], 0)
+        )
         for j, i in enumerate(index):
             out[i] = logits[j, : len(rows[j])] if logits.ndim == 3 else logits[j]
     return out  # type: ignore[return-value]
@@ -107,4 +112,11 @@ def predict_table(predictor, table: Table, batch_size: int = 64, top_k: int = 1)
     return predictor.task.predict(table, encodings, outputs, list(predictor.labels or []) or None, top_k)
 
 
-__all__ = ["ModelPredictor", "evaluate_table", "load_predictor", "predict_table", "row_logits", "table_outputs"]
+__all__ = [
+    "ModelPredictor",
+    "evaluate_table",
+    "load_predictor",
+    "predict_table",
+    "row_logits",
+    "table_outputs",
+]

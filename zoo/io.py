@@ -1,4 +1,5 @@
 """Atomic file writes: write a temporary file in the same directory, fsync, then rename over."""
+
 from __future__ import annotations
 
 import json
@@ -113,8 +114,10 @@ def directory_lock(directory: str | os.PathLike) -> Iterator[Path]:
     lock_path = directory.parent / f".{directory.name}.lock"
     fd = _lock_file(lock_path)
     if fd is None:
-        raise ZooError(f"{directory} is being written by another zoo run (pid {_holder(lock_path)}); "
-                       "wait for it or choose another output")
+        raise ZooError(
+            f"{directory} is being written by another zoo run (pid {_holder(lock_path)}); "
+            "wait for it or choose another output"
+        )
     try:
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())

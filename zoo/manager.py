@@ -3,6 +3,7 @@
 Built-in parts are plugins too (llm's DEFAULT_PLUGINS): they go through the same hooks, so they work
 from a source checkout and follow the same rules as any third-party package.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -114,7 +115,8 @@ def _build_registry() -> Registry:
         for impl in getattr(pm.hook, hook_name).get_hookimpls():
             plugin_name = impl.plugin_name
             info = _infos.setdefault(
-                plugin_name, PluginInfo(plugin_name, getattr(impl.plugin, "__name__", repr(impl.plugin)), False)
+                plugin_name,
+                PluginInfo(plugin_name, getattr(impl.plugin, "__name__", repr(impl.plugin)), False),
             )
             info.hooks.append(hook_name)
 
@@ -131,7 +133,9 @@ def _build_registry() -> Registry:
             _trace(f"{plugin_name}.{hook_name} took {1000 * (time.perf_counter() - start):.1f} ms")
     for kind in KINDS:
         for name, plugins in registry.clashes(kind).items():
-            _warn(f"{kind} '{name}' is registered by {' and '.join(plugins)}; use 'plugin:{name}' to pick one")
+            _warn(
+                f"{kind} '{name}' is registered by {' and '.join(plugins)}; use 'plugin:{name}' to pick one"
+            )
     return registry
 
 

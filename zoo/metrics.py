@@ -1,5 +1,6 @@
 """Metrics in numpy (no torch, no sklearn) for task plugins to build on. Each ``*_metrics`` returns a
 JSON-ready dict; which of them a task reports, and which picks the best epoch, is the task's choice."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -27,7 +28,9 @@ def _prf(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> tuple[np.ndarray, np
     return precision, recall, _safe_div(2 * precision * recall, precision + recall)
 
 
-def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], labels: Sequence[str]) -> dict[str, Any]:
+def classification_metrics(
+    y_true: Sequence[int], y_pred: Sequence[int], labels: Sequence[str]
+) -> dict[str, Any]:
     """Accuracy, macro-F1 (over classes present in truth or predictions), per-class P/R/F1, confusion."""
     y_true, y_pred = np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)
     matrix = confusion_matrix(y_true, y_pred, len(labels))
@@ -39,8 +42,12 @@ def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], labels:
         "accuracy": float((y_true == y_pred).mean()) if len(y_true) else 0.0,
         "macro_f1": float(f1[seen].mean()) if seen.any() else 0.0,
         "per_class": {
-            label: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
-                    "support": int(matrix[i].sum())}
+            label: {
+                "precision": float(precision[i]),
+                "recall": float(recall[i]),
+                "f1": float(f1[i]),
+                "support": int(matrix[i].sum()),
+            }
             for i, label in enumerate(labels)
         },
         "confusion_matrix": matrix.tolist(),
@@ -62,8 +69,15 @@ def multilabel_metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[
         "label_accuracy": float((y_true == y_pred).mean()) if y_true.size else 0.0,
         "micro_f1": float(micro),
         "macro_f1": float(f1.mean()) if len(f1) else 0.0,
-        "per_label": {label: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
-                              "support": int(y_true[:, i].sum())} for i, label in enumerate(labels)},
+        "per_label": {
+            label: {
+                "precision": float(precision[i]),
+                "recall": float(recall[i]),
+                "f1": float(f1[i]),
+                "support": int(y_true[:, i].sum()),
+            }
+            for i, label in enumerate(labels)
+        },
     }
 
 
@@ -73,12 +87,18 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, Any]
     y_pred = np.asarray(y_pred, dtype=np.float64).reshape(y_true.shape)
     err = y_pred - y_true
     ss_tot = ((y_true - y_true.mean(axis=0)) ** 2).sum(axis=0)
-    r2 = 1.0 - _safe_div((err ** 2).sum(axis=0), ss_tot)
+    r2 = 1.0 - _safe_div((err**2).sum(axis=0), ss_tot)
     tc, pc = y_true - y_true.mean(axis=0), y_pred - y_pred.mean(axis=0)
-    pearson = _safe_div((tc * pc).sum(axis=0), np.sqrt((tc ** 2).sum(axis=0) * (pc ** 2).sum(axis=0)))
-    mse = float((err ** 2).mean()) if err.size else 0.0
-    return {"n": len(y_true), "mse": mse, "rmse": float(np.sqrt(mse)), "mae": float(np.abs(err).mean()) if err.size else 0.0,
-            "r2": float(r2.mean()), "pearson": float(pearson.mean())}
+    pearson = _safe_div((tc * pc).sum(axis=0), np.sqrt((tc**2).sum(axis=0) * (pc**2).sum(axis=0)))
+    mse = float((err**2).mean()) if err.size else 0.0
+    return {
+        "n": len(y_true),
+        "mse": mse,
+        "rmse": float(np.sqrt(mse)),
+        "mae": float(np.abs(err).mean()) if err.size else 0.0,
+        "r2": float(r2.mean()),
+        "pearson": float(pearson.mean()),
+    }
 
 
 def token_metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[str]) -> dict[str, Any]:
@@ -101,11 +121,15 @@ def format_report(metrics: dict[str, Any], headline: Sequence[str]) -> str:
     lines.append("")
     lines.append(f"{'label':<{width}}  precision  recall  f1      support")
     for label, row in table.items():
-        lines.append(f"{label:<{width}}  {row['precision']:<9.4f}  {row['recall']:<6.4f}  {row['f1']:<6.4f}  "
-                     f"{row['support']}")
+        lines.append(
+            f"{label:<{width}}  {row['precision']:<9.4f}  {row['recall']:<6.4f}  {row['f1']:<6.4f}  "
+            f"{row['support']}"
+        )
     if "confusion_matrix" in metrics:
         labels = metrics["labels"]
-        cell = max(5, *(len(str(x)) for r in metrics["confusion_matrix"] for x in r), *(len(x) for x in labels))
+        cell = max(
+            5, *(len(str(x)) for r in metrics["confusion_matrix"] for x in r), *(len(x) for x in labels)
+        )
         lines.append("")
         lines.append("confusion matrix (rows: true, columns: predicted)")
         lines.append(" " * (width + 2) + " ".join(f"{x:>{cell}}" for x in labels))

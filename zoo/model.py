@@ -1,4 +1,5 @@
 """Assembly: resolve parts in the registry, build encoder and head, save and load model directories."""
+
 from __future__ import annotations
 
 import inspect
@@ -36,13 +37,19 @@ class BoundAttention:
         self.factory, self.options, self.capabilities = part.load(), options, dict(part.capabilities)
         self.name = part.name
 
-    def __call__(self, *, d_model: int, num_heads: int, dropout: float, rotary: nn.Module | None = None) -> nn.Module:
+    def __call__(
+        self, *, d_model: int, num_heads: int, dropout: float, rotary: nn.Module | None = None
+    ) -> nn.Module:
         if rotary is None:
             return self.factory(d_model=d_model, num_heads=num_heads, dropout=dropout, **self.options)
         if not self.capabilities.get("rotary"):
-            raise ZooError(f"attention '{self.name}' does not apply rotary positions (no capability 'rotary')")
+            raise ZooError(
+                f"attention '{self.name}' does not apply rotary positions (no capability 'rotary')"
+            )
         if _takes(self.factory, "rotary"):
-            return self.factory(d_model=d_model, num_heads=num_heads, dropout=dropout, rotary=rotary, **self.options)
+            return self.factory(
+                d_model=d_model, num_heads=num_heads, dropout=dropout, rotary=rotary, **self.options
+            )
         module = self.factory(d_model=d_model, num_heads=num_heads, dropout=dropout, **self.options)
         module.rotary = rotary  # a first-wave plugin that reads self.rotary but takes no rotary= argument
         return module
@@ -64,14 +71,19 @@ def part_options(part: Part, given: dict[str, Any]) -> dict[str, Any]:
         return dict(given)
     if any(p.kind is p.VAR_KEYWORD for p in params.values()):
         return dict(given)
-    own = {n: p for n, p in params.items()
-           if n not in CONTRACT_ARGS[part.kind] and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+    own = {
+        n: p
+        for n, p in params.items()
+        if n not in CONTRACT_ARGS[part.kind] and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+    }
     for key in given:
         if key not in own:
             choices = f"options: {', '.join(own)}" if own else "it takes no options"
             shown = str(key).encode("unicode_escape").decode("ascii")  # one line, whatever the file holds
-            raise ZooError(f"unknown option '{shown}' for {part.kind} '{part.name}'{did_you_mean(key, own) or ';'} "
-                           f"{choices}")
+            raise ZooError(
+                f"unknown option '{shown}' for {part.kind} '{part.name}'{did_you_mean(key, own) or ';'} "
+                f"{choices}"
+            )
     defaults = {n: p.default for n, p in own.items() if p.default is not p.empty and _is_json(p.default)}
     return {**defaults, **given}
 
@@ -89,9 +101,11 @@ class ZooModel(nn.Module):
         self.encoder = encoder
         self.head = head
         self.tokenizer = tokenizer  # a tokenizers.Tokenizer, when the model has one
-        self.adapter = None  # a zoo.adapters.AdapterSpec while an adapter is on (add_adapter, an adapter directory)
+        self.adapter = (
+            None  # a zoo.adapters.AdapterSpec while an adapter is on (add_adapter, an adapter directory)
+        )
         self.loaded_from: Path | None = None  # the model directory load_model read, the base for add_adapter
-        self._base_keys: frozenset[str] = frozenset()    # the state-dict keys before the adapter was added
+        self._base_keys: frozenset[str] = frozenset()  # the state-dict keys before the adapter was added
         self._base_frozen: frozenset[str] = frozenset()  # parameters that did not train before it
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
@@ -130,8 +144,11 @@ class ZooModel(nn.Module):
             raise ZooError(f"{path} is the adapter's base model; save the adapter to another directory")
         path.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().contiguous().cpu() for k, v in self.trained_state_dict().items()}
-        weights, stale = (WEIGHTS_NAME, (ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME)) if self.adapter is None else (
-            ADAPTER_WEIGHTS_NAME, (WEIGHTS_NAME,))
+        weights, stale = (
+            (WEIGHTS_NAME, (ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME))
+            if self.adapter is None
+            else (ADAPTER_WEIGHTS_NAME, (WEIGHTS_NAME,))
+        )
         for name in stale:
             (path / name).unlink(missing_ok=True)
         with io.atomic_path(path / weights) as tmp:
@@ -154,12 +171,17 @@ class ZooModel(nn.Module):
             raise ZooError(f"this model already has adapter '{self.adapter.adapter.name}'; merge it first")
         base_dir = Path(base) if base is not None else self.loaded_from
         if base_dir is None or not (base_dir / WEIGHTS_NAME).is_file():
-            raise ZooError("an adapter needs its base model as a zoo model directory (it records the base by path "
-                           "and weights); import a checkpoint once with `zoo build --from-pretrained DIR -o base`")
+            raise ZooError(
+                "an adapter needs its base model as a zoo model directory (it records the base by path "
+                "and weights); import a checkpoint once with `zoo build --from-pretrained DIR -o base`"
+            )
         part = _resolve("adapter", name)
         options = part_options(part, options)
-        spec = AdapterSpec(PartChoice(part.name, part.plugin, options), str(base_dir.resolve()),
-                           weights_digest(base_dir / WEIGHTS_NAME))
+        spec = AdapterSpec(
+            PartChoice(part.name, part.plugin, options),
+            str(base_dir.resolve()),
+            weights_digest(base_dir / WEIGHTS_NAME),
+        )
         _apply_adapter(self, part, options)
         self.adapter = spec
         return self
@@ -170,11 +192,17 @@ class ZooModel(nn.Module):
         if self.adapter is None:
             return state
         trainable = {f"encoder.{n}" for n, p in self.encoder.named_parameters() if p.requires_grad}
-        return {k: v for k, v in state.items() if k.startswith("head.") or k not in self._base_keys or k in trainable}
+        return {
+            k: v
+            for k, v in state.items()
+            if k.startswith("head.") or k not in self._base_keys or k in trainable
+        }
 
     def load_trained_state_dict(self, state: dict[str, Tensor]) -> None:
         """The inverse of trained_state_dict: exactly its tensors, by name and shape."""
-        check_tensors(self.trained_state_dict(), {k: (tuple(v.shape), None) for k, v in state.items()}, "state")
+        check_tensors(
+            self.trained_state_dict(), {k: (tuple(v.shape), None) for k, v in state.items()}, "state"
+        )
         self.load_state_dict(state, strict=self.adapter is None)
 
     def merge_adapter(self) -> ZooModel:
@@ -221,13 +249,16 @@ def _resolve_recorded(kind: str, choice: PartChoice, source: str) -> Part:
     """A part named in a saved config; a plugin that is not installed gets a message that names it."""
     registry = get_registry()
     if not any(p.plugin == choice.plugin for p in registry.parts(kind)):
-        raise ZooError(f"{source} needs {kind} '{choice.name}' from plugin '{choice.plugin}', which is not "
-                       f"installed; install the package that provides '{choice.plugin}'")
+        raise ZooError(
+            f"{source} needs {kind} '{choice.name}' from plugin '{choice.plugin}', which is not "
+            f"installed; install the package that provides '{choice.plugin}'"
+        )
     try:
         return registry.resolve(kind, choice.ref)
     except ZooError:
-        raise ZooError(f"{source} needs {kind} '{choice.name}', which plugin '{choice.plugin}' "
-                       "no longer provides") from None
+        raise ZooError(
+            f"{source} needs {kind} '{choice.name}', which plugin '{choice.plugin}' no longer provides"
+        ) from None
 
 
 def served_task(head: Part, given: str | None = None) -> Part:
@@ -236,8 +267,10 @@ def served_task(head: Part, given: str | None = None) -> Part:
 
     name = head_task(head.ref)
     if given is not None and given != name and _resolve("task", given).name != name:
-        raise ZooError(f"head '{head.name}' serves task '{name}', not '{given}'; pick a head that serves it "
-                       f"(zoo parts --kind head)")
+        raise ZooError(
+            f"head '{head.name}' serves task '{name}', not '{given}'; pick a head that serves it "
+            f"(zoo parts --kind head)"
+        )
     return _resolve("task", given or name)
 
 
@@ -249,34 +282,63 @@ def assemble(spec: ModelSpec, parts: dict[str, Part] | None = None) -> ZooModel:
     encoder_factory: Callable[..., nn.Module] = parts["encoder"].load()
     head_factory: Callable[..., nn.Module] = parts["head"].load()
     try:
-        encoder = encoder_factory(attention=attention, **{k: sizes[k] for k in ENCODER_SIZES},
-                                  **spec.encoder.options)
-        head = head_factory(d_model=getattr(encoder, "d_model", sizes["d_model"]),
-                            num_labels=sizes["num_labels"], dropout=sizes["dropout"], **spec.head.options)
+        encoder = encoder_factory(
+            attention=attention, **{k: sizes[k] for k in ENCODER_SIZES}, **spec.encoder.options
+        )
+        head = head_factory(
+            d_model=getattr(encoder, "d_model", sizes["d_model"]),
+            num_labels=sizes["num_labels"],
+            dropout=sizes["dropout"],
+            **spec.head.options,
+        )
     except (ValueError, TypeError, RuntimeError, OverflowError) as exc:
-        raise ZooError(f"cannot build {spec.encoder.name}/{spec.attention.name}/{spec.head.name}: {exc}") from exc
+        raise ZooError(
+            f"cannot build {spec.encoder.name}/{spec.attention.name}/{spec.head.name}: {exc}"
+        ) from exc
     return ZooModel(spec, encoder, head)
 
 
-def build_model(arch: str = "transformer", head: str = "cls", attention: str | None = None, *,
-                labels: list[str] | None = None, attention_options: dict[str, Any] | None = None,
-                encoder_options: dict[str, Any] | None = None, head_options: dict[str, Any] | None = None,
-                task: str | None = None, task_options: dict[str, Any] | None = None,
-                seed: int | None = None, **sizes: Any) -> ZooModel:
+def build_model(
+    arch: str = "transformer",
+    head: str = "cls",
+    attention: str | None = None,
+    *,
+    labels: list[str] | None = None,
+    attention_options: dict[str, Any] | None = None,
+    encoder_options: dict[str, Any] | None = None,
+    head_options: dict[str, Any] | None = None,
+    task: str | None = None,
+    task_options: dict[str, Any] | None = None,
+    seed: int | None = None,
+    **sizes: Any,
+) -> ZooModel:
     """Assemble a model from named parts with fresh weights. The task is the one the head serves.
 
     ``sizes`` are d_model, num_layers, num_heads, ffn_dim, vocab_size, num_labels, max_length, dropout.
     """
-    parts = {"encoder": _resolve("encoder", arch), "attention": _resolve("attention", attention or DEFAULT_ATTENTION),
-             "head": _resolve("head", head)}
+    parts = {
+        "encoder": _resolve("encoder", arch),
+        "attention": _resolve("attention", attention or DEFAULT_ATTENTION),
+        "head": _resolve("head", head),
+    }
     parts["task"] = served_task(parts["head"], task)
-    options = {"encoder": encoder_options or {}, "attention": attention_options or {}, "head": head_options or {},
-               "task": task_options or {}}
+    options = {
+        "encoder": encoder_options or {},
+        "attention": attention_options or {},
+        "head": head_options or {},
+        "task": task_options or {},
+    }
     choices = {k: PartChoice(p.name, p.plugin, part_options(p, options[k])) for k, p in parts.items()}
     labels = [str(x) for x in labels] if labels is not None else None
     sizes["num_labels"] = _head_size(choices["task"], labels, sizes.get("num_labels"))
-    spec = ModelSpec(choices["encoder"], choices["attention"], choices["head"], check_sizes(sizes), labels,
-                     task=choices["task"])
+    spec = ModelSpec(
+        choices["encoder"],
+        choices["attention"],
+        choices["head"],
+        check_sizes(sizes),
+        labels,
+        task=choices["task"],
+    )
     if seed is not None:
         torch.manual_seed(seed)
     return assemble(spec, parts)
@@ -328,13 +390,20 @@ def _load_adapter_dir(path: Path, spec: ModelSpec) -> ZooModel:
     from .adapters import AdapterSpec
 
     weights = path / ADAPTER_WEIGHTS_NAME
-    model = adapted_model(spec, AdapterSpec.read(path), read_header(weights), str(path / ADAPTER_CONFIG_NAME), weights)
+    model = adapted_model(
+        spec, AdapterSpec.read(path), read_header(weights), str(path / ADAPTER_CONFIG_NAME), weights
+    )
     model.load_trained_state_dict(load_file(str(weights)))
     return model
 
 
-def adapted_model(spec: ModelSpec, adapter: Any, header: dict[str, tuple[tuple[int, ...], str]], source: str,
-                  weights: Path | str) -> ZooModel:
+def adapted_model(
+    spec: ModelSpec,
+    adapter: Any,
+    header: dict[str, tuple[tuple[int, ...], str]],
+    source: str,
+    weights: Path | str,
+) -> ZooModel:
     """The model of ``spec`` with its base's encoder weights and ``adapter`` (an AdapterSpec) on it; ``header``
     describes the adapter's and the head's tensors, still to be loaded. A different base is one error."""
     from safetensors import safe_open
@@ -343,25 +412,35 @@ def adapted_model(spec: ModelSpec, adapter: Any, header: dict[str, tuple[tuple[i
 
     base = Path(adapter.base) / WEIGHTS_NAME
     if not base.is_file():
-        raise ZooError(f"{source}: its base model {adapter.base} is missing; the adapter loads only onto the base "
-                       "it was trained on")
+        raise ZooError(
+            f"{source}: its base model {adapter.base} is missing; the adapter loads only onto the base "
+            "it was trained on"
+        )
     digest = weights_digest(base)
     if digest != adapter.base_sha256:
-        raise ZooError(f"{source}: the adapter was trained on a base with weights sha256 {adapter.base_sha256[:12]}…, "
-                       f"but {base} has {digest[:12]}…; it loads only onto the base it was trained on")
+        raise ZooError(
+            f"{source}: the adapter was trained on a base with weights sha256 {adapter.base_sha256[:12]}…, "
+            f"but {base} has {digest[:12]}…; it loads only onto the base it was trained on"
+        )
     base_header = {k: v for k, v in read_header(base).items() if k.startswith("encoder.")}
     part = _resolve_recorded("adapter", adapter.adapter, source)
     options = part_options(part, adapter.adapter.options)
-    model = assemble_checked(spec, {**base_header, **header}, source, weights,
-                             adapt=lambda m: _apply_adapter(m, part, options))
+    model = assemble_checked(
+        spec, {**base_header, **header}, source, weights, adapt=lambda m: _apply_adapter(m, part, options)
+    )
     with safe_open(str(base), framework="pt") as f:
         model.load_state_dict({k: f.get_tensor(k) for k in base_header}, strict=False)
     model.adapter = adapter
     return model
 
 
-def assemble_checked(spec: ModelSpec, header: dict[str, tuple[tuple[int, ...], str]], source: str,
-                     weights: Path | str, adapt: Callable[[ZooModel], None] | None = None) -> ZooModel:
+def assemble_checked(
+    spec: ModelSpec,
+    header: dict[str, tuple[tuple[int, ...], str]],
+    source: str,
+    weights: Path | str,
+    adapt: Callable[[ZooModel], None] | None = None,
+) -> ZooModel:
     """A fresh model for ``spec``, once its parts, options and every tensor's name, shape and dtype have
     been checked against the weights' ``header`` on the meta device (so nothing huge is allocated).
     ``adapt`` (an adapter's application) changes the model before the check and before it is returned."""
@@ -374,8 +453,10 @@ def assemble_checked(spec: ModelSpec, header: dict[str, tuple[tuple[int, ...], s
         part_options(part, getattr(spec, kind).options)
     check_labels(spec, spec.labels, source)
     if spec.sizes["num_layers"] > len(header):
-        raise ZooError(f"{source}: num_layers is {spec.sizes['num_layers']} but the weights hold only "
-                       f"{len(header)} tensors")
+        raise ZooError(
+            f"{source}: num_layers is {spec.sizes['num_layers']} but the weights hold only "
+            f"{len(header)} tensors"
+        )
     with torch.device("meta"):
         meta = assemble(spec, parts)
         if adapt is not None:
@@ -391,15 +472,23 @@ def check_labels(spec: ModelSpec, labels: list[str] | None, source: str) -> None
     """One label name per output, unless the task has a fixed number of outputs (one score for two labels)."""
     from .tasks import load_task
 
-    if labels is not None and load_task(spec.task).num_outputs is None and len(labels) != spec.sizes["num_labels"]:
+    if (
+        labels is not None
+        and load_task(spec.task).num_outputs is None
+        and len(labels) != spec.sizes["num_labels"]
+    ):
         raise ZooError(f"{source}: {len(labels)} labels but num_labels is {spec.sizes['num_labels']}")
 
 
 def summary(model: ZooModel, path: Path | None = None) -> dict[str, Any]:
     s = model.spec
     out: dict[str, Any] = {
-        "encoder": s.encoder.ref, "attention": s.attention.ref, "head": s.head.ref, "task": s.task.ref,
-        "parameters": model.num_parameters(), "sizes": s.sizes,
+        "encoder": s.encoder.ref,
+        "attention": s.attention.ref,
+        "head": s.head.ref,
+        "task": s.task.ref,
+        "parameters": model.num_parameters(),
+        "sizes": s.sizes,
     }
     if path is not None:
         out["bytes_on_disk"] = sum(f.stat().st_size for f in Path(path).iterdir() if f.is_file())

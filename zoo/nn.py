@@ -2,6 +2,7 @@
 
 Built-in parts use these, and plugin authors may too; nothing here is a registered part.
 """
+
 from __future__ import annotations
 
 import torch
@@ -87,9 +88,16 @@ class QKVAttention(nn.Module):
     ``rotary``, when an encoder passes one, rotates queries and keys before ``attend``.
     """
 
-    def __init__(self, *, d_model: int, num_heads: int, dropout: float = 0.0,
-                 num_kv_heads: int | None = None, bias: bool = True,
-                 rotary: RotaryEmbedding | None = None):
+    def __init__(
+        self,
+        *,
+        d_model: int,
+        num_heads: int,
+        dropout: float = 0.0,
+        num_kv_heads: int | None = None,
+        bias: bool = True,
+        rotary: RotaryEmbedding | None = None,
+    ):
         super().__init__()
         num_kv_heads = num_heads if num_kv_heads is None else num_kv_heads
         if d_model % num_heads:
@@ -132,8 +140,13 @@ class QKVAttention(nn.Module):
     def is_plain_softmax_attention(self) -> bool:
         """Whether an export may replace this module by one fused Attention operator: softmax attention over
         its own q/k/v/out projections, with biases, no rotary positions and no grouped key/value heads."""
-        return (self.computes_softmax_attention and self.rotary is None and self.num_kv_heads == self.num_heads
-                and self.q_proj.bias is not None and self.head_dim * self.num_heads == self.q_proj.in_features)
+        return (
+            self.computes_softmax_attention
+            and self.rotary is None
+            and self.num_kv_heads == self.num_heads
+            and self.q_proj.bias is not None
+            and self.head_dim * self.num_heads == self.q_proj.in_features
+        )
 
     @property
     def active_dropout(self) -> float:
@@ -162,7 +175,9 @@ def pool(hidden: Tensor, mask: Tensor | None, how: str) -> Tensor:
     if how == "mean-sqrt-len":
         return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0).sqrt()
     if how == "max":
-        return hidden.masked_fill(~mask.to(torch.bool).unsqueeze(-1), dtype_min(hidden.dtype)).max(dim=1).values
+        return (
+            hidden.masked_fill(~mask.to(torch.bool).unsqueeze(-1), dtype_min(hidden.dtype)).max(dim=1).values
+        )
     if how == "weighted-mean":
         positions = torch.arange(1, hidden.shape[1] + 1, device=hidden.device, dtype=hidden.dtype)
         weights = weights * positions[None, :, None]
@@ -170,7 +185,9 @@ def pool(hidden: Tensor, mask: Tensor | None, how: str) -> Tensor:
     if how == "last":
         last = (mask.long().sum(dim=1) - 1).clamp(min=0)  # (B,)
         return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
-    raise ValueError("unknown pooling '" + how + "' (choices: cls, mean, max, weighted-mean, last, mean-sqrt-len)")  # POOLINGS; scriptable
+    raise ValueError(
+        "unknown pooling '" + how + "' (choices: cls, mean, max, weighted-mean, last, mean-sqrt-len)"
+    )  # POOLINGS; scriptable
 
 
 def activation(name: str) -> nn.Module:
@@ -208,8 +225,8 @@ class _GatherRows(torch.autograd.Function):
 
         grad = grad.contiguous().clone()
         dist.all_reduce(grad)
-        start = sum(ctx.sizes[:ctx.rank])
-        return grad[start:start + ctx.sizes[ctx.rank]], None
+        start = sum(ctx.sizes[: ctx.rank])
+        return grad[start : start + ctx.sizes[ctx.rank]], None
 
 
 def gather_rows(x: Tensor) -> Tensor:
@@ -226,6 +243,15 @@ def gather_rows(x: Tensor) -> Tensor:
 
 
 __all__ = [
-    "POOLINGS", "QKVAttention", "RotaryEmbedding", "activation", "attention_bias", "dtype_min", "gather_rows",
-    "key_mask", "padding_bias", "pool", "scaled_dot_product",
+    "POOLINGS",
+    "QKVAttention",
+    "RotaryEmbedding",
+    "activation",
+    "attention_bias",
+    "dtype_min",
+    "gather_rows",
+    "key_mask",
+    "padding_bias",
+    "pool",
+    "scaled_dot_product",
 ]

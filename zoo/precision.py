@@ -8,6 +8,7 @@ The gate: bf16 must give the same prediction as fp32 on at least ``MIN_AGREEMENT
 data (its first ``GATE_ROWS`` rows); otherwise ``auto`` stays in fp32 and says so. An explicit
 ``bf16`` is honoured without the gate. An export (onnxruntime) ignores the setting.
 """
+
 from __future__ import annotations
 
 import copy
@@ -26,8 +27,10 @@ GATE_ROWS = 512
 def agreement(task, reference: Sequence[np.ndarray], candidate: Sequence[np.ndarray]) -> tuple[float, int]:
     """(share of predictions that agree, number compared) between two lists of per-row outputs, as the
     model's task (zoo.tasks.Task) compares them: the same comparison the int8 check makes."""
-    pairs = [(ref[None], cand[None], np.ones((1, len(ref) if task.per_token else 1), dtype=np.int64))
-             for ref, cand in zip(reference, candidate)]
+    pairs = [
+        (ref[None], cand[None], np.ones((1, len(ref) if task.per_token else 1), dtype=np.int64))
+        for ref, cand in zip(reference, candidate)
+    ]
     result = task.agreement(pairs)
     return result["agreement"], result["compared"]
 
@@ -55,9 +58,15 @@ def native_bf16(device: str) -> bool:
     return detect().native_bf16
 
 
-def for_inference(predictor, requested: str, data=None, *,
-                  batch_size: int = 64, note: Callable[[str], None] = lambda line: None,
-                  bf16_supported: bool | None = None) -> Any:
+def for_inference(
+    predictor,
+    requested: str,
+    data=None,
+    *,
+    batch_size: int = 64,
+    note: Callable[[str], None] = lambda line: None,
+    bf16_supported: bool | None = None,
+) -> Any:
     """``predictor`` (a ModelPredictor in fp32 that owns its model, or an export) in the precision chosen.
 
     ``data``: the Table at hand; the gate compares bf16 with fp32 on its first GATE_ROWS rows (``auto``
@@ -94,8 +103,10 @@ def for_inference(predictor, requested: str, data=None, *,
     candidate_predictor = _bf16(predictor, copy_model=True)
     share, compared = agreement(predictor.task, reference, row_logits(candidate_predictor, rows, batch_size))
     if share < MIN_AGREEMENT:
-        note(f"zoo: precision fp32: bf16 agreed with fp32 on {share:.1%} of {compared} predictions "
-             f"(needs {MIN_AGREEMENT:.1%})")
+        note(
+            f"zoo: precision fp32: bf16 agreed with fp32 on {share:.1%} of {compared} predictions "
+            f"(needs {MIN_AGREEMENT:.1%})"
+        )
         return predictor
     note(f"zoo: precision bf16 ({used}): agrees with fp32 on {share:.1%} of {compared} predictions")
     return candidate_predictor

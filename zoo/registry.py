@@ -1,4 +1,5 @@
 """The parts registry: what each plugin registered, name resolution, clashes and suggestions."""
+
 from __future__ import annotations
 
 import importlib
@@ -112,13 +113,24 @@ class Registry:
         return {kind: [p.describe() for p in self.parts(kind)] for kind in KINDS}
 
 
-def make_part(kind: str, plugin: str, name: str, factory: Any, *, description: str = "",
-              aliases: tuple[str, ...] | list[str] = (), capabilities: dict[str, Any] | None = None,
-              task: str | None = None, **unknown_metadata: Any) -> Part:
+def make_part(
+    kind: str,
+    plugin: str,
+    name: str,
+    factory: Any,
+    *,
+    description: str = "",
+    aliases: tuple[str, ...] | list[str] = (),
+    capabilities: dict[str, Any] | None = None,
+    task: str | None = None,
+    **unknown_metadata: Any,
+) -> Part:
     if unknown_metadata:
         bad = next(iter(unknown_metadata))
         raise TypeError(f"unknown metadata '{bad}'{did_you_mean(bad, METADATA)}")
     if task is not None and (kind != "head" or not isinstance(task, str) or not task):
-        raise TypeError("metadata 'task' names the task a head serves (a non-empty string); only heads take it")
+        raise TypeError(
+            "metadata 'task' names the task a head serves (a non-empty string); only heads take it"
+        )
     caps = {**DEFAULT_CAPABILITIES, **(capabilities or {})}
     return Part(kind, name, plugin, factory, description, tuple(aliases), caps, task)

@@ -2,6 +2,7 @@
 
 matplotlib is an optional extra (``pip install 'zoo[reports]'``); nothing else in zoo needs it.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -36,12 +37,17 @@ def smooth(values: Sequence[float], weight: float = 0.9) -> list[float]:
     out, average = [], 0.0
     for i, value in enumerate(values, start=1):
         average = weight * average + (1 - weight) * value
-        out.append(average / (1 - weight ** i))
+        out.append(average / (1 - weight**i))
     return out
 
 
-def plot_curves(history: Sequence[dict[str, Any]], path: str | Path, metric: str = "macro_f1",
-                lower_is_better: bool = False, steps: Sequence[Sequence[float]] = ()) -> Path:
+def plot_curves(
+    history: Sequence[dict[str, Any]],
+    path: str | Path,
+    metric: str = "macro_f1",
+    lower_is_better: bool = False,
+    steps: Sequence[Sequence[float]] = (),
+) -> Path:
     """Loss on the left against optimizer steps: the training loss of every step (faint) and smoothed, and
     the eval loss after each epoch; the task's main eval ``metric`` per epoch on the right. Without
     per-step losses (``steps``: [step, loss] pairs) the training loss is drawn once per epoch."""
@@ -63,12 +69,19 @@ def plot_curves(history: Sequence[dict[str, Any]], path: str | Path, metric: str
     if any(metric in e for e in evals):
         right.plot(epochs, [e.get(metric) for e in evals], "o-", color="tab:green", label=f"eval {metric}")
         if any("accuracy" in e for e in evals) and metric != "accuracy":
-            right.plot(epochs, [e.get("accuracy") for e in evals], "s--", color="tab:olive", label="eval accuracy")
-        best = max(range(len(evals)), key=lambda i: evals[i].get(metric, float("-inf")) * (-1 if lower_is_better else 1))
+            right.plot(
+                epochs, [e.get("accuracy") for e in evals], "s--", color="tab:olive", label="eval accuracy"
+            )
+        best = max(
+            range(len(evals)),
+            key=lambda i: evals[i].get(metric, float("-inf")) * (-1 if lower_is_better else 1),
+        )
         right.axvline(epochs[best], color="grey", linestyle=":", label=f"best (epoch {epochs[best]})")
         right.legend()
     else:
-        right.text(0.5, 0.5, "no eval data (pass --eval)", ha="center", va="center", transform=right.transAxes)
+        right.text(
+            0.5, 0.5, "no eval data (pass --eval)", ha="center", va="center", transform=right.transAxes
+        )
     right.set(xlabel="epoch", ylabel="score", title="Evaluation")
     for ax in (left, right):
         ax.grid(alpha=0.3)
@@ -90,21 +103,36 @@ def plot_confusion(matrix: Sequence[Sequence[int]], labels: Sequence[str], path:
     fig, ax = plt.subplots(figsize=(size + 1, size))
     image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of true class")
-    ax.set(xticks=range(len(labels)), yticks=range(len(labels)), xticklabels=labels, yticklabels=labels,
-           xlabel="predicted", ylabel="true", title="Confusion matrix")
+    ax.set(
+        xticks=range(len(labels)),
+        yticks=range(len(labels)),
+        xticklabels=labels,
+        yticklabels=labels,
+        xlabel="predicted",
+        ylabel="true",
+        title="Confusion matrix",
+    )
     plt.setp(ax.get_xticklabels(), rotation=45 if max(map(len, labels), default=0) > 6 else 0, ha="right")
     for i in range(len(labels)):
         for j in range(len(labels)):
-            ax.text(j, i, f"{counts[i, j]}\n{shares[i, j]:.0%}", ha="center", va="center", fontsize=8,
-                    color="white" if shares[i, j] > 0.5 else "black")
+            ax.text(
+                j,
+                i,
+                f"{counts[i, j]}\n{shares[i, j]:.0%}",
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if shares[i, j] > 0.5 else "black",
+            )
     fig.tight_layout()
     out = _save(fig, Path(path))
     plt.close(fig)
     return out
 
 
-def write_report(metrics: dict[str, Any], directory: str | Path, title: str = "Evaluation",
-                 headline: Sequence[str] = ()) -> Path:
+def write_report(
+    metrics: dict[str, Any], directory: str | Path, title: str = "Evaluation", headline: Sequence[str] = ()
+) -> Path:
     """report.md (the ``headline`` metrics, a per-class table) plus confusion.png when there is a matrix;
     it links curves.png when that is already in ``directory``."""
     directory = Path(directory)
@@ -112,13 +140,17 @@ def write_report(metrics: dict[str, Any], directory: str | Path, title: str = "E
     lines = [f"# {title}", ""]
     headline = [k for k in ("n", "tokens", *headline, "loss") if k in metrics]
     lines += ["| metric | value |", "| --- | --- |"]
-    lines += [f"| {k} | {metrics[k]:.4f} |" if isinstance(metrics[k], float) else f"| {k} | {metrics[k]} |"
-              for k in headline]
+    lines += [
+        f"| {k} | {metrics[k]:.4f} |" if isinstance(metrics[k], float) else f"| {k} | {metrics[k]} |"
+        for k in headline
+    ]
     table = metrics.get("per_class") or metrics.get("per_label")
     if table:
         lines += ["", "| label | precision | recall | F1 | support |", "| --- | --- | --- | --- | --- |"]
-        lines += [f"| {label} | {r['precision']:.3f} | {r['recall']:.3f} | {r['f1']:.3f} | {r['support']} |"
-                  for label, r in table.items()]
+        lines += [
+            f"| {label} | {r['precision']:.3f} | {r['recall']:.3f} | {r['f1']:.3f} | {r['support']} |"
+            for label, r in table.items()
+        ]
     if "confusion_matrix" in metrics:
         plot_confusion(metrics["confusion_matrix"], metrics["labels"], directory / "confusion.png")
         lines += ["", "![confusion matrix](confusion.png)"]

@@ -3,6 +3,7 @@
 The names and definitions are those of sentence-transformers' InformationRetrievalEvaluator, with binary
 relevance: ``mrr@10``, ``ndcg@10``, ``recall@1``, ``recall@10``, ``map@100``.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
@@ -27,8 +28,11 @@ def cosine_scores(queries: np.ndarray, candidates: np.ndarray) -> np.ndarray:
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     """(Q, C) -> (Q, min(k, C)) candidate indices, best first (ties: lower index first)."""
     k = min(k, scores.shape[1])
-    part = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < scores.shape[1] else np.tile(
-        np.arange(scores.shape[1]), (len(scores), 1))
+    part = (
+        np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        if k < scores.shape[1]
+        else np.tile(np.arange(scores.shape[1]), (len(scores), 1))
+    )
     order = np.lexsort((part, -np.take_along_axis(scores, part, 1)), axis=1)
     return np.take_along_axis(part, order, 1)
 
@@ -61,8 +65,12 @@ def rank_metrics(scores: np.ndarray, relevant: Sequence[Iterable[int]]) -> dict[
     return {**{m: float(v / len(scores)) for m, v in sums.items()}, "queries": len(scores)}
 
 
-def pair_retrieval(queries: np.ndarray, positives: np.ndarray, query_keys: Sequence[object] | None = None,
-                   positive_keys: Sequence[object] | None = None) -> dict[str, float]:
+def pair_retrieval(
+    queries: np.ndarray,
+    positives: np.ndarray,
+    query_keys: Sequence[object] | None = None,
+    positive_keys: Sequence[object] | None = None,
+) -> dict[str, float]:
     """One row per (query, positive) pair: each distinct query ranked against every distinct positive, the
     positives of its rows being relevant. Keys (the texts) say which rows are the same query or positive;
     without them every row is distinct."""
@@ -81,8 +89,11 @@ def sts_metrics(a: np.ndarray, b: np.ndarray, scores: np.ndarray) -> dict[str, f
     """Scored pairs: Pearson and Spearman correlation of cosine(a_i, b_i) with the gold scores (the names
     of sentence-transformers' EmbeddingSimilarityEvaluator)."""
     cosine = np.sum(unit(a) * unit(b), axis=-1)
-    return {"pearson_cosine": pearson(cosine, scores), "spearman_cosine": pearson(ranks(cosine), ranks(scores)),
-            "pairs": len(scores)}
+    return {
+        "pearson_cosine": pearson(cosine, scores),
+        "spearman_cosine": pearson(ranks(cosine), ranks(scores)),
+        "pairs": len(scores),
+    }
 
 
 def pearson(x: np.ndarray, y: np.ndarray) -> float:
@@ -119,5 +130,14 @@ def first_rows(keys: Sequence[object]) -> dict[object, int]:
     return out
 
 
-__all__ = ["METRICS", "cosine_scores", "pair_retrieval", "pearson", "rank_metrics", "ranks", "sts_metrics", "top_k",
-           "unit"]
+__all__ = [
+    "METRICS",
+    "cosine_scores",
+    "pair_retrieval",
+    "pearson",
+    "rank_metrics",
+    "ranks",
+    "sts_metrics",
+    "top_k",
+    "unit",
+]

@@ -3,6 +3,7 @@ A task package (--kind task) holds a task and a head that serves it ($head_class
 
 Kept as Python strings so the templates ship inside the `zoo` package with no package-data set-up.
 """
+
 from __future__ import annotations
 
 from string import Template
@@ -333,8 +334,12 @@ FILES = {
     "tests/test_$module.py": TEST,
 }
 # The part modules each kind writes: a task package holds the task and a head that serves it.
-PART_MODULES = {"attention": {"attention": ATTENTION}, "encoder": {"encoder": ENCODER}, "head": {"head": HEAD},
-                "task": {"task": TASK, "head": HEAD}}
+PART_MODULES = {
+    "attention": {"attention": ATTENTION},
+    "encoder": {"encoder": ENCODER},
+    "head": {"head": HEAD},
+    "task": {"task": TASK, "head": HEAD},
+}
 PARTNERS = {
     "attention": "with every built-in encoder and the cls head",
     "encoder": "with every built-in attention and the cls head",
@@ -346,8 +351,8 @@ USAGE = {
     "encoder": "zoo build --arch $part --attention sdpa --head cls --output my-model",
     "head": "zoo build --arch transformer --head $part --num-labels 3 --output my-model",
     "task": "zoo build --arch transformer --head $part --output my-model   # the head serves task '$part'\n"
-            "zoo finetune my-model --train train.csv --eval dev.csv --output ft\n"
-            "zoo evaluate ft --data test.csv",
+    "zoo finetune my-model --train train.csv --eval dev.csv --output ft\n"
+    "zoo evaluate ft --data test.csv",
 }
 CLASS_SUFFIX = {"attention": "Attention", "encoder": "Encoder", "head": "Head", "task": "Task"}
 
@@ -356,13 +361,20 @@ def render(*, name: str, module: str, part: str, class_name: str, kind: str) -> 
     """{relative path: file text} for a new plugin package."""
     task = kind == "task"
     values = {
-        "name": name, "module": module, "part": part, "class_name": class_name, "kind": kind,
+        "name": name,
+        "module": module,
+        "part": part,
+        "class_name": class_name,
+        "kind": kind,
         "head_class": class_name.removesuffix("Task") + "Head" if task else class_name,
-        "hook": HOOKS[kind], "partners": f"checked {PARTNERS[kind]}",
+        "hook": HOOKS[kind],
+        "partners": f"checked {PARTNERS[kind]}",
         "description": f"The '{part}' {kind} for zoo",
         "capabilities": ', task="classification"' if kind == "head" else "",
         "served": f'task "{part}" in task.py' if task else 'task "classification"',
-        "registers": f"the task `{part}` and the head `{part}` that serves it" if task else f"the {kind} `{part}`",
+        "registers": f"the task `{part}` and the head `{part}` that serves it"
+        if task
+        else f"the {kind} `{part}`",
         "parts_word": "its parts" if task else "the part",
         "parts": repr({"task": [part], "head": [part]} if task else {kind: [part]}).replace("'", '"'),
         "torch_free": f"{module}, {module}.task" if task else module,
@@ -370,4 +382,7 @@ def render(*, name: str, module: str, part: str, class_name: str, kind: str) -> 
     values["usage"] = Template(USAGE[kind]).substitute(values)
     templates = {**FILES, "$module/__init__.py": INIT_TASK if task else INIT}
     templates.update({f"$module/{file}.py": text for file, text in PART_MODULES[kind].items()})
-    return {Template(path).substitute(values): Template(text).substitute(values) for path, text in templates.items()}
+    return {
+        Template(path).substitute(values): Template(text).substitute(values)
+        for path, text in templates.items()
+    }

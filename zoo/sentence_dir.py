@@ -1,6 +1,7 @@
 """Read a sentence-transformers directory (modules.json, 1_Pooling/config.json, a Dense and a Normalize
 module, sentence_bert_config.json) as embedding-head options, so an import encodes as
 ``SentenceTransformer(dir).encode`` does. JSON and safetensors only; sentence-transformers is not needed."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,12 +12,23 @@ from .io import read_json
 
 MODULES = "modules.json"
 # 1_Pooling/config.json flag -> zoo's pooling name
-POOLING_FLAGS = {"pooling_mode_cls_token": "cls", "pooling_mode_mean_tokens": "mean",
-                 "pooling_mode_max_tokens": "max", "pooling_mode_mean_sqrt_len_tokens": "mean-sqrt-len",
-                 "pooling_mode_weightedmean_tokens": "weighted-mean", "pooling_mode_lasttoken": "last"}
+POOLING_FLAGS = {
+    "pooling_mode_cls_token": "cls",
+    "pooling_mode_mean_tokens": "mean",
+    "pooling_mode_max_tokens": "max",
+    "pooling_mode_mean_sqrt_len_tokens": "mean-sqrt-len",
+    "pooling_mode_weightedmean_tokens": "weighted-mean",
+    "pooling_mode_lasttoken": "last",
+}
 # 1_Pooling/config.json "pooling_mode" (sentence-transformers 5+) -> zoo's pooling name
-POOLING_MODES = {"cls": "cls", "mean": "mean", "max": "max", "mean_sqrt_len_tokens": "mean-sqrt-len",
-                 "weightedmean": "weighted-mean", "lasttoken": "last"}
+POOLING_MODES = {
+    "cls": "cls",
+    "mean": "mean",
+    "max": "max",
+    "mean_sqrt_len_tokens": "mean-sqrt-len",
+    "weightedmean": "weighted-mean",
+    "lasttoken": "last",
+}
 ACTIVATIONS = {"Tanh": "tanh", "Identity": "identity", "ReLU": "relu", "GELU": "gelu"}
 
 
@@ -25,7 +37,9 @@ def modules(path: Path) -> list[dict[str, Any]]:
     data = read_json(path / MODULES, missing_ok=True)
     if data == {}:  # no modules.json
         return []
-    if not isinstance(data, list) or not all(isinstance(m, dict) and isinstance(m.get("type"), str) for m in data):
+    if not isinstance(data, list) or not all(
+        isinstance(m, dict) and isinstance(m.get("type"), str) for m in data
+    ):
         raise ZooError(f"{path / MODULES}: expected a list of modules, each with a 'type'")
     return data
 
@@ -60,16 +74,25 @@ def head_options(path: str | Path) -> dict[str, Any]:
         raise ZooError(f"{path / MODULES}: {len(dense)} Dense modules; zoo imports at most one")
     if dense:
         config = read_json(_module_dir(path, dense[0]) / "config.json")
-        activation = str(config.get("activation_function", "torch.nn.modules.activation.Tanh")).rsplit(".", 1)[-1]
+        activation = str(config.get("activation_function", "torch.nn.modules.activation.Tanh")).rsplit(
+            ".", 1
+        )[-1]
         if activation not in ACTIVATIONS:
-            raise ZooError(f"{path / MODULES}: Dense activation '{activation}' is not supported "
-                           f"(choices: {', '.join(ACTIVATIONS)})")
-        options.update(dense_dim=int(config["out_features"]), dense_bias=bool(config.get("bias", True)),
-                       dense_activation=ACTIVATIONS[activation])
+            raise ZooError(
+                f"{path / MODULES}: Dense activation '{activation}' is not supported "
+                f"(choices: {', '.join(ACTIVATIONS)})"
+            )
+        options.update(
+            dense_dim=int(config["out_features"]),
+            dense_bias=bool(config.get("bias", True)),
+            dense_activation=ACTIVATIONS[activation],
+        )
     unknown = sorted(set(kinds) - {"Transformer", "Pooling", "Dense", "Normalize"})
     if unknown:
-        raise ZooError(f"{path / MODULES}: module {unknown[0]} is not supported (zoo imports Transformer, "
-                       "Pooling, Dense and Normalize)")
+        raise ZooError(
+            f"{path / MODULES}: module {unknown[0]} is not supported (zoo imports Transformer, "
+            "Pooling, Dense and Normalize)"
+        )
     return options
 
 
@@ -84,8 +107,10 @@ def pooling_mode(config_file: Path) -> str:
     else:
         modes = [name for flag, name in POOLING_FLAGS.items() if config.get(flag)]
     if len(modes) != 1 or modes[0] not in POOLING_MODES.values():
-        raise ZooError(f"{config_file}: expected exactly one supported pooling mode, got {modes or 'none'} "
-                       f"(zoo pools with one of {', '.join(POOLING_MODES)}, never a concatenation)")
+        raise ZooError(
+            f"{config_file}: expected exactly one supported pooling mode, got {modes or 'none'} "
+            f"(zoo pools with one of {', '.join(POOLING_MODES)}, never a concatenation)"
+        )
     return modes[0]
 
 

@@ -1,4 +1,5 @@
 """The model spec: which parts, their options and sizes, labels, tokenizer settings; it *is* config.json."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -15,11 +16,11 @@ FORMAT_VERSION = 2  # 2: parts.task (version 1 directories load: their task is t
 # The size options every encoder and head understands, and their defaults.
 SIZE_DEFAULTS: dict[str, Any] = {
     "vocab_size": 8192,  # a from-scratch model trains a WordPiece tokenizer of this size
-    "d_model": 256,      # hidden width
+    "d_model": 256,  # hidden width
     "num_layers": 4,
     "num_heads": 4,
-    "ffn_dim": None,     # feed-forward width; None means 4 * d_model
-    "max_length": 512,   # longest sequence (position table size)
+    "ffn_dim": None,  # feed-forward width; None means 4 * d_model
+    "max_length": 512,  # longest sequence (position table size)
     "num_labels": 2,
     "dropout": 0.1,
 }
@@ -30,8 +31,10 @@ def check_sizes(sizes: dict[str, Any]) -> dict[str, Any]:
     """Fill defaults and validate the size options; every problem is a one-line ZooError."""
     for key in sizes:
         if key not in SIZE_DEFAULTS:
-            raise ZooError(f"unknown option '{key}'{did_you_mean(key, SIZE_DEFAULTS) or ';'} "
-                           f"choices: {', '.join(SIZE_DEFAULTS)}")
+            raise ZooError(
+                f"unknown option '{key}'{did_you_mean(key, SIZE_DEFAULTS) or ';'} "
+                f"choices: {', '.join(SIZE_DEFAULTS)}"
+            )
     out = {**SIZE_DEFAULTS, **{k: v for k, v in sizes.items() if v is not None}}
     if out["ffn_dim"] is None:
         out["ffn_dim"] = 4 * out["d_model"]
@@ -91,8 +94,9 @@ class ModelSpec:
         if not isinstance(version, int) or isinstance(version, bool):
             raise bad("missing or invalid 'format_version'")
         if version > FORMAT_VERSION:
-            raise bad(f"format version {version} is newer than this zoo understands ({FORMAT_VERSION}); "
-                      "upgrade zoo")
+            raise bad(
+                f"format version {version} is newer than this zoo understands ({FORMAT_VERSION}); upgrade zoo"
+            )
         parts = data.get("parts")
         if not isinstance(parts, dict):
             raise bad("missing or invalid 'parts'")
@@ -101,8 +105,12 @@ class ModelSpec:
             p = parts.get(kind)
             if kind == "task" and p is None and version < 2:
                 continue
-            if not (isinstance(p, dict) and isinstance(p.get("name"), str) and isinstance(p.get("plugin"), str)
-                    and isinstance(p.get("options", {}), dict)):
+            if not (
+                isinstance(p, dict)
+                and isinstance(p.get("name"), str)
+                and isinstance(p.get("plugin"), str)
+                and isinstance(p.get("options", {}), dict)
+            ):
                 raise bad(f"'parts.{kind}' must be an object with string 'name' and 'plugin'")
             choices[kind] = PartChoice(p["name"], p["plugin"], dict(p.get("options", {})))
         sizes = data.get("sizes")
@@ -118,8 +126,16 @@ class ModelSpec:
         tokenizer, extra = data.get("tokenizer", {}), data.get("extra", {})
         if not isinstance(tokenizer, dict) or not isinstance(extra, dict):
             raise bad("'tokenizer' and 'extra' must be objects")
-        return cls(choices["encoder"], choices["attention"], choices["head"], sizes, labels, tokenizer, extra,
-                   choices["task"])
+        return cls(
+            choices["encoder"],
+            choices["attention"],
+            choices["head"],
+            sizes,
+            labels,
+            tokenizer,
+            extra,
+            choices["task"],
+        )
 
     @classmethod
     def read(cls, directory: str | Path) -> ModelSpec:

@@ -11,6 +11,7 @@ Task modules must import without torch (torch is imported inside ``collate`` and
 so an export is served with numpy, tokenizers and onnxruntime only. Subclass :class:`Task`; its defaults
 fit a task whose input is one text (or a text pair) and whose output is one row of logits per text.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
@@ -26,8 +27,12 @@ if TYPE_CHECKING:
     from .spec import PartChoice
 
 # Label formats of the first wave's heads (capabilities["labels"]) -> the task that replaced each.
-LEGACY_LABEL_FORMATS = {"class": "classification", "multi": "multilabel", "float": "regression",
-                        "token": "token-classification"}
+LEGACY_LABEL_FORMATS = {
+    "class": "classification",
+    "multi": "multilabel",
+    "float": "regression",
+    "token": "token-classification",
+}
 
 Outputs = list[np.ndarray]  # one array per row: (num_labels,) or, for per-token tasks, (tokens, num_labels)
 
@@ -35,26 +40,39 @@ Outputs = list[np.ndarray]  # one array per row: (num_labels,) or, for per-token
 class Task:
     """The base of every task. Class attributes describe it; methods do the work (numpy unless noted)."""
 
-    name: str = ""                  # the registered name; set by zoo when the task is loaded
-    per_token: bool = False         # outputs (B, S, L) per token instead of (B, L) per text
-    named_labels: bool = True       # labels are names (stored in config.json), not numbers
+    name: str = ""  # the registered name; set by zoo when the task is loaded
+    per_token: bool = False  # outputs (B, S, L) per token instead of (B, L) per text
+    named_labels: bool = True  # labels are names (stored in config.json), not numbers
     num_outputs: int | None = None  # a fixed number of outputs per row (one score), else one per label
-    main_metric: str = "loss"       # picks the best epoch and stops early
-    lower_is_better: bool = False   # for main_metric
+    main_metric: str = "loss"  # picks the best epoch and stops early
+    lower_is_better: bool = False  # for main_metric
     summary_metrics: tuple[str, ...] = ()  # printed after each epoch and at the top of reports
     output_names: tuple[str, ...] = ("logits",)  # the ONNX graph's outputs
-    uses_top_k: bool = False        # whether `zoo predict --top-k` means something
+    uses_top_k: bool = False  # whether `zoo predict --top-k` means something
     allows_empty_labels: bool = False  # an empty label cell is a label (no labels), not a missing one
 
     # ---- reading data -----------------------------------------------------------------------------
-    def read(self, path: Any, *, text_column: str | None = None, label_column: str | None = None,
-             pair_column: str | None = None, encoding: str | None = None) -> Table:
+    def read(
+        self,
+        path: Any,
+        *,
+        text_column: str | None = None,
+        label_column: str | None = None,
+        pair_column: str | None = None,
+        encoding: str | None = None,
+    ) -> Table:
         """A labelled data file as a Table (training, --eval, `zoo evaluate`). Default: a text (and an
         optional text pair) with a label, the columns found by their usual names."""
         from .data import read_table
 
-        return read_table(path, text_column=text_column, label_column=label_column, pair_column=pair_column,
-                          allow_empty_labels=self.allows_empty_labels, encoding=encoding)
+        return read_table(
+            path,
+            text_column=text_column,
+            label_column=label_column,
+            pair_column=pair_column,
+            allow_empty_labels=self.allows_empty_labels,
+            encoding=encoding,
+        )
 
     # ---- labels -----------------------------------------------------------------------------------
     def label_names(self, table: Table, known: list[str] | None) -> list[str] | None:
@@ -80,8 +98,9 @@ class Task:
         width of an embedding is the head's business)."""
         return self.num_outputs or len(names or [])
 
-    def targets(self, table: Table, names: list[str] | None, num_labels: int,
-                encodings: Sequence[Any]) -> list[Any]:
+    def targets(
+        self, table: Table, names: list[str] | None, num_labels: int, encodings: Sequence[Any]
+    ) -> list[Any]:
         """Raw labels -> one encoded target per row; every bad cell is a ZooError naming file and line."""
         index = {n: i for i, n in enumerate(names or [])}
         out = []
@@ -93,8 +112,9 @@ class Task:
                 raise ZooError(f"{where}: {exc}") from None
         return out
 
-    def target(self, label: Any, index: dict[str, int], num_labels: int, text: Any, encoding: Any,
-               where: str) -> Any:
+    def target(
+        self, label: Any, index: dict[str, int], num_labels: int, text: Any, encoding: Any, where: str
+    ) -> Any:
         """One row's target (override this or ``targets``)."""
         raise NotImplementedError
 
@@ -135,8 +155,14 @@ class Task:
         """Metrics of outputs against targets, with "loss" (the head's loss, in numpy)."""
         raise NotImplementedError
 
-    def predict(self, table: Table, encodings: Sequence[Any], outputs: Outputs, names: list[str] | None,
-                top_k: int = 1) -> list[dict[str, Any]]:
+    def predict(
+        self,
+        table: Table,
+        encodings: Sequence[Any],
+        outputs: Outputs,
+        names: list[str] | None,
+        top_k: int = 1,
+    ) -> list[dict[str, Any]]:
         """One JSON-ready result per row (what `zoo predict --json` prints)."""
         raise NotImplementedError
 
@@ -155,7 +181,9 @@ class Task:
         return new < best if self.lower_is_better else new > best
 
     def summary(self, metrics: dict[str, Any]) -> str:
-        return " ".join(f"{k} {metrics[k]:.4f}" for k in self.summary_metrics or (self.main_metric,) if k in metrics)
+        return " ".join(
+            f"{k} {metrics[k]:.4f}" for k in self.summary_metrics or (self.main_metric,) if k in metrics
+        )
 
     def agreement(self, pairs: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> dict[str, Any]:
         """How often two runs of a model (fp32 and int8) give the same answers, over (a, b, mask) batches:
@@ -177,6 +205,7 @@ class Task:
 
 
 # ---- helpers for task plugins ---------------------------------------------------------------------
+
 
 def class_name(value: Any) -> str:
     """A label cell as a class name: strings stay, integral numbers lose their '.0'."""
@@ -200,7 +229,9 @@ def lookup(index: dict[str, int], name: str) -> int:
     """The id of a label name; an unknown name is a ValueError that lists the known ones."""
     if name not in index:
         shown = ", ".join(list(index)[:10]) + (f", ... ({len(index)} in all)" if len(index) > 10 else "")
-        raise ValueError(f"label '{name}' is not one of the model's labels ({shown}){did_you_mean(name, index)}")
+        raise ValueError(
+            f"label '{name}' is not one of the model's labels ({shown}){did_you_mean(name, index)}"
+        )
     return index[name]
 
 
@@ -225,6 +256,7 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
 
 # ---- finding a model's task -----------------------------------------------------------------------
 
+
 def head_task(head_ref: str) -> str:
     """The task a registered head serves: its ``task=`` metadata, or the first wave's label format."""
     from .manager import get_registry
@@ -232,7 +264,9 @@ def head_task(head_ref: str) -> str:
     part = get_registry().resolve("head", head_ref)
     task = part.task or LEGACY_LABEL_FORMATS.get(part.capabilities.get("labels"))
     if task is None:
-        raise ZooError(f"head '{part.name}' (plugin '{part.plugin}') names no task; register it with task=...")
+        raise ZooError(
+            f"head '{part.name}' (plugin '{part.plugin}') names no task; register it with task=..."
+        )
     return task
 
 
@@ -248,11 +282,23 @@ def load_task(choice: PartChoice | str, options: dict[str, Any] | None = None) -
     except TypeError as exc:
         raise ZooError(f"task '{part.name}' (plugin '{part.plugin}'): {exc}") from None
     if not isinstance(task, Task):
-        raise ZooError(f"task '{part.name}' (plugin '{part.plugin}') must be a zoo.tasks.Task, "
-                       f"got {type(task).__name__}")
+        raise ZooError(
+            f"task '{part.name}' (plugin '{part.plugin}') must be a zoo.tasks.Task, got {type(task).__name__}"
+        )
     task.name = part.name
     return task
 
 
-__all__ = ["IGNORE_INDEX", "Task", "class_name", "head_task", "load_task", "log_softmax", "lookup", "one_line",
-           "sigmoid", "softmax", "sort_names"]
+__all__ = [
+    "IGNORE_INDEX",
+    "Task",
+    "class_name",
+    "head_task",
+    "load_task",
+    "log_softmax",
+    "lookup",
+    "one_line",
+    "sigmoid",
+    "softmax",
+    "sort_names",
+]

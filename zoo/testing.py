@@ -13,6 +13,7 @@ Each check builds a tiny model and fails with an AssertionError that names the p
 what broke, e.g. "attention 'x' with encoder 'bert' and head 'cls': output at real tokens changed by
 3.1e-02 when padding was added (tolerance 1e-05)".
 """
+
 from __future__ import annotations
 
 import json
@@ -33,11 +34,19 @@ from .registry import KINDS, MODEL_PARTS
 DEFAULT_ENCODER = "transformer"
 DEFAULT_HEAD = "cls"
 # Small enough that the whole core matrix runs in seconds; two layers so blocks feed into blocks.
-TINY_SIZES: dict[str, Any] = {"vocab_size": 64, "d_model": 16, "num_layers": 2, "num_heads": 2,
-                              "ffn_dim": 32, "max_length": 32, "num_labels": 3, "dropout": 0.1}
+TINY_SIZES: dict[str, Any] = {
+    "vocab_size": 64,
+    "d_model": 16,
+    "num_layers": 2,
+    "num_heads": 2,
+    "ffn_dim": 32,
+    "max_length": 32,
+    "num_labels": 3,
+    "dropout": 0.1,
+}
 PADDING_TOLERANCE = 1e-5
 LENGTHS = (8, 6, 3)  # real tokens per row of the test batch; shorter rows are padded
-EXTRA_PADDING = 4    # padding appended to every row for the padding-invariance check
+EXTRA_PADDING = 4  # padding appended to every row for the padding-invariance check
 SCRIPTED_KINDS = ("attention", "encoder", "head")  # the kinds whose module the kit scripts on its own
 
 
@@ -59,11 +68,15 @@ class Case:
     task: str = ""  # set when the focus is a task (the head serves it)
 
     def name(self, kind: str) -> str:
-        return {"encoder": self.encoder, "attention": self.attention, "head": self.head, "task": self.task}[kind]
+        return {"encoder": self.encoder, "attention": self.attention, "head": self.head, "task": self.task}[
+            kind
+        ]
 
     @property
     def label(self) -> str:
-        others = " and ".join(f"{k} '{self.name(k)}'" for k in ("encoder", "attention", "head") if k != self.focus)
+        others = " and ".join(
+            f"{k} '{self.name(k)}'" for k in ("encoder", "attention", "head") if k != self.focus
+        )
         return f"{self.focus} '{self.name(self.focus)}' with {others}"
 
     def fail(self, what: str) -> AssertionError:
@@ -91,9 +104,16 @@ def parts(kind: str, *, exclude: dict[str, str] | None = None) -> list[Any]:
     return params
 
 
-def check_part(kind: str, name: str, *, options: dict[str, Any] | None = None,
-               partners: list[str] | None = None, export: bool = True,
-               sizes: dict[str, Any] | None = None, seed: int = 0) -> list[str]:
+def check_part(
+    kind: str,
+    name: str,
+    *,
+    options: dict[str, Any] | None = None,
+    partners: list[str] | None = None,
+    export: bool = True,
+    sizes: dict[str, Any] | None = None,
+    seed: int = 0,
+) -> list[str]:
     """Run every check on one part with each partner; returns the combinations checked.
 
     An attention is checked with every built-in encoder and the cls head; an encoder with every built-in
@@ -110,7 +130,9 @@ def check_part(kind: str, name: str, *, options: dict[str, Any] | None = None,
     elif kind == "task":
         heads = partners or serving_heads(part.name)
         if not heads:
-            raise AssertionError(f"task '{name}': no registered head serves it; register one with task='{name}'")
+            raise AssertionError(
+                f"task '{name}': no registered head serves it; register one with task='{name}'"
+            )
         cases = [Case(DEFAULT_ENCODER, DEFAULT_ATTENTION, h, task=part.name) for h in heads]
     elif kind == "head":
         cases = [Case(e, DEFAULT_ATTENTION, name) for e in partners or [DEFAULT_ENCODER]]
@@ -118,24 +140,44 @@ def check_part(kind: str, name: str, *, options: dict[str, Any] | None = None,
         raise unknown("kind to check", kind, MODEL_PARTS)
     done = []
     for case in cases:
-        case.focus, case.options, case.seed = kind, {"head" if kind == "task" else kind: dict(options or {})}, seed
+        case.focus, case.options, case.seed = (
+            kind,
+            {"head" if kind == "task" else kind: dict(options or {})},
+            seed,
+        )
         case.sizes.update(sizes or {})
         run_checks(case, export=export)
         done.append(case.label)
     return done
 
 
-def check_model(*, encoder: str = DEFAULT_ENCODER, attention: str = DEFAULT_ATTENTION, head: str = DEFAULT_HEAD,
-                focus: str = "attention", options: dict[str, dict[str, Any]] | None = None,
-                sizes: dict[str, Any] | None = None, export: bool = True, seed: int = 0) -> list[str]:
+def check_model(
+    *,
+    encoder: str = DEFAULT_ENCODER,
+    attention: str = DEFAULT_ATTENTION,
+    head: str = DEFAULT_HEAD,
+    focus: str = "attention",
+    options: dict[str, dict[str, Any]] | None = None,
+    sizes: dict[str, Any] | None = None,
+    export: bool = True,
+    seed: int = 0,
+) -> list[str]:
     """Run every check on one combination; ``options`` maps a kind to that part's options.
     Returns the names of the checks that ran."""
-    case = Case(encoder, attention, head, _kind(focus), dict(options or {}), {**TINY_SIZES, **(sizes or {})}, seed)
+    case = Case(
+        encoder, attention, head, _kind(focus), dict(options or {}), {**TINY_SIZES, **(sizes or {})}, seed
+    )
     return run_checks(case, export=export)
 
 
-def check_script(kind: str, name: str, *, options: dict[str, Any] | None = None,
-                 sizes: dict[str, Any] | None = None, seed: int = 0) -> str:
+def check_script(
+    kind: str,
+    name: str,
+    *,
+    options: dict[str, Any] | None = None,
+    sizes: dict[str, Any] | None = None,
+    seed: int = 0,
+) -> str:
     """torch.jit.script of one part's module alone (an attention, an encoder or a head, built as
     ``check_part`` builds it), run against the eager module. Returns "script"; a part that does not compile
     fails with an AssertionError that names the construct, its file and line."""
@@ -144,8 +186,15 @@ def check_script(kind: str, name: str, *, options: dict[str, Any] | None = None,
         raise unknown("kind to script", kind, SCRIPTED_KINDS)
     part = get_registry().resolve(kind, name)
     encoder = name if kind == "encoder" else DEFAULT_ENCODER
-    case = Case(encoder, name if kind == "attention" else DEFAULT_ATTENTION, name if kind == "head" else DEFAULT_HEAD,
-                kind, {kind: dict(options or {})}, {**TINY_SIZES, **(sizes or {})}, seed)
+    case = Case(
+        encoder,
+        name if kind == "attention" else DEFAULT_ATTENTION,
+        name if kind == "head" else DEFAULT_HEAD,
+        kind,
+        {kind: dict(options or {})},
+        {**TINY_SIZES, **(sizes or {})},
+        seed,
+    )
     failure = script_part(case, build(case), part)
     if failure is not None:
         raise case.fail(f"does not compile with torch.jit.script: {failure}")
@@ -197,10 +246,16 @@ def run_checks(case: Case, *, export: bool) -> list[str]:
 
 def build(case: Case) -> ZooModel:
     try:
-        return build_model(case.encoder, case.head, case.attention, seed=case.seed,
-                           attention_options=case.options.get("attention"),
-                           encoder_options=case.options.get("encoder"),
-                           head_options=case.options.get("head"), **case.sizes)
+        return build_model(
+            case.encoder,
+            case.head,
+            case.attention,
+            seed=case.seed,
+            attention_options=case.options.get("attention"),
+            encoder_options=case.options.get("encoder"),
+            head_options=case.options.get("head"),
+            **case.sizes,
+        )
     except Exception as exc:
         raise case.fail(f"building the model failed: {_why(exc)}") from exc
 
@@ -228,9 +283,13 @@ def check_attention_module(case: Case) -> None:
     factory = get_registry().resolve("attention", case.attention).load()
     d_model, num_heads = case.sizes["d_model"], case.sizes["num_heads"]
     try:
-        module = factory(d_model=d_model, num_heads=num_heads, dropout=0.0, **case.options.get("attention", {}))
+        module = factory(
+            d_model=d_model, num_heads=num_heads, dropout=0.0, **case.options.get("attention", {})
+        )
     except Exception as exc:
-        raise case.fail(f"factory(d_model={d_model}, num_heads={num_heads}, dropout=0.0) failed: {_why(exc)}") from exc
+        raise case.fail(
+            f"factory(d_model={d_model}, num_heads={num_heads}, dropout=0.0) failed: {_why(exc)}"
+        ) from exc
     module.eval()
     x = torch.randn(2, 5, d_model, generator=torch.Generator().manual_seed(case.seed))
     full = torch.ones(2, 5, dtype=torch.bool)
@@ -238,16 +297,22 @@ def check_attention_module(case: Case) -> None:
         out = _call(case, "forward(x, mask)", module, x, full)
         if not isinstance(out, Tensor) or out.shape != x.shape:
             got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
-            raise case.fail(f"forward(x, mask) returned {got}; expected a tensor shaped like x {tuple(x.shape)}")
+            raise case.fail(
+                f"forward(x, mask) returned {got}; expected a tensor shaped like x {tuple(x.shape)}"
+            )
         again = module(x, full)
         if not torch.equal(out, again):
-            raise case.fail(f"two eval-mode calls on the same input differ by {_max_diff(out, again):.1e}; "
-                            "is dropout or sampling active outside training?")
+            raise case.fail(
+                f"two eval-mode calls on the same input differ by {_max_diff(out, again):.1e}; "
+                "is dropout or sampling active outside training?"
+            )
         unmasked = _call(case, "forward(x, None)", module, x, None)
     diff = _max_diff(out, unmasked)
     if diff > PADDING_TOLERANCE:
-        raise case.fail(f"forward(x, None) differs from forward(x, all-True mask) by {diff:.1e}; "
-                        "mask=None means every token is real")
+        raise case.fail(
+            f"forward(x, None) differs from forward(x, all-True mask) by {diff:.1e}; "
+            "mask=None means every token is real"
+        )
 
 
 def check_shapes(case: Case, model: ZooModel, batch: tuple[Tensor, Tensor]) -> None:
@@ -261,7 +326,9 @@ def check_shapes(case: Case, model: ZooModel, batch: tuple[Tensor, Tensor]) -> N
         hidden = _call(case, "encoder forward", model.encoder, ids, mask.bool())
         if not isinstance(hidden, Tensor) or tuple(hidden.shape) != (*ids.shape, d_model):
             got = tuple(hidden.shape) if isinstance(hidden, Tensor) else type(hidden).__name__
-            raise case.fail(f"encoder returned {got}; expected (batch, seq, d_model) = {(*ids.shape, d_model)}")
+            raise case.fail(
+                f"encoder returned {got}; expected (batch, seq, d_model) = {(*ids.shape, d_model)}"
+            )
         logits = _call(case, "head forward", model.head, hidden, mask.bool())
         again = model.head(model.encoder(ids, mask.bool()), mask.bool())
     num_labels = case.sizes["num_labels"]
@@ -270,8 +337,10 @@ def check_shapes(case: Case, model: ZooModel, batch: tuple[Tensor, Tensor]) -> N
         got = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
         raise case.fail(f"head returned {got}; expected {want} for task '{model.task.name}'")
     if not torch.equal(logits, again):
-        raise case.fail(f"two eval-mode calls on the same input differ by {_max_diff(logits, again):.1e}; "
-                        "is dropout or sampling active outside training?")
+        raise case.fail(
+            f"two eval-mode calls on the same input differ by {_max_diff(logits, again):.1e}; "
+            "is dropout or sampling active outside training?"
+        )
     for what, tensor in (("encoder output", hidden), ("logits", logits)):
         if not torch.isfinite(tensor).all():
             raise case.fail(f"{what} contains NaN or inf")
@@ -288,9 +357,12 @@ def check_mask_and_loss(case: Case, model: ZooModel, batch: tuple[Tensor, Tensor
     The loss, called positionally as loss(logits, labels, mask), returns a scalar with either mask."""
     ids, mask = batch
     seen: dict[str, list[Any]] = {"encoder": [], "head": [], "loss": []}
-    hooks = [getattr(model, kind).register_forward_pre_hook(
-        lambda module, args, kind=kind: seen[kind].append(args[1] if len(args) > 1 else None))
-        for kind in ("encoder", "head")]
+    hooks = [
+        getattr(model, kind).register_forward_pre_hook(
+            lambda module, args, kind=kind: seen[kind].append(args[1] if len(args) > 1 else None)
+        )
+        for kind in ("encoder", "head")
+    ]
     head_loss = model.head.loss
 
     def recording_loss(logits: Tensor, labels: Tensor, loss_mask: Tensor | None = None) -> Tensor:
@@ -306,22 +378,39 @@ def check_mask_and_loss(case: Case, model: ZooModel, batch: tuple[Tensor, Tensor
             for attention_mask in (mask, None):
                 given = "a bool mask" if attention_mask is not None else "mask=None"
                 logits = _call(case, f"forward with {given}", model, ids, attention_mask)
-                loss = _call(case, f"head loss(logits, labels, mask) with {given}", model.loss, logits, labels,
-                             attention_mask)
+                loss = _call(
+                    case,
+                    f"head loss(logits, labels, mask) with {given}",
+                    model.loss,
+                    logits,
+                    labels,
+                    attention_mask,
+                )
                 if not isinstance(loss, Tensor) or loss.dim() != 0 or not torch.isfinite(loss):
-                    raise case.fail(f"head loss(logits, labels, mask) with {given} returned {loss!r}; expected a "
-                                    "finite scalar tensor (the mean over the batch)")
+                    raise case.fail(
+                        f"head loss(logits, labels, mask) with {given} returned {loss!r}; expected a "
+                        "finite scalar tensor (the mean over the batch)"
+                    )
     finally:
         del model.head.loss
         for hook in hooks:
             hook.remove()
     for kind, got in seen.items():
         given, none = got[0], got[-1]
-        if not (isinstance(given, Tensor) and given.dtype == torch.bool and tuple(given.shape) == tuple(ids.shape)
-                and torch.equal(given, mask.bool())) or none is not None:
-            raise AssertionError(f"zoo passed the {kind} mask={_kind_of(given)} for an int attention_mask and "
-                                 f"mask={_kind_of(none)} without one; expected a bool (B, S) tensor and None "
-                                 "(a bug in zoo, not in the part)")
+        if (
+            not (
+                isinstance(given, Tensor)
+                and given.dtype == torch.bool
+                and tuple(given.shape) == tuple(ids.shape)
+                and torch.equal(given, mask.bool())
+            )
+            or none is not None
+        ):
+            raise AssertionError(
+                f"zoo passed the {kind} mask={_kind_of(given)} for an int attention_mask and "
+                f"mask={_kind_of(none)} without one; expected a bool (B, S) tensor and None "
+                "(a bug in zoo, not in the part)"
+            )
 
 
 def check_script_of_part(case: Case, model: ZooModel, part: Any) -> str | None:
@@ -341,9 +430,13 @@ def check_script_of_part(case: Case, model: ZooModel, part: Any) -> str | None:
     what = f"{case.focus} '{part.name}' (plugin '{part.plugin}') does not compile with torch.jit.script"
     if declared == "script":
         raise case.fail(f"{what}, although it declares capabilities={{'torchscript': 'script'}}: {failure}")
-    warnings.warn(f"{what}, so `zoo export --torchscript` traces models that use it: {failure}. Declare "
-                  "capabilities={'torchscript': 'trace'} to say so, or {'torchscript': 'script'} to make this an "
-                  "error", TorchScriptFallback, stacklevel=2)
+    warnings.warn(
+        f"{what}, so `zoo export --torchscript` traces models that use it: {failure}. Declare "
+        "capabilities={'torchscript': 'trace'} to say so, or {'torchscript': 'script'} to make this an "
+        "error",
+        TorchScriptFallback,
+        stacklevel=2,
+    )
     return "trace"
 
 
@@ -359,10 +452,18 @@ def script_part(case: Case, model: ZooModel, part: Any) -> str | None:
     mask = mask.bool()
     if case.focus == "attention":
         factory = part.load()
-        module = factory(d_model=case.sizes["d_model"], num_heads=case.sizes["num_heads"], dropout=0.0,
-                         **case.options.get("attention", {}))
-        inputs: tuple[Tensor, ...] = (torch.randn(*ids.shape, case.sizes["d_model"],
-                                                  generator=torch.Generator().manual_seed(case.seed)), mask)
+        module = factory(
+            d_model=case.sizes["d_model"],
+            num_heads=case.sizes["num_heads"],
+            dropout=0.0,
+            **case.options.get("attention", {}),
+        )
+        inputs: tuple[Tensor, ...] = (
+            torch.randn(
+                *ids.shape, case.sizes["d_model"], generator=torch.Generator().manual_seed(case.seed)
+            ),
+            mask,
+        )
     elif case.focus == "encoder":
         module, inputs = model.encoder, (ids, mask)
     else:
@@ -376,8 +477,10 @@ def script_part(case: Case, model: ZooModel, part: Any) -> str | None:
         eager, compiled = module(*inputs), scripted(*inputs)
     diff = _max_diff(eager, compiled)
     if diff > PADDING_TOLERANCE:
-        raise case.fail(f"the torch.jit.script of the {case.focus} alone differs from the eager module by "
-                        f"{diff:.1e}; an `if torch.jit.is_scripting()` branch must compute the same thing")
+        raise case.fail(
+            f"the torch.jit.script of the {case.focus} alone differs from the eager module by "
+            f"{diff:.1e}; an `if torch.jit.is_scripting()` branch must compute the same thing"
+        )
     return None
 
 
@@ -397,8 +500,14 @@ def check_backward(case: Case, model: ZooModel, batch: tuple[Tensor, Tensor]) ->
     generator = torch.Generator().manual_seed(case.seed + 2)
     labels = make_labels(model.task, *ids.shape, case.sizes["num_labels"], generator)
     logits = _call(case, "forward in training mode", model, ids, mask)
-    loss = _call(case, f"head loss with task '{model.task.name}' labels of shape {tuple(labels.shape)}",
-                 model.loss, logits, labels, mask)
+    loss = _call(
+        case,
+        f"head loss with task '{model.task.name}' labels of shape {tuple(labels.shape)}",
+        model.loss,
+        logits,
+        labels,
+        mask,
+    )
     if not isinstance(loss, Tensor) or loss.dim() != 0 or not torch.isfinite(loss):
         raise case.fail(f"head loss returned {loss!r}; expected a finite scalar tensor")
     _call(case, "backward", loss.backward)
@@ -426,7 +535,7 @@ def check_padding(case: Case, model: ZooModel, batch: tuple[Tensor, Tensor]) -> 
         hidden = _call(case, "encoder forward on a padded batch", model.encoder, ids, mask)
         logits = model.head(hidden, mask)
         for row, length in enumerate(LENGTHS):
-            alone_ids, alone_mask = ids[row:row + 1, :length], torch.ones(1, length, dtype=torch.bool)
+            alone_ids, alone_mask = ids[row : row + 1, :length], torch.ones(1, length, dtype=torch.bool)
             alone = model.encoder(alone_ids, alone_mask)
             alone_logits = model.head(alone, alone_mask)
             worst_hidden = max(worst_hidden, _max_diff(hidden[row, :length], alone[0]))
@@ -435,16 +544,22 @@ def check_padding(case: Case, model: ZooModel, batch: tuple[Tensor, Tensor]) -> 
             worst_none = max(worst_none, _max_diff(model.encoder(alone_ids, None), alone))
             worst_head_none = max(worst_head_none, _max_diff(model.head(alone, None), alone_logits))
     if worst_hidden > PADDING_TOLERANCE:
-        raise case.fail(f"output at real tokens changed by {worst_hidden:.1e} when padding was added "
-                        f"(tolerance {PADDING_TOLERANCE:.0e}); the mask is True for real tokens, False for padding")
+        raise case.fail(
+            f"output at real tokens changed by {worst_hidden:.1e} when padding was added "
+            f"(tolerance {PADDING_TOLERANCE:.0e}); the mask is True for real tokens, False for padding"
+        )
     if worst_logits > PADDING_TOLERANCE:
-        raise case.fail(f"head output changed by {worst_logits:.1e} when padding was added "
-                        f"(tolerance {PADDING_TOLERANCE:.0e}); pool and predict over real tokens only")
+        raise case.fail(
+            f"head output changed by {worst_logits:.1e} when padding was added "
+            f"(tolerance {PADDING_TOLERANCE:.0e}); pool and predict over real tokens only"
+        )
     if worst_none > PADDING_TOLERANCE:
         raise case.fail(f"encoder output with mask=None differs from an all-True mask by {worst_none:.1e}")
     if worst_head_none > PADDING_TOLERANCE:
-        raise case.fail(f"head output with mask=None differs from an all-True mask by {worst_head_none:.1e}; "
-                        "mask=None means every token is real")
+        raise case.fail(
+            f"head output with mask=None differs from an all-True mask by {worst_head_none:.1e}; "
+            "mask=None means every token is real"
+        )
 
 
 def check_determinism(case: Case, model: ZooModel, batch: tuple[Tensor, Tensor]) -> None:
@@ -455,14 +570,18 @@ def check_determinism(case: Case, model: ZooModel, batch: tuple[Tensor, Tensor])
         raise case.fail("two builds with the same seed have different parameter names")
     for key, value in ours.items():
         if not torch.equal(value, theirs[key]):
-            raise case.fail(f"two builds with seed {case.seed} differ in '{key}'; draw initial values from "
-                            "torch's global RNG only")
+            raise case.fail(
+                f"two builds with seed {case.seed} differ in '{key}'; draw initial values from "
+                "torch's global RNG only"
+            )
     model.eval()
     twin.eval()
     with torch.no_grad():
         first, other = model(*batch), twin(*batch)
     if not torch.equal(first, other):
-        raise case.fail(f"two builds with seed {case.seed} give outputs that differ by {_max_diff(first, other):.1e}")
+        raise case.fail(
+            f"two builds with seed {case.seed} give outputs that differ by {_max_diff(first, other):.1e}"
+        )
 
 
 def check_task(case: Case, model: ZooModel, batch: tuple[Tensor, Tensor]) -> None:
@@ -503,8 +622,10 @@ def check_save_load(case: Case, model: ZooModel, batch: tuple[Tensor, Tensor], p
     with torch.no_grad():
         after = loaded(*batch)
     if not torch.equal(before, after):
-        raise case.fail(f"the reloaded model's outputs differ by {_max_diff(before, after):.1e}; keep every "
-                        "tensor the output depends on in a parameter or a persistent buffer")
+        raise case.fail(
+            f"the reloaded model's outputs differ by {_max_diff(before, after):.1e}; keep every "
+            "tensor the output depends on in a parameter or a persistent buffer"
+        )
 
 
 def check_export(case: Case, model: ZooModel, path: Path, *, onnx: bool, torchscript: bool) -> None:
@@ -512,15 +633,19 @@ def check_export(case: Case, model: ZooModel, path: Path, *, onnx: bool, torchsc
     try:
         from zoo.export import export_model
     except ImportError as exc:
-        raise case.fail(f"zoo.export is not available ({exc}); pass export=False to skip the export check") from exc
+        raise case.fail(
+            f"zoo.export is not available ({exc}); pass export=False to skip the export check"
+        ) from exc
     formats = " and ".join(f for f, on in (("ONNX", onnx), ("TorchScript", torchscript)) if on)
     try:
         export_model(model, path, onnx=onnx, torchscript=torchscript)
     except ExportMismatch as exc:
         raise case.fail(f"the {formats} export does not match the eager model: {exc}") from exc
     except Exception as exc:
-        raise case.fail(f"{formats} export failed: {_why(exc)}; a part that cannot export declares "
-                        "capabilities={'onnx': False} or {'torchscript': False}") from exc
+        raise case.fail(
+            f"{formats} export failed: {_why(exc)}; a part that cannot export declares "
+            "capabilities={'onnx': False} or {'torchscript': False}"
+        ) from exc
 
 
 def _task_outputs(head: Any) -> int | None:
@@ -555,5 +680,19 @@ def _kind(kind: str) -> str:
     return kind
 
 
-__all__ = ["DEFAULT_ATTENTION", "DEFAULT_ENCODER", "DEFAULT_HEAD", "TINY_SIZES", "Case", "TorchScriptFallback",
-           "builtin_names", "check_model", "check_part", "check_script", "make_labels", "parts", "run_checks", "serving_heads"]
+__all__ = [
+    "DEFAULT_ATTENTION",
+    "DEFAULT_ENCODER",
+    "DEFAULT_HEAD",
+    "TINY_SIZES",
+    "Case",
+    "TorchScriptFallback",
+    "builtin_names",
+    "check_model",
+    "check_part",
+    "check_script",
+    "make_labels",
+    "parts",
+    "run_checks",
+    "serving_heads",
+]

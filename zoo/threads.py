@@ -5,6 +5,7 @@ both limit what a process gets; ``os.cpu_count()`` knows neither. Threads beyond
 OpenMP threads that spin while they wait, made fine-tuning up to 12x slower on a busy machine
 (bench/NOTES.md). Pure standard library: the torch-free ONNX runtime uses it too.
 """
+
 from __future__ import annotations
 
 import math

@@ -1,5 +1,6 @@
 """Text -> padded id arrays with a Hugging Face ``tokenizers.Tokenizer``. numpy only: no torch here,
 so serving an export needs neither torch nor transformers."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -27,8 +28,13 @@ def pad_id(tokenizer) -> int:
     return 0
 
 
-def encode_rows(tokenizer, texts: Sequence, pairs: Sequence[str] | None = None, max_length: int = 512,
-                pretokenized: bool | None = None) -> list:
+def encode_rows(
+    tokenizer,
+    texts: Sequence,
+    pairs: Sequence[str] | None = None,
+    max_length: int = 512,
+    pretokenized: bool | None = None,
+) -> list:
     """One unpadded ``tokenizers.Encoding`` per row, cut at ``max_length``: texts, text pairs, or word lists
     (``pretokenized``; by default when the texts are lists of words)."""
     tokenizer.no_padding()
@@ -45,12 +51,17 @@ def encode_rows(tokenizer, texts: Sequence, pairs: Sequence[str] | None = None, 
 def ids_of(encodings: Sequence) -> list:
     """The int64 token ids of each encoding; a row of several encodings (Task.inputs of a task with
     several sequences per row) gives a list of arrays."""
-    return [[np.asarray(x.ids, dtype=np.int64) for x in e] if isinstance(e, (list, tuple))
-            else np.asarray(e.ids, dtype=np.int64) for e in encodings]
+    return [
+        [np.asarray(x.ids, dtype=np.int64) for x in e]
+        if isinstance(e, (list, tuple))
+        else np.asarray(e.ids, dtype=np.int64)
+        for e in encodings
+    ]
 
 
-def encode(tokenizer, texts: Sequence[str], pairs: Sequence[str] | None = None,
-           max_length: int = 512) -> tuple[np.ndarray, np.ndarray]:
+def encode(
+    tokenizer, texts: Sequence[str], pairs: Sequence[str] | None = None, max_length: int = 512
+) -> tuple[np.ndarray, np.ndarray]:
     """(input_ids, attention_mask), int64 (B, S), padded to the longest row and cut at max_length."""
     tokenizer.enable_truncation(max_length)
     tokenizer.no_padding()
@@ -85,7 +96,9 @@ def train_wordpiece(texts, vocab_size: int, lowercase: bool = True):
     from tokenizers.pre_tokenizers import BertPreTokenizer
     from tokenizers.processors import BertProcessing
 
-    normalizer = BertNormalizer(lowercase=lowercase, strip_accents=None, clean_text=True, handle_chinese_chars=True)
+    normalizer = BertNormalizer(
+        lowercase=lowercase, strip_accents=None, clean_text=True, handle_chinese_chars=True
+    )
     pre_tokenizer = BertPreTokenizer()
     words: Counter[str] = Counter()
     for text in texts:
@@ -107,8 +120,14 @@ def train_wordpiece(texts, vocab_size: int, lowercase: bool = True):
             saved["##" + word[i:]] += count * (len(word) - i - 1)
     room = max(0, vocab_size - len(vocab))
     vocab += [piece for piece, _ in sorted(saved.items(), key=lambda kv: (-kv[1], kv[0]))[:room]]
-    tokenizer = Tokenizer(WordPiece({token: i for i, token in enumerate(vocab)}, unk_token="[UNK]",
-                                    continuing_subword_prefix="##", max_input_chars_per_word=100))
+    tokenizer = Tokenizer(
+        WordPiece(
+            {token: i for i, token in enumerate(vocab)},
+            unk_token="[UNK]",
+            continuing_subword_prefix="##",
+            max_input_chars_per_word=100,
+        )
+    )
     tokenizer.normalizer = normalizer
     tokenizer.pre_tokenizer = pre_tokenizer
     tokenizer.post_processor = BertProcessing(("[SEP]", 3), ("[CLS]", 2))

@@ -1,5 +1,6 @@
 """Safetensors weights files: the header (names, shapes, dtypes) read without the data, the one strict check of
 names, shapes and dtypes against a model, and strict loading. Nothing is ever unpickled."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -23,12 +24,24 @@ def read_header(file: Path) -> dict[str, tuple[tuple[int, ...], str]]:
         raise ZooError(f"{file}: not a valid safetensors file ({exc})") from None
 
 
-_SAFETENSORS_DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64",
-                       torch.int64: "I64", torch.int32: "I32", torch.bool: "BOOL", torch.uint8: "U8"}
+_SAFETENSORS_DTYPES = {
+    torch.float32: "F32",
+    torch.float16: "F16",
+    torch.bfloat16: "BF16",
+    torch.float64: "F64",
+    torch.int64: "I64",
+    torch.int32: "I32",
+    torch.bool: "BOOL",
+    torch.uint8: "U8",
+}
 
 
-def check_tensors(expected: dict[str, Tensor], header: dict[str, tuple[tuple[int, ...], str | None]],
-                  file: Path | str, context: str = "") -> None:
+def check_tensors(
+    expected: dict[str, Tensor],
+    header: dict[str, tuple[tuple[int, ...], str | None]],
+    file: Path | str,
+    context: str = "",
+) -> None:
     """Names, shapes and dtypes (None in ``header``: any) must match exactly; the message names the file, the
     first bad tensor and ``context``. The one check for model directories, training checkpoints and imports."""
     then = f"; {context}" if context else ""
@@ -43,8 +56,10 @@ def check_tensors(expected: dict[str, Tensor], header: dict[str, tuple[tuple[int
         if shape != tuple(want.shape):
             raise ZooError(f"{file}: tensor '{key}' has shape {shape}, expected {tuple(want.shape)}{then}")
         if dtype is not None and dtype != _SAFETENSORS_DTYPES.get(want.dtype, str(want.dtype)):
-            raise ZooError(f"{file}: tensor '{key}' has dtype {dtype}, expected "
-                           f"{_SAFETENSORS_DTYPES.get(want.dtype, want.dtype)}{then}")
+            raise ZooError(
+                f"{file}: tensor '{key}' has dtype {dtype}, expected "
+                f"{_SAFETENSORS_DTYPES.get(want.dtype, want.dtype)}{then}"
+            )
 
 
 def load_weights(model: nn.Module, file: Path) -> None:

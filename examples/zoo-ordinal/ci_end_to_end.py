@@ -5,6 +5,7 @@
 Every command must exit 0; evaluate must report MAE and QWK; the export's predictions must equal the torch
 model's. Needs zoo-ordinal installed. Usage: python examples/zoo-ordinal/ci_end_to_end.py [WORK_DIR]
 """
+
 import json
 import subprocess
 import sys
@@ -14,7 +15,18 @@ from pathlib import Path
 
 from zoo_ordinal import stars
 
-TINY = ["--d-model", "32", "--num-layers", "1", "--num-heads", "2", "--vocab-size", "100", "--max-length", "16"]
+TINY = [
+    "--d-model",
+    "32",
+    "--num-layers",
+    "1",
+    "--num-heads",
+    "2",
+    "--vocab-size",
+    "100",
+    "--max-length",
+    "16",
+]
 TRAIN = ["--epochs", "10", "--lr", "1e-2", "--batch-size", "16", "--patience", "10", "-q"]
 MAX_MAE = 0.6  # the tiny model reaches about 0.2 on this data; a broken loss or rank decoding stays near 1
 
@@ -23,18 +35,24 @@ def zoo(*args) -> str:
     command = [sys.executable, "-m", "zoo", *map(str, args)]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
-        sys.exit(f"FAILED (exit {result.returncode}): zoo {' '.join(map(str, args))}\n{result.stdout}{result.stderr}")
+        sys.exit(
+            f"FAILED (exit {result.returncode}): zoo {' '.join(map(str, args))}\n{result.stdout}{result.stderr}"
+        )
     return result.stdout
 
 
 def predictions(model, data) -> list[str]:
-    return [json.loads(line)["label"] for line in zoo("predict", model, "--file", data, "--json").splitlines()]
+    return [
+        json.loads(line)["label"] for line in zoo("predict", model, "--file", data, "--json").splitlines()
+    ]
 
 
 def main(work: Path) -> None:
     start = time.perf_counter()
-    train, dev, test = (stars.write(work / f"{name}.csv", rows, seed)
-                        for name, rows, seed in (("train", 400, 0), ("dev", 100, 1), ("test", 100, 2)))
+    train, dev, test = (
+        stars.write(work / f"{name}.csv", rows, seed)
+        for name, rows, seed in (("train", 400, 0), ("dev", 100, 1), ("test", 100, 2))
+    )
     zoo("build", "--arch", "transformer", "--head", "ordinal", *TINY, "-o", work / "m")
     zoo("finetune", work / "m", "--train", train, "--eval", dev, *TRAIN, "-o", work / "ft")
     metrics = json.loads(zoo("evaluate", work / "ft", "--data", test, "--json"))
@@ -48,9 +66,11 @@ def main(work: Path) -> None:
     assert onnx_labels == torch_labels, "the ONNX export's predictions differ from the torch model's"
     onnx_metrics = json.loads(zoo("evaluate", work / "out", "--data", test, "--json"))
     assert abs(onnx_metrics["mae"] - metrics["mae"]) < 1e-9, (onnx_metrics["mae"], metrics["mae"])
-    print(f"zoo-ordinal end to end: test (n={metrics['n']}) MAE {metrics['mae']:.3f}  QWK {metrics['qwk']:.3f}  "
-          f"accuracy {metrics['accuracy']:.3f}; ONNX predictions = torch on all {len(onnx_labels)} rows "
-          f"({time.perf_counter() - start:.0f} s)")
+    print(
+        f"zoo-ordinal end to end: test (n={metrics['n']}) MAE {metrics['mae']:.3f}  QWK {metrics['qwk']:.3f}  "
+        f"accuracy {metrics['accuracy']:.3f}; ONNX predictions = torch on all {len(onnx_labels)} rows "
+        f"({time.perf_counter() - start:.0f} s)"
+    )
 
 
 if __name__ == "__main__":

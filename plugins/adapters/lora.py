@@ -3,6 +3,7 @@ as nn.Linear initialises a weight and B (out, r) at zero, so the adapted model s
 
     zoo finetune base --adapter lora --set adapter.r=8 --set adapter.targets=qkv,out,ffn ...
 """
+
 from __future__ import annotations
 
 import math
@@ -37,8 +38,13 @@ class LoRALinear(nn.Linear):
         return (self.lora_B @ self.lora_A) * self.scaling  # (out, in)
 
     def merge_adapter(self) -> nn.Linear:
-        linear = nn.Linear(self.in_features, self.out_features, bias=self.bias is not None,
-                           device=self.weight.device, dtype=self.weight.dtype)
+        linear = nn.Linear(
+            self.in_features,
+            self.out_features,
+            bias=self.bias is not None,
+            device=self.weight.device,
+            dtype=self.weight.dtype,
+        )
         with torch.no_grad():
             linear.weight.copy_(self.weight + self.delta_weight().to(self.weight.dtype))
             if self.bias is not None:
@@ -49,8 +55,9 @@ class LoRALinear(nn.Linear):
         return f"{super().extra_repr()}, r={self.lora_A.shape[0]}, scaling={self.scaling:g}"
 
 
-def lora(*, encoder: nn.Module, r: int = 8, alpha: float = 16.0, dropout: float = 0.05,
-         targets: str | None = None) -> None:
+def lora(
+    *, encoder: nn.Module, r: int = 8, alpha: float = 16.0, dropout: float = 0.05, targets: str | None = None
+) -> None:
     """Put LoRA on the encoder's ``targets`` (comma-separated: qkv, out, ffn; default qkv,out, or the encoder's
     ``adapter_targets``): rank ``r``, scaling ``alpha / r``, ``dropout`` on the update's input."""
     if not isinstance(r, int) or isinstance(r, bool) or r < 1:

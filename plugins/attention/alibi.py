@@ -1,4 +1,5 @@
 """ALiBi (Press et al. 2022), symmetric for encoders: score bias -m_h·|i - j|, one slope per head."""
+
 from __future__ import annotations
 
 import math
@@ -11,6 +12,7 @@ from zoo.nn import QKVAttention, dtype_min, key_mask, scaled_dot_product
 
 def alibi_slopes(num_heads: int) -> Tensor:
     """The paper's geometric slopes; head counts that are not powers of two interleave two series."""
+
     def series(n: int) -> list[float]:
         start = 2 ** (-8 / n)
         return [start ** (i + 1) for i in range(n)]

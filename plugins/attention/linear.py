@@ -1,4 +1,5 @@
 """Linear attention (Katharopoulos et al. 2020): φ(Q)(φ(K)ᵀV) with φ(x) = elu(x) + 1, O(S) memory."""
+
 from __future__ import annotations
 
 import torch.nn.functional as F

@@ -1,4 +1,5 @@
 """Sliding-window attention: query i attends to keys j with |i - j| <= window."""
+
 from __future__ import annotations
 
 import torch
@@ -8,8 +9,15 @@ from zoo.nn import QKVAttention, RotaryEmbedding, key_mask, padding_bias, scaled
 
 
 class LocalAttention(QKVAttention):
-    def __init__(self, *, d_model: int, num_heads: int, dropout: float = 0.0, window: int = 64,
-                 rotary: RotaryEmbedding | None = None):
+    def __init__(
+        self,
+        *,
+        d_model: int,
+        num_heads: int,
+        dropout: float = 0.0,
+        window: int = 64,
+        rotary: RotaryEmbedding | None = None,
+    ):
         super().__init__(d_model=d_model, num_heads=num_heads, dropout=dropout, rotary=rotary)
         if window < 0:
             raise ValueError(f"window must be >= 0, got {window}")

@@ -1,4 +1,5 @@
 """The tutorial's self-attention, written out: the readable reference the other variants must match."""
+
 from __future__ import annotations
 
 import math
@@ -11,8 +12,10 @@ from zoo.nn import QKVAttention, RotaryEmbedding, key_mask, padding_bias
 
 class ExplicitAttention(QKVAttention):
     computes_softmax_attention = True
-    def __init__(self, *, d_model: int, num_heads: int, dropout: float = 0.0,
-                 rotary: RotaryEmbedding | None = None):
+
+    def __init__(
+        self, *, d_model: int, num_heads: int, dropout: float = 0.0, rotary: RotaryEmbedding | None = None
+    ):
         super().__init__(d_model=d_model, num_heads=num_heads, dropout=dropout, rotary=rotary)
         self.attention_dropout = nn.Dropout(dropout)
 

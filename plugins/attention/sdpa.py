@@ -1,4 +1,5 @@
 """Attention through torch.nn.functional.scaled_dot_product_attention (fused kernels on CPU and CUDA)."""
+
 from __future__ import annotations
 
 from torch import Tensor
@@ -8,8 +9,10 @@ from zoo.nn import QKVAttention, RotaryEmbedding, attention_bias, scaled_dot_pro
 
 class SDPAttention(QKVAttention):
     computes_softmax_attention = True
-    def __init__(self, *, d_model: int, num_heads: int, dropout: float = 0.0,
-                 rotary: RotaryEmbedding | None = None):
+
+    def __init__(
+        self, *, d_model: int, num_heads: int, dropout: float = 0.0, rotary: RotaryEmbedding | None = None
+    ):
         super().__init__(d_model=d_model, num_heads=num_heads, dropout=dropout, rotary=rotary)
 
     def attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
@@ -21,19 +24,40 @@ class GroupedQueryAttention(SDPAttention):
     groups: about num_heads / 4 key/value heads, at least 2 when num_heads has such a divisor.
     num_kv_heads=1 is multi-query attention; num_kv_heads=num_heads is plain multi-head."""
 
-    def __init__(self, *, d_model: int, num_heads: int, dropout: float = 0.0, num_kv_heads: int | None = None,
-                 rotary: RotaryEmbedding | None = None):
-        QKVAttention.__init__(self, d_model=d_model, num_heads=num_heads, dropout=dropout, rotary=rotary,
-                              num_kv_heads=default_kv_heads(num_heads) if num_kv_heads is None else num_kv_heads)
+    def __init__(
+        self,
+        *,
+        d_model: int,
+        num_heads: int,
+        dropout: float = 0.0,
+        num_kv_heads: int | None = None,
+        rotary: RotaryEmbedding | None = None,
+    ):
+        QKVAttention.__init__(
+            self,
+            d_model=d_model,
+            num_heads=num_heads,
+            dropout=dropout,
+            rotary=rotary,
+            num_kv_heads=default_kv_heads(num_heads) if num_kv_heads is None else num_kv_heads,
+        )
 
 
 class MultiQueryAttention(GroupedQueryAttention):
     """One key/value head shared by every query head: grouped-query attention with num_kv_heads=1."""
 
-    def __init__(self, *, d_model: int, num_heads: int, dropout: float = 0.0, num_kv_heads: int = 1,
-                 rotary: RotaryEmbedding | None = None):
-        super().__init__(d_model=d_model, num_heads=num_heads, dropout=dropout, num_kv_heads=num_kv_heads,
-                         rotary=rotary)
+    def __init__(
+        self,
+        *,
+        d_model: int,
+        num_heads: int,
+        dropout: float = 0.0,
+        num_kv_heads: int = 1,
+        rotary: RotaryEmbedding | None = None,
+    ):
+        super().__init__(
+            d_model=d_model, num_heads=num_heads, dropout=dropout, num_kv_heads=num_kv_heads, rotary=rotary
+        )
 
 
 def default_kv_heads(num_heads: int) -> int:

@@ -5,6 +5,7 @@ rename table (zoo/hf.py): embeddings.* are identical, and per layer
     attention.output.dense/LayerNorm -> layer.N.attention.out_proj / layer.N.attention_norm
     intermediate.dense, output.dense/LayerNorm -> layer.N.intermediate / output / output_norm
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -24,8 +25,17 @@ class BertEmbeddings(nn.Module):
     ``position_offset + i`` (RoBERTa numbers positions from padding_idx + 1; zoo pads on the right, so the
     real tokens of a padded row get the positions Hugging Face gives them)."""
 
-    def __init__(self, *, vocab_size: int, d_model: int, type_vocab_size: int, layer_norm_eps: float,
-                 dropout: float, position_embeddings: nn.Embedding | None, position_offset: int = 0):
+    def __init__(
+        self,
+        *,
+        vocab_size: int,
+        d_model: int,
+        type_vocab_size: int,
+        layer_norm_eps: float,
+        dropout: float,
+        position_embeddings: nn.Embedding | None,
+        position_offset: int = 0,
+    ):
         super().__init__()
         self.word_embeddings = nn.Embedding(vocab_size, d_model)
         self.position_embeddings = position_embeddings
@@ -55,8 +65,16 @@ def sinusoidal_table(rows: int, dim: int) -> Tensor:
 
 
 class BertLayer(nn.Module):
-    def __init__(self, *, attention: nn.Module, d_model: int, ffn_dim: int, layer_norm_eps: float,
-                 dropout: float, hidden_act: str):
+    def __init__(
+        self,
+        *,
+        attention: nn.Module,
+        d_model: int,
+        ffn_dim: int,
+        layer_norm_eps: float,
+        dropout: float,
+        hidden_act: str,
+    ):
         super().__init__()
         self.attention = attention
         self.attention_norm = nn.LayerNorm(d_model, eps=layer_norm_eps)
@@ -81,15 +99,31 @@ class BertEncoder(nn.Module):
     sin/cos table, not trained: DistilBERT's sinusoidal_pos_embds), ``embedding_size`` (ELECTRA: narrower
     embeddings, then ``embeddings_project`` to d_model)."""
 
-    def __init__(self, *, attention: Callable[..., nn.Module], vocab_size: int, d_model: int,
-                 num_layers: int, num_heads: int, ffn_dim: int, max_length: int, dropout: float,
-                 layer_norm_eps: float = 1e-12, type_vocab_size: int = 2, hidden_act: str = "gelu",
-                 sep_token_id: int | None = None, position_offset: int = 0,
-                 sinusoidal_positions: bool = False, embedding_size: int | None = None):
+    def __init__(
+        self,
+        *,
+        attention: Callable[..., nn.Module],
+        vocab_size: int,
+        d_model: int,
+        num_layers: int,
+        num_heads: int,
+        ffn_dim: int,
+        max_length: int,
+        dropout: float,
+        layer_norm_eps: float = 1e-12,
+        type_vocab_size: int = 2,
+        hidden_act: str = "gelu",
+        sep_token_id: int | None = None,
+        position_offset: int = 0,
+        sinusoidal_positions: bool = False,
+        embedding_size: int | None = None,
+    ):
         super().__init__()
         if position_offset < 0 or type_vocab_size < 0:
-            raise ValueError(f"position_offset and type_vocab_size must be >= 0, got {position_offset} and "
-                             f"{type_vocab_size}")
+            raise ValueError(
+                f"position_offset and type_vocab_size must be >= 0, got {position_offset} and "
+                f"{type_vocab_size}"
+            )
         if embedding_size is not None and embedding_size < 1:
             raise ValueError(f"embedding_size must be >= 1, got {embedding_size}")
         self.d_model = d_model
@@ -100,14 +134,25 @@ class BertEncoder(nn.Module):
         if positions is not None and sinusoidal_positions:
             positions.weight.data.copy_(sinusoidal_table(*positions.weight.shape))
             positions.weight.requires_grad_(False)
-        self.embeddings = BertEmbeddings(vocab_size=vocab_size, d_model=width, type_vocab_size=type_vocab_size,
-                                         layer_norm_eps=layer_norm_eps, dropout=dropout,
-                                         position_embeddings=positions, position_offset=position_offset)
+        self.embeddings = BertEmbeddings(
+            vocab_size=vocab_size,
+            d_model=width,
+            type_vocab_size=type_vocab_size,
+            layer_norm_eps=layer_norm_eps,
+            dropout=dropout,
+            position_embeddings=positions,
+            position_offset=position_offset,
+        )
         self.embeddings_project = nn.Linear(width, d_model) if width != d_model else None
         self.layer = nn.ModuleList(
-            BertLayer(attention=attention(d_model=d_model, num_heads=num_heads, dropout=dropout),
-                      d_model=d_model, ffn_dim=ffn_dim, layer_norm_eps=layer_norm_eps, dropout=dropout,
-                      hidden_act=hidden_act)
+            BertLayer(
+                attention=attention(d_model=d_model, num_heads=num_heads, dropout=dropout),
+                d_model=d_model,
+                ffn_dim=ffn_dim,
+                layer_norm_eps=layer_norm_eps,
+                dropout=dropout,
+                hidden_act=hidden_act,
+            )
             for _ in range(num_layers)
         )
 
@@ -117,8 +162,9 @@ class BertEncoder(nn.Module):
         is_sep = (input_ids == self.sep_token_id).long()
         return (is_sep.cumsum(dim=1) - is_sep).clamp(max=1)  # 0 up to and including the first [SEP]
 
-    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None,
-                token_type_ids: Tensor | None = None) -> Tensor:
+    def forward(
+        self, input_ids: Tensor, attention_mask: Tensor | None = None, token_type_ids: Tensor | None = None
+    ) -> Tensor:
         if token_type_ids is None:
             token_type_ids = self.token_types(input_ids)
         x = self.embeddings(input_ids, token_type_ids)

@@ -11,6 +11,7 @@ Key mapping (HF -> zoo), after dropping a leading ``bert.`` (a *For...* checkpoi
     pooler.dense                                     -> head pooler.0   (when the head has a pooler)
     classifier                                       -> head classifier (when the shapes match)
 """
+
 from __future__ import annotations
 
 import re
@@ -58,21 +59,30 @@ def pooler_weights(state: dict, dense: str) -> dict:
 
 def bert_sizes(config: dict) -> dict:
     """The size options from a BERT-style config.json (hidden_size, num_hidden_layers, ...)."""
-    return {"vocab_size": config["vocab_size"], "d_model": config["hidden_size"],
-            "num_layers": config["num_hidden_layers"], "num_heads": config["num_attention_heads"],
-            "ffn_dim": config["intermediate_size"], "max_length": int(config.get("max_position_embeddings", 512)),
-            "dropout": config.get("hidden_dropout_prob", 0.1)}
+    return {
+        "vocab_size": config["vocab_size"],
+        "d_model": config["hidden_size"],
+        "num_layers": config["num_hidden_layers"],
+        "num_heads": config["num_attention_heads"],
+        "ffn_dim": config["intermediate_size"],
+        "max_length": int(config.get("max_position_embeddings", 512)),
+        "dropout": config.get("hidden_dropout_prob", 0.1),
+    }
 
 
 def bert_options(checkpoint: Checkpoint) -> dict:
     """The `bert` encoder options of a BERT-style config; refuses relative position embeddings."""
     config = checkpoint.config
     if config.get("position_embedding_type", "absolute") != "absolute":
-        raise ZooError(f"{checkpoint.config_file}: position_embedding_type '{config['position_embedding_type']}' "
-                       "is not supported (only 'absolute')")
-    return {"layer_norm_eps": float(config.get("layer_norm_eps", 1e-12)),
-            "hidden_act": config.get("hidden_act", "gelu"),
-            "type_vocab_size": int(config.get("type_vocab_size", 2))}
+        raise ZooError(
+            f"{checkpoint.config_file}: position_embedding_type '{config['position_embedding_type']}' "
+            "is not supported (only 'absolute')"
+        )
+    return {
+        "layer_norm_eps": float(config.get("layer_norm_eps", 1e-12)),
+        "hidden_act": config.get("hidden_act", "gelu"),
+        "type_vocab_size": int(config.get("type_vocab_size", 2)),
+    }
 
 
 def import_bert(checkpoint: Checkpoint) -> EncoderImport:
@@ -81,8 +91,12 @@ def import_bert(checkpoint: Checkpoint) -> EncoderImport:
     head.update({key: t for key, t in state.items() if key.startswith("classifier.")})
     sep_id = checkpoint.token_id("[SEP]")
     return EncoderImport(
-        encoder="bert", sizes=bert_sizes(checkpoint.config),
-        encoder_options={**bert_options(checkpoint),
-                         "sep_token_id": sep_id if sep_id is not None else checkpoint.config.get("sep_token_id")},
-        weights=bert_weights(state), head_weights=head,
+        encoder="bert",
+        sizes=bert_sizes(checkpoint.config),
+        encoder_options={
+            **bert_options(checkpoint),
+            "sep_token_id": sep_id if sep_id is not None else checkpoint.config.get("sep_token_id"),
+        },
+        weights=bert_weights(state),
+        head_weights=head,
     )

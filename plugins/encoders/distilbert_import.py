@@ -13,6 +13,7 @@ DistilBERT is BERT's post-LN layer under other names, with no token types and no
 DistilBertForSequenceClassification is zoo's `cls` head with ``pooling=cls, pooler=True,
 pooler_activation=relu``.
 """
+
 from __future__ import annotations
 
 import re
@@ -22,9 +23,13 @@ from zoo.hf import Checkpoint, EncoderImport
 from .bert_import import pooler_weights
 
 LAYER_RENAMES = {
-    "attention.q_lin": "attention.q_proj", "attention.k_lin": "attention.k_proj",
-    "attention.v_lin": "attention.v_proj", "attention.out_lin": "attention.out_proj",
-    "sa_layer_norm": "attention_norm", "ffn.lin1": "intermediate", "ffn.lin2": "output",
+    "attention.q_lin": "attention.q_proj",
+    "attention.k_lin": "attention.k_proj",
+    "attention.v_lin": "attention.v_proj",
+    "attention.out_lin": "attention.out_proj",
+    "sa_layer_norm": "attention_norm",
+    "ffn.lin1": "intermediate",
+    "ffn.lin2": "output",
     "output_layer_norm": "output_norm",
 }
 
@@ -45,11 +50,22 @@ def import_distilbert(checkpoint: Checkpoint) -> EncoderImport:
     head.update({key: t for key, t in state.items() if key.startswith("classifier.")})
     return EncoderImport(
         encoder="bert",
-        sizes={"vocab_size": config["vocab_size"], "d_model": config["dim"], "num_layers": config["n_layers"],
-               "num_heads": config["n_heads"], "ffn_dim": config["hidden_dim"],
-               "max_length": int(config.get("max_position_embeddings", 512)), "dropout": config.get("dropout", 0.1)},
-        encoder_options={"layer_norm_eps": 1e-12, "hidden_act": config.get("activation", "gelu"),
-                         "type_vocab_size": 0, "sinusoidal_positions": bool(config.get("sinusoidal_pos_embds"))},
+        sizes={
+            "vocab_size": config["vocab_size"],
+            "d_model": config["dim"],
+            "num_layers": config["n_layers"],
+            "num_heads": config["n_heads"],
+            "ffn_dim": config["hidden_dim"],
+            "max_length": int(config.get("max_position_embeddings", 512)),
+            "dropout": config.get("dropout", 0.1),
+        },
+        encoder_options={
+            "layer_norm_eps": 1e-12,
+            "hidden_act": config.get("activation", "gelu"),
+            "type_vocab_size": 0,
+            "sinusoidal_positions": bool(config.get("sinusoidal_pos_embds")),
+        },
         weights={name: t for key, t in state.items() if (name := rename(key)) is not None},
-        head_weights=head, head_options={"pooler_activation": "relu"},
+        head_weights=head,
+        head_options={"pooler_activation": "relu"},
     )

@@ -6,6 +6,7 @@ and discriminator-prediction tensors are not part of the encoder and are left ou
 ElectraForSequenceClassification (``classifier.dense`` + gelu + ``classifier.out_proj`` on [CLS]) is zoo's
 `cls` head with ``pooling=cls, pooler=True, pooler_activation=gelu``.
 """
+
 from __future__ import annotations
 
 from zoo.hf import Checkpoint, EncoderImport
@@ -20,11 +21,25 @@ def import_electra(checkpoint: Checkpoint) -> EncoderImport:
     weights.update({f"encoder.{key}": t for key, t in state.items() if key.startswith("embeddings_project.")})
     embedding_size = int(config.get("embedding_size", config["hidden_size"]))
     head = pooler_weights(state, "classifier.dense")
-    head.update({f"classifier.{key.rsplit('.', 1)[1]}": t for key, t in state.items()
-                 if key.startswith("classifier.out_proj.")})
+    head.update(
+        {
+            f"classifier.{key.rsplit('.', 1)[1]}": t
+            for key, t in state.items()
+            if key.startswith("classifier.out_proj.")
+        }
+    )
     sep_id = checkpoint.token_id("[SEP]")
-    options = {**bert_options(checkpoint), "sep_token_id": sep_id if sep_id is not None else config.get("sep_token_id")}
+    options = {
+        **bert_options(checkpoint),
+        "sep_token_id": sep_id if sep_id is not None else config.get("sep_token_id"),
+    }
     if embedding_size != config["hidden_size"]:
         options["embedding_size"] = embedding_size
-    return EncoderImport(encoder="bert", sizes=bert_sizes(config), encoder_options=options, weights=weights,
-                         head_weights=head, head_options={"pooler_activation": "gelu"})
+    return EncoderImport(
+        encoder="bert",
+        sizes=bert_sizes(config),
+        encoder_options=options,
+        weights=weights,
+        head_weights=head,
+        head_options={"pooler_activation": "gelu"},
+    )

@@ -1,6 +1,7 @@
 """How an encoder gives its attention positions, decided by the attention's capabilities: rotary for an
 attention that applies it (when the encoder wants rotary), no table for one that encodes positions itself
 (ALiBi), else a learned table. One place decides, so no combination gets two position schemes."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -15,7 +16,9 @@ def attention_capabilities(attention: Callable[..., nn.Module]) -> dict[str, Any
     return dict(getattr(attention, "capabilities", {}))
 
 
-def learned_positions(attention: Callable[..., nn.Module], max_length: int, d_model: int) -> nn.Embedding | None:
+def learned_positions(
+    attention: Callable[..., nn.Module], max_length: int, d_model: int
+) -> nn.Embedding | None:
     """A learned position table, or None when the attention encodes positions itself (ALiBi)."""
     if attention_capabilities(attention).get("positions"):
         return None

@@ -3,6 +3,7 @@
 Rotary positions go to an attention that applies them (capability 'rotary'), passed as its ``rotary=``
 argument. Attentions that encode positions themselves ('positions') get none; any other gets a learned table.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -40,18 +41,37 @@ class PreNormBlock(nn.Module):
 
 
 class PreNormTransformer(nn.Module):
-    def __init__(self, *, attention: Callable[..., nn.Module], vocab_size: int, d_model: int,
-                 num_layers: int, num_heads: int, ffn_dim: int, max_length: int, dropout: float,
-                 norm_eps: float = 1e-6):
+    def __init__(
+        self,
+        *,
+        attention: Callable[..., nn.Module],
+        vocab_size: int,
+        d_model: int,
+        num_layers: int,
+        num_heads: int,
+        ffn_dim: int,
+        max_length: int,
+        dropout: float,
+        norm_eps: float = 1e-6,
+    ):
         super().__init__()
         self.d_model = d_model
         rotary = rotary_for(attention, d_model // num_heads) is not None
         self.token_embedding = nn.Embedding(vocab_size, d_model)
         self.position_embedding = None if rotary else learned_positions(attention, max_length, d_model)
         self.blocks = nn.ModuleList(
-            PreNormBlock(attention=attention(d_model=d_model, num_heads=num_heads, dropout=dropout,
-                                             rotary=rotary_for(attention, d_model // num_heads)),
-                         d_model=d_model, ffn_dim=ffn_dim, dropout=dropout, norm_eps=norm_eps)
+            PreNormBlock(
+                attention=attention(
+                    d_model=d_model,
+                    num_heads=num_heads,
+                    dropout=dropout,
+                    rotary=rotary_for(attention, d_model // num_heads),
+                ),
+                d_model=d_model,
+                ffn_dim=ffn_dim,
+                dropout=dropout,
+                norm_eps=norm_eps,
+            )
             for _ in range(num_layers)
         )
         self.final_norm = nn.RMSNorm(d_model, eps=norm_eps)

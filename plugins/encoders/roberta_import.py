@@ -11,6 +11,7 @@ zoo's `cls` head with ``pooling=cls, pooler=True``: ``classifier.dense`` -> ``po
 ``classifier.out_proj`` -> ``classifier``. The tokenizer (byte-level BPE or SentencePiece) and its pair
 template come from tokenizer.json.
 """
+
 from __future__ import annotations
 
 from zoo.hf import Checkpoint, EncoderImport
@@ -26,8 +27,17 @@ def import_roberta(checkpoint: Checkpoint) -> EncoderImport:
     sizes["max_length"] -= offset  # the longest text; the table has max_length + offset rows
     head = pooler_weights(state, "pooler.dense")
     head.update(pooler_weights(state, "classifier.dense"))
-    head.update({f"classifier.{key.rsplit('.', 1)[1]}": t for key, t in state.items()
-                 if key.startswith("classifier.out_proj.")})
-    return EncoderImport(encoder="bert", sizes=sizes,
-                         encoder_options={**bert_options(checkpoint), "position_offset": offset},
-                         weights=bert_weights(state), head_weights=head)
+    head.update(
+        {
+            f"classifier.{key.rsplit('.', 1)[1]}": t
+            for key, t in state.items()
+            if key.startswith("classifier.out_proj.")
+        }
+    )
+    return EncoderImport(
+        encoder="bert",
+        sizes=sizes,
+        encoder_options={**bert_options(checkpoint), "position_offset": offset},
+        weights=bert_weights(state),
+        head_weights=head,
+    )

@@ -1,8 +1,9 @@
 """The tutorial's Transformer: post-LN blocks, ReLU feed-forward, learned position embeddings.
 
-    x = dropout(norm1(x + attention(x)))
-    x = dropout(norm2(x + ff(x)))
+x = dropout(norm1(x + attention(x)))
+x = dropout(norm2(x + ff(x)))
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -28,15 +29,29 @@ class TutorialBlock(nn.Module):
 
 
 class TutorialTransformer(nn.Module):
-    def __init__(self, *, attention: Callable[..., nn.Module], vocab_size: int, d_model: int,
-                 num_layers: int, num_heads: int, ffn_dim: int, max_length: int, dropout: float):
+    def __init__(
+        self,
+        *,
+        attention: Callable[..., nn.Module],
+        vocab_size: int,
+        d_model: int,
+        num_layers: int,
+        num_heads: int,
+        ffn_dim: int,
+        max_length: int,
+        dropout: float,
+    ):
         super().__init__()
         self.d_model = d_model
         self.token_embedding = nn.Embedding(vocab_size, d_model)
         self.position_embedding = learned_positions(attention, max_length, d_model)
         self.blocks = nn.ModuleList(
-            TutorialBlock(attention=attention(d_model=d_model, num_heads=num_heads, dropout=dropout),
-                          d_model=d_model, ffn_dim=ffn_dim, dropout=dropout)
+            TutorialBlock(
+                attention=attention(d_model=d_model, num_heads=num_heads, dropout=dropout),
+                d_model=d_model,
+                ffn_dim=ffn_dim,
+                dropout=dropout,
+            )
             for _ in range(num_layers)
         )
 

@@ -1,4 +1,5 @@
 """Single-label (softmax) and multi-label (sigmoid) sequence classification."""
+
 from __future__ import annotations
 
 import torch.nn.functional as F

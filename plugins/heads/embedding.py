@@ -4,6 +4,7 @@ The output is the embedding itself, (B, dim). The loss is MultipleNegativesRanki
 positive must win against every other candidate in the batch (the other rows' positives and any hard
 negatives), by cross-entropy over scaled cosine similarities.
 """
+
 from __future__ import annotations
 
 import torch
@@ -21,14 +22,26 @@ class EmbeddingHead(nn.Module):
     labels for the loss: (N,) the column each of the N sequences came from (0 anchor, 1 positive, 2...
     hard negatives), rows of one column in order, as the embedding task collates them."""
 
-    def __init__(self, *, d_model: int, num_labels: int | None = None, dropout: float = 0.0,
-                 pooling: str = "mean", normalize: bool = True, dense_dim: int | None = None,
-                 dense_activation: str = "tanh", dense_bias: bool = True, scale: float = 20.0):
+    def __init__(
+        self,
+        *,
+        d_model: int,
+        num_labels: int | None = None,
+        dropout: float = 0.0,
+        pooling: str = "mean",
+        normalize: bool = True,
+        dense_dim: int | None = None,
+        dense_activation: str = "tanh",
+        dense_bias: bool = True,
+        scale: float = 20.0,
+    ):
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"unknown pooling '{pooling}' (choices: {', '.join(POOLINGS)})")
         if dense_activation not in ACTIVATIONS:
-            raise ValueError(f"unknown dense_activation '{dense_activation}' (choices: {', '.join(ACTIVATIONS)})")
+            raise ValueError(
+                f"unknown dense_activation '{dense_activation}' (choices: {', '.join(ACTIVATIONS)})"
+            )
         self.pooling, self.normalize, self.scale = pooling, bool(normalize), float(scale)
         self.dense = nn.Linear(d_model, int(dense_dim), bias=dense_bias) if dense_dim else None
         self.activation = ACTIVATIONS[dense_activation]() if dense_dim else None
@@ -52,7 +65,8 @@ def ranking_loss(embeddings: Tensor, columns: Tensor, scale: float = 20.0) -> Te
     columns = columns.long().to(embeddings.device)
     anchors, candidates = embeddings[columns == 0], embeddings[columns != 0]
     if anchors.shape[0] == 0 or candidates.shape[0] < anchors.shape[0]:
-        raise ValueError(f"a contrastive batch needs an anchor and a positive per row; got columns "
-                         f"{columns.tolist()[:12]}")
+        raise ValueError(
+            f"a contrastive batch needs an anchor and a positive per row; got columns {columns.tolist()[:12]}"
+        )
     scores = F.normalize(anchors.float(), dim=-1) @ F.normalize(candidates.float(), dim=-1).T * scale
     return F.cross_entropy(scores, torch.arange(anchors.shape[0], device=scores.device))

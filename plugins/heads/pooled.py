@@ -2,6 +2,7 @@
 
 The pooler's activation is tanh for BERT and RoBERTa's classifiers, relu for DistilBERT's
 (``pre_classifier``), gelu for ELECTRA's."""
+
 from __future__ import annotations
 
 from torch import Tensor, nn
@@ -12,17 +13,29 @@ POOLER_ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "gelu": nn.GELU}
 
 
 class PooledHead(nn.Module):
-    def __init__(self, *, d_model: int, num_labels: int, dropout: float, pooling: str = "cls",
-                 pooler: bool = False, pooler_activation: str = "tanh"):
+    def __init__(
+        self,
+        *,
+        d_model: int,
+        num_labels: int,
+        dropout: float,
+        pooling: str = "cls",
+        pooler: bool = False,
+        pooler_activation: str = "tanh",
+    ):
         super().__init__()
         if pooling not in ("cls", "mean"):
             raise ValueError(f"unknown pooling '{pooling}' (choices: cls, mean)")
         if pooler_activation not in POOLER_ACTIVATIONS:
-            raise ValueError(f"unknown pooler_activation '{pooler_activation}' "
-                             f"(choices: {', '.join(POOLER_ACTIVATIONS)})")
+            raise ValueError(
+                f"unknown pooler_activation '{pooler_activation}' (choices: {', '.join(POOLER_ACTIVATIONS)})"
+            )
         self.pooling = pooling
-        self.pooler = (nn.Sequential(nn.Linear(d_model, d_model), POOLER_ACTIVATIONS[pooler_activation]())
-                       if pooler else None)
+        self.pooler = (
+            nn.Sequential(nn.Linear(d_model, d_model), POOLER_ACTIVATIONS[pooler_activation]())
+            if pooler
+            else None
+        )
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(d_model, num_labels)
 

@@ -1,4 +1,5 @@
 """Regression of one or more real-valued targets."""
+
 from __future__ import annotations
 
 import torch.nn.functional as F
@@ -10,10 +11,24 @@ from .pooled import PooledHead
 class RegressionHead(PooledHead):
     """labels: (B,) or (B, num_labels) floats."""
 
-    def __init__(self, *, d_model: int, num_labels: int = 1, dropout: float, pooling: str = "mean",
-                 pooler: bool = False, pooler_activation: str = "tanh"):
-        super().__init__(d_model=d_model, num_labels=num_labels, dropout=dropout, pooling=pooling, pooler=pooler,
-                         pooler_activation=pooler_activation)
+    def __init__(
+        self,
+        *,
+        d_model: int,
+        num_labels: int = 1,
+        dropout: float,
+        pooling: str = "mean",
+        pooler: bool = False,
+        pooler_activation: str = "tanh",
+    ):
+        super().__init__(
+            d_model=d_model,
+            num_labels=num_labels,
+            dropout=dropout,
+            pooling=pooling,
+            pooler=pooler,
+            pooler_activation=pooler_activation,
+        )
 
     def loss(self, logits: Tensor, labels: Tensor, mask: Tensor | None = None) -> Tensor:
         return F.mse_loss(logits.float(), labels.float().reshape(logits.shape))

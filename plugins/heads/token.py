@@ -1,4 +1,5 @@
 """Per-token classification: a linear layer on every position."""
+
 from __future__ import annotations
 
 import torch.nn.functional as F

@@ -1,4 +1,5 @@
 """Single-label classification: one class per text (or text pair)."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -37,7 +38,7 @@ class Classification(Task):
         results = []
         for text, x in zip(table.texts, outputs):
             p = softmax(x.astype(np.float64))
-            best = np.argsort(-p)[:max(1, top_k)]
+            best = np.argsort(-p)[: max(1, top_k)]
             result = {"text": text, "label": name_of(names, best[0]), "probability": float(p[best[0]])}
             if top_k > 1:
                 result["top"] = [{"label": name_of(names, i), "probability": float(p[i])} for i in best]
@@ -65,5 +66,7 @@ def name_of(names, i) -> str:
 def raise_one_label(table, names) -> None:
     from zoo.errors import ZooError
 
-    raise ZooError(f"{table.source}: only one label ({names[0] if names else 'none'}) in the data; "
-                   "classification needs at least two")
+    raise ZooError(
+        f"{table.source}: only one label ({names[0] if names else 'none'}) in the data; "
+        "classification needs at least two"
+    )

@@ -8,6 +8,7 @@ every process's batch); evaluation ranks every distinct anchor against every dis
 (zoo.retrieval). A scored-pairs file (sentence1, sentence2, score) is evaluated as STS: Spearman and
 Pearson correlation of the cosine with the score.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -19,12 +20,14 @@ from zoo.errors import ZooError
 from zoo.tasks import Task, one_line
 
 AGREEMENT_COSINE = 0.99  # an int8 vector agrees with fp32 when their cosine is at least this
-SCALE = 20.0             # the ranking loss's scale (cosine x 20), as in the head
+SCALE = 20.0  # the ranking loss's scale (cosine x 20), as in the head
 # Column names of a pairs file, by role (the first found wins), and of a scored-pairs (STS) file.
-ROLES = {"anchor": ("anchor", "query", "question", "sentence1", "text"),
-         "positive": ("positive", "document", "passage", "answer", "sentence2", "pair"),
-         "negative": ("negative", "hard_negative", "negative_1"),
-         "score": ("score", "similarity", "label")}
+ROLES = {
+    "anchor": ("anchor", "query", "question", "sentence1", "text"),
+    "positive": ("positive", "document", "passage", "answer", "sentence2", "pair"),
+    "negative": ("negative", "hard_negative", "negative_1"),
+    "score": ("score", "similarity", "label"),
+}
 
 
 class Embedding(Task):
@@ -42,14 +45,27 @@ class Embedding(Task):
         --text-column and --pair-column name the anchor and positive columns, --label-column the score."""
         from zoo.data import Table, read_columns
 
-        cells, lines = read_columns(path, ROLES, optional=("negative", "score"), numeric=("score",),
-                                    given={"anchor": text_column, "positive": pair_column, "score": label_column},
-                                    encoding=encoding)
+        cells, lines = read_columns(
+            path,
+            ROLES,
+            optional=("negative", "score"),
+            numeric=("score",),
+            given={"anchor": text_column, "positive": pair_column, "score": label_column},
+            encoding=encoding,
+        )
         if cells["negative"] is not None and cells["score"] is not None:
-            raise ZooError(f"{path}: a file has either a negative column (training triples) or a score column "
-                           "(scored pairs), not both")
-        return Table(str(path), cells["anchor"], cells["positive"], cells["score"], lines,
-                     {"negative": cells["negative"]} if cells["negative"] is not None else {})
+            raise ZooError(
+                f"{path}: a file has either a negative column (training triples) or a score column "
+                "(scored pairs), not both"
+            )
+        return Table(
+            str(path),
+            cells["anchor"],
+            cells["positive"],
+            cells["score"],
+            lines,
+            {"negative": cells["negative"]} if cells["negative"] is not None else {},
+        )
 
     def inputs(self, tokenizer, table, max_length):
         """One encoding per text to embed; for a pairs file, per row [anchor, positive(, negative)]."""
@@ -57,13 +73,17 @@ class Embedding(Task):
 
         if table.pairs is None:
             return encode_rows(tokenizer, table.texts, None, max_length)
-        columns = [table.texts, table.pairs] + ([table.columns["negative"]] if "negative" in table.columns else [])
+        columns = [table.texts, table.pairs] + (
+            [table.columns["negative"]] if "negative" in table.columns else []
+        )
         encoded = [encode_rows(tokenizer, list(c), None, max_length) for c in columns]
         return [list(row) for row in zip(*encoded)]
 
     def targets(self, table, names, num_labels, encodings):
         """Per row, per sequence: (column, text, score), the score None outside STS files."""
-        columns = [table.texts, table.pairs or []] + ([table.columns["negative"]] if "negative" in table.columns else [])
+        columns = [table.texts, table.pairs or []] + (
+            [table.columns["negative"]] if "negative" in table.columns else []
+        )
         scores = table.labels or [None] * len(table)
         return [[(c, text, score) for c, text in enumerate(texts)] for *texts, score in zip(*columns, scores)]
 
@@ -75,14 +95,18 @@ class Embedding(Task):
 
     def batch_keys(self, table):
         negatives = table.columns.get("negative") or [None] * len(table)
-        return [tuple(t for t in row if t is not None) for row in zip(table.texts, table.pairs or [None] * len(table),
-                                                                       negatives)]
+        return [
+            tuple(t for t in row if t is not None)
+            for row in zip(table.texts, table.pairs or [None] * len(table), negatives)
+        ]
 
     def check_training(self, config):
         if config.grad_accum > 1:
-            raise ZooError(f"--grad-accum {config.grad_accum}: the embedding task ranks every anchor against the "
-                           "whole batch, and accumulation would shrink that pool of negatives; use --grad-accum 1 "
-                           "and the --batch-size that fits")
+            raise ZooError(
+                f"--grad-accum {config.grad_accum}: the embedding task ranks every anchor against the "
+                "whole batch, and accumulation would shrink that pool of negatives; use --grad-accum 1 "
+                "and the --batch-size that fits"
+            )
 
     def gather(self, outputs, labels, mask):
         """Every process's embeddings and columns (with gradients), column by column over the global batch."""
@@ -110,10 +134,14 @@ class Embedding(Task):
         if scores_given and scores_given[0] is not None:
             return R.sts_metrics(anchors[:n], positives[:n], np.asarray(scores_given[:n], dtype=np.float64))
         keys = [t[1] for t in flat]
-        akeys, pkeys = [k for k, c in zip(keys, columns) if c == 0], [k for k, c in zip(keys, columns) if c == 1]
+        akeys, pkeys = (
+            [k for k, c in zip(keys, columns) if c == 0],
+            [k for k, c in zip(keys, columns) if c == 1],
+        )
         known = None not in akeys[:n] and None not in pkeys[:n]
-        metrics = R.pair_retrieval(anchors[:n], positives[:n], akeys[:n] if known else None,
-                                   pkeys[:n] if known else None)
+        metrics = R.pair_retrieval(
+            anchors[:n], positives[:n], akeys[:n] if known else None, pkeys[:n] if known else None
+        )
         scores = SCALE * R.cosine_scores(anchors[:n], candidates) if n else np.zeros((0, 0))
         if n:
             scores = scores - scores.max(axis=1, keepdims=True)
@@ -135,11 +163,17 @@ class Embedding(Task):
         return "\n".join(f"{k:<16} {metrics[k]:.4f}" for k in shown)
 
     def agreement(self, pairs) -> dict[str, Any]:
-        cosines = [np.sum(R.unit(a.reshape(len(a), -1)) * R.unit(b.reshape(len(b), -1)), axis=1) for a, b, _ in pairs]
+        cosines = [
+            np.sum(R.unit(a.reshape(len(a), -1)) * R.unit(b.reshape(len(b), -1)), axis=1) for a, b, _ in pairs
+        ]
         c = np.concatenate(cosines) if cosines else np.zeros(0)
-        return {"agreement": float((c >= AGREEMENT_COSINE - 1e-9).mean()) if c.size else 1.0, "compared": int(c.size),
-                "rule": f"cosine with fp32 >= {AGREEMENT_COSINE}",
-                "mean_cosine": float(c.mean()) if c.size else 1.0, "worst_cosine": float(c.min()) if c.size else 1.0}
+        return {
+            "agreement": float((c >= AGREEMENT_COSINE - 1e-9).mean()) if c.size else 1.0,
+            "compared": int(c.size),
+            "rule": f"cosine with fp32 >= {AGREEMENT_COSINE}",
+            "mean_cosine": float(c.mean()) if c.size else 1.0,
+            "worst_cosine": float(c.min()) if c.size else 1.0,
+        }
 
     # ---- batches and the conformance kit ----------------------------------------------------------
     def collate(self, targets):
@@ -147,8 +181,10 @@ class Embedding(Task):
 
         if targets and isinstance(targets[0], tuple):
             if targets[0][2] is not None:
-                raise ZooError("scored pairs (sentence1, sentence2, score) are for `zoo evaluate`; train an "
-                               "embedding model on anchor,positive[,negative] rows")
+                raise ZooError(
+                    "scored pairs (sentence1, sentence2, score) are for `zoo evaluate`; train an "
+                    "embedding model on anchor,positive[,negative] rows"
+                )
             targets = [t[0] for t in targets]
         return torch.tensor(np.asarray(targets, dtype=np.int64).reshape(-1))
 
@@ -161,4 +197,3 @@ class Embedding(Task):
         if batch % 2 == 0:  # batch/2 (anchor, positive) pairs
             return torch.arange(batch) // (batch // 2)
         return torch.arange(batch)  # one anchor, one positive and batch-2 hard negatives
-

@@ -1,4 +1,5 @@
 """Multi-label classification: any number of labels per text, each a yes/no."""
+
 from __future__ import annotations
 
 import json
@@ -56,8 +57,13 @@ class MultiLabel(Task):
         results = []
         for text, x in zip(table.texts, outputs):
             p = sigmoid(x.astype(np.float64))
-            results.append({"text": text, "labels": [name_of(names, i) for i in np.flatnonzero(p > 0.5)],
-                            "probabilities": {name_of(names, i): float(v) for i, v in enumerate(p)}})
+            results.append(
+                {
+                    "text": text,
+                    "labels": [name_of(names, i) for i in np.flatnonzero(p > 0.5)],
+                    "probabilities": {name_of(names, i): float(v) for i, v in enumerate(p)},
+                }
+            )
         return results
 
     def format_prediction(self, result):

@@ -1,4 +1,5 @@
 """Regression: one or more real numbers per text."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -45,8 +46,10 @@ class Regression(Task):
         return {**M.regression_metrics(y, x), "loss": float(((x.reshape(y.shape) - y) ** 2).mean())}
 
     def predict(self, table, encodings, outputs, names, top_k=1) -> list[dict[str, Any]]:
-        return [{"text": text, "value": float(x[0]) if len(x) == 1 else [float(v) for v in x]}
-                for text, x in zip(table.texts, outputs)]
+        return [
+            {"text": text, "value": float(x[0]) if len(x) == 1 else [float(v) for v in x]}
+            for text, x in zip(table.texts, outputs)
+        ]
 
     def format_prediction(self, result):
         value = result["value"]
@@ -54,12 +57,17 @@ class Regression(Task):
         return f"{shown}\t{one_line(result['text'])}"
 
     def agreement(self, pairs):
-        a, b = zip(*[(x.reshape(len(x), -1), y.reshape(len(y), -1)) for x, y, _ in pairs]) if pairs else ((), ())
+        a, b = (
+            zip(*[(x.reshape(len(x), -1), y.reshape(len(y), -1)) for x, y, _ in pairs]) if pairs else ((), ())
+        )
         a, b = np.concatenate(a), np.concatenate(b)
         tolerance = SPREAD_SHARE * max(float(a.max() - a.min()), 1e-6)
         close = np.abs(a - b).max(axis=1) <= tolerance
-        return {"agreement": float(close.mean()), "compared": int(close.size),
-                "rule": f"within {SPREAD_SHARE:.0%} of the fp32 spread"}
+        return {
+            "agreement": float(close.mean()),
+            "compared": int(close.size),
+            "rule": f"within {SPREAD_SHARE:.0%} of the fp32 spread",
+        }
 
     def synthetic_labels(self, batch, seq, num_labels, generator):
         import torch

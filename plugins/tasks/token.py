@@ -1,5 +1,6 @@
 """Token classification: one label per word (tagging, NER). A word's label sits on its first piece;
 later pieces and padding get IGNORE_INDEX, which the head's loss and the metrics skip."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -67,8 +68,10 @@ class TokenClassification(Task):
         results = []
         for text, encoding, x in zip(table.texts, encodings, outputs):
             ws, first = words(text), first_pieces(encoding)
-            tags = [name_of(names, x[first[w]].argmax()) if w in first and first[w] < len(x) else None
-                    for w in range(len(ws))]
+            tags = [
+                name_of(names, x[first[w]].argmax()) if w in first and first[w] < len(x) else None
+                for w in range(len(ws))
+            ]
             results.append({"text": " ".join(ws), "words": ws, "labels": tags})
         return results
 

@@ -1,4 +1,5 @@
 """The ``zoo`` command. Subcommands load lazily, so ``zoo --help`` imports neither torch nor plugins."""
+
 from __future__ import annotations
 
 import importlib
@@ -45,7 +46,9 @@ class LazyGroup(click.Group):
             from zoo.errors import did_you_mean
 
             if args and args[0] not in self.list_commands(ctx):
-                raise click.UsageError(f"no such command '{args[0]}'{did_you_mean(args[0], self.list_commands(ctx))}") from exc
+                raise click.UsageError(
+                    f"no such command '{args[0]}'{did_you_mean(args[0], self.list_commands(ctx))}"
+                ) from exc
             raise
 
     def invoke(self, ctx: click.Context):

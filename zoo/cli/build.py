@@ -1,4 +1,5 @@
 """``zoo build``: assemble a model from named parts (or import a pretrained checkpoint) and save it."""
+
 from __future__ import annotations
 
 import json
@@ -12,30 +13,52 @@ from .options import human_bytes, parse_settings
 
 def size_options(f):
     """The size options as flags; --set name=value works for them too."""
-    for name, kind, help_text in reversed([
-        ("--d-model", int, "Hidden width."),
-        ("--num-layers", int, "Number of encoder blocks."),
-        ("--num-heads", int, "Attention heads."),
-        ("--ffn-dim", int, "Feed-forward width (default 4 × d_model)."),
-        ("--vocab-size", int, "Vocabulary size."),
-        ("--max-length", int, "Longest sequence."),
-        ("--num-labels", int, "Number of labels (outputs) of the head."),
-        ("--dropout", float, "Dropout probability."),
-    ]):
+    for name, kind, help_text in reversed(
+        [
+            ("--d-model", int, "Hidden width."),
+            ("--num-layers", int, "Number of encoder blocks."),
+            ("--num-heads", int, "Attention heads."),
+            ("--ffn-dim", int, "Feed-forward width (default 4 × d_model)."),
+            ("--vocab-size", int, "Vocabulary size."),
+            ("--max-length", int, "Longest sequence."),
+            ("--num-labels", int, "Number of labels (outputs) of the head."),
+            ("--dropout", float, "Dropout probability."),
+        ]
+    ):
         f = click.option(name, type=kind, default=None, help=help_text)(f)
     return f
 
 
 @click.command()
-@click.option("--arch", "--encoder", "arch", default="transformer", show_default=True,
-              help="Encoder architecture (see `zoo parts`).")
+@click.option(
+    "--arch",
+    "--encoder",
+    "arch",
+    default="transformer",
+    show_default=True,
+    help="Encoder architecture (see `zoo parts`).",
+)
 @click.option("--attention", default=None, help="Attention variant [default: sdpa].")
-@click.option("--head", default=None, help="Task head [default: cls; embedding when --from-pretrained is a "
-              "sentence-transformers directory (pass --head cls for a classifier)].")
-@click.option("--from-pretrained", "pretrained", type=click.Path(), default=None,
-              help="Import a Hugging Face BERT-family directory instead of fresh weights.")
-@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
-              help="A part option (attention.window=32, head.pooling=mean) or a size (d_model=128).")
+@click.option(
+    "--head",
+    default=None,
+    help="Task head [default: cls; embedding when --from-pretrained is a "
+    "sentence-transformers directory (pass --head cls for a classifier)].",
+)
+@click.option(
+    "--from-pretrained",
+    "pretrained",
+    type=click.Path(),
+    default=None,
+    help="Import a Hugging Face BERT-family directory instead of fresh weights.",
+)
+@click.option(
+    "--set",
+    "settings",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A part option (attention.window=32, head.pooling=mean) or a size (d_model=128).",
+)
 @click.option("--labels", default=None, help="Comma-separated label names (sets --num-labels).")
 @size_options
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for the fresh weights.")
@@ -57,14 +80,30 @@ def build(arch, attention, head, pretrained, settings, labels, seed, output, ove
         extra = sorted(k for k in sizes if k not in ("num_labels", "dropout", "max_length"))
         if extra:
             raise ZooError(f"--from-pretrained takes its sizes from the checkpoint; drop {', '.join(extra)}")
-        model = import_pretrained(pretrained, head=head or None, attention=attention, labels=label_list,
-                                  head_options=part_opts["head"], attention_options=part_opts["attention"],
-                                  task_options=part_opts["task"],
-                                  seed=seed, **sizes)
+        model = import_pretrained(
+            pretrained,
+            head=head or None,
+            attention=attention,
+            labels=label_list,
+            head_options=part_opts["head"],
+            attention_options=part_opts["attention"],
+            task_options=part_opts["task"],
+            seed=seed,
+            **sizes,
+        )
     else:
-        model = build_model(arch, head or "cls", attention, labels=label_list, seed=seed,
-                            attention_options=part_opts["attention"], encoder_options=part_opts["encoder"],
-                            head_options=part_opts["head"], task_options=part_opts["task"], **sizes)
+        model = build_model(
+            arch,
+            head or "cls",
+            attention,
+            labels=label_list,
+            seed=seed,
+            attention_options=part_opts["attention"],
+            encoder_options=part_opts["encoder"],
+            head_options=part_opts["head"],
+            task_options=part_opts["task"],
+            **sizes,
+        )
     with directory_lock(output):
         path = prepare_output(output, overwrite)
         model.save(path)
@@ -78,7 +117,9 @@ def build(arch, attention, head, pretrained, settings, labels, seed, output, ove
         opts = " ".join(f"{k}={v}" for k, v in choice.options.items())
         click.echo(f"  {kind:<10} {choice.name:<12} ({choice.plugin}) {opts}".rstrip())
     s = model.spec.sizes
-    click.echo(f"  sizes      d_model={s['d_model']} layers={s['num_layers']} heads={s['num_heads']} "
-               f"ffn={s['ffn_dim']} vocab={s['vocab_size']} labels={s['num_labels']}")
+    click.echo(
+        f"  sizes      d_model={s['d_model']} layers={s['num_layers']} heads={s['num_heads']} "
+        f"ffn={s['ffn_dim']} vocab={s['vocab_size']} labels={s['num_labels']}"
+    )
     click.echo(f"  parameters {info['parameters']:,}")
     click.echo(f"  on disk    {human_bytes(info['bytes_on_disk'])}")

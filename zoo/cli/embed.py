@@ -1,4 +1,5 @@
 """``zoo embed``: one vector per text, from a model directory or an export (onnxruntime, no torch)."""
+
 from __future__ import annotations
 
 import json
@@ -15,9 +16,12 @@ WRITERS = (".npy", ".jsonl")
 @click.argument("texts", nargs=-1)
 @click.option("--file", "file", type=click.Path(), default=None, help="Texts in a .csv, .tsv or .jsonl file.")
 @click.option("--text-column", default=None, help="Text column of --file [default: text, or a usual name].")
-@click.option("--output", "-o", type=click.Path(), default=None, help="Write the vectors to a .npy or .jsonl file.")
-@click.option("--normalize/--no-normalize", default=None,
-              help="Scale vectors to length 1 [default: as the model does].")
+@click.option(
+    "--output", "-o", type=click.Path(), default=None, help="Write the vectors to a .npy or .jsonl file."
+)
+@click.option(
+    "--normalize/--no-normalize", default=None, help="Scale vectors to length 1 [default: as the model does]."
+)
 @click.option("--batch-size", type=int, default=32, show_default=True)
 @click.option("--prefix", default="", help='Put before every text, for models trained with one ("query: ").')
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array of vectors (one per text).")
@@ -29,7 +33,9 @@ def embed(model, texts, file, text_column, output, normalize, batch_size, prefix
     from zoo.inference import load_predictor
 
     if bool(texts) == bool(file):
-        raise ZooError("give texts as arguments or --file, not both" if texts else "give some texts or --file")
+        raise ZooError(
+            "give texts as arguments or --file, not both" if texts else "give some texts or --file"
+        )
     if batch_size < 1:
         raise ZooError("--batch-size must be a positive integer")
     if output and Path(output).suffix not in WRITERS:
@@ -37,8 +43,11 @@ def embed(model, texts, file, text_column, output, normalize, batch_size, prefix
     predictor = load_predictor(model)
     require_embeddings(predictor, model)
     set_normalize(predictor, normalize, model)
-    tables = (iter_tables(file, CHUNK_ROWS, text_column=text_column, require_labels=False) if file else
-              [Table("arguments", list(texts), None, None, list(range(1, len(texts) + 1)))])
+    tables = (
+        iter_tables(file, CHUNK_ROWS, text_column=text_column, require_labels=False)
+        if file
+        else [Table("arguments", list(texts), None, None, list(range(1, len(texts) + 1)))]
+    )
     chunks = embed_tables(predictor, tables, batch_size=batch_size, prefix=prefix, normalize=normalize)
     if output:
         count = write(Path(output), chunks)
@@ -69,6 +78,8 @@ def write(path: Path, chunks) -> int:
     with io.atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
         for table, chunk in chunks:
             for text, vector in zip(table.texts, chunk):
-                handle.write(json.dumps({"text": text, "embedding": vector.tolist()}, ensure_ascii=False) + "\n")
+                handle.write(
+                    json.dumps({"text": text, "embedding": vector.tolist()}, ensure_ascii=False) + "\n"
+                )
                 count += 1
     return count

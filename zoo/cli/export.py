@@ -1,4 +1,5 @@
 """``zoo export``: ONNX and TorchScript exports, parity-checked at shapes the export never saw."""
+
 from __future__ import annotations
 
 import json
@@ -13,26 +14,63 @@ CALIBRATION_ROWS = 1000  # the held-out sample for int8 agreement is at most thi
 @click.command()
 @click.argument("model_dir", type=click.Path())
 @click.option("--onnx", is_flag=True, help="Write model.onnx (dynamo exporter; TorchScript-based fallback).")
-@click.option("--torchscript", is_flag=True, help="Write model.pt (torch.jit.script, or trace when a part cannot).")
+@click.option(
+    "--torchscript", is_flag=True, help="Write model.pt (torch.jit.script, or trace when a part cannot)."
+)
 @click.option("--output", "-o", required=True, type=click.Path(), help="Export directory to write.")
 @click.option("--opset", type=int, default=None, help="ONNX opset [default: the exporter's].")
 @click.option("--atol", type=float, default=1e-4, show_default=True, help="Parity: absolute tolerance.")
 @click.option("--rtol", type=float, default=1e-3, show_default=True, help="Parity: relative tolerance.")
 @click.option("--optimize", is_flag=True, help="Save onnxruntime-optimised graph (BERT fusions) offline.")
-@click.option("--quantize", default=None, metavar="int8", help="int8: the fastest method whose predictions agree with fp32 (see --min-agreement).")
-@click.option("--calibration-data", type=click.Path(), default=None,
-              help="CSV/TSV/JSONL of texts to calibrate int8 (a third) and check its agreement (the rest) "
-                   "[default: the training data recorded in the model directory, else generated ids].")
+@click.option(
+    "--quantize",
+    default=None,
+    metavar="int8",
+    help="int8: the fastest method whose predictions agree with fp32 (see --min-agreement).",
+)
+@click.option(
+    "--calibration-data",
+    type=click.Path(),
+    default=None,
+    help="CSV/TSV/JSONL of texts to calibrate int8 (a third) and check its agreement (the rest) "
+    "[default: the training data recorded in the model directory, else generated ids].",
+)
 @click.option("--text-column", default=None, help="Text column of --calibration-data [default: text].")
-@click.option("--min-agreement", type=float, default=0.99, show_default=True,
-              help="Least fraction of int8 predictions that must agree with fp32.")
-@click.option("--allow-mismatch", is_flag=True, help="Keep an export that fails its checks (recorded, loudly).")
-@click.option("--overwrite", is_flag=True, help="Replace an existing export directory (only after the checks pass).")
+@click.option(
+    "--min-agreement",
+    type=float,
+    default=0.99,
+    show_default=True,
+    help="Least fraction of int8 predictions that must agree with fp32.",
+)
+@click.option(
+    "--allow-mismatch", is_flag=True, help="Keep an export that fails its checks (recorded, loudly)."
+)
+@click.option(
+    "--overwrite", is_flag=True, help="Replace an existing export directory (only after the checks pass)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
 @encoding_option
 @threads_option
-def export(model_dir, onnx, torchscript, output, opset, atol, rtol, optimize, quantize, calibration_data,
-           text_column, min_agreement, allow_mismatch, overwrite, as_json, encoding, threads):
+def export(
+    model_dir,
+    onnx,
+    torchscript,
+    output,
+    opset,
+    atol,
+    rtol,
+    optimize,
+    quantize,
+    calibration_data,
+    text_column,
+    min_agreement,
+    allow_mismatch,
+    overwrite,
+    as_json,
+    encoding,
+    threads,
+):
     """Export a model directory; exits 1 when an export differs from the eager model."""
     from pathlib import Path
 
@@ -40,7 +78,9 @@ def export(model_dir, onnx, torchscript, output, opset, atol, rtol, optimize, qu
     from zoo.export.arguments import CLI_NAMES, check_formats
     from zoo.threads import use
 
-    check_formats(onnx, torchscript, optimize, quantize, CLI_NAMES)  # before torch and the model load (seconds)
+    check_formats(
+        onnx, torchscript, optimize, quantize, CLI_NAMES
+    )  # before torch and the model load (seconds)
     if Path(output).resolve() == Path(model_dir).resolve():
         raise ZooError("--output must be a new directory, not the model directory itself")
     texts = None
@@ -52,9 +92,20 @@ def export(model_dir, onnx, torchscript, output, opset, atol, rtol, optimize, qu
 
     model = load_model(model_dir)
     manifest = export_model(
-        model, output, onnx=onnx, torchscript=torchscript, opset=opset, atol=atol, rtol=rtol,
-        optimize=optimize, quantize=quantize, calibration_texts=texts, allow_mismatch=allow_mismatch,
-        min_agreement=min_agreement, overwrite=overwrite, log=lambda line: click.echo(line, err=True),
+        model,
+        output,
+        onnx=onnx,
+        torchscript=torchscript,
+        opset=opset,
+        atol=atol,
+        rtol=rtol,
+        optimize=optimize,
+        quantize=quantize,
+        calibration_texts=texts,
+        allow_mismatch=allow_mismatch,
+        min_agreement=min_agreement,
+        overwrite=overwrite,
+        log=lambda line: click.echo(line, err=True),
         argument_names=CLI_NAMES,
     )
     if as_json:

@@ -1,5 +1,6 @@
 """``zoo info``: this machine as zoo sees it: CPU model and ISA flags, what torch and onnxruntime report,
 and the precision ``auto`` picks here."""
+
 from __future__ import annotations
 
 import json
@@ -24,16 +25,25 @@ def info(as_json: bool) -> None:
         click.echo(json.dumps(data, indent=2))
         return
     torch, ort = data["torch"], data["onnxruntime"]
-    lines = [f"zoo {__version__}, Python {data['python']} ({data['machine']})",
-             f"cpu: {cpu.summary()}",
-             f"  native bf16: {cpu.bf16_isa or 'none'}; int8 dot products: {cpu.int8_isa or 'none'}",
-             "torch: " + (f"{torch['version']}, kernels {torch['cpu_capability']}, {torch['threads']} thread(s), "
-                          f"oneDNN {'yes' if torch['mkldnn'] else 'no'}, CUDA {'yes' if torch['cuda'] else 'no'}"
-                          if torch else "not installed"),
-             "onnxruntime: " + (f"{ort['version']}, providers {', '.join(ort['providers'])}" if ort else "not installed")]
+    lines = [
+        f"zoo {__version__}, Python {data['python']} ({data['machine']})",
+        f"cpu: {cpu.summary()}",
+        f"  native bf16: {cpu.bf16_isa or 'none'}; int8 dot products: {cpu.int8_isa or 'none'}",
+        "torch: "
+        + (
+            f"{torch['version']}, kernels {torch['cpu_capability']}, {torch['threads']} thread(s), "
+            f"oneDNN {'yes' if torch['mkldnn'] else 'no'}, CUDA {'yes' if torch['cuda'] else 'no'}"
+            if torch
+            else "not installed"
+        ),
+        "onnxruntime: "
+        + (f"{ort['version']}, providers {', '.join(ort['providers'])}" if ort else "not installed"),
+    ]
     if "auto_precision" in data:
         auto = data["auto_precision"]
         gate = "; predict/evaluate --precision auto keep it only where it agrees with fp32 on ≥ 99.5% of rows"
-        lines.append(f"auto precision on CPU: {auto['finetune']} ({auto['isa']})"
-                     + (gate if auto["finetune"] == "bf16" else ""))
+        lines.append(
+            f"auto precision on CPU: {auto['finetune']} ({auto['isa']})"
+            + (gate if auto["finetune"] == "bf16" else "")
+        )
     click.echo("\n".join(lines))

@@ -1,4 +1,5 @@
 """``zoo parts`` and ``zoo plugins``: what is registered, and by whom. Neither imports torch."""
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,11 @@ def parts(as_json: bool, kind: str | None) -> None:
     if as_json:
         click.echo(json.dumps(data, indent=2, ensure_ascii=False))
         return
-    rows = [(k, p["name"], ", ".join(p["aliases"]) or "-", p["plugin"], p["description"])
-            for k, items in data.items() for p in items]
+    rows = [
+        (k, p["name"], ", ".join(p["aliases"]) or "-", p["plugin"], p["description"])
+        for k, items in data.items()
+        for p in items
+    ]
     _table(("KIND", "NAME", "ALIASES", "PLUGIN", "DESCRIPTION"), rows)
 
 
@@ -41,8 +45,15 @@ def plugins(as_json: bool) -> None:
     rows = []
     for i in infos:
         registered = "; ".join(f"{k}: {', '.join(v)}" for k, v in i.parts.items())
-        rows.append((i.name, f"{i.distribution or '-'} {i.version or ''}".strip(), ", ".join(i.hooks) or "-",
-                     registered or "-", " | ".join(i.errors) or "ok"))
+        rows.append(
+            (
+                i.name,
+                f"{i.distribution or '-'} {i.version or ''}".strip(),
+                ", ".join(i.hooks) or "-",
+                registered or "-",
+                " | ".join(i.errors) or "ok",
+            )
+        )
     _table(("PLUGIN", "DISTRIBUTION", "HOOKS", "PARTS", "STATUS"), rows)
 
 

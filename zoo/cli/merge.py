@@ -1,4 +1,5 @@
 """``zoo merge``: fold an adapter directory into its base model and write a plain model directory."""
+
 from __future__ import annotations
 
 import click
@@ -17,7 +18,9 @@ def merge(adapter_dir, output, overwrite):
 
     model = load_model(adapter_dir)
     if model.adapter is None:
-        raise ZooError(f"{adapter_dir} is a plain model directory, not an adapter directory; nothing to merge")
+        raise ZooError(
+            f"{adapter_dir} is a plain model directory, not an adapter directory; nothing to merge"
+        )
     from pathlib import Path
 
     if Path(output).resolve() in (Path(adapter_dir).resolve(), Path(model.adapter.base)):

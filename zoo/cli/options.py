@@ -1,4 +1,5 @@
 """Option parsing shared by the commands."""
+
 from __future__ import annotations
 
 import json
@@ -20,8 +21,9 @@ def parse_value(text: str) -> Any:
         return text
 
 
-def parse_settings(items: tuple[str, ...], kinds: tuple[str, ...] = PART_KINDS,
-                   sizes_allowed: bool = True) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+def parse_settings(
+    items: tuple[str, ...], kinds: tuple[str, ...] = PART_KINDS, sizes_allowed: bool = True
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     """``--set`` items: 'attention.num_kv_heads=2' is a part option, 'd_model=128' a size."""
     sizes: dict[str, Any] = {}
     parts: dict[str, dict[str, Any]] = {k: {} for k in kinds}
@@ -32,8 +34,10 @@ def parse_settings(items: tuple[str, ...], kinds: tuple[str, ...] = PART_KINDS,
         kind, dot, option = key.partition(".")
         if dot:
             if kind not in kinds:
-                raise ZooError(f"--set {key}: unknown prefix '{kind}'{did_you_mean(kind, kinds) or ';'} "
-                               f"the prefix must be one of {', '.join(kinds)}")
+                raise ZooError(
+                    f"--set {key}: unknown prefix '{kind}'{did_you_mean(kind, kinds) or ';'} "
+                    f"the prefix must be one of {', '.join(kinds)}"
+                )
             parts[kind][option] = parse_value(value)
         elif not sizes_allowed:
             raise ZooError(f"--set {key}: expected {' or '.join(f'{k}.OPTION' for k in kinds)}=VALUE")
@@ -45,7 +49,9 @@ def parse_settings(items: tuple[str, ...], kinds: tuple[str, ...] = PART_KINDS,
 def data_columns(f):
     """--text-column, --label-column and --text-pair-column, for the commands that read labelled data."""
     f = click.option("--text-pair-column", "pair_column", default=None, help="Second text of a pair.")(f)
-    f = click.option("--label-column", default=None, help="Label column [default: label, or a usual name].")(f)
+    f = click.option("--label-column", default=None, help="Label column [default: label, or a usual name].")(
+        f
+    )
     f = click.option("--text-column", default=None, help="Text column [default: text, or a usual name].")(f)
     return f
 
@@ -60,13 +66,20 @@ def human_bytes(n: int) -> str:
 
 def threads_option(f):
     """--threads for a command that computes; the command calls zoo.threads.use(threads) first."""
-    return click.option("--threads", type=click.IntRange(min=1), default=None,
-                        help="CPU threads [default: the CPUs this process may use (affinity, cgroup quota)].")(f)
+    return click.option(
+        "--threads",
+        type=click.IntRange(min=1),
+        default=None,
+        help="CPU threads [default: the CPUs this process may use (affinity, cgroup quota)].",
+    )(f)
 
 
 def encoding_option(f):
-    return click.option("--encoding", default=None,
-                        help="Encoding of the data file [default: its byte-order mark, UTF-8, else cp1252].")(f)
+    return click.option(
+        "--encoding",
+        default=None,
+        help="Encoding of the data file [default: its byte-order mark, UTF-8, else cp1252].",
+    )(f)
 
 
 class Choice(click.Choice):
@@ -82,6 +95,11 @@ class Choice(click.Choice):
 
 def precision_option(f):
     """--precision for predict and evaluate (the torch path; an export runs as exported)."""
-    return click.option("--precision", type=Choice(["auto", "fp32", "bf16"]), default="fp32", show_default=True,
-                        help="auto: bf16 where the CPU has AMX or AVX512-BF16 and bf16 agrees with fp32 on "
-                             "≥ 99.5% of the data's first 512 rows; model directories only.")(f)
+    return click.option(
+        "--precision",
+        type=Choice(["auto", "fp32", "bf16"]),
+        default="fp32",
+        show_default=True,
+        help="auto: bf16 where the CPU has AMX or AVX512-BF16 and bf16 agrees with fp32 on "
+        "≥ 99.5% of the data's first 512 rows; model directories only.",
+    )(f)

@@ -1,4 +1,5 @@
 """``zoo plugin new``: write a ready-to-install plugin package (templates in zoo/scaffold_templates.py)."""
+
 from __future__ import annotations
 
 import re
@@ -18,8 +19,10 @@ NAME_PATTERN = re.compile(r"[a-z][a-z0-9]*(-[a-z0-9]+)*")
 def derive_names(name: str, kind: str, part: str | None) -> dict[str, str]:
     """Module, part and class names from a distribution name such as 'zoo-sigmoid-attention'."""
     if not NAME_PATTERN.fullmatch(name):
-        raise ZooError(f"plugin name '{name}' must be lowercase letters and digits in hyphen-separated words, "
-                       "starting with a letter (e.g. zoo-sigmoid-attention)")
+        raise ZooError(
+            f"plugin name '{name}' must be lowercase letters and digits in hyphen-separated words, "
+            "starting with a letter (e.g. zoo-sigmoid-attention)"
+        )
     module = name.replace("-", "_")
     if module in ("zoo", "torch", "tests", "test"):
         raise ZooError(f"plugin name '{name}' would make a module named '{module}'; choose another name")
@@ -29,7 +32,9 @@ def derive_names(name: str, kind: str, part: str | None) -> dict[str, str]:
         raise ZooError(f"part name '{part}' must be non-empty, without ':' or surrounding spaces")
     from zoo.scaffold_templates import CLASS_SUFFIX
 
-    class_name = "".join(w[:1].upper() + w[1:] for w in re.split(r"[^A-Za-z0-9]+", part) if w) + CLASS_SUFFIX[kind]
+    class_name = (
+        "".join(w[:1].upper() + w[1:] for w in re.split(r"[^A-Za-z0-9]+", part) if w) + CLASS_SUFFIX[kind]
+    )
     if not class_name.isidentifier():
         class_name = "My" + class_name
     return {"name": name, "module": module, "part": part, "class_name": class_name, "kind": kind}
@@ -59,8 +64,12 @@ def plugin() -> None:
 @plugin.command("new")
 @click.argument("name")
 @click.option("--kind", required=True, type=Choice(KINDS), help="The kind of part the plugin adds.")
-@click.option("--part", "part", default=None, help="The part's name [default: NAME without 'zoo-' and '-KIND'].")
-@click.option("--output", "-o", type=click.Path(), default=None, help="Directory to create [default: ./NAME].")
+@click.option(
+    "--part", "part", default=None, help="The part's name [default: NAME without 'zoo-' and '-KIND']."
+)
+@click.option(
+    "--output", "-o", type=click.Path(), default=None, help="Directory to create [default: ./NAME]."
+)
 def new(name: str, kind: str, part: str | None, output: str | None) -> None:
     """Write a plugin package NAME (e.g. zoo-sigmoid-attention) with a working example part and tests."""
     target = write_package(name, kind, output, part)
@@ -80,7 +89,11 @@ def _note_clash(kind: str, part: str, plugin_name: str) -> None:
     """Tell the author now if users will need 'plugin:name' for this part."""
     from zoo.manager import get_registry
 
-    owners = sorted({p.plugin for p in get_registry().parts(kind) if part in (p.name, *p.aliases)} - {plugin_name})
+    owners = sorted(
+        {p.plugin for p in get_registry().parts(kind) if part in (p.name, *p.aliases)} - {plugin_name}
+    )
     if owners:
-        click.echo(f"note: {kind} '{part}' is also registered by {', '.join(owners)}; users will pick yours "
-                   f"with '{plugin_name}:{part}'")
+        click.echo(
+            f"note: {kind} '{part}' is also registered by {', '.join(owners)}; users will pick yours "
+            f"with '{plugin_name}:{part}'"
+        )

@@ -1,4 +1,5 @@
 """``zoo serve``: an HTTP server for an export (text-embeddings-inference's API, dynamic batching)."""
+
 from __future__ import annotations
 
 import click
@@ -8,23 +9,64 @@ from .options import threads_option
 
 @click.command()
 @click.argument("model", type=click.Path())
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (0.0.0.0 for every interface).")
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="Address to bind (0.0.0.0 for every interface)."
+)
 @click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True)
-@click.option("--api-key", envvar="ZOO_API_KEY", default=None,
-              help="Require 'Authorization: Bearer KEY' on every route but /health [env: ZOO_API_KEY].")
-@click.option("--max-batch-tokens", type=click.IntRange(1), default=16384, show_default=True,
-              help="Padded tokens per batch (longest row x rows).")
-@click.option("--max-concurrent-requests", type=click.IntRange(1), default=512, show_default=True,
-              help="Requests in the server at once; beyond it 429 at once.")
-@click.option("--max-client-batch-size", type=click.IntRange(1), default=32, show_default=True,
-              help="Inputs in one request; beyond it 422.")
-@click.option("--payload-limit", type=click.IntRange(1), default=2_000_000, show_default=True,
-              help="Bytes in a request body; beyond it 413.")
-@click.option("--batch-delay-s", type=click.FloatRange(0), default=0.0, hidden=True,
-              help="Make every batch this much slower (tests of backpressure and shutdown).")
+@click.option(
+    "--api-key",
+    envvar="ZOO_API_KEY",
+    default=None,
+    help="Require 'Authorization: Bearer KEY' on every route but /health [env: ZOO_API_KEY].",
+)
+@click.option(
+    "--max-batch-tokens",
+    type=click.IntRange(1),
+    default=16384,
+    show_default=True,
+    help="Padded tokens per batch (longest row x rows).",
+)
+@click.option(
+    "--max-concurrent-requests",
+    type=click.IntRange(1),
+    default=512,
+    show_default=True,
+    help="Requests in the server at once; beyond it 429 at once.",
+)
+@click.option(
+    "--max-client-batch-size",
+    type=click.IntRange(1),
+    default=32,
+    show_default=True,
+    help="Inputs in one request; beyond it 422.",
+)
+@click.option(
+    "--payload-limit",
+    type=click.IntRange(1),
+    default=2_000_000,
+    show_default=True,
+    help="Bytes in a request body; beyond it 413.",
+)
+@click.option(
+    "--batch-delay-s",
+    type=click.FloatRange(0),
+    default=0.0,
+    hidden=True,
+    help="Make every batch this much slower (tests of backpressure and shutdown).",
+)
 @threads_option
-def serve(model, host, port, api_key, max_batch_tokens, max_concurrent_requests, max_client_batch_size,
-          payload_limit, batch_delay_s, threads):
+def serve(
+    model,
+    host,
+    port,
+    api_key,
+    max_batch_tokens,
+    max_concurrent_requests,
+    max_client_batch_size,
+    payload_limit,
+    batch_delay_s,
+    threads,
+):
     """Serve an export directory over HTTP: POST /predict, /embed, /tokenize; GET /health, /info, /metrics."""
     from pathlib import Path
 
@@ -39,6 +81,17 @@ def serve(model, host, port, api_key, max_batch_tokens, max_concurrent_requests,
     from zoo.serve.app import ServeConfig
     from zoo.serve.run import serve as run
 
-    run(ServeConfig(model, api_key=api_key or None, max_batch_tokens=max_batch_tokens,
-                    max_concurrent_requests=max_concurrent_requests, max_client_batch_size=max_client_batch_size,
-                    payload_limit=payload_limit, threads=threads, batch_delay_s=batch_delay_s), host, port)
+    run(
+        ServeConfig(
+            model,
+            api_key=api_key or None,
+            max_batch_tokens=max_batch_tokens,
+            max_concurrent_requests=max_concurrent_requests,
+            max_client_batch_size=max_client_batch_size,
+            payload_limit=payload_limit,
+            threads=threads,
+            batch_delay_s=batch_delay_s,
+        ),
+        host,
+        port,
+    )

@@ -2,6 +2,7 @@
 text-embeddings-inference's API. ``batcher`` groups the rows of many requests into padded batches and runs
 them in one worker thread; ``app`` is the Starlette application (routes, errors, auth, metrics); ``run``
 starts uvicorn with a graceful SIGTERM. The ASGI stack is the optional ``serve`` extra."""
+
 from __future__ import annotations
 
 from zoo.errors import ZooError
@@ -20,4 +21,6 @@ def require_extra() -> None:
         except ImportError:
             missing.append(name.replace("_", "-"))
     if missing:
-        raise ZooError(f"zoo serve needs the serve extra ({', '.join(missing)} missing): pip install 'zoo[serve]'")
+        raise ZooError(
+            f"zoo serve needs the serve extra ({', '.join(missing)} missing): pip install 'zoo[serve]'"
+        )

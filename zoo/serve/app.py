@@ -4,6 +4,7 @@ Every answer is JSON; an error is ``{"error", "error_type"}`` with TEI's status 
 bad or missing key, 413 body over --payload-limit, 422 validation, 424 inference failure, 429 overloaded,
 503 not ready). Predictions come from the export's task object, exactly as ``zoo predict --json`` words them.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -83,9 +84,14 @@ class Service:
         try:
             await asyncio.get_running_loop().run_in_executor(None, self._load)
             p = self.predictor
-            self.batcher = Batcher(p.logits, pad_value=pad_id(p.tokenizer), max_batch_tokens=self.config.max_batch_tokens,
-                                   max_concurrent=self.config.max_concurrent_requests, metrics=self.metrics,
-                                   delay_s=self.config.batch_delay_s)
+            self.batcher = Batcher(
+                p.logits,
+                pad_value=pad_id(p.tokenizer),
+                max_batch_tokens=self.config.max_batch_tokens,
+                max_concurrent=self.config.max_concurrent_requests,
+                metrics=self.metrics,
+                delay_s=self.config.batch_delay_s,
+            )
             self.batcher.start()
             warm = await self.predict(Table("warm-up", ["warm up"], None, None, [1]), truncate=True)
             self.embeds = "embedding" in warm[0][0]
@@ -107,11 +113,17 @@ class Service:
             for i, e in enumerate(encodings):
                 if len(e.ids) > limit:
                     where = "the input" if len(encodings) == 1 else f"input {i}"
-                    raise ApiError(422, "validation", f"{where} is longer than the model's maximum of {limit} tokens; "
-                                   'send "truncate": true to cut it')
+                    raise ApiError(
+                        422,
+                        "validation",
+                        f"{where} is longer than the model's maximum of {limit} tokens; "
+                        'send "truncate": true to cut it',
+                    )
         return encodings
 
-    async def predict(self, table: Table, truncate: bool, top_k: int = 1) -> tuple[list[dict], list[np.ndarray]]:
+    async def predict(
+        self, table: Table, truncate: bool, top_k: int = 1
+    ) -> tuple[list[dict], list[np.ndarray]]:
         """(the task's prediction per row, the model's output per row)."""
         encodings = self.encode(table, truncate)
         try:
@@ -123,6 +135,7 @@ class Service:
 
 
 # ---- request parsing ------------------------------------------------------------------------------
+
 
 async def read_body(request: Request, limit: int) -> dict[str, Any]:
     length = request.headers.get("content-length", "")
@@ -139,7 +152,7 @@ async def read_body(request: Request, limit: int) -> dict[str, Any]:
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(422, "validation", f"the body is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
-        raise ApiError(422, "validation", "the body must be a JSON object, e.g. {\"inputs\": \"some text\"}")
+        raise ApiError(422, "validation", 'the body must be a JSON object, e.g. {"inputs": "some text"}')
     return data
 
 
@@ -158,24 +171,33 @@ def inputs_table(data: dict[str, Any], max_batch: int, pairs_allowed: bool = Tru
     single = isinstance(inputs, str)
     rows = [inputs] if single else inputs
     if not isinstance(rows, list):
-        raise ApiError(422, "validation", "'inputs' must be a string, a list of strings or a list of [text, pair]")
+        raise ApiError(
+            422, "validation", "'inputs' must be a string, a list of strings or a list of [text, pair]"
+        )
     if not rows:
         raise ApiError(400, "empty", "'inputs' cannot be empty")
     if len(rows) > max_batch:
         raise ApiError(422, "validation", f"batch size {len(rows)} > maximum allowed batch size {max_batch}")
     if all(isinstance(r, str) for r in rows):
         texts, pairs = rows, None
-    elif pairs_allowed and all(isinstance(r, list) and len(r) == 2 and all(isinstance(x, str) for x in r) for r in rows):
+    elif pairs_allowed and all(
+        isinstance(r, list) and len(r) == 2 and all(isinstance(x, str) for x in r) for r in rows
+    ):
         texts, pairs = [r[0] for r in rows], [r[1] for r in rows]
     else:
-        raise ApiError(422, "validation", "'inputs' must be a string, a list of strings"
-                       + (" or a list of [text, pair]" if pairs_allowed else ""))
+        raise ApiError(
+            422,
+            "validation",
+            "'inputs' must be a string, a list of strings"
+            + (" or a list of [text, pair]" if pairs_allowed else ""),
+        )
     if any(not t for t in texts) or any(not t for t in pairs or []):
         raise ApiError(400, "empty", "'inputs' cannot hold an empty text")
     return Table("request", list(texts), pairs, None, list(range(len(texts)))), single
 
 
 # ---- routes ---------------------------------------------------------------------------------------
+
 
 def scores(result: dict[str, Any], output: np.ndarray, names: list[str] | None, raw: bool) -> Any:
     """TEI's [{"label", "score"}] (best first) for a task whose prediction ranks labels (``top``), or the raw
@@ -195,13 +217,20 @@ def scores(result: dict[str, Any], output: np.ndarray, names: list[str] | None, 
 def build_app(config: ServeConfig, on_failure: Callable[[str], None] = lambda message: None) -> Starlette:
     service = Service(config)
 
-    def endpoint(route: str, handler: Callable[[Request], Awaitable[Response]], *, auth: bool = True,
-                 needs_model: bool = True):
+    def endpoint(
+        route: str,
+        handler: Callable[[Request], Awaitable[Response]],
+        *,
+        auth: bool = True,
+        needs_model: bool = True,
+    ):
         async def run(request: Request) -> Response:
             started = time.perf_counter()
             try:
                 if auth and config.api_key and not authorized(request, config.api_key):
-                    raise ApiError(401, "unauthorized", "a valid 'Authorization: Bearer <key>' header is required")
+                    raise ApiError(
+                        401, "unauthorized", "a valid 'Authorization: Bearer <key>' header is required"
+                    )
                 if needs_model and not service.ready:
                     raise ApiError(503, "unhealthy", service.failure or "the model is still loading")
                 response = await handler(request)
@@ -215,6 +244,7 @@ def build_app(config: ServeConfig, on_failure: Callable[[str], None] = lambda me
             service.metrics.requests.labels(route, str(response.status_code)).inc()
             service.metrics.duration.labels(route).observe(time.perf_counter() - started)
             return response
+
         return run
 
     async def health(request: Request) -> Response:
@@ -236,8 +266,12 @@ def build_app(config: ServeConfig, on_failure: Callable[[str], None] = lambda me
         with service.batcher.admit():
             data = await read_body(request, config.payload_limit)
             if not service.embeds:
-                raise ApiError(422, "validation", f"this export's task '{service.predictor.task.name}' gives no "
-                               "embeddings; POST /predict instead")
+                raise ApiError(
+                    422,
+                    "validation",
+                    f"this export's task '{service.predictor.task.name}' gives no "
+                    "embeddings; POST /predict instead",
+                )
             table, _ = inputs_table(data, config.max_client_batch_size, pairs_allowed=False)
             normalize, truncate = flag(data, "normalize", True), flag(data, "truncate", False)
             results, _ = await service.predict(table, truncate)
@@ -257,22 +291,43 @@ def build_app(config: ServeConfig, on_failure: Callable[[str], None] = lambda me
         tokenizer.no_truncation()
         answer = []
         for text, e in zip(table.texts, tokenizer.encode_batch(table.texts, add_special_tokens=special)):
-            answer.append([{"id": i, "text": token if s else text[a:b], "special": bool(s), "start": a if not s else None,
-                            "stop": b if not s else None}
-                           for i, token, s, (a, b) in zip(e.ids, e.tokens, e.special_tokens_mask, e.offsets)])
+            answer.append(
+                [
+                    {
+                        "id": i,
+                        "text": token if s else text[a:b],
+                        "special": bool(s),
+                        "start": a if not s else None,
+                        "stop": b if not s else None,
+                    }
+                    for i, token, s, (a, b) in zip(e.ids, e.tokens, e.special_tokens_mask, e.offsets)
+                ]
+            )
         return JSONResponse(answer)
 
     async def info(request: Request) -> Response:
         p = service.predictor
         manifest = getattr(p, "manifest", {}) or {}
-        return JSONResponse({
-            "model_id": str(Path(config.model).resolve()), "version": VERSION,
-            "model_file": str(getattr(p, "path", "")) or None, "task": p.task.name, "labels": p.labels,
-            "embeds": service.embeds, "max_input_length": p.max_length,
-            "max_batch_tokens": config.max_batch_tokens, "max_concurrent_requests": config.max_concurrent_requests,
-            "max_client_batch_size": config.max_client_batch_size, "payload_limit": config.payload_limit,
-            "manifest": {k: manifest.get(k) for k in ("task", "opset", "exporter", "serve", "parity_passed") if k in manifest},
-        })
+        return JSONResponse(
+            {
+                "model_id": str(Path(config.model).resolve()),
+                "version": VERSION,
+                "model_file": str(getattr(p, "path", "")) or None,
+                "task": p.task.name,
+                "labels": p.labels,
+                "embeds": service.embeds,
+                "max_input_length": p.max_length,
+                "max_batch_tokens": config.max_batch_tokens,
+                "max_concurrent_requests": config.max_concurrent_requests,
+                "max_client_batch_size": config.max_client_batch_size,
+                "payload_limit": config.payload_limit,
+                "manifest": {
+                    k: manifest.get(k)
+                    for k in ("task", "opset", "exporter", "serve", "parity_passed")
+                    if k in manifest
+                },
+            }
+        )
 
     async def metrics(request: Request) -> Response:
         from prometheus_client import CONTENT_TYPE_LATEST

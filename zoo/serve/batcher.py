@@ -3,6 +3,7 @@ rows at the head of the queue, in arrival order, form the next batch until its p
 rows) would pass the token budget. While a batch runs, the requests that arrive queue up and go together in
 the next one, so there is no fixed delay window. A bounded number of requests may be in the server at
 once; beyond it :meth:`Batcher.admit` refuses at once (HTTP 429), so nothing queues without bound."""
+
 from __future__ import annotations
 
 import asyncio
@@ -28,6 +29,7 @@ class InferenceFailed(Exception):
 @dataclass
 class Job:
     """One request's rows and the future its handler awaits."""
+
     rows: list[np.ndarray]
     future: asyncio.Future
     enqueued: float = field(default_factory=time.perf_counter)
@@ -39,8 +41,16 @@ class Batcher:
     """``run(input_ids, attention_mask) -> outputs`` is called in one worker thread, one batch at a time.
     ``delay_s`` makes every batch that much slower (for tests of backpressure and shutdown)."""
 
-    def __init__(self, run: Callable[[np.ndarray, np.ndarray], np.ndarray], *, pad_value: int,
-                 max_batch_tokens: int, max_concurrent: int, metrics: Any = None, delay_s: float = 0.0):
+    def __init__(
+        self,
+        run: Callable[[np.ndarray, np.ndarray], np.ndarray],
+        *,
+        pad_value: int,
+        max_batch_tokens: int,
+        max_concurrent: int,
+        metrics: Any = None,
+        delay_s: float = 0.0,
+    ):
         self.run, self.pad_value, self.metrics, self.delay_s = run, pad_value, metrics, delay_s
         self.max_batch_tokens, self.max_concurrent = max_batch_tokens, max_concurrent
         self.queue: deque[tuple[Job, int]] = deque()
@@ -54,7 +64,9 @@ class Batcher:
     def admit(self) -> Iterator[None]:
         """Hold one of the --max-concurrent-requests places for the whole request, or raise Overloaded."""
         if self.in_flight >= self.max_concurrent:
-            raise Overloaded(f"the server is at its limit of {self.max_concurrent} concurrent requests; retry later")
+            raise Overloaded(
+                f"the server is at its limit of {self.max_concurrent} concurrent requests; retry later"
+            )
         self.in_flight += 1
         self._gauge()
         try:
@@ -66,7 +78,9 @@ class Batcher:
     async def submit(self, rows: list[np.ndarray]) -> list[Any]:
         """The model's output per row (per-token outputs cut to the row's length)."""
         self.start()
-        job = Job(rows, asyncio.get_running_loop().create_future(), outputs=[None] * len(rows), pending=len(rows))
+        job = Job(
+            rows, asyncio.get_running_loop().create_future(), outputs=[None] * len(rows), pending=len(rows)
+        )
         if not rows:
             return []
         self.queue.extend((job, i) for i in range(len(rows)))

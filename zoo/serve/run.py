@@ -1,5 +1,6 @@
 """Start uvicorn on an app: bind, load the model in the background (GET /health answers 503 until it is
 warm), and on SIGTERM or Ctrl-C stop accepting, finish every accepted request, and return (exit 0)."""
+
 from __future__ import annotations
 
 import sys
@@ -32,10 +33,23 @@ def serve(config: ServeConfig, host: str = "127.0.0.1", port: int = 8080) -> Non
             server.should_exit = True
 
     app = build_app(config, on_failure)
-    server = GracefulServer(uvicorn.Config(app, host=host, port=port, log_level="info", access_log=False,
-                                           lifespan="on", timeout_graceful_shutdown=None, server_header=False))
-    print(f"zoo: serving {config.model} on http://{host}:{port} (GET /health is 200 once the model is warm)",
-          file=sys.stderr, flush=True)
+    server = GracefulServer(
+        uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_level="info",
+            access_log=False,
+            lifespan="on",
+            timeout_graceful_shutdown=None,
+            server_header=False,
+        )
+    )
+    print(
+        f"zoo: serving {config.model} on http://{host}:{port} (GET /health is 200 once the model is warm)",
+        file=sys.stderr,
+        flush=True,
+    )
     server.run()
     if failures:
         raise ZooError(f"could not serve {config.model}: {failures[0]}")

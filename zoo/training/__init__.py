@@ -1,6 +1,7 @@
 """Fine-tuning: ``finetune(model, train, output=..., eval=..., config=TrainConfig(...))``.
 
 The recipe (and torch) load on first use, so ``zoo.training.config`` is cheap to import for the CLI."""
+
 from typing import Any
 
 from .config import TrainConfig

@@ -1,4 +1,5 @@
 """Batches: length-grouped order, split across accumulation steps and processes, padded to the longest."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -9,8 +10,14 @@ import numpy as np
 from zoo.data import pad
 
 
-def epoch_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: int,
-                  group_by_length: bool = True, mega_batches: int = 50) -> list[np.ndarray]:
+def epoch_batches(
+    lengths: Sequence[int],
+    batch_size: int,
+    seed: int,
+    epoch: int,
+    group_by_length: bool = True,
+    mega_batches: int = 50,
+) -> list[np.ndarray]:
     """The global batches (index arrays) of one epoch; the same on every process for a seed and epoch.
 
     Length grouping: shuffle, cut into mega-batches of ``mega_batches`` batches, sort each by length,
@@ -19,19 +26,20 @@ def epoch_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: int
     rng = np.random.default_rng([seed, epoch])
     order = rng.permutation(len(lengths))
     if not group_by_length:
-        return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+        return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     lengths = np.asarray(lengths)
     mega = batch_size * mega_batches
     batches = []
     for start in range(0, len(order), mega):
-        chunk = order[start:start + mega]
+        chunk = order[start : start + mega]
         chunk = chunk[np.argsort(-lengths[chunk], kind="stable")]
-        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
+        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
-def without_duplicates(batches: list[np.ndarray], keys: Sequence[Sequence[Any]], batch_size: int
-                       ) -> list[np.ndarray]:
+def without_duplicates(
+    batches: list[np.ndarray], keys: Sequence[Sequence[Any]], batch_size: int
+) -> list[np.ndarray]:
     """The same number of batches, none holding two rows that share a key (a text), where that is
     possible: each row goes to the first batch, from its own on, with room and none of its keys; a row
     that fits nowhere keeps its place. Deterministic, so every process makes the same batches."""

@@ -1,5 +1,6 @@
 """TensorBoard event files for a fine-tuning run: per step loss, learning rate and tokens/s; per epoch the
 train loss and every scalar eval metric. Needs the tensorboard package (the reports extra)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,7 +14,9 @@ class Board:
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
-            raise ZooError("--tensorboard needs the tensorboard package; run: pip install 'zoo[reports]'") from None
+            raise ZooError(
+                "--tensorboard needs the tensorboard package; run: pip install 'zoo[reports]'"
+            ) from None
         self.writer = SummaryWriter(log_dir=str(directory))
 
     def on_step(self, state, loss: float, lr: float, tokens: int, tokens_per_s: float) -> None:

@@ -2,6 +2,7 @@
 `zoo finetune` options, the Python API (``TrainConfig(...)``) and the resumable checkpoint all come from
 this dataclass. The defaults are chosen to fine-tune well without tuning (see the README's benchmark).
 Importing this module imports no torch, so `zoo --help` stays fast."""
+
 from __future__ import annotations
 
 from dataclasses import MISSING, asdict, dataclass, field, fields
@@ -10,13 +11,21 @@ from typing import Any
 from zoo.errors import ZooError
 
 PRETRAINED_LR = 1e-4  # MiniLM-sized checkpoints; measured on the tweets (bench/finetune.py)
-SCRATCH_LR = 1e-3     # a small model with fresh weights
-ADAPTER_LR = 5e-4     # an adapter (LoRA) over a pretrained base: the usual higher rate (not yet benchmarked here)
+SCRATCH_LR = 1e-3  # a small model with fresh weights
+ADAPTER_LR = (
+    5e-4  # an adapter (LoRA) over a pretrained base: the usual higher rate (not yet benchmarked here)
+)
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
-def option(default: Any, help: str, *, flag: str | None = None, choices: tuple[str, ...] | None = None,
-           cli: bool = True) -> Any:
+def option(
+    default: Any,
+    help: str,
+    *,
+    flag: str | None = None,
+    choices: tuple[str, ...] | None = None,
+    cli: bool = True,
+) -> Any:
     """A TrainConfig field with what `zoo finetune` needs to offer it as a flag (``cli=False``: API only)."""
     return field(default=default, metadata={"help": help, "flag": flag, "choices": choices, "cli": cli})
 
@@ -25,36 +34,57 @@ def option(default: Any, help: str, *, flag: str | None = None, choices: tuple[s
 class TrainConfig:
     epochs: int = option(3, "Passes over the training data.")
     batch_size: int = option(32, "Samples per optimizer step, over all processes and accumulation steps.")
-    lr: float | None = option(None, f"Peak learning rate [default: {PRETRAINED_LR:g} pretrained, "
-                                       f"{SCRATCH_LR:g} from scratch, {ADAPTER_LR:g} with --adapter].")
+    lr: float | None = option(
+        None,
+        f"Peak learning rate [default: {PRETRAINED_LR:g} pretrained, "
+        f"{SCRATCH_LR:g} from scratch, {ADAPTER_LR:g} with --adapter].",
+    )
     warmup_ratio: float = option(0.1, "Share of all steps with a linear warm-up from 0.")
     weight_decay: float = option(0.01, "AdamW decay on weight matrices; none on biases and norms.")
     max_grad_norm: float = option(1.0, "Gradient clipping; 0 turns it off.")
     grad_accum: int = option(1, "Micro-batches per optimizer step.")
     max_length: int = option(256, "Truncate texts to this many tokens (capped by the model's).")
     device: str = option("auto", "auto, cpu, cuda or cuda:N.")
-    precision: str = option("auto", "Autocast precision (auto: bf16 or fp16 on CUDA, fp32 on CPU).",
-                            choices=PRECISIONS)
+    precision: str = option(
+        "auto", "Autocast precision (auto: bf16 or fp16 on CUDA, fp32 on CPU).", choices=PRECISIONS
+    )
     seed: int = option(0, "Seed for the order of batches, dropout and fresh weights.")
     patience: int | None = option(2, "Epochs without improvement before stopping (needs --eval).")
     group_by_length: bool = option(True, "Sort within shuffled mega-batches so batches pad little.")
     mega_batches: int = option(50, "Batches per mega-batch for length grouping.", cli=False)
     eval_batch_size: int = option(64, "Batch size for evaluation.", cli=False)
-    num_threads: int | None = option(None, "CPU threads per process [default: usable CPUs / processes].",
-                                        flag="--threads")
+    num_threads: int | None = option(
+        None, "CPU threads per process [default: usable CPUs / processes].", flag="--threads"
+    )
     log_every: int = option(50, "Steps between progress lines when not on a terminal.", cli=False)
-    tensorboard: str | None = option(None, "Write TensorBoard event files (loss, lr, tokens/s, eval "
-                                              "metrics) to this directory (the reports extra).")
-    curves: bool = option(True, "Write curves.png (loss per step, eval metrics per epoch; the reports extra).")
-    adapter: str | None = option(None, "Train only this adapter (lora) and the head over MODEL, a zoo model "
-                                          "directory; the output is a small adapter directory. Options: --set "
-                                          "adapter.r=8.")
-    adapter_options: dict | None = option(None, "The adapter's options (r, alpha, dropout, targets for lora).",
-                                             cli=False)
+    tensorboard: str | None = option(
+        None,
+        "Write TensorBoard event files (loss, lr, tokens/s, eval "
+        "metrics) to this directory (the reports extra).",
+    )
+    curves: bool = option(
+        True, "Write curves.png (loss per step, eval metrics per epoch; the reports extra)."
+    )
+    adapter: str | None = option(
+        None,
+        "Train only this adapter (lora) and the head over MODEL, a zoo model "
+        "directory; the output is a small adapter directory. Options: --set "
+        "adapter.r=8.",
+    )
+    adapter_options: dict | None = option(
+        None, "The adapter's options (r, alpha, dropout, targets for lora).", cli=False
+    )
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "grad_accum", "max_length", "mega_batches", "eval_batch_size",
-                     "log_every"):
+        for name in (
+            "epochs",
+            "batch_size",
+            "grad_accum",
+            "max_length",
+            "mega_batches",
+            "eval_batch_size",
+            "log_every",
+        ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ZooError(f"{name.replace('_', '-')} must be a positive integer, got {value!r}")

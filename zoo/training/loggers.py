@@ -1,6 +1,7 @@
 """What a fine-tuning run reports, as loggers the recipe calls in turn: each sees every optimizer step and
 every finished epoch, and is closed once at the end (also after an interruption or an error). The
 progress bar, metrics.jsonl, TensorBoard and curves.png are loggers; only the main process has any."""
+
 from __future__ import annotations
 
 import json
@@ -15,7 +16,9 @@ from .state import TrainState
 
 
 class Logger(Protocol):
-    def on_step(self, state: TrainState, loss: float, lr: float, tokens: int, tokens_per_s: float) -> None: ...
+    def on_step(
+        self, state: TrainState, loss: float, lr: float, tokens: int, tokens_per_s: float
+    ) -> None: ...
 
     def on_epoch(self, state: TrainState, record: dict[str, Any]) -> None: ...
 
@@ -44,7 +47,12 @@ class Curves:
     metric per epoch. Needs matplotlib (the reports extra); without it, one note says so."""
 
     def __init__(self, output: Path, metric: str, lower_is_better: bool, note: Callable[[str], None]):
-        self.path, self.metric, self.lower_is_better, self.note = output / CURVES_NAME, metric, lower_is_better, note
+        self.path, self.metric, self.lower_is_better, self.note = (
+            output / CURVES_NAME,
+            metric,
+            lower_is_better,
+            note,
+        )
 
     def on_step(self, state, loss, lr, tokens, tokens_per_s) -> None:
         pass
@@ -59,8 +67,13 @@ class Curves:
         if not state.history:
             return
         try:
-            plot_curves(state.history, self.path, metric=self.metric, lower_is_better=self.lower_is_better,
-                        steps=state.losses)
+            plot_curves(
+                state.history,
+                self.path,
+                metric=self.metric,
+                lower_is_better=self.lower_is_better,
+                steps=state.losses,
+            )
         except ZooError as exc:
             self.note(f"zoo: no {CURVES_NAME} ({exc})")
 

@@ -1,4 +1,5 @@
 """AdamW without decay on biases and norms, and linear warm-up then linear decay."""
+
 from __future__ import annotations
 
 import math

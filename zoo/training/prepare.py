@@ -1,5 +1,6 @@
 """Fit a model to a data set before training: the starting model, its label set and head size, and a
 tokenizer for a model that has none."""
+
 from __future__ import annotations
 
 import os
@@ -42,8 +43,10 @@ def fit_labels(model, table: Table, seed: int) -> list[str] | None:
         replace_head(model, count, seed)
     if count != model.spec.sizes["num_labels"]:  # a trained head keeps its size: the data must fit it
         what = "labels" if task.named_labels else "outputs per label"
-        raise ZooError(f"{table.source}: {count} {what} in the data but the model's head predicts "
-                       f"{model.spec.sizes['num_labels']}")
+        raise ZooError(
+            f"{table.source}: {count} {what} in the data but the model's head predicts "
+            f"{model.spec.sizes['num_labels']}"
+        )
     if task.named_labels:
         model.spec.labels = names
     return names
@@ -55,12 +58,22 @@ def replace_head(model, num_labels: int, seed: int) -> None:
     part = get_registry().resolve("head", model.spec.head.ref)
     torch.manual_seed(seed)
     sizes = model.spec.sizes
-    head = part.load()(d_model=getattr(model.encoder, "d_model", sizes["d_model"]), num_labels=num_labels,
-                       dropout=sizes["dropout"], **model.spec.head.options)
-    imported = tuple(f"{p}." for p in model.spec.extra.get("source", {}).get("imported", ()) if p.startswith("head."))
+    head = part.load()(
+        d_model=getattr(model.encoder, "d_model", sizes["d_model"]),
+        num_labels=num_labels,
+        dropout=sizes["dropout"],
+        **model.spec.head.options,
+    )
+    imported = tuple(
+        f"{p}." for p in model.spec.extra.get("source", {}).get("imported", ()) if p.startswith("head.")
+    )
     old, new = model.head.state_dict(), head.state_dict()
-    head.load_state_dict({k: old[k] if f"head.{k}".startswith(imported) and k in old and old[k].shape == v.shape
-                          else v for k, v in new.items()})
+    head.load_state_dict(
+        {
+            k: old[k] if f"head.{k}".startswith(imported) and k in old and old[k].shape == v.shape else v
+            for k, v in new.items()
+        }
+    )
     model.head = head
     sizes["num_labels"] = num_labels
 
@@ -73,8 +86,9 @@ def ensure_tokenizer(model, table: Table) -> None:
         return
     texts = list(table.texts) + list(table.pairs or [])
     model.tokenizer = train_wordpiece(texts, vocab_size=model.spec.sizes["vocab_size"])
-    model.spec.tokenizer.update({"pad_id": pad_id(model.tokenizer), "lowercase": True,
-                                 "trained_on": Path(table.source).name})
+    model.spec.tokenizer.update(
+        {"pad_id": pad_id(model.tokenizer), "lowercase": True, "trained_on": Path(table.source).name}
+    )
     sep = model.tokenizer.token_to_id("[SEP]")
     if hasattr(model.encoder, "sep_token_id") and model.encoder.sep_token_id is None:
         model.encoder.sep_token_id = sep  # text pairs get segment B after the first [SEP]
@@ -84,13 +98,20 @@ def ensure_tokenizer(model, table: Table) -> None:
 def max_length(model, requested: int) -> int:
     limit = model.spec.tokenizer.get("max_length") or model.spec.sizes["max_length"]
     used = int(min(requested, limit, model.spec.sizes["max_length"]))
-    if used < requested != TrainConfig.max_length and os.environ.get("RANK", "0") == "0":  # not the default's cap
-        print(f"zoo: --max-length {requested} is more than this model takes; texts are cut at {used} tokens",
-              file=sys.stderr)
+    if (
+        used < requested != TrainConfig.max_length and os.environ.get("RANK", "0") == "0"
+    ):  # not the default's cap
+        print(
+            f"zoo: --max-length {requested} is more than this model takes; texts are cut at {used} tokens",
+            file=sys.stderr,
+        )
     return used
 
 
 def lengths(ids: list) -> np.ndarray:
     """Tokens per row; a row of several sequences counts its longest."""
-    return np.fromiter((len(r) if isinstance(r, np.ndarray) else max(map(len, r), default=0) for r in ids),
-                       dtype=np.int64, count=len(ids))
+    return np.fromiter(
+        (len(r) if isinstance(r, np.ndarray) else max(map(len, r), default=0) for r in ids),
+        dtype=np.int64,
+        count=len(ids),
+    )

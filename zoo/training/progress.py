@@ -1,4 +1,5 @@
 """Training progress: a tqdm bar (tokens/s, loss, ETA) on a terminal, plain lines otherwise."""
+
 from __future__ import annotations
 
 import sys
@@ -20,8 +21,14 @@ class Progress:
         if self.tty:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, initial=done, desc=f"epoch {epoch}/{epochs}", unit="step",
-                            file=self.stream, dynamic_ncols=True)
+            self.bar = tqdm(
+                total=total,
+                initial=done,
+                desc=f"epoch {epoch}/{epochs}",
+                unit="step",
+                file=self.stream,
+                dynamic_ncols=True,
+            )
 
     def tokens_per_s(self) -> float:
         return self.tokens / max(1e-9, time.perf_counter() - self.start)
@@ -31,15 +38,20 @@ class Progress:
         self.tokens += tokens
         self.loss = loss
         if self.bar is not None:
-            self.bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{self.tokens_per_s():,.0f}", lr=f"{lr:.2e}",
-                                 refresh=False)
+            self.bar.set_postfix(
+                loss=f"{loss:.4f}", tok_s=f"{self.tokens_per_s():,.0f}", lr=f"{lr:.2e}", refresh=False
+            )
             self.bar.update(1)
         elif self.enabled and (self.step % self.log_every == 0 or self.step == self.total):
             elapsed = time.perf_counter() - self.start
             rate = (self.step - self.first) / max(elapsed, 1e-9)
             eta = max(0.0, (self.total - self.step) / rate) if rate else 0.0
-            print(f"epoch {self.epoch}/{self.epochs} step {self.step}/{self.total} loss {loss:.4f} "
-                  f"lr {lr:.2e} {self.tokens_per_s():,.0f} tok/s eta {eta:.0f}s", file=self.stream, flush=True)
+            print(
+                f"epoch {self.epoch}/{self.epochs} step {self.step}/{self.total} loss {loss:.4f} "
+                f"lr {lr:.2e} {self.tokens_per_s():,.0f} tok/s eta {eta:.0f}s",
+                file=self.stream,
+                flush=True,
+            )
 
     def end_epoch(self) -> None:
         if self.bar is not None:

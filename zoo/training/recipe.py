@@ -2,6 +2,7 @@
 state; ``train`` runs epochs of optimizer steps; ``evaluate`` scores the eval data with the model's task;
 ``save_checkpoint`` writes the resumable state; ``cleanup`` closes the loggers. One process or many under
 torchrun (DDP), CPU or CUDA, resumable at any step to the same weights as an uninterrupted run."""
+
 from __future__ import annotations
 
 import math
@@ -59,20 +60,33 @@ class StopRequest:
         if self.requested:
             raise KeyboardInterrupt
         self.requested, self.signal = True, signum
-        self.progress.note("zoo: stopping after this step and saving a checkpoint (Ctrl-C again to abort)"
-                           if signum == signal.SIGINT else "zoo: SIGTERM received; stopping after this step and "
-                           "saving a checkpoint")
+        self.progress.note(
+            "zoo: stopping after this step and saving a checkpoint (Ctrl-C again to abort)"
+            if signum == signal.SIGINT
+            else "zoo: SIGTERM received; stopping after this step and saving a checkpoint"
+        )
 
     def __exit__(self, *exc) -> None:
         for sig, handler in self.previous.items():
             signal.signal(sig, handler)
 
 
-def finetune(model: Any, train: str | Path, *, output: str | Path, eval: str | Path | None = None,
-             config: TrainConfig | None = None, text_column: str | None = None, label_column: str | None = None,
-             pair_column: str | None = None, resume: bool = False, overwrite: bool = False,
-             progress: bool = True, on_step: Callable[[int], None] | None = None,
-             encoding: str | None = None) -> TrainResult:
+def finetune(
+    model: Any,
+    train: str | Path,
+    *,
+    output: str | Path,
+    eval: str | Path | None = None,
+    config: TrainConfig | None = None,
+    text_column: str | None = None,
+    label_column: str | None = None,
+    pair_column: str | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    on_step: Callable[[int], None] | None = None,
+    encoding: str | None = None,
+) -> TrainResult:
     """Fine-tune ``model`` (a ZooModel, a zoo model directory or a Hugging Face directory) on a CSV/TSV/JSONL
     file. ``output`` becomes a model directory (the best epoch by the task's main metric when ``eval`` is
     given, else the last), with metrics.jsonl, curves.png and trainer_state.safetensors for ``resume``."""
@@ -83,9 +97,19 @@ def finetune(model: Any, train: str | Path, *, output: str | Path, eval: str | P
         recipe = FineTuneRecipe(env, output, config, progress=progress, on_step=on_step)
         finished = False
         try:
-            recipe.setup(model, train, eval, resume=resume, overwrite=overwrite,
-                         columns={"text_column": text_column, "label_column": label_column,
-                                  "pair_column": pair_column, "encoding": encoding})
+            recipe.setup(
+                model,
+                train,
+                eval,
+                resume=resume,
+                overwrite=overwrite,
+                columns={
+                    "text_column": text_column,
+                    "label_column": label_column,
+                    "pair_column": pair_column,
+                    "encoding": encoding,
+                },
+            )
             result = recipe.train()
             finished = True
             return result
@@ -94,15 +118,24 @@ def finetune(model: Any, train: str | Path, *, output: str | Path, eval: str | P
 
 
 class FineTuneRecipe:
-    def __init__(self, env: D.DistEnv, output: Path, config: TrainConfig | None = None, *, progress: bool = True,
-                 on_step: Callable[[int], None] | None = None):
+    def __init__(
+        self,
+        env: D.DistEnv,
+        output: Path,
+        config: TrainConfig | None = None,
+        *,
+        progress: bool = True,
+        on_step: Callable[[int], None] | None = None,
+    ):
         self.env, self.output, self.config = env, output, config or TrainConfig()
         self.show_progress, self.on_step = progress, on_step
         self.loggers: list[Logger] = []
         self.started_dist = False
 
     # ---- setup ------------------------------------------------------------------------------------------
-    def setup(self, model: Any, train, eval, *, resume: bool, overwrite: bool, columns: dict[str, Any]) -> None:
+    def setup(
+        self, model: Any, train, eval, *, resume: bool, overwrite: bool, columns: dict[str, Any]
+    ) -> None:
         """Read the data, build (or restore) the model, optimizer and state, and start the loggers."""
         if not resume:
             self._check_output(overwrite)
@@ -155,8 +188,13 @@ class FineTuneRecipe:
                 self.model.add_adapter(cfg.adapter, **(cfg.adapter_options or {}))
         self.model.to(self.device).train()
         self.progress.note(f"zoo: precision {self.precision} ({D.isa(self.device, self.precision)})")
-        self.base_lr = cfg.lr or (ADAPTER_LR if self.model.adapter is not None else
-                                  PRETRAINED_LR if "source" in self.model.spec.extra else SCRATCH_LR)
+        self.base_lr = cfg.lr or (
+            ADAPTER_LR
+            if self.model.adapter is not None
+            else PRETRAINED_LR
+            if "source" in self.model.spec.extra
+            else SCRATCH_LR
+        )
         self.optimizer = make_optimizer(self.model, self.base_lr, cfg.weight_decay, self.device)
         self.steps_per_epoch = math.ceil(len(self.train_ids) / cfg.batch_size)
         self.total_steps = cfg.epochs * self.steps_per_epoch
@@ -171,7 +209,9 @@ class FineTuneRecipe:
     def _check_output(self, overwrite: bool) -> None:
         output = self.output
         if not overwrite and (output / STATE_NAME).is_file():
-            raise ZooError(f"{output} holds a training run; pass --resume to continue it or --overwrite to replace it")
+            raise ZooError(
+                f"{output} holds a training run; pass --resume to continue it or --overwrite to replace it"
+            )
         io.check_output(output, overwrite)
         if overwrite:  # a replaced run's state must not be resumed by mistake, nor its metrics mixed in
             for stale in (STATE_NAME, METRICS_NAME):
@@ -215,7 +255,9 @@ class FineTuneRecipe:
         if self.config.tensorboard:
             loggers.append(Board(self.config.tensorboard))
         if self.config.curves:
-            loggers.append(Curves(self.output, self.task.main_metric, self.task.lower_is_better, self.progress.note))
+            loggers.append(
+                Curves(self.output, self.task.main_metric, self.task.lower_is_better, self.progress.note)
+            )
         return loggers
 
     # ---- training ---------------------------------------------------------------------------------------
@@ -225,11 +267,17 @@ class FineTuneRecipe:
         with StopRequest(self.progress) as stop:
             self.stop = stop
             while state.epoch < cfg.epochs:
-                batches = epoch_batches(lengths(self.train_ids), cfg.batch_size, cfg.seed, state.epoch,
-                                        cfg.group_by_length, cfg.mega_batches)
+                batches = epoch_batches(
+                    lengths(self.train_ids),
+                    cfg.batch_size,
+                    cfg.seed,
+                    state.epoch,
+                    cfg.group_by_length,
+                    cfg.mega_batches,
+                )
                 if self.train_keys is not None:  # the task keeps rows that share a text apart
                     batches = without_duplicates(batches, self.train_keys, cfg.batch_size)
-                batches = batches[state.batch:]
+                batches = batches[state.batch :]
                 self.progress.start_epoch(state.epoch + 1, cfg.epochs, self.steps_per_epoch, state.batch)
                 epoch_loss, epoch_rows, epoch_start = 0.0, 0, time.perf_counter()
                 pending = self._loader(batches)
@@ -248,30 +296,49 @@ class FineTuneRecipe:
                         self.progress.note(f"zoo: interrupted at step {state.step}; continue with --resume")
                         return self._result(interrupted=True)
                 self.progress.end_epoch()
-                record = self.end_epoch(epoch_loss / max(1, epoch_rows), epoch_rows,
-                                        time.perf_counter() - epoch_start, self.progress.tokens_per_s())
+                record = self.end_epoch(
+                    epoch_loss / max(1, epoch_rows),
+                    epoch_rows,
+                    time.perf_counter() - epoch_start,
+                    self.progress.tokens_per_s(),
+                )
                 if self._agree(stop.requested) and state.epoch < cfg.epochs:
                     self.progress.note(f"zoo: interrupted after epoch {state.epoch}; continue with --resume")
                     return self._result(interrupted=True)
                 if record.get("stopped_early"):
                     break
-        self.progress.note(f"zoo: trained {state.epoch} epoch(s) in {time.perf_counter() - start:.1f}s; "
-                           f"model in {self.output}")
+        self.progress.note(
+            f"zoo: trained {state.epoch} epoch(s) in {time.perf_counter() - start:.1f}s; "
+            f"model in {self.output}"
+        )
         return self._result(interrupted=False)
 
     def _result(self, interrupted: bool) -> TrainResult:
-        return TrainResult(self.output, self.state.epoch, interrupted, self.state.history, self.state.best,
-                           signal=self.stop.signal if interrupted else None)
+        return TrainResult(
+            self.output,
+            self.state.epoch,
+            interrupted,
+            self.state.history,
+            self.state.best,
+            signal=self.stop.signal if interrupted else None,
+        )
 
     def _loader(self, batches):
         cfg, env = self.config, self.env
-        pieces = [micro_batch(b, m, cfg.grad_accum, env.rank, env.world_size)
-                  for b in batches for m in range(cfg.grad_accum)]
+        pieces = [
+            micro_batch(b, m, cfg.grad_accum, env.rank, env.world_size)
+            for b in batches
+            for m in range(cfg.grad_accum)
+        ]
         sizes = [max(len(b), cfg.grad_accum * env.world_size) for b in batches for _ in range(cfg.grad_accum)]
         collate = Collate(self.train_ids, self.train_targets, self.model.spec.tokenizer["pad_id"], self.task)
-        loader = torch.utils.data.DataLoader(pieces, batch_size=None, collate_fn=collate,
-                                             pin_memory=self.device.startswith("cuda"),
-                                             generator=torch.Generator())
+        loader = torch.utils.data.DataLoader(
+            pieces,
+            batch_size=None,
+            collate_fn=collate,
+            pin_memory=self.device.startswith("cuda"),
+            generator=torch.Generator(),
+        )
         return zip(loader, sizes, [len(p) for p in pieces])
 
     def train_step(self, pending, step: int) -> tuple[float, int, int]:
@@ -305,11 +372,16 @@ class FineTuneRecipe:
         return total_loss / max(1, total_rows), total_rows, total_tokens
 
     def _stop_on_bad_loss(self, loss: float, step: int) -> None:
-        kept = (f"the last good checkpoint in {self.output} is kept" if (self.output / STATE_NAME).is_file()
-                else "nothing was saved")
+        kept = (
+            f"the last good checkpoint in {self.output} is kept"
+            if (self.output / STATE_NAME).is_file()
+            else "nothing was saved"
+        )
         fp32 = "" if self.precision == "fp32" else " or --precision fp32"
-        raise ZooError(f"the loss is {loss} at step {step}; training stopped and {kept}. "
-                       f"Try a lower --lr (it was {self.base_lr:g}){fp32}")
+        raise ZooError(
+            f"the loss is {loss} at step {step}; training stopped and {kept}. "
+            f"Try a lower --lr (it was {self.base_lr:g}){fp32}"
+        )
 
     def _agree(self, flag: bool) -> bool:
         """Under torchrun a stop anywhere stops every process at the same step."""
@@ -327,18 +399,26 @@ class FineTuneRecipe:
         ids, targets = self.eval_data
         predictor = ModelPredictor(self.model, self.device, self.precision)
         task = self.task  # every row's sequences, in the task's order
-        return task.evaluate(row_logits(predictor, task.sequences(ids), self.config.eval_batch_size),
-                             task.sequences(targets), self.names or None)
+        return task.evaluate(
+            row_logits(predictor, task.sequences(ids), self.config.eval_batch_size),
+            task.sequences(targets),
+            self.names or None,
+        )
 
     def end_epoch(self, train_loss: float, rows: int, seconds: float, tokens_s: float) -> dict[str, Any]:
         """Evaluate, keep the best epoch, count patience, tell the loggers, save."""
         state, metrics = self.state, self.evaluate()
         state.epoch += 1
         state.batch = 0
-        record: dict[str, Any] = {"epoch": state.epoch, "step": state.step, "train_loss": round(train_loss, 6),
-                                  "lr": self.optimizer.param_groups[0]["lr"],
-                                  "samples_per_s": round(rows * self.env.world_size / max(seconds, 1e-9), 2),
-                                  "tokens_per_s": round(tokens_s, 1), "epoch_seconds": round(seconds, 2)}
+        record: dict[str, Any] = {
+            "epoch": state.epoch,
+            "step": state.step,
+            "train_loss": round(train_loss, 6),
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "samples_per_s": round(rows * self.env.world_size / max(seconds, 1e-9), 2),
+            "tokens_per_s": round(tokens_s, 1),
+            "epoch_seconds": round(seconds, 2),
+        }
         improved = True
         if metrics is not None:
             key = self.task.main_metric
@@ -350,11 +430,17 @@ class FineTuneRecipe:
             else:
                 state.bad_epochs += 1
             record["best"] = improved
-            self.progress.note(f"epoch {state.epoch}: train loss {train_loss:.4f}; eval {self.task.summary(metrics)}"
-                               + (" (best)" if improved else ""))
+            self.progress.note(
+                f"epoch {state.epoch}: train loss {train_loss:.4f}; eval {self.task.summary(metrics)}"
+                + (" (best)" if improved else "")
+            )
         else:
             self.progress.note(f"epoch {state.epoch}: train loss {train_loss:.4f}")
-        if self.config.patience and state.bad_epochs >= self.config.patience and state.epoch < self.config.epochs:
+        if (
+            self.config.patience
+            and state.bad_epochs >= self.config.patience
+            and state.epoch < self.config.epochs
+        ):
             record["stopped_early"] = True
             self.progress.note(f"zoo: no improvement for {state.bad_epochs} epoch(s); stopping early")
         state.history.append(record)
@@ -368,18 +454,30 @@ class FineTuneRecipe:
     def save_model(self) -> None:
         """The model directory: this epoch's weights with the record of how they were trained."""
         self.model.spec.extra["training"] = {
-            "train": self.train_source, "task": self.task.name, "epochs": self.state.epoch, "steps": self.state.step,
-            "best": self.state.best, "config": self.config.to_dict(), "world_size": self.env.world_size,
-            "device": self.device, "precision": self.precision, "isa": D.isa(self.device, self.precision)}
+            "train": self.train_source,
+            "task": self.task.name,
+            "epochs": self.state.epoch,
+            "steps": self.state.step,
+            "best": self.state.best,
+            "config": self.config.to_dict(),
+            "world_size": self.env.world_size,
+            "device": self.device,
+            "precision": self.precision,
+            "isa": D.isa(self.device, self.precision),
+        }
         self.model.save(self.output)
 
     def save_checkpoint(self) -> None:
         """trainer_state.safetensors: everything ``--resume`` needs (main process only)."""
         if not self.env.is_main:
             return
-        info = {"position": self.state.to_dict(), "config": self.config.to_dict(),
-                "spec": self.model.spec.to_dict(), "tokenizer": self.model.tokenizer.to_str(),
-                "labels": self.names or None}
+        info = {
+            "position": self.state.to_dict(),
+            "config": self.config.to_dict(),
+            "spec": self.model.spec.to_dict(),
+            "tokenizer": self.model.tokenizer.to_str(),
+            "labels": self.names or None,
+        }
         if self.model.adapter is not None:  # the checkpoint holds the adapter and head only, over this base
             info["adapter"] = self.model.adapter.to_dict()
         save_state(self.output / STATE_NAME, self.model, self.optimizer, info)

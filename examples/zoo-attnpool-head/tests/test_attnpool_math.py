@@ -1,4 +1,5 @@
 """Attention pooling against numbers worked out by hand."""
+
 import math
 
 import torch
@@ -38,7 +39,9 @@ def test_the_loss_is_plain_cross_entropy_like_cls():
     head = hand_set_head()
     logits, labels = torch.randn(4, 2), torch.tensor([0, 1, 1, 0])
     torch.testing.assert_close(head.loss(logits, labels, None), F.cross_entropy(logits, labels))
-    torch.testing.assert_close(head.loss(logits.bfloat16(), labels, None), F.cross_entropy(logits.bfloat16().float(), labels))
+    torch.testing.assert_close(
+        head.loss(logits.bfloat16(), labels, None), F.cross_entropy(logits.bfloat16().float(), labels)
+    )
 
 
 def test_no_mask_means_every_token_is_real():
@@ -54,5 +57,7 @@ def test_bfloat16_hidden_states_under_autocast_are_pooled_in_float32():
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         weights = head.weights(hidden.bfloat16(), None)
         logits = head(hidden.bfloat16(), None)
-    assert weights.dtype == torch.float32 and logits.dtype == torch.bfloat16  # autocast runs the classifier in bf16
+    assert (
+        weights.dtype == torch.float32 and logits.dtype == torch.bfloat16
+    )  # autocast runs the classifier in bf16
     torch.testing.assert_close(logits.float(), head(hidden.bfloat16().float(), None), atol=2e-2, rtol=2e-2)

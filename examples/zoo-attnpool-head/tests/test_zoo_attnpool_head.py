@@ -1,5 +1,6 @@
 """zoo-attnpool-head's tests: zoo's conformance kit on the head, TorchScript of the head alone, the command
 line, and a torch-free plugin module."""
+
 import json
 import subprocess
 import sys
@@ -33,7 +34,8 @@ def test_the_head_passes_the_conformance_kit():
     with warnings.catch_warnings():
         warnings.simplefilter("error", testing.TorchScriptFallback)
         assert testing.check_part("head", HEAD) == [
-            "head 'zoo-attnpool-head:attnpool' with encoder 'transformer' and attention 'sdpa'"]
+            "head 'zoo-attnpool-head:attnpool' with encoder 'transformer' and attention 'sdpa'"
+        ]
 
 
 @pytest.mark.parametrize("options", [{}, {"attention_dim": 8}])
@@ -42,8 +44,16 @@ def test_with_every_builtin_encoder_and_its_option(options):
 
 
 def test_the_head_scripts_on_its_own():
-    model = zoo.build_model("transformer", HEAD, vocab_size=50, d_model=16, num_layers=1, num_heads=2,
-                            head_options={"attention_dim": 8}, seed=0).eval()
+    model = zoo.build_model(
+        "transformer",
+        HEAD,
+        vocab_size=50,
+        d_model=16,
+        num_layers=1,
+        num_heads=2,
+        head_options={"attention_dim": 8},
+        seed=0,
+    ).eval()
     scripted = torch.jit.script(model.head)
     hidden, mask = torch.randn(2, 5, 16), torch.tensor([[True] * 5, [True] * 3 + [False] * 2])
     with torch.no_grad():
@@ -52,12 +62,29 @@ def test_the_head_scripts_on_its_own():
 
 def test_export_scripts_the_whole_model(tmp_path):
     runner = CliRunner()
-    result = runner.invoke(cli, ["build", "--head", "attnpool", "--d-model", "16", "--num-layers", "1",
-                                 "--num-heads", "2", "-o", str(tmp_path / "m")])
+    result = runner.invoke(
+        cli,
+        [
+            "build",
+            "--head",
+            "attnpool",
+            "--d-model",
+            "16",
+            "--num-layers",
+            "1",
+            "--num-heads",
+            "2",
+            "-o",
+            str(tmp_path / "m"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     config = json.loads((tmp_path / "m" / "config.json").read_text())
-    assert config["parts"]["head"] == {"name": "attnpool", "plugin": "zoo-attnpool-head",
-                                       "options": {"attention_dim": 0}}
+    assert config["parts"]["head"] == {
+        "name": "attnpool",
+        "plugin": "zoo-attnpool-head",
+        "options": {"attention_dim": 0},
+    }
     result = runner.invoke(cli, ["export", str(tmp_path / "m"), "--torchscript", "-o", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
     assert "TorchScript: script, parity ok" in result.stderr
@@ -67,8 +94,15 @@ def test_export_scripts_the_whole_model(tmp_path):
 
 def test_a_bad_option_is_one_line():
     with pytest.raises(ZooError, match="attention_dim must be >= 0, got -1"):
-        zoo.build_model("transformer", HEAD, head_options={"attention_dim": -1}, vocab_size=50, d_model=16,
-                        num_layers=1, num_heads=2)
+        zoo.build_model(
+            "transformer",
+            HEAD,
+            head_options={"attention_dim": -1},
+            vocab_size=50,
+            d_model=16,
+            num_layers=1,
+            num_heads=2,
+        )
 
 
 def test_importing_the_plugin_module_imports_no_torch():

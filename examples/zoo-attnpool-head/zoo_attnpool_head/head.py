@@ -16,6 +16,7 @@ guarantees a head, and what this one does with it:
 - ``loss(logits, labels, mask)`` is called positionally and returns the mean over the batch: plain
   cross-entropy, the same loss as zoo's built-in ``cls`` head.
 """
+
 from __future__ import annotations
 
 import torch.nn.functional as F
@@ -30,14 +31,18 @@ class AttentionPoolingHead(nn.Module):
         if attention_dim < 0:
             raise ValueError(f"attention_dim must be >= 0, got {attention_dim}")
         # attention_dim 0: the score reads the hidden states directly (nn.Identity keeps forward one code path).
-        self.project = nn.Sequential(nn.Linear(d_model, attention_dim), nn.Tanh()) if attention_dim else nn.Identity()
+        self.project = (
+            nn.Sequential(nn.Linear(d_model, attention_dim), nn.Tanh()) if attention_dim else nn.Identity()
+        )
         self.score = nn.Linear(attention_dim or d_model, 1, bias=False)
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(d_model, num_labels)
 
     def weights(self, hidden: Tensor, mask: Tensor | None = None) -> Tensor:
         """(B, S) pooling weights: a softmax over the real tokens of each row; padding gets exactly 0."""
-        scores = self.score(self.project(hidden.float())).squeeze(-1).float()  # (B, S); float32 under autocast too
+        scores = (
+            self.score(self.project(hidden.float())).squeeze(-1).float()
+        )  # (B, S); float32 under autocast too
         if mask is not None:
             scores = scores.masked_fill(~mask, dtype_min(scores.dtype))
         return scores.softmax(dim=-1)

@@ -1,4 +1,5 @@
 """The loss, the metrics and the predictions against numbers worked out by hand."""
+
 import math
 from types import SimpleNamespace
 
@@ -46,11 +47,13 @@ def test_loss_against_a_hand_computation():
     loss = head.loss(logits, torch.tensor([0, 2]))
     assert loss.item() == pytest.approx(expected, rel=1e-6)
     # The task's numpy loss (what `zoo evaluate` reports) is the same number.
-    assert Ordinal().evaluate(list(logits.detach().numpy()), [0, 2], ["a", "b", "c"])["loss"] == pytest.approx(
-        expected, rel=1e-6)
+    assert Ordinal().evaluate(list(logits.detach().numpy()), [0, 2], ["a", "b", "c"])[
+        "loss"
+    ] == pytest.approx(expected, rel=1e-6)
     # A middle rank: rank 1 means "above 0" but not "above 1".
     assert head.loss(logits[:1], torch.tensor([1])).item() == pytest.approx(
-        math.log(1 + math.exp(-1)) + math.log(1 + math.exp(-1)), rel=1e-6)
+        math.log(1 + math.exp(-1)) + math.log(1 + math.exp(-1)), rel=1e-6
+    )
 
 
 def test_mae_qwk_and_accuracy_against_a_hand_computed_example():
@@ -86,7 +89,9 @@ def test_predictions_name_the_rank_and_its_probability():
 
 def test_int8_agreement_compares_ranks_not_argmax():
     fp32 = np.array([[2.0, 1.0, -1.0], [1.0, -0.5, -2.0]])  # ranks 2 and 1
-    int8 = np.array([[1.0, 2.0, -1.0], [1.0, 0.1, -2.0]])    # ranks 2 and 2 (the argmax moved in row 0, not the rank)
+    int8 = np.array(
+        [[1.0, 2.0, -1.0], [1.0, 0.1, -2.0]]
+    )  # ranks 2 and 2 (the argmax moved in row 0, not the rank)
     result = Ordinal().agreement([(fp32, int8, np.ones((2, 4)))])
     assert result == {"agreement": 0.5, "compared": 2, "rule": "predicted rank"}
 
@@ -99,9 +104,14 @@ def test_label_order_numbers_sort_numerically_and_words_need_the_models_order():
     task = Ordinal()
     assert task.label_names(table(10, "2", 1.0, 2), None) == ["1", "2", "10"]
     assert task.label_names(table("good", "bad", "ok"), ["bad", "ok", "good"]) == ["bad", "ok", "good"]
-    with pytest.raises(ZooError, match=r"^stars.csv: ordinal labels that are not all numbers \(bad, good, ok\) need "
-                                       r"an order; name them lowest first when you build the model, e.g. "
-                                       r"`zoo build --head ordinal --labels bad,ok,good`$"):
+    with pytest.raises(
+        ZooError,
+        match=r"^stars.csv: ordinal labels that are not all numbers \(bad, good, ok\) need "
+        r"an order; name them lowest first when you build the model, e.g. "
+        r"`zoo build --head ordinal --labels bad,ok,good`$",
+    ):
         task.label_names(table("good", "bad", "ok"), None)
-    with pytest.raises(ZooError, match=r"only one rank \(5\) in the data; an ordinal task needs at least two"):
+    with pytest.raises(
+        ZooError, match=r"only one rank \(5\) in the data; an ordinal task needs at least two"
+    ):
         task.num_labels(table(5, 5), ["5"])

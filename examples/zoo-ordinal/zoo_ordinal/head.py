@@ -11,6 +11,7 @@ loss, here with one shared score and ordered biases).
 zoo calls the class with d_model, num_labels (K, the number of ranks), dropout and the user's options
 (`pooling`: mean or cls). forward returns (B, K-1) logits; loss takes (B,) ranks.
 """
+
 from __future__ import annotations
 
 import math

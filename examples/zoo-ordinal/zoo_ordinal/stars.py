@@ -5,6 +5,7 @@ Each text is six words: some "good" words, some "bad" words and filler. Its rati
 
     python -m zoo_ordinal.stars train.csv --rows 300 --seed 0 [--names bad,poor,ok,good,great]
 """
+
 from __future__ import annotations
 
 import argparse

@@ -10,6 +10,7 @@ the order given (zoo.tasks.Task.label_names returns a model's own labels as they
 
 numpy only: torch is imported inside ``collate`` and ``synthetic_labels``, so an ONNX export serves without it.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -73,15 +74,19 @@ class Ordinal(Task):
     def label_names(self, table, known):
         names = super().label_names(table, known)  # the model's own labels, in their order, when it has them
         if not known and not all(is_number(n) for n in names):
-            raise ZooError(f"{table.source}: ordinal labels that are not all numbers ({', '.join(names[:6])}) "
-                           "need an order; name them lowest first when you build the model, e.g. "
-                           "`zoo build --head ordinal --labels bad,ok,good`")
+            raise ZooError(
+                f"{table.source}: ordinal labels that are not all numbers ({', '.join(names[:6])}) "
+                "need an order; name them lowest first when you build the model, e.g. "
+                "`zoo build --head ordinal --labels bad,ok,good`"
+            )
         return names
 
     def num_labels(self, table, names):
         if len(names or []) < 2:
-            raise ZooError(f"{table.source}: only one rank ({names[0] if names else 'none'}) in the data; "
-                           "an ordinal task needs at least two")
+            raise ZooError(
+                f"{table.source}: only one rank ({names[0] if names else 'none'}) in the data; "
+                "an ordinal task needs at least two"
+            )
         return len(names)
 
     def target(self, label, index, num_labels, text, encoding, where) -> int:
@@ -100,17 +105,25 @@ class Ordinal(Task):
         gold, pred = np.asarray(targets, dtype=np.int64), ranks(x)
         num_ranks = x.shape[-1] + 1
         names = list(names or [str(r) for r in range(num_ranks)])
-        return {**M.classification_metrics(gold, pred, names),
-                "mae": float(np.abs(pred - gold).mean()) if len(gold) else 0.0,
-                "qwk": quadratic_weighted_kappa(gold, pred, num_ranks),
-                "loss": cumulative_loss(x, gold)}
+        return {
+            **M.classification_metrics(gold, pred, names),
+            "mae": float(np.abs(pred - gold).mean()) if len(gold) else 0.0,
+            "qwk": quadratic_weighted_kappa(gold, pred, num_ranks),
+            "loss": cumulative_loss(x, gold),
+        }
 
     def predict(self, table, encodings, outputs, names, top_k=1) -> list[dict[str, Any]]:
         results = []
         for text, x in zip(table.texts, outputs):
             rank = int(ranks(x))
-            results.append({"text": text, "label": names[rank] if names else str(rank), "rank": rank,
-                            "probability": float(rank_probabilities(x)[rank])})
+            results.append(
+                {
+                    "text": text,
+                    "label": names[rank] if names else str(rank),
+                    "rank": rank,
+                    "probability": float(rank_probabilities(x)[rank]),
+                }
+            )
         return results
 
     def format_prediction(self, result):

@@ -1,4 +1,5 @@
 """Sigmoid attention against the paper's formula, written out here from the module's own weights."""
+
 import math
 
 import pytest
@@ -14,7 +15,7 @@ def reference(module, x, length, bias=None):
     b = -math.log(length) if bias is None else bias
     heads = []
     for i in range(h):
-        qi, ki, vi = (t[:, i * dh:(i + 1) * dh] for t in (q, k, v))
+        qi, ki, vi = (t[:, i * dh : (i + 1) * dh] for t in (q, k, v))
         heads.append(torch.sigmoid(qi @ ki.T / math.sqrt(dh) + b) @ vi)
     return module.out_proj(torch.cat(heads, dim=-1))
 
@@ -28,8 +29,9 @@ def test_matches_the_formula_on_padded_rows(bias):
     with torch.no_grad():
         out = module(x, mask)
         for row, length in enumerate((7, 4)):
-            torch.testing.assert_close(out[row, :length], reference(module, x[row], length, bias),
-                                       atol=1e-6, rtol=1e-5)
+            torch.testing.assert_close(
+                out[row, :length], reference(module, x[row], length, bias), atol=1e-6, rtol=1e-5
+            )
 
 
 def test_weights_are_not_normalised_like_softmax():

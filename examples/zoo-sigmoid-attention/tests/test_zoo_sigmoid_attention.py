@@ -1,4 +1,5 @@
 """zoo-sigmoid-attention's tests: zoo's conformance kit on the attention, and a fast start-up."""
+
 import json
 import subprocess
 import sys
@@ -36,12 +37,29 @@ def test_every_head_on_sigmoid_attention():
 
 
 def test_build_from_the_command_line_records_the_plugin(tmp_path):
-    result = CliRunner().invoke(cli, ["build", "--attention", "sigmoid", "--set", "attention.bias=-1.5",
-                                      "--d-model", "32", "--num-layers", "1", "-o", str(tmp_path / "m")])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "build",
+            "--attention",
+            "sigmoid",
+            "--set",
+            "attention.bias=-1.5",
+            "--d-model",
+            "32",
+            "--num-layers",
+            "1",
+            "-o",
+            str(tmp_path / "m"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     config = json.loads((tmp_path / "m" / "config.json").read_text())
-    assert config["parts"]["attention"] == {"name": "sigmoid", "plugin": "zoo-sigmoid-attention",
-                                            "options": {"bias": -1.5, "num_kv_heads": None}}
+    assert config["parts"]["attention"] == {
+        "name": "sigmoid",
+        "plugin": "zoo-sigmoid-attention",
+        "options": {"bias": -1.5, "num_kv_heads": None},
+    }
 
 
 def test_importing_the_plugin_module_imports_no_torch(tmp_path):

@@ -9,6 +9,7 @@ change its outputs (the paper's n is the full sequence length, which would). Pad
 Built on zoo.nn.QKVAttention, which owns the q/k/v/out projections, grouped key/value heads
 (`num_kv_heads`) and rotary positions (capability 'rotary': the prenorm encoder passes `rotary=`).
 """
+
 from __future__ import annotations
 
 import math
@@ -20,11 +21,20 @@ from zoo.nn import QKVAttention, RotaryEmbedding
 
 
 class SigmoidAttention(QKVAttention):
-    def __init__(self, *, d_model: int, num_heads: int, dropout: float = 0.0, bias: float | None = None,
-                 num_kv_heads: int | None = None, rotary: RotaryEmbedding | None = None):
+    def __init__(
+        self,
+        *,
+        d_model: int,
+        num_heads: int,
+        dropout: float = 0.0,
+        bias: float | None = None,
+        num_kv_heads: int | None = None,
+        rotary: RotaryEmbedding | None = None,
+    ):
         """``bias`` fixes b for every row; None (the paper's default) uses −log(number of real keys)."""
-        super().__init__(d_model=d_model, num_heads=num_heads, dropout=dropout, num_kv_heads=num_kv_heads,
-                         rotary=rotary)
+        super().__init__(
+            d_model=d_model, num_heads=num_heads, dropout=dropout, num_kv_heads=num_kv_heads, rotary=rotary
+        )
         if bias is not None and not math.isfinite(bias):
             raise ValueError(f"bias must be a finite number or None, got {bias}")
         self.bias = bias
