@@ -119,12 +119,13 @@ def merge_into(model: nn.Module, base_keys: frozenset[str], name: str) -> None:
         raise ZooError(f"adapter '{name}' cannot be merged: '{left[0]}' has no place in the base model")
 
 
-def weights_digest(file: Path) -> str:
-    """sha256 of a weights file: what an adapter directory records of its base model."""
+def weights_digest(*files: Path) -> str:
+    """sha256 of a base model's weights files, read in order: what an adapter directory records of its base."""
     digest = hashlib.sha256()
-    with open(file, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
+    for file in files:
+        with open(file, "rb") as f:
+            for chunk in iter(lambda f=f: f.read(1 << 20), b""):
+                digest.update(chunk)
     return digest.hexdigest()
 
 
@@ -133,8 +134,8 @@ class AdapterSpec:
     """adapter.json: which adapter (part, plugin, options) on which base model (directory and weights' sha256)."""
 
     adapter: PartChoice
-    base: str  # the base model directory, absolute
-    base_sha256: str  # of its model.safetensors
+    base: str  # the base model directory (zoo's, or a Hugging Face checkpoint's), absolute
+    base_sha256: str  # of its weights files
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -107,6 +107,8 @@ class ZooModel(nn.Module):
         self.loaded_from: Path | None = None  # the model directory load_model read, the base for add_adapter
         self._base_keys: frozenset[str] = frozenset()  # the state-dict keys before the adapter was added
         self._base_frozen: frozenset[str] = frozenset()  # parameters that did not train before it
+        self.active_adapter: str | None = None  # its name among the adapters loaded over this base
+        self._adapter_slots: dict[str, _AdapterSlot] = {}  # the inactive ones (load_adapter, set_adapter)
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
         mask = None if attention_mask is None else attention_mask.bool()
@@ -169,21 +171,70 @@ class ZooModel(nn.Module):
 
         if self.adapter is not None:
             raise ZooError(f"this model already has adapter '{self.adapter.adapter.name}'; merge it first")
-        base_dir = Path(base) if base is not None else self.loaded_from
-        if base_dir is None or not (base_dir / WEIGHTS_NAME).is_file():
+        base_dir = Path(base) if base is not None else self.loaded_from or _imported_from(self)
+        if base_dir is None:
             raise ZooError(
-                "an adapter needs its base model as a zoo model directory (it records the base by path "
-                "and weights); import a checkpoint once with `zoo build --from-pretrained DIR -o base`"
+                "an adapter needs its base model on disk (it records the base by path and weights): a zoo "
+                "model directory, or the Hugging Face checkpoint this model was imported from, untrained"
             )
         part = _resolve("adapter", name)
         options = part_options(part, options)
         spec = AdapterSpec(
             PartChoice(part.name, part.plugin, options),
             str(base_dir.resolve()),
-            weights_digest(base_dir / WEIGHTS_NAME),
+            weights_digest(*_base_files(base_dir)),
         )
         _apply_adapter(self, part, options)
-        self.adapter = spec
+        self.adapter, self.active_adapter = spec, "default"
+        return self
+
+    def load_adapter(self, path: str | Path, name: str | None = None) -> ZooModel:
+        """Hold the adapter directory ``path`` beside the active adapter, under ``name`` (default: the
+        directory's name), without a second copy of the base: it must have been trained over the same base
+        weights with the same adapter and options (its head, labels and task may differ). ``set_adapter``
+        switches."""
+        if self.adapter is None:
+            raise ZooError("load_adapter needs a model with an adapter on; load an adapter directory first")
+        path = Path(path)
+        name = name or path.name
+        if name == self.active_adapter or name in self._adapter_slots:
+            raise ZooError(f"an adapter named '{name}' is already loaded; pass another name")
+        other = load_model(path)
+        if other.adapter is None:
+            raise ZooError(f"{path}: not an adapter directory (no {ADAPTER_CONFIG_NAME})")
+        if other.adapter.base_sha256 != self.adapter.base_sha256:
+            raise ZooError(f"{path}: trained over another base than this model's ({self.adapter.base})")
+        if other.adapter.adapter != self.adapter.adapter:
+            mine, theirs = self.adapter.adapter, other.adapter.adapter
+            raise ZooError(
+                f"{path}: adapter {theirs.name} {theirs.options} differs from this model's {mine.name} "
+                f"{mine.options}; load it as a model of its own"
+            )
+        self._adapter_slots[name] = _AdapterSlot.of(other)
+        return self
+
+    @property
+    def adapter_names(self) -> list[str]:
+        """The adapters over this base, the active one first."""
+        return ([self.active_adapter] if self.active_adapter else []) + list(self._adapter_slots)
+
+    def set_adapter(self, name: str) -> ZooModel:
+        """Make the loaded adapter ``name`` active: its adapter weights, head, labels and task."""
+        if name == self.active_adapter:
+            return self
+        if name not in self._adapter_slots:
+            known = self.adapter_names
+            raise ZooError(
+                f"no adapter '{name}'{did_you_mean(name, known) or ';'} loaded: {', '.join(known)}"
+            )
+        slot = self._adapter_slots.pop(name)
+        if self.active_adapter is not None:
+            self._adapter_slots[self.active_adapter] = _AdapterSlot.of(self)
+        self.load_state_dict(slot.tensors, strict=False)
+        device = next(self.encoder.parameters()).device
+        self.head, self.spec, self.adapter = slot.head.to(device), slot.spec, slot.adapter
+        self.active_adapter = name
+        self.__dict__.pop("_task", None)
         return self
 
     def trained_state_dict(self) -> dict[str, Tensor]:
@@ -216,6 +267,7 @@ class ZooModel(nn.Module):
         for n, p in self.named_parameters():
             p.requires_grad_(n not in self._base_frozen)
         self.adapter, self.loaded_from = None, None
+        self.active_adapter, self._adapter_slots = None, {}
         return self
 
     def merged(self) -> ZooModel:
@@ -233,6 +285,62 @@ class ZooModel(nn.Module):
     def extra_repr(self) -> str:
         s = self.spec
         return f"encoder={s.encoder.ref}, attention={s.attention.ref}, head={s.head.ref}, task={s.task.ref}"
+
+
+class _AdapterSlot:
+    """An inactive adapter over a model's base: its encoder tensors (copies), head, spec and AdapterSpec."""
+
+    def __init__(self, tensors: dict[str, Tensor], head: nn.Module, spec: ModelSpec, adapter: Any) -> None:
+        self.tensors, self.head, self.spec, self.adapter = tensors, head, spec, adapter
+
+    @classmethod
+    def of(cls, model: ZooModel) -> _AdapterSlot:
+        own = {
+            k: v.detach().clone() for k, v in model.trained_state_dict().items() if not k.startswith("head.")
+        }
+        return cls(own, model.head, model.spec, model.adapter)
+
+
+def _imported_from(model: ZooModel) -> Path | None:
+    """The Hugging Face checkpoint an untrained imported model holds the weights of (spec.extra['source'])."""
+    source = model.spec.extra.get("source") or {}
+    if source.get("format") != "huggingface" or "training" in model.spec.extra:
+        return None
+    return Path(source["path"])
+
+
+def _base_files(base_dir: Path) -> list[Path]:
+    """The weights files of an adapter's base: a zoo model directory's, or a Hugging Face checkpoint's."""
+    from .checkpoint import is_hf_checkpoint, weight_files
+
+    if is_hf_checkpoint(base_dir):
+        return weight_files(base_dir)
+    if not (base_dir / WEIGHTS_NAME).is_file():
+        raise ZooError(
+            f"{base_dir}: no {WEIGHTS_NAME}; an adapter's base is a zoo model directory or a checkpoint"
+        )
+    return [base_dir / WEIGHTS_NAME]
+
+
+def _base_encoder(
+    base_dir: Path,
+) -> tuple[dict[str, tuple[tuple[int, ...], str]], Callable[[], dict[str, Tensor]]]:
+    """The header of an adapter base's encoder tensors, and how to read them (zoo names, 'encoder.…')."""
+    from .checkpoint import encoder_weights, is_hf_checkpoint
+
+    if is_hf_checkpoint(base_dir):
+        tensors = encoder_weights(base_dir)
+        return {k: (tuple(v.shape), "F32") for k, v in tensors.items()}, lambda: tensors
+    file = base_dir / WEIGHTS_NAME
+    header = {k: v for k, v in read_header(file).items() if k.startswith("encoder.")}
+
+    def read() -> dict[str, Tensor]:
+        from safetensors import safe_open
+
+        with safe_open(str(file), framework="pt") as f:
+            return {k: f.get_tensor(k) for k in header}
+
+    return header, read
 
 
 def _apply_adapter(model: ZooModel, part: Part, options: dict[str, Any]) -> None:
@@ -394,6 +502,7 @@ def _load_adapter_dir(path: Path, spec: ModelSpec) -> ZooModel:
         spec, AdapterSpec.read(path), read_header(weights), str(path / ADAPTER_CONFIG_NAME), weights
     )
     model.load_trained_state_dict(load_file(str(weights)))
+    model.active_adapter = path.resolve().name
     return model
 
 
@@ -406,30 +515,28 @@ def adapted_model(
 ) -> ZooModel:
     """The model of ``spec`` with its base's encoder weights and ``adapter`` (an AdapterSpec) on it; ``header``
     describes the adapter's and the head's tensors, still to be loaded. A different base is one error."""
-    from safetensors import safe_open
-
     from .adapters import weights_digest
 
-    base = Path(adapter.base) / WEIGHTS_NAME
-    if not base.is_file():
+    base = Path(adapter.base)
+    try:
+        digest = weights_digest(*_base_files(base))
+    except (ZooError, OSError):
         raise ZooError(
             f"{source}: its base model {adapter.base} is missing; the adapter loads only onto the base "
             "it was trained on"
-        )
-    digest = weights_digest(base)
+        ) from None
     if digest != adapter.base_sha256:
         raise ZooError(
             f"{source}: the adapter was trained on a base with weights sha256 {adapter.base_sha256[:12]}…, "
             f"but {base} has {digest[:12]}…; it loads only onto the base it was trained on"
         )
-    base_header = {k: v for k, v in read_header(base).items() if k.startswith("encoder.")}
+    base_header, read_base = _base_encoder(base)
     part = _resolve_recorded("adapter", adapter.adapter, source)
     options = part_options(part, adapter.adapter.options)
     model = assemble_checked(
         spec, {**base_header, **header}, source, weights, adapt=lambda m: _apply_adapter(m, part, options)
     )
-    with safe_open(str(base), framework="pt") as f:
-        model.load_state_dict({k: f.get_tensor(k) for k in base_header}, strict=False)
+    model.load_state_dict(read_base(), strict=False)
     model.adapter = adapter
     return model
 
