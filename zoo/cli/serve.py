@@ -24,7 +24,20 @@ from .options import threads_option
     type=click.IntRange(1),
     default=16384,
     show_default=True,
-    help="Padded tokens per batch (longest row x rows).",
+    help="Padded tokens per batch (longest row x rows); waiting rows are grouped by length.",
+)
+@click.option(
+    "--max-batch-requests",
+    type=click.IntRange(1),
+    default=None,
+    help="Rows per batch, at most (default: only --max-batch-tokens bounds a batch).",
+)
+@click.option(
+    "--max-batch-delay-ms",
+    type=click.FloatRange(0),
+    default=0.0,
+    show_default=True,
+    help="How long a batch that is not full may wait for more rows (0: it runs as soon as the model is free).",
 )
 @click.option(
     "--max-concurrent-requests",
@@ -61,6 +74,8 @@ def serve(
     port,
     api_key,
     max_batch_tokens,
+    max_batch_requests,
+    max_batch_delay_ms,
     max_concurrent_requests,
     max_client_batch_size,
     payload_limit,
@@ -86,6 +101,8 @@ def serve(
             model,
             api_key=api_key or None,
             max_batch_tokens=max_batch_tokens,
+            max_batch_requests=max_batch_requests,
+            max_batch_delay_ms=max_batch_delay_ms,
             max_concurrent_requests=max_concurrent_requests,
             max_client_batch_size=max_client_batch_size,
             payload_limit=payload_limit,

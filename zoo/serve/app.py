@@ -85,7 +85,7 @@ async def predict(service: Service, request: Request) -> Response:
         p = service.predictor
         names = list(p.labels or []) or None
         top_k = len(names) if p.task.uses_top_k and names else 1
-        results, outputs = await service.predict(table, truncate, top_k)
+        results, outputs = await service.predict(table, truncate, top_k, request)
         answer = [scores(r, o, names, raw) for r, o in zip(results, outputs)]
         return JSONResponse(answer[0] if single else answer)
 
@@ -102,7 +102,7 @@ async def embed(service: Service, request: Request) -> Response:
             )
         table, _ = inputs_table(data, config.max_client_batch_size, pairs_allowed=False)
         normalize, truncate = flag(data, "normalize", True), flag(data, "truncate", False)
-        results, _ = await service.predict(table, truncate)
+        results, _ = await service.predict(table, truncate, request=request)
         vectors = []
         for r in results:
             v = np.asarray(r["embedding"], dtype=np.float64)
@@ -149,6 +149,8 @@ async def info(service: Service, request: Request) -> Response:
             "embeds": service.embeds,
             "max_input_length": p.max_length,
             "max_batch_tokens": config.max_batch_tokens,
+            "max_batch_requests": config.max_batch_requests,
+            "max_batch_delay_ms": config.max_batch_delay_ms,
             "max_concurrent_requests": config.max_concurrent_requests,
             "max_client_batch_size": config.max_client_batch_size,
             "payload_limit": config.payload_limit,

@@ -1,8 +1,12 @@
 """Dynamic batching. Each request's rows (token ids) join one queue; whenever the worker thread is free, the
-rows at the head of the queue, in arrival order, form the next batch until its padded size (longest row x
-rows) would pass the token budget. While a batch runs, the requests that arrive queue up and go together in
-the next one, so there is no fixed delay window. A bounded number of requests may be in the server at
-once; beyond it :meth:`Batcher.admit` refuses at once (HTTP 429), so nothing queues without bound."""
+waiting rows are sorted by length and cut into batches whose padded size (longest row x rows) fits the token
+budget and whose row count fits ``max_batch_requests``; the batch that holds the oldest row runs next, so
+rows of like length pad together and no row waits behind younger ones for ever. While a batch runs, the
+requests that arrive queue up and go together in the next one, so there is no fixed delay window unless
+``max_batch_delay_s`` asks for one (then a batch that is not full waits up to that long after its oldest
+row arrived). A bounded number of requests may be in the server at once; beyond it :meth:`Batcher.admit`
+refuses at once (HTTP 429), so nothing queues without bound. A request cancelled while it waits (its client
+went away) takes its rows out of the queue: they are never computed."""
 
 from __future__ import annotations
 
@@ -48,11 +52,15 @@ class Batcher:
         pad_value: int,
         max_batch_tokens: int,
         max_concurrent: int,
+        max_batch_requests: int | None = None,
+        max_batch_delay_s: float = 0.0,
         metrics: Any = None,
         delay_s: float = 0.0,
     ):
         self.run, self.pad_value, self.metrics, self.delay_s = run, pad_value, metrics, delay_s
         self.max_batch_tokens, self.max_concurrent = max_batch_tokens, max_concurrent
+        self.max_batch_requests, self.max_batch_delay_s = max_batch_requests, max_batch_delay_s
+        self.skipped = 0  # rows dropped from the queue because their request was cancelled
         self.queue: deque[tuple[Job, int]] = deque()
         self.in_flight = 0
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="zoo-serve-batch")
@@ -86,7 +94,19 @@ class Batcher:
         self.queue.extend((job, i) for i in range(len(rows)))
         self._gauge()
         self._wake.set()
-        return await job.future  # a cancelled request cancels the future, and its rows are skipped
+        try:
+            return await job.future
+        except asyncio.CancelledError:  # the request went away: its waiting rows are never computed
+            self._drop(job)
+            raise
+
+    def _drop(self, job: Job) -> None:
+        waiting = len(self.queue)
+        self.queue = deque(entry for entry in self.queue if entry[0] is not job)
+        self.skipped += waiting - len(self.queue)
+        if self.metrics is not None:
+            self.metrics.skipped_rows.inc(waiting - len(self.queue))
+        self._gauge()
 
     # ---- the worker -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -101,20 +121,46 @@ class Batcher:
                 await self._task
         self.executor.shutdown(wait=True)
 
+    def _fits(self, longest: int, rows: int) -> bool:
+        """Whether ``rows`` rows padded to ``longest`` tokens fit in one batch."""
+        return longest * rows <= self.max_batch_tokens and rows <= (self.max_batch_requests or rows)
+
+    def _full(self) -> bool:
+        """Whether the queue already holds a full batch (then a delay window has nothing to wait for)."""
+        rows = len(self.queue)
+        return not self._fits(max(len(job.rows[i]) for job, i in self.queue), rows + 1)
+
     def _take(self) -> list[tuple[Job, int]]:
-        batch: list[tuple[Job, int]] = []
+        """The next batch: the waiting rows sorted by length, cut where the next row would not fit, and the
+        piece that holds the oldest row (which is never left behind; a row alone always fits)."""
+        waiting = [entry for entry in self.queue if not entry[0].future.done()]
+        if not waiting:
+            self.queue.clear()
+            return []
+        by_length = sorted(range(len(waiting)), key=lambda k: len(waiting[k][0].rows[waiting[k][1]]))
+        piece: list[int] = []
         longest = 0
-        while self.queue:
-            job, i = self.queue[0]
-            if job.future.done():  # cancelled, or failed in an earlier batch
-                self.queue.popleft()
-                continue
-            size = max(longest, len(job.rows[i]))
-            if batch and size * (len(batch) + 1) > self.max_batch_tokens:
-                break
-            batch.append(self.queue.popleft())
-            longest = size
-        return batch
+        for k in by_length:
+            size = len(waiting[k][0].rows[waiting[k][1]])
+            if piece and not self._fits(max(longest, size), len(piece) + 1):
+                if 0 in piece:
+                    break
+                piece, longest = [], 0
+            piece.append(k)
+            longest = max(longest, size)
+        chosen = set(piece)
+        self.queue = deque(entry for k, entry in enumerate(waiting) if k not in chosen)
+        return [waiting[k] for k in piece]
+
+    async def _window(self) -> None:
+        """With a delay window, wait until the oldest row has waited max_batch_delay_s or a batch is full."""
+        if not self.max_batch_delay_s:
+            return
+        deadline = self.queue[0][0].enqueued + self.max_batch_delay_s
+        while self.queue and not self._full() and (left := deadline - time.perf_counter()) > 0:
+            self._wake.clear()
+            with suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), left)
 
     def _infer(self, ids: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, float]:
         started = time.perf_counter()
@@ -128,6 +174,8 @@ class Batcher:
             if not self.queue:
                 self._wake.clear()
                 await self._wake.wait()
+                continue
+            await self._window()
             batch = self._take()
             self._gauge()
             if not batch:

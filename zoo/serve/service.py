@@ -12,11 +12,12 @@ import sys
 import time
 import traceback
 from collections.abc import Awaitable, Callable
+from contextlib import suppress
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from zoo.data import Table
@@ -26,6 +27,8 @@ from zoo.tokenizer import ids_of, pad_id
 from .batcher import Batcher, InferenceFailed, Overloaded
 from .metrics import Metrics
 from .openapi import ApiRoute
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -37,6 +40,8 @@ class ServeConfig:
     max_client_batch_size: int = 32
     payload_limit: int = 2_000_000
     threads: int | None = None
+    max_batch_requests: int | None = None  # rows per batch; None: only the token budget bounds a batch
+    max_batch_delay_ms: float = 0.0  # how long a batch that is not full may wait for more rows
     batch_delay_s: float = 0.0  # added to every batch: for tests of backpressure and shutdown
 
 
@@ -82,6 +87,8 @@ class Service:
                 pad_value=pad_id(p.tokenizer),
                 max_batch_tokens=self.config.max_batch_tokens,
                 max_concurrent=self.config.max_concurrent_requests,
+                max_batch_requests=self.config.max_batch_requests,
+                max_batch_delay_s=self.config.max_batch_delay_ms / 1000,
                 metrics=self.metrics,
                 delay_s=self.config.batch_delay_s,
             )
@@ -115,16 +122,44 @@ class Service:
         return encodings
 
     async def predict(
-        self, table: Table, truncate: bool, top_k: int = 1
+        self, table: Table, truncate: bool, top_k: int = 1, request: Request | None = None
     ) -> tuple[list[dict], list[np.ndarray]]:
-        """(the task's prediction per row, the model's output per row)."""
+        """(the task's prediction per row, the model's output per row). If the client of ``request`` goes
+        away first, its rows leave the queue uncomputed and the answer is 499 (which nobody reads)."""
         encodings = self.encode(table, truncate)
         try:
-            outputs = await self.batcher.submit(ids_of(encodings))
+            outputs = await unless_disconnected(request, self.batcher.submit(ids_of(encodings)))
         except InferenceFailed as exc:
             raise ApiError(424, "backend", str(exc)) from None
         p = self.predictor
         return p.task.predict(table, encodings, outputs, list(p.labels or []) or None, top_k), outputs
+
+
+async def unless_disconnected(request: Request | None, work: Awaitable[T]) -> T:
+    """``work``'s result, or ApiError 499 with ``work`` cancelled as soon as the client disconnects."""
+    if request is None:
+        return await work
+    task = asyncio.ensure_future(work)
+    watch = asyncio.ensure_future(disconnected(request))
+    try:
+        await asyncio.wait({task, watch}, return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:  # the handler itself was cancelled
+        task.cancel()
+        raise
+    finally:
+        watch.cancel()
+    if not task.done():
+        task.cancel()
+        with suppress(asyncio.CancelledError):
+            await task
+        raise ApiError(499, "client_closed", "the client closed the connection before its answer")
+    return task.result()
+
+
+async def disconnected(request: Request) -> None:
+    """Return once the ASGI server reports that the client went away (the body has been read by then)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 # ---- request parsing ------------------------------------------------------------------------------
@@ -236,6 +271,8 @@ def failure_response(exc: Exception) -> Response:
         return error_response(exc.status, exc.error_type, str(exc))
     if isinstance(exc, Overloaded):
         return error_response(429, "overloaded", str(exc))
+    if isinstance(exc, ClientDisconnect):  # gone while sending its body
+        return error_response(499, "client_closed", "the client closed the connection")
     # a bug of ours: logged with its traceback, answered without it
     traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
     return error_response(500, "backend", f"internal error: {type(exc).__name__}")
