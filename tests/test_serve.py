@@ -450,6 +450,13 @@ def test_waiting_rows_are_grouped_by_length_to_pad_less():
     assert [float(r[0][0]) for r in results] == [3, 36] * 3  # every request has its own row's answer
 
 
+def test_rows_of_unlike_length_go_in_separate_batches_unless_padding_is_allowed():
+    shapes, _, _ = run_batches([3, 3, 12, 2], max_batch_tokens=10_000)
+    assert shapes == [(3, 3), (1, 12)]  # (4, 12) would pad 20 real tokens to 48
+    shapes, _, _ = run_batches([3, 3, 12, 2], max_batch_tokens=10_000, max_padding=None)
+    assert shapes == [(4, 12)]
+
+
 def test_max_batch_requests_bounds_the_rows_of_a_batch():
     shapes, results, _ = run_batches([3, 3, 3, 5, 2], max_batch_tokens=10_000, max_batch_requests=2)
     assert shapes == [(2, 3), (2, 3), (1, 5)]  # the oldest row (a 3) first, then by length
@@ -484,3 +491,27 @@ def test_a_delay_window_gathers_rows_that_arrive_while_the_worker_is_idle():
     assert batches() == [(1, 2), (1, 3)]
     # a long window that ends early, as soon as the batch is full (two rows)
     assert batches(max_batch_delay_s=60, max_batch_requests=2) == [(2, 3)]
+
+
+def test_batch_workers_run_batches_at_once():
+    def shapes_run(workers: int):
+        barrier, shapes = threading.Barrier(2, timeout=5), []
+
+        def run(ids, mask):
+            barrier.wait()  # passes only when a second batch runs beside this one
+            shapes.append(ids.shape)
+            return ids.sum(axis=1, keepdims=True).astype(np.float32)
+
+        async def main():
+            batcher = Batcher(run, pad_value=0, max_batch_tokens=100, max_concurrent=10, workers=workers)
+            rows = [np.ones(2, dtype=np.int64), np.ones(9, dtype=np.int64)]  # too unlike to share a batch
+            results = await asyncio.gather(*(batcher.submit([r]) for r in rows), return_exceptions=True)
+            await batcher.stop()
+            return results
+
+        return asyncio.run(main()), shapes
+
+    results, shapes = shapes_run(2)
+    assert [float(r[0][0]) for r in results] == [2, 9] and sorted(shapes) == [(1, 2), (1, 9)]
+    results, _ = shapes_run(1)  # one worker: the first batch waits for a second that never comes
+    assert all(isinstance(r, InferenceFailed) for r in results[:1])

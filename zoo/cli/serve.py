@@ -40,6 +40,20 @@ from .options import threads_option
     help="How long a batch that is not full may wait for more rows (0: it runs as soon as the model is free).",
 )
 @click.option(
+    "--max-batch-padding",
+    type=click.FloatRange(0),
+    default=0.25,
+    show_default=True,
+    help="Padding a batch may add, as a fraction of its real tokens (rows of unlike length go in separate batches).",
+)
+@click.option(
+    "--batch-workers",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="Batches that run at once, each in its own thread with --threads threads.",
+)
+@click.option(
     "--max-concurrent-requests",
     type=click.IntRange(1),
     default=512,
@@ -76,6 +90,8 @@ def serve(
     max_batch_tokens,
     max_batch_requests,
     max_batch_delay_ms,
+    max_batch_padding,
+    batch_workers,
     max_concurrent_requests,
     max_client_batch_size,
     payload_limit,
@@ -103,6 +119,8 @@ def serve(
             max_batch_tokens=max_batch_tokens,
             max_batch_requests=max_batch_requests,
             max_batch_delay_ms=max_batch_delay_ms,
+            max_batch_padding=max_batch_padding,
+            batch_workers=batch_workers,
             max_concurrent_requests=max_concurrent_requests,
             max_client_batch_size=max_client_batch_size,
             payload_limit=payload_limit,

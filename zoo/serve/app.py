@@ -151,6 +151,8 @@ async def info(service: Service, request: Request) -> Response:
             "max_batch_tokens": config.max_batch_tokens,
             "max_batch_requests": config.max_batch_requests,
             "max_batch_delay_ms": config.max_batch_delay_ms,
+            "max_batch_padding": config.max_batch_padding,
+            "batch_workers": config.batch_workers,
             "max_concurrent_requests": config.max_concurrent_requests,
             "max_client_batch_size": config.max_client_batch_size,
             "payload_limit": config.payload_limit,

@@ -1,10 +1,12 @@
-"""Dynamic batching. Each request's rows (token ids) join one queue; whenever the worker thread is free, the
-waiting rows are sorted by length and cut into batches whose padded size (longest row x rows) fits the token
-budget and whose row count fits ``max_batch_requests``; the batch that holds the oldest row runs next, so
-rows of like length pad together and no row waits behind younger ones for ever. While a batch runs, the
+"""Dynamic batching. Each request's rows (token ids) join one queue; whenever a worker is free, the waiting
+rows are sorted by length and cut into batches whose padded size (longest row x rows) fits the token budget,
+whose row count fits ``max_batch_requests`` and whose padding is at most ``max_padding`` of their real
+tokens (on a CPU a padded token costs as much as a real one, and a bigger batch buys little else); the batch
+that holds the oldest row runs next, so no row waits behind younger ones for ever. While batches run, the
 requests that arrive queue up and go together in the next one, so there is no fixed delay window unless
-``max_batch_delay_s`` asks for one (then a batch that is not full waits up to that long after its oldest
-row arrived). A bounded number of requests may be in the server at once; beyond it :meth:`Batcher.admit`
+``max_batch_delay_s`` asks for one (then a batch that is not full waits up to that long after its oldest row
+arrived). ``workers`` batches may run at once, each in its own thread (an onnxruntime session runs calls in
+parallel). A bounded number of requests may be in the server at once; beyond it :meth:`Batcher.admit`
 refuses at once (HTTP 429), so nothing queues without bound. A request cancelled while it waits (its client
 went away) takes its rows out of the queue: they are never computed."""
 
@@ -54,18 +56,21 @@ class Batcher:
         max_concurrent: int,
         max_batch_requests: int | None = None,
         max_batch_delay_s: float = 0.0,
+        max_padding: float | None = 0.25,
+        workers: int = 1,
         metrics: Any = None,
         delay_s: float = 0.0,
     ):
         self.run, self.pad_value, self.metrics, self.delay_s = run, pad_value, metrics, delay_s
         self.max_batch_tokens, self.max_concurrent = max_batch_tokens, max_concurrent
         self.max_batch_requests, self.max_batch_delay_s = max_batch_requests, max_batch_delay_s
+        self.max_padding, self.workers = max_padding, workers
         self.skipped = 0  # rows dropped from the queue because their request was cancelled
         self.queue: deque[tuple[Job, int]] = deque()
         self.in_flight = 0
-        self.executor = ThreadPoolExecutor(1, thread_name_prefix="zoo-serve-batch")
+        self.executor = ThreadPoolExecutor(workers, thread_name_prefix="zoo-serve-batch")
         self._wake: asyncio.Event | None = None
-        self._task: asyncio.Task | None = None
+        self._tasks: list[asyncio.Task] = []
 
     # ---- requests ---------------------------------------------------------------------------------
     @contextmanager
@@ -110,20 +115,25 @@ class Batcher:
 
     # ---- the worker -------------------------------------------------------------------------------
     def start(self) -> None:
-        if self._task is None:
+        if not self._tasks:
             self._wake = asyncio.Event()
-            self._task = asyncio.get_running_loop().create_task(self._loop())
+            loop = asyncio.get_running_loop()
+            self._tasks = [loop.create_task(self._loop()) for _ in range(self.workers)]
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
             with suppress(asyncio.CancelledError):
-                await self._task
+                await task
         self.executor.shutdown(wait=True)
 
-    def _fits(self, longest: int, rows: int) -> bool:
-        """Whether ``rows`` rows padded to ``longest`` tokens fit in one batch."""
-        return longest * rows <= self.max_batch_tokens and rows <= (self.max_batch_requests or rows)
+    def _fits(self, longest: int, rows: int, real: int | None = None) -> bool:
+        """Whether ``rows`` rows padded to ``longest`` tokens fit in one batch (and, given their ``real``
+        tokens, pad by at most max_padding of them)."""
+        padded = longest * rows
+        if real is not None and self.max_padding is not None and padded > real * (1 + self.max_padding):
+            return False
+        return padded <= self.max_batch_tokens and rows <= (self.max_batch_requests or rows)
 
     def _full(self) -> bool:
         """Whether the queue already holds a full batch (then a delay window has nothing to wait for)."""
@@ -139,15 +149,15 @@ class Batcher:
             return []
         by_length = sorted(range(len(waiting)), key=lambda k: len(waiting[k][0].rows[waiting[k][1]]))
         piece: list[int] = []
-        longest = 0
+        longest = real = 0
         for k in by_length:
             size = len(waiting[k][0].rows[waiting[k][1]])
-            if piece and not self._fits(max(longest, size), len(piece) + 1):
+            if piece and not self._fits(max(longest, size), len(piece) + 1, real + size):
                 if 0 in piece:
                     break
-                piece, longest = [], 0
+                piece, longest, real = [], 0, 0
             piece.append(k)
-            longest = max(longest, size)
+            longest, real = max(longest, size), real + size
         chosen = set(piece)
         self.queue = deque(entry for k, entry in enumerate(waiting) if k not in chosen)
         return [waiting[k] for k in piece]

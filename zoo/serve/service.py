@@ -42,6 +42,8 @@ class ServeConfig:
     threads: int | None = None
     max_batch_requests: int | None = None  # rows per batch; None: only the token budget bounds a batch
     max_batch_delay_ms: float = 0.0  # how long a batch that is not full may wait for more rows
+    max_batch_padding: float | None = 0.25  # padded tokens over real ones a batch may add; None: no bound
+    batch_workers: int = 1  # batches run at once
     batch_delay_s: float = 0.0  # added to every batch: for tests of backpressure and shutdown
 
 
@@ -89,6 +91,8 @@ class Service:
                 max_concurrent=self.config.max_concurrent_requests,
                 max_batch_requests=self.config.max_batch_requests,
                 max_batch_delay_s=self.config.max_batch_delay_ms / 1000,
+                max_padding=self.config.max_batch_padding,
+                workers=self.config.batch_workers,
                 metrics=self.metrics,
                 delay_s=self.config.batch_delay_s,
             )
