@@ -1,10 +1,11 @@
 """Load benchmark of `zoo serve` (issue 13) against the server a user writes by hand: a Starlette app (what
 FastAPI runs on) whose synchronous handler tokenises one text and makes one onnxruntime call per request,
-in the thread pool FastAPI uses for `def` handlers. Both serve the same ONNX file with the same thread
-count on 127.0.0.1; an async HTTP/1.1 client (one keep-alive connection per concurrent client) sends real
-tweets, one text per request, at each concurrency in turn, alternating the two servers, and stops each run
-after --requests requests or --time-limit seconds. Every answer must be 200 with the label onnxruntime gives
-for that text on its own; the report counts errors and disagreements.
+in the thread pool FastAPI uses for `def` handlers, with a plain session (thread count set, no spinning).
+Both serve the same ONNX file with the same threads per call on 127.0.0.1; an async HTTP/1.1 client (one
+keep-alive connection per concurrent client) sends real tweets, one text per request, at each concurrency
+in turn, alternating the two servers, and stops each run after --requests requests or --time-limit
+seconds (--rounds such passes; the table holds medians). Every answer must be 200 with the label
+onnxruntime gives for that text on its own; the report counts errors and disagreements.
 
     python bench/serve.py                              # MiniLM-L6 + a 3-label head, fp32 (built once in --work)
     python bench/serve.py --export zoo-demo/export     # any export directory, e.g. the demo's classifier
@@ -22,6 +23,7 @@ import json
 import os
 import platform
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -238,6 +240,7 @@ def main() -> None:
     )
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
     parser.add_argument("--requests", type=int, default=2000, help="requests per run, at most")
+    parser.add_argument("--rounds", type=int, default=1, help="runs per server and concurrency (medians)")
     parser.add_argument("--time-limit", type=float, default=30.0, help="seconds per run, at most")
     parser.add_argument("--out", type=Path, default=RESULTS / "serve.json")
     parser.add_argument("--peer-server", type=Path, help=argparse.SUPPRESS)  # run the peer on --port
@@ -271,18 +274,20 @@ def main() -> None:
                  "--threads", str(args.threads), "--batch-workers", str(workers)], zoo_port)  # fmt: skip
     peer = start([sys.executable, __file__, "--peer-server", str(export), "--port", str(peer_port),
                   "--threads", str(args.threads)], peer_port)  # fmt: skip
-    results = []
+    runs: list[dict] = []
     try:
-        for concurrency in args.concurrency:
-            for name, port in (("zoo serve", zoo_port), ("peer", peer_port)):
-                before = batch_rows(zoo_port)
-                run = asyncio.run(load(port, texts, concurrency, args.requests, args.time_limit))
-                row = {"server": name, "concurrency": concurrency, **summarise(run, texts, expected)}
-                if name == "zoo serve":
-                    after = batch_rows(zoo_port)
-                    row["mean_batch_rows"] = (after[0] - before[0]) / max(after[1] - before[1], 1)
-                print(json.dumps(row), file=sys.stderr, flush=True)
-                results.append(row)
+        for round_ in range(args.rounds):  # the servers alternate, so a change of load hits both
+            for concurrency in args.concurrency:
+                for name, port in (("zoo serve", zoo_port), ("peer", peer_port)):
+                    before = batch_rows(zoo_port)
+                    run = asyncio.run(load(port, texts, concurrency, args.requests, args.time_limit))
+                    row = {"server": name, "concurrency": concurrency, **summarise(run, texts, expected)}
+                    if name == "zoo serve":
+                        after = batch_rows(zoo_port)
+                        row["mean_batch_rows"] = (after[0] - before[0]) / max(after[1] - before[1], 1)
+                    row["round"] = round_
+                    print(json.dumps(row), file=sys.stderr, flush=True)
+                    runs.append(row)
     finally:
         for proc in (zoo, peer):
             proc.terminate()
@@ -297,17 +302,35 @@ def main() -> None:
         "batch_workers": workers,
         "requests_per_run": args.requests,
         "time_limit_s": args.time_limit,
-        "results": results,
+        "rounds": args.rounds,
+        "results": medians(runs),
+        "runs": runs,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(markdown(report))
 
 
+def medians(runs: list[dict]) -> list[dict]:
+    """Per server and concurrency: the median of each figure over the rounds; errors and mismatches summed."""
+    out = []
+    for key in dict.fromkeys((r["server"], r["concurrency"]) for r in runs):
+        rows = [r for r in runs if (r["server"], r["concurrency"]) == key]
+        row = {"server": key[0], "concurrency": key[1]}
+        for field in rows[0]:
+            if field in ("errors", "label_mismatches", "requests"):
+                row[field] = sum(r[field] for r in rows)
+            elif field not in row and field != "round":
+                row[field] = statistics.median(r[field] for r in rows)
+        out.append(row)
+    return out
+
+
 def markdown(report: dict) -> str:
     by = {(r["server"], r["concurrency"]): r for r in report["results"]}
     lines = [
-        f"{report['cpu']}, load average {report['load_average_1m']:.1f}; {report['model_file']}, "
+        f"{report['cpu']}, load average {report['load_average_1m']:.1f}; medians of {report['rounds']} round(s); "
+        f"{report['model_file']}, "
         f"{report['threads']} onnxruntime thread(s) per call; zoo serve --batch-workers {report['batch_workers']}, "
         "the peer one call per request in its thread pool",
         "",
