@@ -238,6 +238,9 @@ def main() -> None:
         default=None,
         help="zoo serve's batches at once (default: physical cores)",
     )
+    parser.add_argument(
+        "--max-batch-requests", type=int, default=16, help="zoo serve's rows per window (0: no limit)"
+    )
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
     parser.add_argument("--requests", type=int, default=2000, help="requests per run, at most")
     parser.add_argument("--rounds", type=int, default=1, help="runs per server and concurrency (medians)")
@@ -271,7 +274,9 @@ def main() -> None:
     workers = args.batch_workers or physical_cores()
     zoo_port, peer_port = free_port(), free_port()
     zoo = start([sys.executable, "-m", "zoo", "serve", str(export), "--port", str(zoo_port),
-                 "--threads", str(args.threads), "--batch-workers", str(workers)], zoo_port)  # fmt: skip
+                 "--threads", str(args.threads), "--batch-workers", str(workers),
+                 *(["--max-batch-requests", str(args.max_batch_requests)] if args.max_batch_requests else [])],
+                zoo_port)  # fmt: skip
     peer = start([sys.executable, __file__, "--peer-server", str(export), "--port", str(peer_port),
                   "--threads", str(args.threads)], peer_port)  # fmt: skip
     runs: list[dict] = []
@@ -300,6 +305,7 @@ def main() -> None:
         "model_file": json.loads((export / "manifest.json").read_text())["serve"],
         "threads": args.threads,
         "batch_workers": workers,
+        "max_batch_requests": args.max_batch_requests or None,
         "requests_per_run": args.requests,
         "time_limit_s": args.time_limit,
         "rounds": args.rounds,
@@ -331,7 +337,8 @@ def markdown(report: dict) -> str:
     lines = [
         f"{report['cpu']}, load average {report['load_average_1m']:.1f}; medians of {report['rounds']} round(s); "
         f"{report['model_file']}, "
-        f"{report['threads']} onnxruntime thread(s) per call; zoo serve --batch-workers {report['batch_workers']}, "
+        f"{report['threads']} onnxruntime thread(s) per call; zoo serve --batch-workers {report['batch_workers']} "
+        f"--max-batch-requests {report['max_batch_requests']}, "
         "the peer one call per request in its thread pool",
         "",
         "| concurrency | server | requests | req/s | p50 ms | p95 ms | p99 ms | rows/batch | errors | "

@@ -93,13 +93,14 @@ def server(export_dir, *args: str, env: dict[str, str] | None = None):
         text=True,
     )
     client = Client(port, (env or {}).get("ZOO_API_KEY"))
-    client.port = port
+    client.port, client.health_seen = port, []
     try:
         deadline = time.monotonic() + 120
         while True:
             assert proc.poll() is None, proc.stdout.read()
             try:
-                if client.call("/health")[0] == 200:
+                client.health_seen.append(client.call("/health")[0])
+                if client.health_seen[-1] == 200:
                     break
             except (urllib.error.URLError, ConnectionError):
                 pass
@@ -321,6 +322,22 @@ def test_embed_serves_an_embedding_export_as_onnx_and_eager_do(tmp_path):
 
 
 @pytest.mark.slow
+def test_503_until_warm_and_424_when_the_model_fails(export_dir, tmp_path):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(export_dir, broken)
+    vocab = json.loads((broken / "tokenizer.json").read_text())
+    vocab["model"]["vocab"]["beyond"] = 10_000  # an id past the model's embedding table
+    (broken / "tokenizer.json").write_text(json.dumps(vocab))
+    with server(broken, "--batch-delay-s", "2") as c:  # the warm-up batch takes 2 s
+        assert 503 in c.health_seen and c.health_seen[-1] == 200
+        status, answer = c.call("/predict", {"inputs": "pos1 beyond"})
+        assert (status, answer["error_type"]) == (424, "backend") and "inference failed" in answer["error"]
+        assert c.call("/predict", {"inputs": "pos1"})[0] == 200  # the server goes on
+
+
+@pytest.mark.slow
 def test_api_key(export_dir):
     with server(export_dir, env={"ZOO_API_KEY": "s3cret"}) as c:
         assert c.call("/predict", {"inputs": "w1"})[0] == 200
@@ -408,9 +425,9 @@ def test_batches_respect_the_token_budget_and_failures_reach_every_request():
 
     results = asyncio.run(main())
     assert [float(r[0][0]) for r in results] == [6, 6, 6, 15, 3]
-    # sorted by length and cut where longest x rows would pass 12 tokens: 12 + 5 padded tokens, where arrival
-    # order, (3, 3, 3) then (5, 2), would pad to 9 + 10
-    assert shapes == [(4, 3), (1, 5), (1, 7)]
+    # windows of what fits 12 padded tokens in arrival order, (3, 3, 3) then (5, 2); the second is cut in
+    # two, as (2, 5) would pad 7 real tokens to 10
+    assert shapes == [(3, 3), (1, 2), (1, 5), (1, 7)]
 
 
 def run_batches(lengths, *, block_first: bool = True, cancel=(), **options):
@@ -445,8 +462,8 @@ def run_batches(lengths, *, block_first: bool = True, cancel=(), **options):
 
 
 def test_waiting_rows_are_grouped_by_length_to_pad_less():
-    shapes, results, _ = run_batches([2, 8, 2, 8, 2, 8], max_batch_tokens=16)
-    assert shapes == [(3, 2), (2, 8), (1, 8)]  # 6 + 16 + 8 padded tokens; in arrival order 16 + 16 + 16
+    shapes, results, _ = run_batches([2, 8, 2, 8, 2, 8], max_batch_tokens=10_000, max_batch_requests=6)
+    assert shapes == [(3, 2), (3, 8)]  # 6 + 24 padded tokens; in arrival order 6 x 8 = 48
     assert [float(r[0][0]) for r in results] == [3, 36] * 3  # every request has its own row's answer
 
 
@@ -459,7 +476,7 @@ def test_rows_of_unlike_length_go_in_separate_batches_unless_padding_is_allowed(
 
 def test_max_batch_requests_bounds_the_rows_of_a_batch():
     shapes, results, _ = run_batches([3, 3, 3, 5, 2], max_batch_tokens=10_000, max_batch_requests=2)
-    assert shapes == [(2, 3), (2, 3), (1, 5)]  # the oldest row (a 3) first, then by length
+    assert shapes == [(2, 3), (2, 5), (1, 2)]  # windows of two rows in arrival order
     assert [float(r[0][0]) for r in results] == [6, 6, 6, 15, 3]
 
 

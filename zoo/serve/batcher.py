@@ -1,14 +1,15 @@
-"""Dynamic batching. Each request's rows (token ids) join one queue; whenever a worker is free, the waiting
-rows are sorted by length and cut into batches whose padded size (longest row x rows) fits the token budget,
-whose row count fits ``max_batch_requests`` and whose padding is at most ``max_padding`` of their real
-tokens (on a CPU a padded token costs as much as a real one, and a bigger batch buys little else); the batch
-that holds the oldest row runs next, so no row waits behind younger ones for ever. While batches run, the
-requests that arrive queue up and go together in the next one, so there is no fixed delay window unless
-``max_batch_delay_s`` asks for one (then a batch that is not full waits up to that long after its oldest row
-arrived). ``workers`` batches may run at once, each in its own thread (an onnxruntime session runs calls in
+"""Dynamic batching. Each request's rows (token ids) join one queue. Whenever a worker is free and no batch
+is ready, the oldest rows, as many as fit one batch in arrival order (padded size, longest row x rows, within
+the token budget; at most ``max_batch_requests`` rows), form a window; the window is sorted by length and
+cut into batches whose padding is at most ``max_padding`` of their real tokens (on a CPU a padded token costs
+as much as a real one, and a bigger batch buys little else). A window's batches run, shortest rows first,
+before any younger row, so sorting never costs a row more than one window's wait. While batches run, the
+requests that arrive queue up for the next window, so there is no fixed delay unless ``max_batch_delay_s``
+asks for one (then a window that is not a full batch waits up to that long after its oldest row arrived).
+``workers`` batches may run at once, each in its own thread (an onnxruntime session runs calls in
 parallel). A bounded number of requests may be in the server at once; beyond it :meth:`Batcher.admit`
 refuses at once (HTTP 429), so nothing queues without bound. A request cancelled while it waits (its client
-went away) takes its rows out of the queue: they are never computed."""
+went away) takes its rows out of the queue and the ready batches: they are never computed."""
 
 from __future__ import annotations
 
@@ -66,7 +67,8 @@ class Batcher:
         self.max_batch_requests, self.max_batch_delay_s = max_batch_requests, max_batch_delay_s
         self.max_padding, self.workers = max_padding, workers
         self.skipped = 0  # rows dropped from the queue because their request was cancelled
-        self.queue: deque[tuple[Job, int]] = deque()
+        self.queue: deque[tuple[Job, int]] = deque()  # rows that wait for a window
+        self.ready: deque[list[tuple[Job, int]]] = deque()  # the batches cut from the last window
         self.in_flight = 0
         self.executor = ThreadPoolExecutor(workers, thread_name_prefix="zoo-serve-batch")
         self._wake: asyncio.Event | None = None
@@ -106,12 +108,18 @@ class Batcher:
             raise
 
     def _drop(self, job: Job) -> None:
-        waiting = len(self.queue)
+        waiting = self._waiting()
         self.queue = deque(entry for entry in self.queue if entry[0] is not job)
-        self.skipped += waiting - len(self.queue)
+        for piece in self.ready:
+            piece[:] = [entry for entry in piece if entry[0] is not job]
+        dropped = waiting - self._waiting()
+        self.skipped += dropped
         if self.metrics is not None:
-            self.metrics.skipped_rows.inc(waiting - len(self.queue))
+            self.metrics.skipped_rows.inc(dropped)
         self._gauge()
+
+    def _waiting(self) -> int:
+        return len(self.queue) + sum(len(piece) for piece in self.ready)
 
     # ---- the worker -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -141,30 +149,39 @@ class Batcher:
         return not self._fits(max(len(job.rows[i]) for job, i in self.queue), rows + 1)
 
     def _take(self) -> list[tuple[Job, int]]:
-        """The next batch: the waiting rows sorted by length, cut where the next row would not fit, and the
-        piece that holds the oldest row (which is never left behind; a row alone always fits)."""
-        waiting = [entry for entry in self.queue if not entry[0].future.done()]
-        if not waiting:
-            self.queue.clear()
-            return []
-        by_length = sorted(range(len(waiting)), key=lambda k: len(waiting[k][0].rows[waiting[k][1]]))
-        piece: list[int] = []
-        longest = real = 0
-        for k in by_length:
-            size = len(waiting[k][0].rows[waiting[k][1]])
-            if piece and not self._fits(max(longest, size), len(piece) + 1, real + size):
-                if 0 in piece:
+        """The next batch: a ready one, else a window of the oldest rows (what one batch in arrival order
+        holds) sorted by length and cut where the next row would not fit or would pad too much (a row alone
+        always fits); the window's other batches are ready next, before any younger row."""
+        while self.ready:
+            piece = [entry for entry in self.ready.popleft() if not entry[0].future.done()]
+            if piece:
+                return piece
+        window: list[tuple[Job, int]] = []
+        longest = 0
+        while self.queue:  # the oldest rows, as many as one batch in arrival order holds
+            job, i = self.queue[0]
+            if not job.future.done():
+                if window and not self._fits(max(longest, len(job.rows[i])), len(window) + 1):
                     break
-                piece, longest, real = [], 0, 0
-            piece.append(k)
+                window.append((job, i))
+                longest = max(longest, len(job.rows[i]))
+            self.queue.popleft()
+        window.sort(key=lambda e: len(e[0].rows[e[1]]))
+        pieces: list[list[tuple[Job, int]]] = []
+        longest = real = 0
+        for entry in window:
+            size = len(entry[0].rows[entry[1]])
+            if not pieces or not self._fits(max(longest, size), len(pieces[-1]) + 1, real + size):
+                pieces.append([])
+                longest = real = 0
+            pieces[-1].append(entry)
             longest, real = max(longest, size), real + size
-        chosen = set(piece)
-        self.queue = deque(entry for k, entry in enumerate(waiting) if k not in chosen)
-        return [waiting[k] for k in piece]
+        self.ready.extend(pieces[1:])
+        return pieces[0] if pieces else []
 
-    async def _window(self) -> None:
+    async def _delay(self) -> None:
         """With a delay window, wait until the oldest row has waited max_batch_delay_s or a batch is full."""
-        if not self.max_batch_delay_s:
+        if not self.max_batch_delay_s or self.ready or not self.queue:
             return
         deadline = self.queue[0][0].enqueued + self.max_batch_delay_s
         while self.queue and not self._full() and (left := deadline - time.perf_counter()) > 0:
@@ -181,11 +198,11 @@ class Batcher:
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            if not self.queue:
+            if not self.queue and not self.ready:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            await self._window()
+            await self._delay()
             batch = self._take()
             self._gauge()
             if not batch:
@@ -223,5 +240,5 @@ class Batcher:
 
     def _gauge(self) -> None:
         if self.metrics is not None:
-            self.metrics.queue_depth.set(len(self.queue))
+            self.metrics.queue_depth.set(self._waiting())
             self.metrics.in_flight.set(self.in_flight)
