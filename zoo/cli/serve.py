@@ -24,13 +24,13 @@ from .options import threads_option
     type=click.IntRange(1),
     default=16384,
     show_default=True,
-    help="Padded tokens per batch (longest row x rows); waiting rows are grouped by length.",
+    help="Padded tokens per batch (longest row x rows).",
 )
 @click.option(
     "--max-batch-requests",
     type=click.IntRange(1),
     default=None,
-    help="Rows per batch, at most (default: only --max-batch-tokens bounds a batch).",
+    help="Rows per batch (and per window of rows sorted by length), at most [default: only --max-batch-tokens].",
 )
 @click.option(
     "--max-batch-delay-ms",
@@ -98,7 +98,8 @@ def serve(
     batch_delay_s,
     threads,
 ):
-    """Serve an export directory over HTTP: POST /predict, /embed, /tokenize; GET /health, /info, /metrics."""
+    """Serve an export directory over HTTP: POST /predict, /embed, /tokenize; GET /health, /info, /metrics,
+    /openapi.json, /docs."""
     from pathlib import Path
 
     from zoo.constants import CONFIG_NAME, ONNX_NAME
