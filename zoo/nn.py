@@ -5,6 +5,8 @@ Built-in parts use these, and plugin authors may too; nothing here is a register
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -62,6 +64,8 @@ def attention_bias(mask: Tensor | None, dtype: torch.dtype) -> Tensor | None:
 
 class RotaryEmbedding(nn.Module):
     """Rotary position embedding (RoPE) applied to queries and keys of shape (B, h, S, dh)."""
+
+    inv_freq: Tensor  # a buffer (dh/2,)
 
     def __init__(self, head_dim: int, base: float = 10000.0):
         super().__init__()
@@ -209,7 +213,7 @@ class _GatherRows(torch.autograd.Function):
     gathered tensor and keeps this process's rows."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, sizes: list[int]) -> Tensor:
+    def forward(ctx: Any, x: Tensor, sizes: list[int]) -> Tensor:
         import torch.distributed as dist
 
         most = max(sizes)
@@ -220,7 +224,7 @@ class _GatherRows(torch.autograd.Function):
         return torch.cat([p[:n] for p, n in zip(parts, sizes)])
 
     @staticmethod
-    def backward(ctx, grad: Tensor):
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
         import torch.distributed as dist
 
         grad = grad.contiguous().clone()
