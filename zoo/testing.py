@@ -22,7 +22,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import Tensor
@@ -31,6 +31,9 @@ from .errors import ExportMismatch, ZooError, unknown
 from .manager import DEFAULT_PLUGINS, get_registry
 from .model import DEFAULT_ATTENTION, ZooModel, build_model, load_model
 from .registry import KINDS, MODEL_PARTS
+
+if TYPE_CHECKING:
+    from _pytest.mark.structures import ParameterSet  # what pytest.param returns
 
 DEFAULT_ENCODER = "transformer"
 DEFAULT_HEAD = "cls"
@@ -89,7 +92,7 @@ def builtin_names(kind: str) -> list[str]:
     return [p.name for p in get_registry().parts(_kind(kind)) if p.plugin in DEFAULT_PLUGINS]
 
 
-def parts(kind: str, *, exclude: dict[str, str] | None = None) -> list[Any]:
+def parts(kind: str, *, exclude: dict[str, str] | None = None) -> list[ParameterSet]:
     """pytest params for every part of ``kind`` registered now, by any plugin; ``exclude`` maps a
     name to the reason it is skipped. A name two plugins claim appears once per plugin as 'plugin:name'."""
     import pytest
