@@ -10,8 +10,9 @@ and flags a misspelt ``register`` keyword or a factory with the wrong signature 
         register("my", MyAttention, description="...")
 
 The factory Protocols list the keyword arguments zoo always passes; a factory may take more (its part options,
-with defaults). The TypedDicts (``AttentionArgs``, ...) are the same keyword arguments as a dict, the form the
-core builds them in. docs/plugins.md describes each contract in words.
+with defaults). The TypedDicts (``AttentionArgs``, ...) name the same keyword arguments: zoo.model's
+``CONTRACT_ARGS``, which tells them apart from part options, is made from them. docs/plugins.md describes each
+contract in words.
 
 Importing this module imports neither torch nor any other part of zoo: the names it refers to are imported for
 type checkers only.
