@@ -65,12 +65,11 @@ def attention_bias(mask: Tensor | None, dtype: torch.dtype) -> Tensor | None:
 class RotaryEmbedding(nn.Module):
     """Rotary position embedding (RoPE) applied to queries and keys of shape (B, h, S, dh)."""
 
-    inv_freq: Tensor  # a buffer (dh/2,)
-
     def __init__(self, head_dim: int, base: float = 10000.0):
         super().__init__()
         inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
         self.register_buffer("inv_freq", inv_freq, persistent=False)
+        self.inv_freq: Tensor  # the buffer's type, for type checkers
 
     def forward(self, q: Tensor, k: Tensor) -> tuple[Tensor, Tensor]:
         positions = torch.arange(q.shape[-2], device=q.device, dtype=torch.float32)

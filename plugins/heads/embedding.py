@@ -49,8 +49,8 @@ class EmbeddingHead(nn.Module):
 
     def forward(self, hidden: Tensor, mask: Tensor | None = None) -> Tensor:
         x = pool(hidden, mask, self.pooling)  # (B, D)
-        if self.dense is not None:
-            x = self.activation(self.dense(x))  # type: ignore[misc]  # (B, dim); activation is set with dense
+        if self.dense is not None and self.activation is not None:  # set together
+            x = self.activation(self.dense(x))  # (B, dim)
         if self.normalize:
             x = F.normalize(x, p=2.0, dim=-1)
         return x
