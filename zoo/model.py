@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import inspect
+import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -16,16 +17,21 @@ from .errors import ZooError, did_you_mean
 from .manager import get_registry
 from .registry import MODEL_PARTS, Part
 from .spec import CONFIG_NAME, ENCODER_SIZES, TOKENIZER_NAME, WEIGHTS_NAME, ModelSpec, PartChoice, check_sizes
+from .types import AdapterArgs, AttentionArgs, EncoderArgs, EncoderFactory, HeadArgs, HeadFactory
 from .weights import _SAFETENSORS_DTYPES, check_tensors, load_weights, read_header  # noqa: F401 (re-exported)
 
+if TYPE_CHECKING:
+    from .adapters import AdapterSpec
+    from .tasks import Task
+
 DEFAULT_ATTENTION = "sdpa"
-# Keyword arguments the core passes to each kind of factory; anything else is a part option.
-CONTRACT_ARGS = {
-    "attention": {"d_model", "num_heads", "dropout", "rotary"},
-    "encoder": {"attention", *ENCODER_SIZES},
-    "head": {"d_model", "num_labels", "dropout"},
+# Keyword arguments the core passes to each kind of factory (zoo.types); anything else is a part option.
+CONTRACT_ARGS: dict[str, set[str]] = {
+    "attention": {*AttentionArgs.__required_keys__, "rotary"},  # rotary: only with capability 'rotary'
+    "encoder": set(EncoderArgs.__required_keys__),
+    "head": set(HeadArgs.__required_keys__),
     "task": set(),
-    "adapter": {"encoder"},
+    "adapter": set(AdapterArgs.__required_keys__),
 }
 
 
@@ -101,9 +107,7 @@ class ZooModel(nn.Module):
         self.encoder = encoder
         self.head = head
         self.tokenizer = tokenizer  # a tokenizers.Tokenizer, when the model has one
-        self.adapter = (
-            None  # a zoo.adapters.AdapterSpec while an adapter is on (add_adapter, an adapter directory)
-        )
+        self.adapter: AdapterSpec | None = None  # while an adapter is on (add_adapter, an adapter directory)
         self.loaded_from: Path | None = None  # the model directory load_model read, the base for add_adapter
         self._base_keys: frozenset[str] = frozenset()  # the state-dict keys before the adapter was added
         self._base_frozen: frozenset[str] = frozenset()  # parameters that did not train before it
@@ -116,20 +120,21 @@ class ZooModel(nn.Module):
 
     def loss(self, logits: Tensor, labels: Tensor, attention_mask: Tensor | None = None) -> Tensor:
         mask = None if attention_mask is None else attention_mask.bool()
-        return self.head.loss(logits, labels, mask)
+        return cast("Callable[..., Tensor]", self.head.loss)(logits, labels, mask)
 
     @property
     def labels(self) -> list[str] | None:
         return self.spec.labels
 
     @property
-    def task(self):
+    def task(self) -> Task:
         """The model's task object (zoo.tasks.Task): labels, batches, metrics and predictions."""
         from .tasks import load_task
 
         cached = self.__dict__.get("_task")
-        if cached is None or cached[0] != self.spec.task.ref:
-            self.__dict__["_task"] = cached = (self.spec.task.ref, load_task(self.spec.task))
+        choice = self.spec.task_choice
+        if cached is None or cached[0] != choice.ref:
+            self.__dict__["_task"] = cached = (choice.ref, load_task(choice))
         return cached[1]
 
     def num_parameters(self) -> int:
@@ -284,7 +289,7 @@ class ZooModel(nn.Module):
 
     def extra_repr(self) -> str:
         s = self.spec
-        return f"encoder={s.encoder.ref}, attention={s.attention.ref}, head={s.head.ref}, task={s.task.ref}"
+        return f"encoder={s.encoder.ref}, attention={s.attention.ref}, head={s.head.ref}, task={s.task_choice.ref}"
 
 
 class _AdapterSlot:
@@ -387,8 +392,8 @@ def assemble(spec: ModelSpec, parts: dict[str, Part] | None = None) -> ZooModel:
     parts = parts or {k: _resolve_recorded(k, getattr(spec, k), "model") for k in MODEL_PARTS}
     sizes = spec.sizes
     attention = BoundAttention(parts["attention"], spec.attention.options)
-    encoder_factory: Callable[..., nn.Module] = parts["encoder"].load()
-    head_factory: Callable[..., nn.Module] = parts["head"].load()
+    encoder_factory: EncoderFactory = parts["encoder"].load()
+    head_factory: HeadFactory = parts["head"].load()
     try:
         encoder = encoder_factory(
             attention=attention, **{k: sizes[k] for k in ENCODER_SIZES}, **spec.encoder.options
@@ -468,7 +473,7 @@ def _head_size(task: PartChoice, labels: list[str] | None, num_labels: int | Non
     return num_labels
 
 
-def load_model(path: str | Path) -> ZooModel:
+def load_model(path: str | os.PathLike[str]) -> ZooModel:
     """Load a model directory. Only JSON and safetensors are read: nothing is ever unpickled.
 
     The weights file's header is checked against a model built on the meta device first, so a hostile
@@ -581,7 +586,7 @@ def check_labels(spec: ModelSpec, labels: list[str] | None, source: str) -> None
 
     if (
         labels is not None
-        and load_task(spec.task).num_outputs is None
+        and load_task(spec.task_choice).num_outputs is None
         and len(labels) != spec.sizes["num_labels"]
     ):
         raise ZooError(f"{source}: {len(labels)} labels but num_labels is {spec.sizes['num_labels']}")
@@ -593,7 +598,7 @@ def summary(model: ZooModel, path: Path | None = None) -> dict[str, Any]:
         "encoder": s.encoder.ref,
         "attention": s.attention.ref,
         "head": s.head.ref,
-        "task": s.task.ref,
+        "task": s.task_choice.ref,
         "parameters": model.num_parameters(),
         "sizes": s.sizes,
     }
