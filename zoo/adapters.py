@@ -128,7 +128,7 @@ def weights_digest(*files: Path) -> str:
     digest = hashlib.sha256()
     for file in files:
         with open(file, "rb") as f:
-            for chunk in iter(lambda f=f: f.read(1 << 20), b""):
+            while chunk := f.read(1 << 20):
                 digest.update(chunk)
     return digest.hexdigest()
 
