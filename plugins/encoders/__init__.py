@@ -16,7 +16,7 @@ def register_encoders(register):
     register(
         "bert",
         f"{here}.bert:BertEncoder",
-        capabilities={"positions": "learned"},
+        capabilities={"positions": "learned", "hf_export": f"{here}.bert_export:export_bert"},
         description="BERT: post-LN, GELU, token types; Hugging Face BERT checkpoints map onto it",
     )
     register(
