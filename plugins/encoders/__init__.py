@@ -22,7 +22,7 @@ def register_encoders(register):
     register(
         "deberta",
         f"{here}.deberta:DebertaEncoder",
-        capabilities={"positions": "relative"},
+        capabilities={"positions": "relative", "hf_export": f"{here}.bert_export:export_deberta"},
         description="DeBERTa-v2/v3: BERT layers sharing one relative position table with a 'relative' "
         "attention (disentangled); Hugging Face deberta-v2 checkpoints map onto it",
     )
