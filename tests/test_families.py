@@ -163,9 +163,7 @@ FAMILIES = {
 }
 PARAMS = sorted(FAMILIES)
 # Families whose zoo parts have no `zoo export --hf` mapping yet, with the reason.
-HF_EXPORT_MISSING = {
-    "modernbert": "the modernbert encoder declares no hf_export (fused Wqkv, bias-free norms)"
-}
+HF_EXPORT_MISSING: dict[str, str] = {}
 # The zoo encoder (and attention, when not the default) each family maps onto.
 ENCODER = {"deberta-v2": ("deberta", "disentangled"), "modernbert": ("modernbert", "sdpa")}
 # The cls head options that reproduce each family's *ForSequenceClassification (pooling=cls, pooler=True, and):

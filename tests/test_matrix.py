@@ -52,6 +52,7 @@ def test_head_on_default_encoder(head):
         ("head", "cls", {"pooling": "mean", "pooler": True}),
         ("head", "regression", {"pooling": "cls"}),
         ("head", "cls", {"pooler": True, "pooler_activation": "gelu"}),
+        ("head", "cls", {"pooler": True, "pooler_norm": True, "pooling": "mean"}),  # ModernBERT's head
         # the bert options the imported families use: RoBERTa/ELECTRA-like, then DistilBERT-like
         ("encoder", "bert", {"position_offset": 2, "type_vocab_size": 1, "embedding_size": 16}),
         ("encoder", "bert", {"type_vocab_size": 0, "sinusoidal_positions": True}),

@@ -29,7 +29,7 @@ def register_encoders(register):
     register(
         "modernbert",
         f"{here}.modernbert:ModernBertEncoder",
-        capabilities={"positions": "rotary"},
+        capabilities={"positions": "rotary", "hf_export": f"{here}.modernbert_export:export_modernbert"},
         description="ModernBERT: pre-norm without biases, GeGLU, rotary (global/local bases), a global layer "
         "every N and sliding-window layers between",
     )

@@ -21,12 +21,14 @@ def _refuse_if(problems: list[str], architecture: str) -> None:
         raise ZooError(f"no transformers equivalent for {architecture}: {', '.join(problems)}")
 
 
-def _head_problems(spec: Any, activation: str) -> list[str]:
+def _head_problems(spec: Any, activation: str, *, poolings=("cls",), norm: bool = False) -> list[str]:
+    """What keeps the head from being the family's classifier: ``poolings`` it may use, the pooler's
+    ``activation``, and whether a norm follows it (``norm``, ModernBERT's)."""
     options = spec.head.options
-    if spec.head.name != "cls" or options.get("pooling", "cls") != "cls" or not options.get("pooler"):
-        return [f"head '{spec.head.name}' other than cls pooling with its pooler"]
-    if options.get("pooler_activation", "tanh") != activation or options.get("pooler_norm"):
-        return [f"a pooler other than dense + {activation}"]
+    if spec.head.name != "cls" or options.get("pooling", "cls") not in poolings or not options.get("pooler"):
+        return [f"head '{spec.head.name}' other than {' or '.join(poolings)} pooling with its pooler"]
+    if options.get("pooler_activation", "tanh") != activation or bool(options.get("pooler_norm")) != norm:
+        return [f"a pooler other than dense + {activation}{' + norm' if norm else ''}"]
     return []
 
 
