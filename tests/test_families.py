@@ -449,3 +449,27 @@ def test_export_hf_round_trips_through_transformers(tmp_path, model_type):
     with torch.no_grad():
         theirs = loaded(input_ids=ids, attention_mask=mask).logits
         assert (model(ids, mask) - theirs).abs().max().item() <= 1e-5
+
+
+@pytest.mark.parametrize("model_type", ["deberta-v2", "xlm-roberta"])
+def test_a_checkpoint_with_only_a_sentencepiece_model_gets_its_own_tokenizer(tmp_path, model_type):
+    """No tokenizer.json: spm.model (DeBERTa-v3) / sentencepiece.bpe.model (XLM-R), written here from the
+    trained Unigram's pieces with transformers' protobuf schema, gives the tokenizer it was written from."""
+    from transformers.convert_slow_tokenizer import import_protobuf
+
+    _, original = save_family(tmp_path / "hf", model_type)
+    unigram_model = json.loads((tmp_path / "hf" / "tokenizer.json").read_text())["model"]
+    (tmp_path / "hf" / "tokenizer.json").unlink()
+    proto = import_protobuf().ModelProto()
+    proto.trainer_spec.model_type = 1  # Unigram
+    proto.trainer_spec.unk_id = unigram_model["unk_id"]
+    for piece, score in unigram_model["vocab"]:
+        entry = proto.pieces.add()
+        entry.piece, entry.score = piece, score
+        entry.type = 2 if piece == "<unk>" else 3 if piece in original.all_special_tokens else 1
+    name = "spm.model" if model_type == "deberta-v2" else "sentencepiece.bpe.model"
+    (tmp_path / "hf" / name).write_bytes(proto.SerializeToString())
+    model = import_pretrained(tmp_path / "hf")
+    for text in [*TEXTS, "UNKNOWNWORD cats Sitting"]:
+        assert model.tokenizer.encode(text).ids == original(text)["input_ids"]
+    assert model.tokenizer.encode(TEXTS[0], TEXTS[1]).ids == original(TEXTS[0], TEXTS[1])["input_ids"]

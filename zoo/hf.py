@@ -181,11 +181,35 @@ def _converted_tokenizer(path: Path):
     from transformers import AutoTokenizer
 
     try:
+        spm = [path / name for name in SLOW_TOKENIZER_FILES[1:] if (path / name).is_file()]
+        if spm:
+            return _sentencepiece_tokenizer(path, spm[0])
         return AutoTokenizer.from_pretrained(str(path), local_files_only=True).backend_tokenizer
+    except ZooError:
+        raise
     except Exception as exc:
         raise ZooError(
             f"{path}: cannot build a tokenizer from its files ({type(exc).__name__}: {exc})"
         ) from None
+
+
+def _sentencepiece_tokenizer(path: Path, model_file: Path):
+    """A Unigram SentencePiece model read with transformers' protobuf schema (no sentencepiece package), its
+    pieces given to the checkpoint's tokenizer class, which adds the normaliser, specials and pair template."""
+    from transformers.convert_slow_tokenizer import import_protobuf
+    from transformers.models.auto.tokenization_auto import tokenizer_class_from_name
+
+    proto = import_protobuf().ModelProto()
+    proto.ParseFromString(model_file.read_bytes())
+    if proto.trainer_spec.model_type != 1:  # UNIGRAM; BPE SentencePiece models go through AutoTokenizer
+        raise ValueError(f"{model_file.name} is not a Unigram SentencePiece model")
+    tok_config = _json_or_empty(path / "tokenizer_config.json")
+    name = tok_config.get("tokenizer_class")
+    cls = tokenizer_class_from_name(name) if isinstance(name, str) else None
+    if cls is None:
+        raise ZooError(f"{path}: tokenizer_config.json names no tokenizer class for {model_file.name}")
+    settings = {k: v for k, v in tok_config.items() if k.endswith("_token") or k == "do_lower_case"}
+    return cls(vocab=[(p.piece, p.score) for p in proto.pieces], **settings).backend_tokenizer
 
 
 def _json_or_empty(file: Path) -> dict[str, Any]:
