@@ -91,7 +91,7 @@ def test_build_json_and_labels(tmp_path):
     [
         (
             ["--attention", "spda"],
-            "error: unknown attention 'spda'; did you mean 'sdpa'? choices: alibi, gqa, linear,",
+            "error: unknown attention 'spda'; did you mean 'sdpa'? choices: alibi, disentangled, gqa,",
         ),
         (["--arch", "transfomer"], "error: unknown encoder 'transfomer'; did you mean 'transformer'?"),
         (["--head", "clss"], "error: unknown head 'clss'; did you mean 'cls'?"),
@@ -185,6 +185,8 @@ def test_plugins_lists_builtins():
         "camembert",
         "distilbert",
         "electra",
+        "deberta-v2",
+        "modernbert",
     ]
     assert builtin["zoo.heads"]["parts"]["head"] == [
         "cls",

@@ -29,6 +29,7 @@ OPTIONS = {
     ("attention", "local"): {"window": 2},  # narrower than every probe, so the band matters
     ("attention", "gqa"): {"num_kv_heads": 1},  # key/value heads shared across query heads
     ("encoder", "bert"): {"sep_token_id": 3},  # token types derived from [SEP] inside the graph
+    ("attention", "disentangled"): {"position_buckets": 8, "max_relative_positions": 32},  # log buckets at 23
 }
 SIZES = dict(d_model=16, num_layers=1, num_heads=2, vocab_size=40, max_length=32, num_labels=3, dropout=0.0)
 TOLERANCE = 1e-4

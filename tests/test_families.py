@@ -124,8 +124,48 @@ FAMILIES = {
         transformers.ElectraForSequenceClassification,
         lambda: wordpiece(transformers.ElectraTokenizerFast),
     ),
+    "deberta-v2": (  # DeBERTa-v3's settings: shared keys, log buckets (8, so the batch reaches past them)
+        transformers.DebertaV2Config,
+        dict(
+            TINY,
+            max_position_embeddings=64,
+            relative_attention=True,
+            position_buckets=8,
+            max_relative_positions=64,
+            pos_att_type=["p2c", "c2p"],
+            share_att_key=True,
+            norm_rel_ebd="layer_norm",
+            position_biased_input=False,
+            type_vocab_size=0,
+            pad_token_id=0,
+        ),
+        transformers.DebertaV2Model,
+        transformers.DebertaV2ForSequenceClassification,
+        lambda: unigram(
+            transformers.DebertaV2TokenizerFast, special=["[PAD]", "[CLS]", "[SEP]", "<unk>", "[MASK]"]
+        ),
+    ),
+    "modernbert": (  # a global layer every 3rd, the others windowed to ±4 tokens (shorter than the batch)
+        transformers.ModernBertConfig,
+        dict(
+            TINY,
+            num_hidden_layers=3,
+            max_position_embeddings=64,
+            global_attn_every_n_layers=3,
+            local_attention=8,
+            pad_token_id=0,
+            attn_implementation="eager",
+        ),
+        transformers.ModernBertModel,
+        transformers.ModernBertForSequenceClassification,
+        lambda: wordpiece(transformers.BertTokenizerFast),
+    ),
 }
 PARAMS = sorted(FAMILIES)
+# Families whose zoo parts have no `zoo export --hf` mapping yet, with the reason.
+HF_EXPORT_MISSING: dict[str, str] = {}
+# The zoo encoder (and attention, when not the default) each family maps onto.
+ENCODER = {"deberta-v2": ("deberta", "disentangled"), "modernbert": ("modernbert", "sdpa")}
 # The cls head options that reproduce each family's *ForSequenceClassification (pooling=cls, pooler=True, and):
 POOLER_ACTIVATION = {
     "roberta": "tanh",
@@ -133,6 +173,8 @@ POOLER_ACTIVATION = {
     "camembert": "tanh",
     "distilbert": "relu",
     "electra": "gelu",
+    "deberta-v2": "gelu",
+    "modernbert": "gelu",
 }
 
 
@@ -170,7 +212,9 @@ def test_tokenizer_ids_and_pair_template_are_the_models_own(tmp_path, model_type
 def test_hidden_states_match_transformers_on_a_padded_batch(tmp_path, model_type):
     reference, _ = save_family(tmp_path / "hf", model_type)
     model = import_pretrained(tmp_path / "hf", num_labels=2)
-    assert model.spec.encoder.name == "bert" and model.spec.extra["source"]["model_type"] == model_type
+    encoder, attention = ENCODER.get(model_type, ("bert", "sdpa"))
+    assert (model.spec.encoder.name, model.spec.attention.name) == (encoder, attention)
+    assert model.spec.extra["source"]["model_type"] == model_type
     ids, mask = padded_batch(model)
     with torch.no_grad():
         ours = model.encoder(ids, mask.bool())
@@ -231,8 +275,39 @@ def test_build_from_pretrained_then_onnx_export_passes_parity(tmp_path, model_ty
         ("distilbert", {"sinusoidal_pos_embds": True}, {"sinusoidal_positions": True}),
         ("electra", {"embedding_size": 32}, {}),  # as wide as the layers: no projection
         ("roberta", {"pad_token_id": 4, "bos_token_id": 0, "eos_token_id": 2}, {"position_offset": 5}),
+        ("deberta-v2", {"share_att_key": False}, {}),  # pos_key_proj / pos_query_proj of their own
+        (  # DeBERTa-v2's defaults: no buckets, absolute positions too, two token types, c2p only
+            "deberta-v2",
+            {
+                "position_buckets": -1,
+                "position_biased_input": True,
+                "type_vocab_size": 2,
+                "pos_att_type": ["c2p"],
+                "norm_rel_ebd": "none",
+            },
+            {"position_biased_input": True, "type_vocab_size": 2},
+        ),
+        ("deberta-v2", {"embedding_size": 16}, {"embedding_size": 16}),
+        (
+            "modernbert",
+            {
+                "num_hidden_layers": 4,
+                "global_attn_every_n_layers": 2,
+                "local_attention": 4,
+                "norm_bias": True,
+            },
+            {"global_attn_every_n_layers": 2, "local_attention": 4, "norm_bias": True},
+        ),
     ],
-    ids=["distilbert-sinusoidal", "electra-no-projection", "roberta-pad-4"],
+    ids=[
+        "distilbert-sinusoidal",
+        "electra-no-projection",
+        "roberta-pad-4",
+        "deberta-own-position-projections",
+        "deberta-v2-defaults",
+        "deberta-embed-proj",
+        "modernbert-every-2-window-2-norm-bias",
+    ],
 )
 def test_config_variants_match_transformers(tmp_path, model_type, overrides, option):
     reference, _ = save_family(tmp_path / "hf", model_type, **overrides)
@@ -301,3 +376,100 @@ def test_swapping_the_attention_of_an_imported_checkpoint_keeps_its_weights(tmp_
         assert not torch.allclose(
             windowed.encoder(long_ids, None), original.encoder(long_ids, None), atol=1e-4
         )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model_type", PARAMS)
+def test_finetune_from_the_checkpoint_lowers_the_loss(tmp_path, model_type):
+    """`zoo finetune` on the imported family: four short epochs of a keyword task through the CLI."""
+    save_family(tmp_path / "hf", model_type, classifier=True, num_labels=2)
+    words = {"pos": ["good", "great", "happy"], "neg": ["bad", "awful", "sad"]}
+    rows = [
+        {"text": f"the film was {words[label][i % 3]} and the cat sat", "label": label}
+        for i in range(48)
+        for label in ("pos", "neg")
+    ]
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    args = [
+        "finetune",
+        str(tmp_path / "hf"),
+        "--train",
+        str(tmp_path / "train.jsonl"),
+        "-o",
+        str(tmp_path / "ft"),
+    ]
+    args += ["--epochs", "4", "--batch-size", "16", "--lr", "1e-3", "--threads", "1", "--quiet"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    losses = [
+        json.loads(line)["train_loss"]
+        for line in (tmp_path / "ft" / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert len(losses) == 4 and min(losses[2:]) < losses[0]
+    assert zoo.load_model(tmp_path / "ft").spec.extra["source"]["model_type"] == model_type
+
+
+def test_modernbert_mean_pooling_classifier_matches_transformers(tmp_path):
+    reference, _ = save_family(tmp_path / "hf", "modernbert", classifier=True, classifier_pooling="mean")
+    model = import_pretrained(tmp_path / "hf", num_labels=3)
+    assert model.spec.head.options["pooling"] == "mean" and model.spec.head.options["pooler_norm"] is True
+    ids, mask = padded_batch(model)
+    with torch.no_grad():
+        assert (model(ids, mask) - reference(input_ids=ids, attention_mask=mask).logits).abs().max() <= 1e-5
+
+
+def test_a_checkpoint_with_only_vocab_json_and_merges_txt_gets_robertas_tokenizer(tmp_path):
+    """No tokenizer.json: the byte-level BPE files are converted offline, with RoBERTa's specials and pairs."""
+    _, original = save_family(tmp_path / "hf", "roberta")
+    bpe = json.loads((tmp_path / "hf" / "tokenizer.json").read_text())["model"]
+    (tmp_path / "hf" / "tokenizer.json").unlink()
+    (tmp_path / "hf" / "vocab.json").write_text(json.dumps(bpe["vocab"]))
+    merges = [m if isinstance(m, str) else " ".join(m) for m in bpe["merges"]]
+    (tmp_path / "hf" / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
+    model = import_pretrained(tmp_path / "hf")
+    for text in [*TEXTS, "UNKNOWNWORD cats Sitting"]:  # the tokenizer the files were written from
+        assert model.tokenizer.encode(text).ids == original(text)["input_ids"]
+    assert model.tokenizer.encode(TEXTS[0], TEXTS[1]).ids == original(TEXTS[0], TEXTS[1])["input_ids"]
+    assert model.spec.tokenizer["pad_id"] == original.pad_token_id
+
+
+@pytest.mark.parametrize("model_type", [t for t in PARAMS if t not in HF_EXPORT_MISSING])
+def test_export_hf_round_trips_through_transformers(tmp_path, model_type):
+    """import -> zoo export --hf -> AutoModelForSequenceClassification gives zoo's logits."""
+    save_family(tmp_path / "hf", model_type, classifier=True, num_labels=3)
+    model = import_pretrained(tmp_path / "hf", labels=["a", "b", "c"])
+    model.save(tmp_path / "m")
+    result = CliRunner().invoke(cli, ["export", str(tmp_path / "m"), "--hf", "-o", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    loaded = transformers.AutoModelForSequenceClassification.from_pretrained(tmp_path / "out").eval()
+    assert loaded.config.id2label == {0: "a", 1: "b", 2: "c"}
+    hf_tok = transformers.AutoTokenizer.from_pretrained(tmp_path / "out")
+    ids, mask = padded_batch(model)
+    assert hf_tok(TEXTS[0])["input_ids"] == model.tokenizer.encode(TEXTS[0]).ids
+    with torch.no_grad():
+        theirs = loaded(input_ids=ids, attention_mask=mask).logits
+        assert (model(ids, mask) - theirs).abs().max().item() <= 1e-5
+
+
+@pytest.mark.parametrize("model_type", ["deberta-v2", "xlm-roberta"])
+def test_a_checkpoint_with_only_a_sentencepiece_model_gets_its_own_tokenizer(tmp_path, model_type):
+    """No tokenizer.json: spm.model (DeBERTa-v3) / sentencepiece.bpe.model (XLM-R), written here from the
+    trained Unigram's pieces with transformers' protobuf schema, gives the tokenizer it was written from."""
+    from transformers.convert_slow_tokenizer import import_protobuf
+
+    _, original = save_family(tmp_path / "hf", model_type)
+    unigram_model = json.loads((tmp_path / "hf" / "tokenizer.json").read_text())["model"]
+    (tmp_path / "hf" / "tokenizer.json").unlink()
+    proto = import_protobuf().ModelProto()
+    proto.trainer_spec.model_type = 1  # Unigram
+    proto.trainer_spec.unk_id = unigram_model["unk_id"]
+    for piece, score in unigram_model["vocab"]:
+        entry = proto.pieces.add()
+        entry.piece, entry.score = piece, score
+        entry.type = 2 if piece == "<unk>" else 3 if piece in original.all_special_tokens else 1
+    name = "spm.model" if model_type == "deberta-v2" else "sentencepiece.bpe.model"
+    (tmp_path / "hf" / name).write_bytes(proto.SerializeToString())
+    model = import_pretrained(tmp_path / "hf")
+    for text in [*TEXTS, "UNKNOWNWORD cats Sitting"]:
+        assert model.tokenizer.encode(text).ids == original(text)["input_ids"]
+    assert model.tokenizer.encode(TEXTS[0], TEXTS[1]).ids == original(TEXTS[0], TEXTS[1])["input_ids"]

@@ -154,7 +154,8 @@ def check_attention(name, **kwargs):
 def test_a_good_third_party_attention_passes_with_every_builtin_encoder(kit_parts):
     done = testing.check_part("attention", "kit-good", export=False)
     assert done == [
-        f"attention 'kit-good' with encoder '{e}' and head 'cls'" for e in ("bert", "prenorm", "transformer")
+        f"attention 'kit-good' with encoder '{e}' and head 'cls'"
+        for e in ("bert", "deberta", "modernbert", "prenorm", "transformer")
     ]
 
 

@@ -52,9 +52,15 @@ def test_head_on_default_encoder(head):
         ("head", "cls", {"pooling": "mean", "pooler": True}),
         ("head", "regression", {"pooling": "cls"}),
         ("head", "cls", {"pooler": True, "pooler_activation": "gelu"}),
+        ("head", "cls", {"pooler": True, "pooler_norm": True, "pooling": "mean"}),  # ModernBERT's head
         # the bert options the imported families use: RoBERTa/ELECTRA-like, then DistilBERT-like
         ("encoder", "bert", {"position_offset": 2, "type_vocab_size": 1, "embedding_size": 16}),
         ("encoder", "bert", {"type_vocab_size": 0, "sinusoidal_positions": True}),
+        # windowed layers narrower than the batch, a global one between; DeBERTa-v2-like absolute positions
+        ("encoder", "modernbert", {"global_attn_every_n_layers": 2, "local_attention": 2}),
+        ("encoder", "deberta", {"position_biased_input": True, "type_vocab_size": 2, "sep_token_id": 3}),
+        ("attention", "disentangled", {"position_buckets": 4, "max_relative_positions": 16}),
+        ("attention", "disentangled", {"pos_att_type": "c2p", "share_att_key": False, "norm_rel_ebd": False}),
     ],
     ids=lambda v: v if isinstance(v, str) else ",".join(f"{k}={x}" for k, x in v.items()),
 )

@@ -47,11 +47,14 @@ class EncoderImport:
     among them. ``head_weights`` are keyed within the head ('pooler.0.weight', 'classifier.bias') and are
     loaded only where the chosen head has a tensor of that name and shape. ``head_options`` say how the
     checkpoint's own classifier computes (``{"pooler_activation": "relu"}``); each is passed where the chosen
-    head takes that option."""
+    head takes that option. ``attention`` names the attention the weights need when it is not the default
+    (DeBERTa's 'disentangled'), with its ``attention_options``; a user's --attention replaces both."""
 
     encoder: str
     sizes: dict[str, Any]
     encoder_options: dict[str, Any] = field(default_factory=dict)
+    attention: str | None = None
+    attention_options: dict[str, Any] = field(default_factory=dict)
     weights: dict[str, Any] = field(default_factory=dict)
     head_weights: dict[str, Any] = field(default_factory=dict)
     head_options: dict[str, Any] = field(default_factory=dict)
@@ -129,7 +132,8 @@ def read_weights(path: Path) -> dict[str, Any]:
 
 
 def load_tokenizer(path: Path, config: dict[str, Any]):
-    """tokenizer.json when present, else WordPiece from vocab.txt with tokenizer_config's lowercasing."""
+    """tokenizer.json when present, else WordPiece from vocab.txt with tokenizer_config's lowercasing, else the
+    slow tokenizer's files (vocab.json + merges.txt, a SentencePiece model) converted by transformers."""
     from tokenizers import Tokenizer
 
     tok_config = _json_or_empty(path / "tokenizer_config.json")
@@ -149,8 +153,10 @@ def load_tokenizer(path: Path, config: dict[str, Any]):
             strip_accents=strip_accents,
             handle_chinese_chars=bool(tok_config.get("tokenize_chinese_chars", True)),
         )._tokenizer
+    elif any((path / name).is_file() for name in SLOW_TOKENIZER_FILES):
+        tokenizer = _converted_tokenizer(path)
     else:
-        raise ZooError(f"{path}: no tokenizer.json or vocab.txt")
+        raise ZooError(f"{path}: no tokenizer.json, vocab.txt, {' or '.join(SLOW_TOKENIZER_FILES)}")
     tokenizer.no_padding()  # zoo pads per batch and truncates at spec.tokenizer['max_length']
     tokenizer.no_truncation()
     if tokenizer.get_vocab_size() > config["vocab_size"]:
@@ -159,6 +165,48 @@ def load_tokenizer(path: Path, config: dict[str, Any]):
             f"{config['vocab_size']} embeddings"
         )
     return tokenizer, tok_config
+
+
+# Files of a "slow" tokenizer that transformers converts to a tokenizers.Tokenizer offline (byte-level BPE, or
+# SentencePiece models as DeBERTa-v3 and XLM-R ship them).
+SLOW_TOKENIZER_FILES = ("merges.txt", "spm.model", "sentencepiece.bpe.model", "tokenizer.model")
+
+
+def _converted_tokenizer(path: Path):
+    """The checkpoint's own tokenizer class (tokenizer_config.json / config.json) built from its slow files
+    by transformers' converters, without a hub: its special tokens and pair template come along."""
+    from transformers import AutoTokenizer
+
+    try:
+        spm = [path / name for name in SLOW_TOKENIZER_FILES[1:] if (path / name).is_file()]
+        if spm:
+            return _sentencepiece_tokenizer(path, spm[0])
+        return AutoTokenizer.from_pretrained(str(path), local_files_only=True).backend_tokenizer
+    except ZooError:
+        raise
+    except Exception as exc:
+        raise ZooError(
+            f"{path}: cannot build a tokenizer from its files ({type(exc).__name__}: {exc})"
+        ) from None
+
+
+def _sentencepiece_tokenizer(path: Path, model_file: Path):
+    """A Unigram SentencePiece model read with transformers' protobuf schema (no sentencepiece package), its
+    pieces given to the checkpoint's tokenizer class, which adds the normaliser, specials and pair template."""
+    from transformers.convert_slow_tokenizer import import_protobuf
+    from transformers.models.auto.tokenization_auto import tokenizer_class_from_name
+
+    proto = import_protobuf().ModelProto()
+    proto.ParseFromString(model_file.read_bytes())
+    if proto.trainer_spec.model_type != 1:  # UNIGRAM; BPE SentencePiece models go through AutoTokenizer
+        raise ValueError(f"{model_file.name} is not a Unigram SentencePiece model")
+    tok_config = _json_or_empty(path / "tokenizer_config.json")
+    name = tok_config.get("tokenizer_class")
+    cls = tokenizer_class_from_name(name) if isinstance(name, str) else None
+    if cls is None:
+        raise ZooError(f"{path}: tokenizer_config.json names no tokenizer class for {model_file.name}")
+    settings = {k: v for k, v in tok_config.items() if k.endswith("_token") or k == "do_lower_case"}
+    return cls(vocab=[(p.piece, p.score) for p in proto.pieces], **settings).backend_tokenizer
 
 
 def _json_or_empty(file: Path) -> dict[str, Any]:

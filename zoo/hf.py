@@ -97,6 +97,9 @@ def import_pretrained(
         **(head_options or {}),
     }
     sizes = {**found.sizes, "num_labels": num_labels, **({"dropout": dropout} if dropout is not None else {})}
+    if attention is None or attention == found.attention:
+        attention = found.attention
+        attention_options = {**found.attention_options, **(attention_options or {})}
     model = build_model(
         found.encoder,
         head,

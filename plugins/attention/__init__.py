@@ -48,3 +48,10 @@ def register_attention(register):
         capabilities={"positions": True},
         description="ALiBi: linear distance biases per head, no position embeddings needed",
     )
+    register(
+        "disentangled",
+        f"{here}.disentangled:DisentangledAttention",
+        capabilities={"positions": True, "relative": True},
+        description="DeBERTa's disentangled attention: content and bucketed relative-position terms "
+        "(c2p, p2c); shares one table across layers under the deberta encoder",
+    )

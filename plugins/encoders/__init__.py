@@ -16,8 +16,22 @@ def register_encoders(register):
     register(
         "bert",
         f"{here}.bert:BertEncoder",
-        capabilities={"positions": "learned"},
+        capabilities={"positions": "learned", "hf_export": f"{here}.bert_export:export_bert"},
         description="BERT: post-LN, GELU, token types; Hugging Face BERT checkpoints map onto it",
+    )
+    register(
+        "deberta",
+        f"{here}.deberta:DebertaEncoder",
+        capabilities={"positions": "relative", "hf_export": f"{here}.bert_export:export_deberta"},
+        description="DeBERTa-v2/v3: BERT layers sharing one relative position table with a 'relative' "
+        "attention (disentangled); Hugging Face deberta-v2 checkpoints map onto it",
+    )
+    register(
+        "modernbert",
+        f"{here}.modernbert:ModernBertEncoder",
+        capabilities={"positions": "rotary", "hf_export": f"{here}.modernbert_export:export_modernbert"},
+        description="ModernBERT: pre-norm without biases, GeGLU, rotary (global/local bases), a global layer "
+        "every N and sliding-window layers between",
     )
     register(
         "prenorm",
@@ -54,4 +68,16 @@ def register_importers(register):
         "electra",
         f"{here}.electra_import:import_electra",
         description="ELECTRA discriminators -> bert (embedding_size projection; gelu pooler for its classifier)",
+    )
+    register(
+        "deberta-v2",
+        f"{here}.deberta_import:import_deberta_v2",
+        description="DeBERTa-v2 and v3 checkpoints -> deberta encoder with disentangled attention "
+        "(c2p/p2c over bucketed relative positions)",
+    )
+    register(
+        "modernbert",
+        f"{here}.modernbert_import:import_modernbert",
+        description="ModernBERT checkpoints -> modernbert encoder (fused qkv split; cls or mean pooling head "
+        "with its norm)",
     )

@@ -64,6 +64,15 @@ def sinusoidal_table(rows: int, dim: int) -> Tensor:
     return table.float()
 
 
+def segment_ids(input_ids: Tensor, sep_token_id: int | None, type_vocab_size: int) -> Tensor:
+    """Token types from the input: 0 up to and including the first [SEP], 1 after it (0 everywhere with
+    fewer than two types or no [SEP] id)."""
+    if sep_token_id is None or type_vocab_size < 2:
+        return torch.zeros_like(input_ids)
+    is_sep = (input_ids == sep_token_id).long()
+    return (is_sep.cumsum(dim=1) - is_sep).clamp(max=1)
+
+
 class BertLayer(nn.Module):
     def __init__(
         self,
@@ -157,10 +166,7 @@ class BertEncoder(nn.Module):
         )
 
     def token_types(self, input_ids: Tensor) -> Tensor:
-        if self.sep_token_id is None or self.type_vocab_size < 2:
-            return torch.zeros_like(input_ids)
-        is_sep = (input_ids == self.sep_token_id).long()
-        return (is_sep.cumsum(dim=1) - is_sep).clamp(max=1)  # 0 up to and including the first [SEP]
+        return segment_ids(input_ids, self.sep_token_id, self.type_vocab_size)
 
     def forward(
         self, input_ids: Tensor, attention_mask: Tensor | None = None, token_type_ids: Tensor | None = None

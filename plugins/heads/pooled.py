@@ -1,7 +1,7 @@
 """The shared shape of sequence-level heads: pool, optional dense+activation pooler, dropout, linear.
 
 The pooler's activation is tanh for BERT and RoBERTa's classifiers, relu for DistilBERT's
-(``pre_classifier``), gelu for ELECTRA's."""
+(``pre_classifier``), gelu for ELECTRA's. ``pooler_norm`` adds a LayerNorm after it (ModernBERT's head)."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ class PooledHead(nn.Module):
         pooling: str = "cls",
         pooler: bool = False,
         pooler_activation: str = "tanh",
+        pooler_norm: bool = False,
     ):
         super().__init__()
         if pooling not in ("cls", "mean"):
@@ -31,10 +32,9 @@ class PooledHead(nn.Module):
                 f"unknown pooler_activation '{pooler_activation}' (choices: {', '.join(POOLER_ACTIVATIONS)})"
             )
         self.pooling = pooling
+        layers = [nn.Linear(d_model, d_model), POOLER_ACTIVATIONS[pooler_activation]()]
         self.pooler = (
-            nn.Sequential(nn.Linear(d_model, d_model), POOLER_ACTIVATIONS[pooler_activation]())
-            if pooler
-            else None
+            nn.Sequential(*layers, *([nn.LayerNorm(d_model)] if pooler_norm else [])) if pooler else None
         )
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(d_model, num_labels)

@@ -17,6 +17,12 @@ CALIBRATION_ROWS = 1000  # the held-out sample for int8 agreement is at most thi
 @click.option(
     "--torchscript", is_flag=True, help="Write model.pt (torch.jit.script, or trace when a part cannot)."
 )
+@click.option(
+    "--hf",
+    is_flag=True,
+    help="Write a directory transformers loads (config.json, model.safetensors, tokenizer, id2label), "
+    "checked against zoo's outputs.",
+)
 @click.option("--output", "-o", required=True, type=click.Path(), help="Export directory to write.")
 @click.option("--opset", type=int, default=None, help="ONNX opset [default: the exporter's].")
 @click.option("--atol", type=float, default=1e-4, show_default=True, help="Parity: absolute tolerance.")
@@ -56,6 +62,7 @@ def export(
     model_dir,
     onnx,
     torchscript,
+    hf,
     output,
     opset,
     atol,
@@ -78,11 +85,17 @@ def export(
     from zoo.export.arguments import CLI_NAMES, check_formats
     from zoo.threads import use
 
+    if Path(output).resolve() == Path(model_dir).resolve():
+        raise ZooError("--output must be a new directory, not the model directory itself")
+    if hf:
+        if onnx or torchscript or optimize or quantize:
+            raise ZooError(
+                "--hf writes a transformers directory on its own; export ONNX/TorchScript separately"
+            )
+        return export_hf_dir(model_dir, output, overwrite, as_json, threads)
     check_formats(
         onnx, torchscript, optimize, quantize, CLI_NAMES
     )  # before torch and the model load (seconds)
-    if Path(output).resolve() == Path(model_dir).resolve():
-        raise ZooError("--output must be a new directory, not the model directory itself")
     texts = None
     if calibration_data:
         texts = calibration_texts(calibration_data, text_column, encoding)
@@ -115,6 +128,19 @@ def export(
     for name, size in manifest["files"].items():
         marker = "  (served)" if name == manifest["serve"] else ""
         click.echo(f"  {name:<22} {size / 1e6:8.2f} MB{marker}")
+
+
+def export_hf_dir(model_dir: str, output: str, overwrite: bool, as_json: bool, threads) -> None:
+    from zoo.hf_export import export_hf
+    from zoo.model import load_model
+    from zoo.threads import use
+
+    use(threads)
+    report = export_hf(load_model(model_dir), output, overwrite=overwrite)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    click.echo(f"exported {output} ({report['architecture']}; max abs diff {report['max_abs_diff']:.1e})")
 
 
 def calibration_texts(path: str, text_column: str | None, encoding: str | None = None) -> list[str]:
