@@ -235,6 +235,7 @@ def test_real_minilm_matches_transformers():
         "pooling": "mean",
         "pooler": False,
         "pooler_activation": "tanh",
+        "pooler_norm": False,
     }  # sentence-transformers
     reference = transformers.BertModel.from_pretrained(path).eval()
     hf_tok = transformers.AutoTokenizer.from_pretrained(path)
