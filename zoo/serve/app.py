@@ -33,6 +33,7 @@ from zoo.tokenizer import ids_of, pad_id
 
 from .batcher import Batcher, InferenceFailed, Overloaded
 from .metrics import Metrics
+from .rerank import rerank_handler
 
 
 @dataclass
@@ -353,6 +354,7 @@ def build_app(config: ServeConfig, on_failure: Callable[[str], None] = lambda me
         Route("/predict", endpoint("/predict", predict), methods=["POST"]),
         Route("/embed", endpoint("/embed", embed), methods=["POST"]),
         Route("/tokenize", endpoint("/tokenize", tokenize), methods=["POST"]),
+        Route("/rerank", endpoint("/rerank", rerank_handler(service)), methods=["POST"]),
     ]
     app = Starlette(routes=routes, exception_handlers={HTTPException: http_error}, lifespan=lifespan)
     app.state.service = service
