@@ -6,7 +6,11 @@ torch, so ``export_model`` (which needs torch) is imported on first use.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .pipeline import export_model
+    from .runtime import OnnxModel
 
 
 def __getattr__(name: str) -> Any:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -79,8 +80,8 @@ class PackedAttention(nn.Module):
     def __init__(self, original: nn.Module):
         super().__init__()
         self.num_heads = original.num_heads
-        self.out_proj = original.out_proj
-        projections = (original.q_proj, original.k_proj, original.v_proj)
+        self.out_proj = cast(nn.Linear, original.out_proj)
+        projections = cast("tuple[nn.Linear, ...]", (original.q_proj, original.k_proj, original.v_proj))
         self.register_buffer("weight", torch.cat([p.weight for p in projections]).t().contiguous().detach())
         self.register_buffer("bias", torch.cat([p.bias for p in projections]).detach())
 

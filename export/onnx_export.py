@@ -70,7 +70,9 @@ def export_dynamo(
     batch = torch.export.Dim("batch", min=1, max=4096)
     sequence = torch.export.Dim("sequence", min=1, max=max_length)
     dims = {0: batch, 1: sequence}
-    swap = packed_attentions(model) if fuse_attention else contextlib.nullcontext({})
+    swap: contextlib.AbstractContextManager[dict] = (
+        packed_attentions(model) if fuse_attention else contextlib.nullcontext({})
+    )
     with quiet(), swap as translations:
         program = torch.onnx.export(
             model,
@@ -85,6 +87,7 @@ def export_dynamo(
             optimize=True,
             custom_translation_table=translations or None,
         )
+        assert program is not None  # dynamo=True returns the program
         program.save(str(path))
 
 

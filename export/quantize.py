@@ -129,7 +129,7 @@ def best_int8(
     for start in [] if best["passed"] else work.starting_points():
         if keep_fp32(work, start):
             break
-    return work.finish(work.best())
+    return work.finish(work.best() or best)  # best() is never None again once it was not
 
 
 class _Trials:

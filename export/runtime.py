@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,6 +21,9 @@ from zoo.errors import ZooError
 from zoo.io import read_json
 from zoo.threads import requested as requested_threads
 from zoo.threads import usable_cpus
+
+if TYPE_CHECKING:
+    from zoo.tasks import Task
 
 INPUT_NAMES, OUTPUT_NAME = ("input_ids", "attention_mask"), "logits"  # OUTPUT_NAME: the default task's output
 # onnxruntime's fused SkipLayerNormalization CPU kernel measured 4-5x slower than the Add +
@@ -47,7 +50,7 @@ def physical_cores() -> int:
     return max(1, min(available, len(cores) or available))
 
 
-def session_options(threads: int | None = None, spinning: bool = False):
+def session_options(threads: int | None = None, spinning: bool = False) -> Any:
     """``threads``, else the command's --threads, else one intra-op thread per usable physical core.
     Idle threads sleep unless ``spinning``: busy-waiting threads take the cores from the working ones
     whenever anything else shares them (2 spinning threads predicted 1.9x slower than 2 sleeping ones on
@@ -89,7 +92,7 @@ def read_manifest(directory: Path) -> dict[str, Any]:
     return data
 
 
-def manifest_task(manifest: dict[str, Any], directory: Path):
+def manifest_task(manifest: dict[str, Any], directory: Path) -> Task:
     """The export's task object: the recorded 'plugin:name' part, or (older exports) the task's name or
     the first wave's label format; classification when the manifest names none."""
     from zoo.tasks import LEGACY_LABEL_FORMATS, load_task
@@ -123,13 +126,13 @@ class OnnxModel:
 
     def __init__(
         self,
-        path: str | os.PathLike,
+        path: str | os.PathLike[str],
         *,
         file: str | None = None,
         threads: int | None = None,
         spinning: bool = False,
         warn: bool = True,
-    ):
+    ) -> None:
         import onnxruntime as ort
 
         path = Path(path)

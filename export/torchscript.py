@@ -11,18 +11,21 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 
 from .onnx_export import quiet
 
+if TYPE_CHECKING:
+    from zoo.model import ZooModel
+
 
 class LogitsModule(nn.Module):
     """(input_ids, attention_mask) -> logits with a fixed signature, whatever the model keeps beside."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: ZooModel):
         super().__init__()
         self.encoder = model.encoder
         self.head = model.head
@@ -107,12 +110,12 @@ def try_script(module: nn.Module) -> tuple[torch.jit.ScriptModule | None, Script
 def _forget_failed_types() -> None:
     recursive = getattr(torch.jit, "_recursive", None)
     store = getattr(recursive, "ConcreteTypeStore", None)
-    if store is not None:
+    if recursive is not None and store is not None:
         recursive.concrete_type_store = store()
 
 
 def export_torchscript(
-    model: nn.Module, example: tuple[Tensor, Tensor], path: Path, parts: dict[str, Any] | None = None
+    model: ZooModel, example: tuple[Tensor, Tensor], path: Path, parts: dict[str, Any] | None = None
 ) -> dict[str, str]:
     """Write ``path``; returns {"method": "script" | "trace"}, and for a trace "script_error" (one line:
     the part that does not script and why). ``parts`` maps a kind to its registered Part (for names)."""
@@ -138,7 +141,7 @@ def export_torchscript(
     return info
 
 
-def culprit(model: nn.Module, parts: dict[str, Any], whole: ScriptFailure | None) -> str:
+def culprit(model: ZooModel, parts: dict[str, Any], whole: ScriptFailure | None) -> str:
     """Script the head, an attention module and the encoder alone; the first that fails is named."""
     for kind, module in _modules(model, parts):
         _, failure = try_script(module)
@@ -147,7 +150,7 @@ def culprit(model: nn.Module, parts: dict[str, Any], whole: ScriptFailure | None
     return f"the model does not script: {whole}"
 
 
-def _modules(model: nn.Module, parts: dict[str, Any]) -> list[tuple[str, nn.Module]]:
+def _modules(model: ZooModel, parts: dict[str, Any]) -> list[tuple[str, nn.Module]]:
     found = [("head", model.head)]
     attention = parts.get("attention")
     cls = _factory_class(attention)
@@ -159,7 +162,7 @@ def _modules(model: nn.Module, parts: dict[str, Any]) -> list[tuple[str, nn.Modu
     return [(kind, module.eval()) for kind, module in found]
 
 
-def _factory_class(part: Any) -> type | None:
+def _factory_class(part: Any) -> type[nn.Module] | None:
     if part is None:
         return None
     try:

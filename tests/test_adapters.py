@@ -188,7 +188,7 @@ def test_bad_options_and_targets_are_one_line_errors(tmp_path):
         with pytest.raises(ZooError, match=message):
             load_model(tmp_path / "base").add_adapter("lora", **options)
     built = build_model("bert", "cls", seed=0, **SIZES)  # never saved: no base to record
-    with pytest.raises(ZooError, match="needs its base model as a zoo model directory"):
+    with pytest.raises(ZooError, match="needs its base model on disk"):
         built.add_adapter("lora")
     model.add_adapter("lora")
     with pytest.raises(ZooError, match="is the adapter's base model"):
@@ -394,3 +394,102 @@ def test_matches_peft_on_a_transformers_bert(tmp_path):
     real = mask.bool()
     assert (got - want)[real].abs().max() <= 1e-5
     assert (merged - want)[real].abs().max() <= 1e-5
+
+
+def hf_bert(path, seed=0):
+    """A tiny random BERT checkpoint saved by transformers, with a WordPiece vocabulary."""
+    transformers = pytest.importorskip("transformers")
+    config = transformers.BertConfig(
+        vocab_size=40,
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=32,
+    )
+    torch.manual_seed(seed)
+    transformers.BertModel(config).save_pretrained(path)
+    (path / "vocab.txt").write_text(
+        "\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [f"w{i}" for i in range(35)])
+    )
+    return path
+
+
+def test_finetune_an_adapter_straight_over_a_hugging_face_checkpoint(tmp_path):
+    """`zoo finetune HF_DIR --adapter lora`: no imported copy of the base; the adapter directory records the
+    checkpoint and loads onto it (the same outputs as the model in memory); other weights there are refused."""
+    hf = hf_bert(tmp_path / "hf")
+    rows = [("w1 w2 w3 w4", "pos"), ("w9 w8 w7 w6", "neg")] * 24
+    (tmp_path / "train.csv").write_text("text,label\n" + "".join(f"{t},{label}\n" for t, label in rows))
+    args = ["finetune", str(hf), "--train", str(tmp_path / "train.csv"), "-o", str(tmp_path / "ft")]
+    args += [
+        "--adapter",
+        "lora",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--threads",
+        "1",
+        "-q",
+        "--no-curves",
+    ]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    record = json.loads((tmp_path / "ft" / "adapter.json").read_text())
+    assert record["base"]["path"] == str(hf.resolve())
+    assert not (tmp_path / "ft" / "model.safetensors").exists()
+    model = load_model(tmp_path / "ft")
+    ids, mask = torch.randint(5, 40, (2, 7)), torch.ones(2, 7, dtype=torch.long)
+    from zoo.hf import import_pretrained
+
+    base = import_pretrained(hf, num_labels=2)
+    with torch.no_grad():  # the encoder's untouched weights are the checkpoint's
+        assert torch.equal(
+            model.encoder.embeddings.word_embeddings.weight, base.encoder.embeddings.word_embeddings.weight
+        )
+        merged = model.merged()
+        assert (merged(ids, mask) - model(ids, mask)).abs().max() <= 1e-5
+    predicted = CliRunner().invoke(cli, ["predict", str(tmp_path / "ft"), "w1 w2", "--json"])
+    assert predicted.exit_code == 0, predicted.output
+    hf_bert(tmp_path / "hf", seed=1)  # another checkpoint in its place
+    refused = CliRunner().invoke(cli, ["predict", str(tmp_path / "ft"), "w1 w2"])
+    assert refused.exit_code == 2 and "loads only onto the base it was trained on" in refused.output
+
+
+def test_several_adapters_over_one_base_switch_in_one_process(tmp_path):
+    """Two adapters trained over one base (different heads and label sets) load into one model; switching gives
+    each one's own outputs, labels and task; another base or another adapter shape is one clear error."""
+    base = load_model(base_dir(tmp_path)).eval()
+    for seed, (name, labels) in enumerate([("a", ["x", "y", "z"]), ("b", ["neg", "pos"])]):
+        model = load_model(tmp_path / "base").add_adapter("lora", r=4)
+        if len(labels) != SIZES["num_labels"]:
+            model.head = build_model("bert", "cls", "sdpa", seed=seed, **{**SIZES, "num_labels": 2}).head
+            model.spec.sizes["num_labels"] = 2
+        model.spec.labels = labels
+        torch.manual_seed(seed)
+        with torch.no_grad():
+            for n, p in model.named_parameters():
+                if "lora_B" in n or n.startswith("head."):
+                    p.add_(torch.randn_like(p) * 0.1)
+        model.save(tmp_path / name)
+    ids, mask = batch()
+    with torch.no_grad():
+        alone = {name: load_model(tmp_path / name).eval()(ids, mask) for name in "ab"}
+        model = load_model(tmp_path / "a").load_adapter(tmp_path / "b").eval()
+        assert model.adapter_names == ["a", "b"]
+        assert torch.equal(model(ids, mask), alone["a"]) and model.labels == ["x", "y", "z"]
+        model.set_adapter("b")
+        assert torch.equal(model(ids, mask), alone["b"]) and model.labels == ["neg", "pos"]
+        assert model.adapter_names == ["b", "a"]
+        assert torch.equal(model.set_adapter("a")(ids, mask), alone["a"])
+    assert sum(p.numel() for p in model.encoder.parameters()) < 1.5 * sum(
+        p.numel() for p in base.encoder.parameters()
+    )
+    with pytest.raises(ZooError, match="no adapter 'c'; loaded: a, b"):
+        model.set_adapter("c")
+    load_model(tmp_path / "base").add_adapter("lora", r=8).save(tmp_path / "r8")
+    with pytest.raises(ZooError, match="differs from this model's lora"):
+        model.load_adapter(tmp_path / "r8")
+    with pytest.raises(ZooError, match="already loaded"):
+        model.load_adapter(tmp_path / "b")

@@ -20,9 +20,10 @@ TESTS = Path(__file__).resolve().parent
 
 
 def hook_signatures() -> dict[str, str]:
-    """{'register_attention': 'register_attention(register)', ...} from zoo/hookspecs.py itself."""
+    """{'register_attention': 'register_attention(register)', ...} from zoo/hookspecs.py itself (the parameter
+    names: their types are zoo.types' Protocols)."""
     return {
-        name: f"{name}{inspect.signature(fn)}"
+        name: f"{name}({', '.join(inspect.signature(fn).parameters)})"
         for name, fn in vars(hookspecs).items()
         if callable(fn) and hasattr(fn, "zoo_spec")
     }

@@ -6,6 +6,7 @@ import json
 import re
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 import torch
@@ -161,6 +162,28 @@ def test_manifest_and_onnx_contract(tmp_path):
         assert tensor.type.tensor_type.elem_type == onnx.TensorProto.INT64
         assert [d.dim_param for d in tensor.type.tensor_type.shape.dim] == ["batch", "sequence"]
     assert manifest["files"]["model.onnx"] == (tmp_path / "out" / "model.onnx").stat().st_size
+
+
+def test_every_fp32_file_is_fast_in_a_session_with_default_options(tmp_path):
+    """A plain onnxruntime session (no zoo options) must not fuse SkipLayerNormalization, whose CPU kernel is
+    slower than Add + LayerNorm: the residual adds are written as Sum, and the outputs are unchanged."""
+    model = build_model("bert", "cls", "sdpa", seed=0, **TINY)
+    manifest = json.loads(_run_export(model, tmp_path, "--optimize", "--json").stdout)
+    ids, mask = parity.probes(40, 32, seed=5)[-1].input_ids, parity.probes(40, 32, seed=5)[-1].attention_mask
+    with torch.no_grad():
+        expected = model.eval()(torch.from_numpy(ids), torch.from_numpy(mask)).numpy()
+    for section in ("onnx", "optimized"):
+        info = manifest[section]
+        assert info["session_options"] == {} and info["layer_norm_sums"] >= 2 and info["parity"]["passed"]
+        options = ort.SessionOptions()  # defaults, except where onnxruntime writes the graph it runs
+        options.optimized_model_filepath = str(tmp_path / f"{section}.session.onnx")
+        session = ort.InferenceSession(
+            str(tmp_path / "out" / info["file"]), options, providers=["CPUExecutionProvider"]
+        )
+        ran = {n.op_type for n in onnx.load(options.optimized_model_filepath).graph.node}
+        assert "SkipLayerNormalization" not in ran and "Sum" in ran
+        got = session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+        np.testing.assert_allclose(got, expected, atol=1e-4, rtol=1e-4)
 
 
 def test_optimize_fuses_bert_ops_and_keeps_parity(tmp_path):

@@ -23,7 +23,7 @@ pytest.importorskip("uvicorn")
 pytest.importorskip("starlette")
 prometheus_parser = pytest.importorskip("prometheus_client.parser")
 
-from export_fixtures import sentences, trained_model  # noqa: E402
+from export_fixtures import sentences, trained_model, word_tokenizer  # noqa: E402
 
 from zoo.data import Table  # noqa: E402
 from zoo.export.pipeline import export_model  # noqa: E402
@@ -93,12 +93,14 @@ def server(export_dir, *args: str, env: dict[str, str] | None = None):
         text=True,
     )
     client = Client(port, (env or {}).get("ZOO_API_KEY"))
+    client.port, client.health_seen = port, []
     try:
         deadline = time.monotonic() + 120
         while True:
             assert proc.poll() is None, proc.stdout.read()
             try:
-                if client.call("/health")[0] == 200:
+                client.health_seen.append(client.call("/health")[0])
+                if client.health_seen[-1] == 200:
                     break
             except (urllib.error.URLError, ConnectionError):
                 pass
@@ -243,6 +245,99 @@ def test_payload_limit_bad_json_truncate_and_unknown_route(client):
 
 
 @pytest.mark.slow
+def test_openapi_schema_and_docs_list_every_route(client):
+    status, spec = client.call("/openapi.json")
+    assert status == 200 and spec["openapi"].startswith("3.")
+    routes = {(method.upper(), path) for path, ops in spec["paths"].items() for method in ops}
+    assert {
+        ("POST", "/predict"),
+        ("POST", "/embed"),
+        ("POST", "/tokenize"),
+        ("GET", "/health"),
+        ("GET", "/info"),
+        ("GET", "/metrics"),
+    } <= routes
+    body = spec["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert body["required"] == ["inputs"] and {"raw_scores", "truncate"} <= set(body["properties"])
+    assert "security" not in spec["paths"]["/health"]["get"] and spec["paths"]["/info"]["get"]["security"]
+    status, page = client.call("/docs")
+    assert status == 200 and "POST /predict" in page and "/openapi.json" in page
+
+
+@pytest.mark.slow
+def test_a_client_that_disconnects_leaves_no_work_behind(export_dir):
+    with server(export_dir, "--batch-delay-s", "3", "--max-batch-requests", "4") as c:
+        assert c.call("/info")[1]["max_batch_requests"] == 4
+        batches = c.metric("zoo_batch_size_count")
+        threads, results = in_threads([lambda: c.call("/predict", {"inputs": "pos1"})])
+        wait_for(lambda: c.metric("zoo_batch_size_count") == batches + 1)  # its batch holds the worker
+        body = json.dumps({"inputs": ["neg1 w2", "neu3"]}).encode()
+        head = f"POST /predict HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {len(body)}"
+        with socket.create_connection(("127.0.0.1", c.port)) as gone:
+            gone.sendall(head.encode() + b"\r\n\r\n" + body)
+            wait_for(lambda: c.metric("zoo_queue_depth") == 2)
+        wait_for(lambda: c.metric("zoo_skipped_rows_total") == 2)  # both rows left the queue uncomputed
+        assert c.metric("zoo_queue_depth") == 0 and c.metric("zoo_in_flight_requests") == 1
+        for t in threads:
+            t.join(TIMEOUT)
+        assert results[0][0] == 200 and results[0][1][0]["label"] == "pos"
+        assert c.metric("zoo_batch_size_count") == batches + 1 and c.metric("zoo_batch_size_sum") == 2
+        _, text = c.call("/metrics")
+        assert 'zoo_requests_total{route="/predict",status="499"} 1.0' in text
+
+
+@pytest.mark.slow
+def test_embed_serves_an_embedding_export_as_onnx_and_eager_do(tmp_path):
+    from test_embedding import embed
+
+    from zoo.model import build_model
+
+    tokenizer = word_tokenizer()
+    model = build_model(
+        "transformer",
+        "embedding",
+        d_model=16,
+        num_layers=1,
+        num_heads=2,
+        vocab_size=tokenizer.get_vocab_size(),
+        max_length=32,
+        seed=0,
+        head_options={"pooling": "mean"},
+    )
+    model.tokenizer = tokenizer
+    export_model(model, tmp_path / "x")
+    texts, _ = sentences(6, seed=5)
+    onnx = OnnxModel(tmp_path / "x", warn=False)
+    expected = np.concatenate([onnx.logits(*onnx.encode([t])) for t in texts])
+    with server(tmp_path / "x") as c:
+        assert c.call("/info")[1]["embeds"] is True
+        status, raw = c.call("/embed", {"inputs": texts, "normalize": False})
+        assert status == 200 and np.abs(np.array(raw) - expected).max() < 1e-5
+        assert np.abs(np.array(raw) - embed(model, texts)).max() < 1e-4
+        status, unit = c.call("/embed", {"inputs": texts[0]})
+        want = expected[0] / np.linalg.norm(expected[0])
+        assert status == 200 and np.abs(np.array(unit[0]) - want).max() < 1e-5
+        status, answer = c.call("/embed", {"inputs": [["a", "b"]]})
+        assert (status, answer["error_type"]) == (422, "validation")
+
+
+@pytest.mark.slow
+def test_503_until_warm_and_424_when_the_model_fails(export_dir, tmp_path):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(export_dir, broken)
+    vocab = json.loads((broken / "tokenizer.json").read_text())
+    vocab["model"]["vocab"]["beyond"] = 10_000  # an id past the model's embedding table
+    (broken / "tokenizer.json").write_text(json.dumps(vocab))
+    with server(broken, "--batch-delay-s", "2") as c:  # the warm-up batch takes 2 s
+        assert 503 in c.health_seen and c.health_seen[-1] == 200
+        status, answer = c.call("/predict", {"inputs": "pos1 beyond"})
+        assert (status, answer["error_type"]) == (424, "backend") and "inference failed" in answer["error"]
+        assert c.call("/predict", {"inputs": "pos1"})[0] == 200  # the server goes on
+
+
+@pytest.mark.slow
 def test_api_key(export_dir):
     with server(export_dir, env={"ZOO_API_KEY": "s3cret"}) as c:
         assert c.call("/predict", {"inputs": "w1"})[0] == 200
@@ -330,4 +425,110 @@ def test_batches_respect_the_token_budget_and_failures_reach_every_request():
 
     results = asyncio.run(main())
     assert [float(r[0][0]) for r in results] == [6, 6, 6, 15, 3]
-    assert shapes == [(3, 3), (2, 5), (1, 7)]  # in arrival order, while longest x rows fits 12 tokens
+    # windows of what fits 12 padded tokens in arrival order, (3, 3, 3) then (5, 2); the second is cut in
+    # two, as (2, 5) would pad 7 real tokens to 10
+    assert shapes == [(3, 3), (1, 2), (1, 5), (1, 7)]
+
+
+def run_batches(lengths, *, block_first: bool = True, cancel=(), **options):
+    """Submit one request per length while the worker is busy with a first request (so that all of them
+    wait together), cancel the requests at the indices in ``cancel``, and return (the shapes the model ran,
+    the results, the batcher)."""
+    shapes, gate = [], threading.Event()
+
+    def run(ids, mask):
+        shapes.append(ids.shape)
+        if block_first and len(shapes) == 1:
+            gate.wait(TIMEOUT)
+        return (ids * mask).sum(axis=1, keepdims=True).astype(np.float32)
+
+    async def main():
+        batcher = Batcher(run, pad_value=0, max_concurrent=100, **options)
+        first = asyncio.ensure_future(batcher.submit([np.ones(1, dtype=np.int64)]))
+        while not shapes:  # the worker holds the first request
+            await asyncio.sleep(0.01)
+        tasks = [asyncio.ensure_future(batcher.submit([np.arange(1, n + 1)])) for n in lengths]
+        await asyncio.sleep(0)  # every request is in the queue
+        for i in cancel:
+            tasks[i].cancel()
+        await asyncio.sleep(0)
+        gate.set()
+        results = await asyncio.gather(first, *tasks, return_exceptions=True)
+        await batcher.stop()
+        return results[1:], batcher
+
+    results, batcher = asyncio.run(main())
+    return shapes[1:], results, batcher
+
+
+def test_waiting_rows_are_grouped_by_length_to_pad_less():
+    shapes, results, _ = run_batches([2, 8, 2, 8, 2, 8], max_batch_tokens=10_000, max_batch_requests=6)
+    assert shapes == [(3, 2), (3, 8)]  # 6 + 24 padded tokens; in arrival order 6 x 8 = 48
+    assert [float(r[0][0]) for r in results] == [3, 36] * 3  # every request has its own row's answer
+
+
+def test_rows_of_unlike_length_go_in_separate_batches_unless_padding_is_allowed():
+    shapes, _, _ = run_batches([3, 3, 12, 2], max_batch_tokens=10_000)
+    assert shapes == [(3, 3), (1, 12)]  # (4, 12) would pad 20 real tokens to 48
+    shapes, _, _ = run_batches([3, 3, 12, 2], max_batch_tokens=10_000, max_padding=None)
+    assert shapes == [(4, 12)]
+
+
+def test_max_batch_requests_bounds_the_rows_of_a_batch():
+    shapes, results, _ = run_batches([3, 3, 3, 5, 2], max_batch_tokens=10_000, max_batch_requests=2)
+    assert shapes == [(2, 3), (2, 5), (1, 2)]  # windows of two rows in arrival order
+    assert [float(r[0][0]) for r in results] == [6, 6, 6, 15, 3]
+
+
+def test_a_cancelled_request_leaves_the_queue_uncomputed():
+    shapes, results, batcher = run_batches([4, 5, 6], cancel=[1], max_batch_tokens=10_000)
+    assert shapes == [(2, 6)] and batcher.skipped == 1  # the row of 5 tokens never ran
+    assert isinstance(results[1], asyncio.CancelledError)
+    assert [float(results[i][0][0]) for i in (0, 2)] == [10, 21]
+
+
+def test_a_delay_window_gathers_rows_that_arrive_while_the_worker_is_idle():
+    def batches(**options):
+        shapes = []
+
+        def run(ids, mask):
+            shapes.append(ids.shape)
+            return ids.sum(axis=1, keepdims=True).astype(np.float32)
+
+        async def main():
+            batcher = Batcher(run, pad_value=0, max_batch_tokens=100, max_concurrent=10, **options)
+            first = asyncio.ensure_future(batcher.submit([np.ones(2, dtype=np.int64)]))
+            await asyncio.sleep(0.05)  # the worker is idle: without a window, the first row has gone alone
+            await asyncio.gather(first, batcher.submit([np.ones(3, dtype=np.int64)]))
+            await batcher.stop()
+
+        asyncio.run(main())
+        return shapes
+
+    assert batches() == [(1, 2), (1, 3)]
+    # a long window that ends early, as soon as the batch is full (two rows)
+    assert batches(max_batch_delay_s=60, max_batch_requests=2) == [(2, 3)]
+
+
+def test_batch_workers_run_batches_at_once():
+    def shapes_run(workers: int):
+        barrier, shapes = threading.Barrier(2, timeout=5), []
+
+        def run(ids, mask):
+            barrier.wait()  # passes only when a second batch runs beside this one
+            shapes.append(ids.shape)
+            return ids.sum(axis=1, keepdims=True).astype(np.float32)
+
+        async def main():
+            batcher = Batcher(run, pad_value=0, max_batch_tokens=100, max_concurrent=10, workers=workers)
+            rows = [np.ones(2, dtype=np.int64), np.ones(9, dtype=np.int64)]  # too unlike to share a batch
+            results = await asyncio.gather(*(batcher.submit([r]) for r in rows), return_exceptions=True)
+            await batcher.stop()
+            return results
+
+        return asyncio.run(main()), shapes
+
+    results, shapes = shapes_run(2)
+    assert [float(r[0][0]) for r in results] == [2, 9] and sorted(shapes) == [(1, 2), (1, 9)]
+    results, _ = shapes_run(1)  # one worker: the first batch waits for a second that never comes
+    assert all(isinstance(r, InferenceFailed) for r in results[:1])

@@ -5,21 +5,27 @@ Importing zoo is cheap: torch is imported on first use of the model API, not her
 
 from __future__ import annotations
 
-from typing import Any
+import os
+from typing import TYPE_CHECKING, Any
 
 from .constants import VERSION as __version__
 from .errors import ZooError
 from .hookspecs import hookimpl
 
+if TYPE_CHECKING:
+    from .model import ZooModel
 
-def build_model(arch: str = "transformer", head: str = "cls", attention: str | None = None, **options: Any):
+
+def build_model(
+    arch: str = "transformer", head: str = "cls", attention: str | None = None, **options: Any
+) -> ZooModel:
     """Assemble a ZooModel from registered parts (see zoo.model.build_model)."""
     from .model import build_model as _build
 
     return _build(arch, head, attention, **options)
 
 
-def load_model(path):
+def load_model(path: str | os.PathLike[str]) -> ZooModel:
     """Load a model directory written by ``model.save`` or ``zoo build``."""
     from .model import load_model as _load
 

@@ -13,7 +13,7 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
@@ -21,6 +21,9 @@ from .constants import ADAPTER_CONFIG_NAME as ADAPTER_CONFIG
 from .errors import ZooError, did_you_mean
 from .io import read_json
 from .spec import PartChoice
+
+if TYPE_CHECKING:
+    from .model import ZooModel
 
 ADAPTER_FORMAT = 1
 TARGETS = ("qkv", "out", "ffn")  # zoo's names for the linear layers an adapter can target
@@ -89,12 +92,13 @@ def merge(root: nn.Module) -> int:
     """Replace each module with a ``merge_adapter()`` by what it returns; the number merged."""
     names = [name for name, m in root.named_modules() if name and callable(getattr(m, "merge_adapter", None))]
     for name in names:
-        replace_module(root, name, root.get_submodule(name).merge_adapter())
+        module: Any = root.get_submodule(name)  # one with a merge_adapter() method
+        replace_module(root, name, module.merge_adapter())
     return len(names)
 
 
 def attach(
-    model: nn.Module, factory: Callable[..., Any], name: str, options: dict[str, Any]
+    model: ZooModel, factory: Callable[..., Any], name: str, options: dict[str, Any]
 ) -> tuple[frozenset[str], frozenset[str]]:
     """Freeze ``model`` (a ZooModel), let the adapter ``factory`` change its encoder, then train what it added and
     the head. Returns the state-dict keys before, and the parameters that were frozen before."""
@@ -111,7 +115,7 @@ def attach(
     return keys, frozen
 
 
-def merge_into(model: nn.Module, base_keys: frozenset[str], name: str) -> None:
+def merge_into(model: ZooModel, base_keys: frozenset[str], name: str) -> None:
     """Merge the adapter on ``model``'s encoder; every tensor left must be one of the base model's."""
     merge(model.encoder)
     left = sorted(k for k in model.state_dict() if k not in base_keys and not k.startswith("head."))
@@ -119,12 +123,13 @@ def merge_into(model: nn.Module, base_keys: frozenset[str], name: str) -> None:
         raise ZooError(f"adapter '{name}' cannot be merged: '{left[0]}' has no place in the base model")
 
 
-def weights_digest(file: Path) -> str:
-    """sha256 of a weights file: what an adapter directory records of its base model."""
+def weights_digest(*files: Path) -> str:
+    """sha256 of a base model's weights files, read in order: what an adapter directory records of its base."""
     digest = hashlib.sha256()
-    with open(file, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
+    for file in files:
+        with open(file, "rb") as f:
+            for chunk in iter(lambda f=f: f.read(1 << 20), b""):
+                digest.update(chunk)
     return digest.hexdigest()
 
 
@@ -133,8 +138,8 @@ class AdapterSpec:
     """adapter.json: which adapter (part, plugin, options) on which base model (directory and weights' sha256)."""
 
     adapter: PartChoice
-    base: str  # the base model directory, absolute
-    base_sha256: str  # of its model.safetensors
+    base: str  # the base model directory (zoo's, or a Hugging Face checkpoint's), absolute
+    base_sha256: str  # of its weights files
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -67,7 +67,7 @@ class CpuInfo:
 
 def parse_cpuinfo(text: str, fallback_model: str = "unknown CPU") -> CpuInfo:
     """The first processor's model name and flags from /proc/cpuinfo (x86 'flags', Arm 'Features')."""
-    model, flags = "", frozenset()
+    model, flags = "", frozenset[str]()
     for line in text.splitlines():
         key, sep, value = line.partition(":")
         key = key.strip().lower()

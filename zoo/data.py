@@ -10,7 +10,7 @@ import codecs
 import csv
 import json
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -232,14 +232,14 @@ class _Columns:
                 pair = row.get(self.pair)
                 if not isinstance(pair, str):
                     raise ZooError(f"{path} line {line}: the text pair in '{self.pair}' must be a string")
-                table.pairs.append(pair)
+                table.pairs.append(pair)  # type: ignore[union-attr]  # a list when self.pair is set
             if self.label:
                 label = row.get(self.label)
                 if label is None or (
                     isinstance(label, str) and not label.strip() and not self.allow_empty_labels
                 ):
                     raise ZooError(f"{path} line {line}: no label in column '{self.label}'")
-                table.labels.append(label.strip() if isinstance(label, str) else label)
+                table.labels.append(label.strip() if isinstance(label, str) else label)  # type: ignore[union-attr]  # a list when self.label is set
         return table
 
 
@@ -280,7 +280,7 @@ def read_table(
 
 def read_columns(
     path: str | Path,
-    roles: dict[str, Sequence[str]],
+    roles: Mapping[str, Sequence[str]],
     *,
     optional: Sequence[str] = (),
     numeric: Sequence[str] = (),

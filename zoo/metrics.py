@@ -29,7 +29,7 @@ def _prf(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> tuple[np.ndarray, np
 
 
 def classification_metrics(
-    y_true: Sequence[int], y_pred: Sequence[int], labels: Sequence[str]
+    y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np.ndarray, labels: Sequence[str]
 ) -> dict[str, Any]:
     """Accuracy, macro-F1 (over classes present in truth or predictions), per-class P/R/F1, confusion."""
     y_true, y_pred = np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import inspect
+import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -16,16 +17,21 @@ from .errors import ZooError, did_you_mean
 from .manager import get_registry
 from .registry import MODEL_PARTS, Part
 from .spec import CONFIG_NAME, ENCODER_SIZES, TOKENIZER_NAME, WEIGHTS_NAME, ModelSpec, PartChoice, check_sizes
+from .types import AdapterArgs, AttentionArgs, EncoderArgs, EncoderFactory, HeadArgs, HeadFactory
 from .weights import _SAFETENSORS_DTYPES, check_tensors, load_weights, read_header  # noqa: F401 (re-exported)
 
+if TYPE_CHECKING:
+    from .adapters import AdapterSpec
+    from .tasks import Task
+
 DEFAULT_ATTENTION = "sdpa"
-# Keyword arguments the core passes to each kind of factory; anything else is a part option.
-CONTRACT_ARGS = {
-    "attention": {"d_model", "num_heads", "dropout", "rotary"},
-    "encoder": {"attention", *ENCODER_SIZES},
-    "head": {"d_model", "num_labels", "dropout"},
+# Keyword arguments the core passes to each kind of factory (zoo.types); anything else is a part option.
+CONTRACT_ARGS: dict[str, set[str]] = {
+    "attention": {*AttentionArgs.__required_keys__, "rotary"},  # rotary: only with capability 'rotary'
+    "encoder": set(EncoderArgs.__required_keys__),
+    "head": set(HeadArgs.__required_keys__),
     "task": set(),
-    "adapter": {"encoder"},
+    "adapter": set(AdapterArgs.__required_keys__),
 }
 
 
@@ -101,12 +107,12 @@ class ZooModel(nn.Module):
         self.encoder = encoder
         self.head = head
         self.tokenizer = tokenizer  # a tokenizers.Tokenizer, when the model has one
-        self.adapter = (
-            None  # a zoo.adapters.AdapterSpec while an adapter is on (add_adapter, an adapter directory)
-        )
+        self.adapter: AdapterSpec | None = None  # while an adapter is on (add_adapter, an adapter directory)
         self.loaded_from: Path | None = None  # the model directory load_model read, the base for add_adapter
         self._base_keys: frozenset[str] = frozenset()  # the state-dict keys before the adapter was added
         self._base_frozen: frozenset[str] = frozenset()  # parameters that did not train before it
+        self.active_adapter: str | None = None  # its name among the adapters loaded over this base
+        self._adapter_slots: dict[str, _AdapterSlot] = {}  # the inactive ones (load_adapter, set_adapter)
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
         mask = None if attention_mask is None else attention_mask.bool()
@@ -114,20 +120,21 @@ class ZooModel(nn.Module):
 
     def loss(self, logits: Tensor, labels: Tensor, attention_mask: Tensor | None = None) -> Tensor:
         mask = None if attention_mask is None else attention_mask.bool()
-        return self.head.loss(logits, labels, mask)
+        return cast("Callable[..., Tensor]", self.head.loss)(logits, labels, mask)
 
     @property
     def labels(self) -> list[str] | None:
         return self.spec.labels
 
     @property
-    def task(self):
+    def task(self) -> Task:
         """The model's task object (zoo.tasks.Task): labels, batches, metrics and predictions."""
         from .tasks import load_task
 
         cached = self.__dict__.get("_task")
-        if cached is None or cached[0] != self.spec.task.ref:
-            self.__dict__["_task"] = cached = (self.spec.task.ref, load_task(self.spec.task))
+        choice = self.spec.task_choice
+        if cached is None or cached[0] != choice.ref:
+            self.__dict__["_task"] = cached = (choice.ref, load_task(choice))
         return cached[1]
 
     def num_parameters(self) -> int:
@@ -169,21 +176,70 @@ class ZooModel(nn.Module):
 
         if self.adapter is not None:
             raise ZooError(f"this model already has adapter '{self.adapter.adapter.name}'; merge it first")
-        base_dir = Path(base) if base is not None else self.loaded_from
-        if base_dir is None or not (base_dir / WEIGHTS_NAME).is_file():
+        base_dir = Path(base) if base is not None else self.loaded_from or _imported_from(self)
+        if base_dir is None:
             raise ZooError(
-                "an adapter needs its base model as a zoo model directory (it records the base by path "
-                "and weights); import a checkpoint once with `zoo build --from-pretrained DIR -o base`"
+                "an adapter needs its base model on disk (it records the base by path and weights): a zoo "
+                "model directory, or the Hugging Face checkpoint this model was imported from, untrained"
             )
         part = _resolve("adapter", name)
         options = part_options(part, options)
         spec = AdapterSpec(
             PartChoice(part.name, part.plugin, options),
             str(base_dir.resolve()),
-            weights_digest(base_dir / WEIGHTS_NAME),
+            weights_digest(*_base_files(base_dir)),
         )
         _apply_adapter(self, part, options)
-        self.adapter = spec
+        self.adapter, self.active_adapter = spec, "default"
+        return self
+
+    def load_adapter(self, path: str | Path, name: str | None = None) -> ZooModel:
+        """Hold the adapter directory ``path`` beside the active adapter, under ``name`` (default: the
+        directory's name), without a second copy of the base: it must have been trained over the same base
+        weights with the same adapter and options (its head, labels and task may differ). ``set_adapter``
+        switches."""
+        if self.adapter is None:
+            raise ZooError("load_adapter needs a model with an adapter on; load an adapter directory first")
+        path = Path(path)
+        name = name or path.name
+        if name == self.active_adapter or name in self._adapter_slots:
+            raise ZooError(f"an adapter named '{name}' is already loaded; pass another name")
+        other = load_model(path)
+        if other.adapter is None:
+            raise ZooError(f"{path}: not an adapter directory (no {ADAPTER_CONFIG_NAME})")
+        if other.adapter.base_sha256 != self.adapter.base_sha256:
+            raise ZooError(f"{path}: trained over another base than this model's ({self.adapter.base})")
+        if other.adapter.adapter != self.adapter.adapter:
+            mine, theirs = self.adapter.adapter, other.adapter.adapter
+            raise ZooError(
+                f"{path}: adapter {theirs.name} {theirs.options} differs from this model's {mine.name} "
+                f"{mine.options}; load it as a model of its own"
+            )
+        self._adapter_slots[name] = _AdapterSlot.of(other)
+        return self
+
+    @property
+    def adapter_names(self) -> list[str]:
+        """The adapters over this base, the active one first."""
+        return ([self.active_adapter] if self.active_adapter else []) + list(self._adapter_slots)
+
+    def set_adapter(self, name: str) -> ZooModel:
+        """Make the loaded adapter ``name`` active: its adapter weights, head, labels and task."""
+        if name == self.active_adapter:
+            return self
+        if name not in self._adapter_slots:
+            known = self.adapter_names
+            raise ZooError(
+                f"no adapter '{name}'{did_you_mean(name, known) or ';'} loaded: {', '.join(known)}"
+            )
+        slot = self._adapter_slots.pop(name)
+        if self.active_adapter is not None:
+            self._adapter_slots[self.active_adapter] = _AdapterSlot.of(self)
+        self.load_state_dict(slot.tensors, strict=False)
+        device = next(self.encoder.parameters()).device
+        self.head, self.spec, self.adapter = slot.head.to(device), slot.spec, slot.adapter
+        self.active_adapter = name
+        self.__dict__.pop("_task", None)
         return self
 
     def trained_state_dict(self) -> dict[str, Tensor]:
@@ -216,6 +272,7 @@ class ZooModel(nn.Module):
         for n, p in self.named_parameters():
             p.requires_grad_(n not in self._base_frozen)
         self.adapter, self.loaded_from = None, None
+        self.active_adapter, self._adapter_slots = None, {}
         return self
 
     def merged(self) -> ZooModel:
@@ -232,7 +289,63 @@ class ZooModel(nn.Module):
 
     def extra_repr(self) -> str:
         s = self.spec
-        return f"encoder={s.encoder.ref}, attention={s.attention.ref}, head={s.head.ref}, task={s.task.ref}"
+        return f"encoder={s.encoder.ref}, attention={s.attention.ref}, head={s.head.ref}, task={s.task_choice.ref}"
+
+
+class _AdapterSlot:
+    """An inactive adapter over a model's base: its encoder tensors (copies), head, spec and AdapterSpec."""
+
+    def __init__(self, tensors: dict[str, Tensor], head: nn.Module, spec: ModelSpec, adapter: Any) -> None:
+        self.tensors, self.head, self.spec, self.adapter = tensors, head, spec, adapter
+
+    @classmethod
+    def of(cls, model: ZooModel) -> _AdapterSlot:
+        own = {
+            k: v.detach().clone() for k, v in model.trained_state_dict().items() if not k.startswith("head.")
+        }
+        return cls(own, model.head, model.spec, model.adapter)
+
+
+def _imported_from(model: ZooModel) -> Path | None:
+    """The Hugging Face checkpoint an untrained imported model holds the weights of (spec.extra['source'])."""
+    source = model.spec.extra.get("source") or {}
+    if source.get("format") != "huggingface" or "training" in model.spec.extra:
+        return None
+    return Path(source["path"])
+
+
+def _base_files(base_dir: Path) -> list[Path]:
+    """The weights files of an adapter's base: a zoo model directory's, or a Hugging Face checkpoint's."""
+    from .checkpoint import is_hf_checkpoint, weight_files
+
+    if is_hf_checkpoint(base_dir):
+        return weight_files(base_dir)
+    if not (base_dir / WEIGHTS_NAME).is_file():
+        raise ZooError(
+            f"{base_dir}: no {WEIGHTS_NAME}; an adapter's base is a zoo model directory or a checkpoint"
+        )
+    return [base_dir / WEIGHTS_NAME]
+
+
+def _base_encoder(
+    base_dir: Path,
+) -> tuple[dict[str, tuple[tuple[int, ...], str]], Callable[[], dict[str, Tensor]]]:
+    """The header of an adapter base's encoder tensors, and how to read them (zoo names, 'encoder.…')."""
+    from .checkpoint import encoder_weights, is_hf_checkpoint
+
+    if is_hf_checkpoint(base_dir):
+        tensors = encoder_weights(base_dir)
+        return {k: (tuple(v.shape), "F32") for k, v in tensors.items()}, lambda: tensors
+    file = base_dir / WEIGHTS_NAME
+    header = {k: v for k, v in read_header(file).items() if k.startswith("encoder.")}
+
+    def read() -> dict[str, Tensor]:
+        from safetensors import safe_open
+
+        with safe_open(str(file), framework="pt") as f:
+            return {k: f.get_tensor(k) for k in header}
+
+    return header, read
 
 
 def _apply_adapter(model: ZooModel, part: Part, options: dict[str, Any]) -> None:
@@ -279,8 +392,8 @@ def assemble(spec: ModelSpec, parts: dict[str, Part] | None = None) -> ZooModel:
     parts = parts or {k: _resolve_recorded(k, getattr(spec, k), "model") for k in MODEL_PARTS}
     sizes = spec.sizes
     attention = BoundAttention(parts["attention"], spec.attention.options)
-    encoder_factory: Callable[..., nn.Module] = parts["encoder"].load()
-    head_factory: Callable[..., nn.Module] = parts["head"].load()
+    encoder_factory: EncoderFactory = parts["encoder"].load()
+    head_factory: HeadFactory = parts["head"].load()
     try:
         encoder = encoder_factory(
             attention=attention, **{k: sizes[k] for k in ENCODER_SIZES}, **spec.encoder.options
@@ -360,7 +473,7 @@ def _head_size(task: PartChoice, labels: list[str] | None, num_labels: int | Non
     return num_labels
 
 
-def load_model(path: str | Path) -> ZooModel:
+def load_model(path: str | os.PathLike[str]) -> ZooModel:
     """Load a model directory. Only JSON and safetensors are read: nothing is ever unpickled.
 
     The weights file's header is checked against a model built on the meta device first, so a hostile
@@ -394,6 +507,7 @@ def _load_adapter_dir(path: Path, spec: ModelSpec) -> ZooModel:
         spec, AdapterSpec.read(path), read_header(weights), str(path / ADAPTER_CONFIG_NAME), weights
     )
     model.load_trained_state_dict(load_file(str(weights)))
+    model.active_adapter = path.resolve().name
     return model
 
 
@@ -406,30 +520,28 @@ def adapted_model(
 ) -> ZooModel:
     """The model of ``spec`` with its base's encoder weights and ``adapter`` (an AdapterSpec) on it; ``header``
     describes the adapter's and the head's tensors, still to be loaded. A different base is one error."""
-    from safetensors import safe_open
-
     from .adapters import weights_digest
 
-    base = Path(adapter.base) / WEIGHTS_NAME
-    if not base.is_file():
+    base = Path(adapter.base)
+    try:
+        digest = weights_digest(*_base_files(base))
+    except (ZooError, OSError):
         raise ZooError(
             f"{source}: its base model {adapter.base} is missing; the adapter loads only onto the base "
             "it was trained on"
-        )
-    digest = weights_digest(base)
+        ) from None
     if digest != adapter.base_sha256:
         raise ZooError(
             f"{source}: the adapter was trained on a base with weights sha256 {adapter.base_sha256[:12]}…, "
             f"but {base} has {digest[:12]}…; it loads only onto the base it was trained on"
         )
-    base_header = {k: v for k, v in read_header(base).items() if k.startswith("encoder.")}
+    base_header, read_base = _base_encoder(base)
     part = _resolve_recorded("adapter", adapter.adapter, source)
     options = part_options(part, adapter.adapter.options)
     model = assemble_checked(
         spec, {**base_header, **header}, source, weights, adapt=lambda m: _apply_adapter(m, part, options)
     )
-    with safe_open(str(base), framework="pt") as f:
-        model.load_state_dict({k: f.get_tensor(k) for k in base_header}, strict=False)
+    model.load_state_dict(read_base(), strict=False)
     model.adapter = adapter
     return model
 
@@ -474,7 +586,7 @@ def check_labels(spec: ModelSpec, labels: list[str] | None, source: str) -> None
 
     if (
         labels is not None
-        and load_task(spec.task).num_outputs is None
+        and load_task(spec.task_choice).num_outputs is None
         and len(labels) != spec.sizes["num_labels"]
     ):
         raise ZooError(f"{source}: {len(labels)} labels but num_labels is {spec.sizes['num_labels']}")
@@ -486,7 +598,7 @@ def summary(model: ZooModel, path: Path | None = None) -> dict[str, Any]:
         "encoder": s.encoder.ref,
         "attention": s.attention.ref,
         "head": s.head.ref,
-        "task": s.task.ref,
+        "task": s.task_choice.ref,
         "parameters": model.num_parameters(),
         "sizes": s.sizes,
     }

@@ -5,6 +5,8 @@ Built-in parts use these, and plugin authors may too; nothing here is a register
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -67,6 +69,7 @@ class RotaryEmbedding(nn.Module):
         super().__init__()
         inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
         self.register_buffer("inv_freq", inv_freq, persistent=False)
+        self.inv_freq: Tensor  # the buffer's type, for type checkers
 
     def forward(self, q: Tensor, k: Tensor) -> tuple[Tensor, Tensor]:
         positions = torch.arange(q.shape[-2], device=q.device, dtype=torch.float32)
@@ -209,7 +212,7 @@ class _GatherRows(torch.autograd.Function):
     gathered tensor and keeps this process's rows."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, sizes: list[int]) -> Tensor:
+    def forward(ctx: Any, x: Tensor, sizes: list[int]) -> Tensor:
         import torch.distributed as dist
 
         most = max(sizes)
@@ -220,7 +223,7 @@ class _GatherRows(torch.autograd.Function):
         return torch.cat([p[:n] for p, n in zip(parts, sizes)])
 
     @staticmethod
-    def backward(ctx, grad: Tensor):
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
         import torch.distributed as dist
 
         grad = grad.contiguous().clone()

@@ -39,14 +39,14 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
 
 def rank_metrics(scores: np.ndarray, relevant: Sequence[Iterable[int]]) -> dict[str, float]:
     """Mean over queries of each metric; ``relevant[q]`` holds the candidate indices relevant to query q."""
-    relevant = [set(r) for r in relevant]
-    if len(relevant) != len(scores):
-        raise ValueError(f"{len(scores)} queries but {len(relevant)} relevance sets")
+    sets = [set(r) for r in relevant]
+    if len(sets) != len(scores):
+        raise ValueError(f"{len(scores)} queries but {len(sets)} relevance sets")
     if not len(scores):
         return {**dict.fromkeys(METRICS, 0.0), "queries": 0}
     best = top_k(scores, max(MRR_AT, NDCG_AT, MAP_AT, *RECALL_AT))
     sums = dict.fromkeys(METRICS, 0.0)
-    for ranked, rel in zip(best.tolist(), relevant):
+    for ranked, rel in zip(best.tolist(), sets):
         hits = [c in rel for c in ranked]
         n = max(len(rel), 1)
         first = next((i for i, h in enumerate(hits[:MRR_AT]) if h), None)

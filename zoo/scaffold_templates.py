@@ -78,10 +78,11 @@ INIT = """\
 \"\"\"$name: zoo plugin module (the `zoo` entry point names it). It imports no torch: the part's
 factory is registered as a lazy "module:attr" path and imported the first time a model uses it.\"\"\"
 from zoo import hookimpl
+from zoo.types import $register_type  # zoo.types imports no torch
 
 
 @hookimpl
-def $hook(register):
+def $hook(register: $register_type) -> None:
     register("$part", "$module.$kind:$class_name", description="$description"$capabilities)
 """
 
@@ -89,15 +90,16 @@ INIT_TASK = """\
 \"\"\"$name: zoo plugin module (the `zoo` entry point names it). It imports no torch: the task and the head
 are registered as lazy "module:attr" paths and imported the first time a model uses them.\"\"\"
 from zoo import hookimpl
+from zoo.types import HeadRegister, TaskRegister  # zoo.types imports no torch
 
 
 @hookimpl
-def register_tasks(register):
+def register_tasks(register: TaskRegister) -> None:
     register("$part", "$module.task:$class_name", description="$description")
 
 
 @hookimpl
-def register_heads(register):
+def register_heads(register: HeadRegister) -> None:
     register("$part", "$module.head:$head_class", task="$part",
              description="Mean pooling and a linear layer for task '$part'")
 """
@@ -112,12 +114,15 @@ Replace the body of `forward` with your variant; keep its contract:
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 
 from zoo.nn import dtype_min  # torch.finfo(dtype).min in a form torch.jit.script compiles
+
+if TYPE_CHECKING:
+    from zoo.types import AttentionFactory
 
 
 class $class_name(nn.Module):
@@ -140,7 +145,7 @@ class $class_name(nn.Module):
         batch, seq, _ = x.shape
         return x.view(batch, seq, self.num_heads, self.head_dim).transpose(1, 2)  # (B, h, S, dh)
 
-    def forward(self, x: Tensor, mask: Optional[Tensor] = None) -> Tensor:
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         batch, seq, d_model = x.shape
         q, k, v = self._heads(self.q_proj(x)), self._heads(self.k_proj(x)), self._heads(self.v_proj(x))
         scores = (q @ k.transpose(-2, -1)) * self.scale  # (B, h, S, S)
@@ -149,6 +154,10 @@ class $class_name(nn.Module):
         weights = self.dropout(torch.softmax(scores, dim=-1))
         out = (weights @ v).transpose(1, 2).reshape(batch, seq, d_model)  # (B, S, D)
         return self.out_proj(out)
+
+
+if TYPE_CHECKING:  # a type checker checks the class against zoo's factory contract (zoo.types)
+    _factory: AttentionFactory = $class_name
 """
 
 ENCODER = """\
@@ -160,10 +169,13 @@ Contract: a `d_model` attribute, and forward(input_ids (B, S), mask (B, S) bool 
 \"\"\"
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from zoo.types import BoundAttention, EncoderFactory
 
 
 class Block(nn.Module):
@@ -175,19 +187,19 @@ class Block(nn.Module):
         self.ffn = nn.Sequential(nn.Linear(d_model, ffn_dim), nn.GELU(), nn.Linear(ffn_dim, d_model))
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: Tensor, mask: Optional[Tensor]) -> Tensor:
+    def forward(self, x: Tensor, mask: Tensor | None) -> Tensor:
         x = x + self.dropout(self.attention(self.attention_norm(x), mask))
         return x + self.dropout(self.ffn(self.ffn_norm(x)))
 
 
 class $class_name(nn.Module):
-    def __init__(self, *, attention: Callable[..., nn.Module], vocab_size: int, d_model: int, num_layers: int,
+    def __init__(self, *, attention: BoundAttention, vocab_size: int, d_model: int, num_layers: int,
                  num_heads: int, ffn_dim: int, max_length: int, dropout: float, norm_eps: float = 1e-5):
         super().__init__()
         self.d_model = d_model
         self.token_embedding = nn.Embedding(vocab_size, d_model)
         # An attention that encodes positions itself (capability 'positions', e.g. ALiBi) needs no table.
-        positions = getattr(attention, "capabilities", {}).get("positions", False)
+        positions = attention.capabilities.get("positions", False)
         self.position_embedding = None if positions else nn.Embedding(max_length, d_model)
         self.blocks = nn.ModuleList(
             Block(attention(d_model=d_model, num_heads=num_heads, dropout=dropout), d_model, ffn_dim, dropout,
@@ -196,13 +208,17 @@ class $class_name(nn.Module):
         )
         self.final_norm = nn.LayerNorm(d_model, eps=norm_eps)
 
-    def forward(self, input_ids: Tensor, mask: Optional[Tensor] = None) -> Tensor:
+    def forward(self, input_ids: Tensor, mask: Tensor | None = None) -> Tensor:
         x = self.token_embedding(input_ids)  # (B, S, D)
         if self.position_embedding is not None:
             x = x + self.position_embedding(torch.arange(input_ids.shape[1], device=input_ids.device))
         for block in self.blocks:
             x = block(x, mask)
         return self.final_norm(x)
+
+
+if TYPE_CHECKING:  # a type checker checks the class against zoo's factory contract (zoo.types)
+    _factory: EncoderFactory = $class_name
 """
 
 HEAD = """\
@@ -215,10 +231,13 @@ loss(logits, labels, mask) -> scalar, with labels as the task it serves collates
 \"\"\"
 from __future__ import annotations
 
-from typing import Optional
+from typing import TYPE_CHECKING
 
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from zoo.types import HeadFactory
 
 
 class $head_class(nn.Module):
@@ -231,7 +250,7 @@ class $head_class(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(width, num_labels)
 
-    def forward(self, hidden: Tensor, mask: Optional[Tensor] = None) -> Tensor:
+    def forward(self, hidden: Tensor, mask: Tensor | None = None) -> Tensor:
         if mask is None:
             pooled = hidden.mean(dim=1)
         else:  # padding must not move the mean
@@ -239,8 +258,12 @@ class $head_class(nn.Module):
             pooled = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
         return self.classifier(self.dropout(self.project(pooled)))  # (B, num_labels)
 
-    def loss(self, logits: Tensor, labels: Tensor, mask: Optional[Tensor] = None) -> Tensor:
+    def loss(self, logits: Tensor, labels: Tensor, mask: Tensor | None = None) -> Tensor:
         return F.cross_entropy(logits.float(), labels.long())
+
+
+if TYPE_CHECKING:  # a type checker checks the class against zoo's factory contract (zoo.types)
+    _factory: HeadFactory = $head_class
 """
 
 TASK = """\
@@ -253,11 +276,16 @@ module's imports (import it inside collate and synthetic_labels): an ONNX export
 \"\"\"
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from zoo.tasks import Task, class_name, log_softmax, lookup, one_line, softmax
+from zoo.tasks import Outputs, Task, class_name, log_softmax, lookup, one_line, softmax
+
+if TYPE_CHECKING:
+    from zoo.data import Table
+    from zoo.types import TaskFactory
 
 
 class $class_name(Task):
@@ -265,43 +293,57 @@ class $class_name(Task):
     summary_metrics = ("accuracy",)  # printed after each epoch and by `zoo evaluate`
     # agreement() (int8 against fp32) is inherited: the argmax of each row, right for this task.
 
-    def target(self, label, index, num_labels, text, encoding, where) -> int:
+    def target(
+        self, label: Any, index: dict[str, int], num_labels: int, text: Any, encoding: Any, where: str
+    ) -> int:
         \"\"\"One raw label cell -> its target; a ValueError is reported with the file and line.\"\"\"
         return lookup(index, class_name(label))
 
-    def collate(self, targets: list[int]):
+    def collate(self, targets: list[Any]) -> Any:
         import torch
 
         return torch.tensor(targets, dtype=torch.long)  # the `labels` that head.loss receives
 
-    def evaluate(self, outputs, targets, names) -> dict[str, Any]:
+    def evaluate(self, outputs: Outputs, targets: list[Any], names: list[str] | None) -> dict[str, Any]:
         if not outputs:
             return {"n": 0, "accuracy": 0.0, "loss": 0.0}
         x, gold = np.stack(outputs).astype(np.float64), np.asarray(targets, dtype=np.int64)
         loss = float(-log_softmax(x)[np.arange(len(x)), gold].mean())  # head.loss, in numpy
         return {"n": len(gold), "accuracy": float((x.argmax(-1) == gold).mean()), "loss": loss}
 
-    def predict(self, table, encodings, outputs, names, top_k=1) -> list[dict[str, Any]]:
+    def predict(
+        self,
+        table: Table,
+        encodings: Sequence[Any],
+        outputs: Outputs,
+        names: list[str] | None,
+        top_k: int = 1,
+    ) -> list[dict[str, Any]]:
         results = []
         for text, x in zip(table.texts, outputs):
             p, best = softmax(x.astype(np.float64)), int(x.argmax())
-            label = names[best] if best < len(names or []) else str(best)
+            label = names[best] if names and best < len(names) else str(best)
             results.append({"text": text, "label": label, "probability": float(p[best])})  # `zoo predict --json`
         return results
 
     def format_prediction(self, result: dict[str, Any]) -> str:
         return f"{result['label']}\\t{result['probability']:.4f}\\t{one_line(result['text'])}"  # `zoo predict`
 
-    def synthetic_labels(self, batch, seq, num_labels, generator):
+    def synthetic_labels(self, batch: int, seq: int, num_labels: int, generator: Any) -> Any:
         import torch
 
         return torch.randint(0, num_labels, (batch,), generator=generator)  # shaped as collate makes them
+
+
+if TYPE_CHECKING:  # a type checker checks the class against zoo's factory contract (zoo.types)
+    _factory: TaskFactory = $class_name
 """
 
 TEST = """\
 \"\"\"$name's tests: zoo's conformance kit on the $kind, and a fast start-up.\"\"\"
 import subprocess
 import sys
+from pathlib import Path
 
 from zoo import testing
 from zoo.manager import plugin_infos
@@ -309,28 +351,27 @@ from zoo.manager import plugin_infos
 PART = "$name:$part"  # 'plugin:name' stays unambiguous even if another plugin has a '$part' too
 
 
-def test_the_plugin_is_installed_and_registers_its_part():
+def test_the_plugin_is_installed_and_registers_its_part() -> None:
     info = {i.name: i for i in plugin_infos()}["$name"]
     assert info.errors == []
     assert info.parts == $parts
 
 
-def test_the_${kind}_passes_the_conformance_kit():
+def test_the_${kind}_passes_the_conformance_kit() -> None:
     # $partners; export=False would skip the ONNX/TorchScript parity.
     testing.check_part("$kind", PART)
 
 
-def test_importing_the_plugin_module_imports_no_torch(tmp_path):
+def test_importing_the_plugin_module_imports_no_torch(tmp_path: Path) -> None:
     \"\"\"`zoo --help` and `zoo parts` import $module/__init__.py; keep it torch-free.\"\"\"
     code = "import sys, $torch_free; assert 'torch' not in sys.modules"
     # run in an empty folder: a folder named zoo where pytest was started must not shadow the package
     subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path)
 """
 
-FILES = {
+FILES = {  # and $module/__init__.py: INIT, or INIT_TASK for a task and its head
     "pyproject.toml": PYPROJECT,
     "README.md": README,
-    "$module/__init__.py": None,  # INIT, or INIT_TASK for a task and its head
     "tests/test_$module.py": TEST,
 }
 # The part modules each kind writes: a task package holds the task and a head that serves it.
@@ -355,6 +396,7 @@ USAGE = {
     "zoo evaluate ft --data test.csv",
 }
 CLASS_SUFFIX = {"attention": "Attention", "encoder": "Encoder", "head": "Head", "task": "Task"}
+REGISTER_TYPES = {kind: f"{kind.capitalize()}Register" for kind in CLASS_SUFFIX}  # zoo.types
 
 
 def render(*, name: str, module: str, part: str, class_name: str, kind: str) -> dict[str, str]:
@@ -368,6 +410,7 @@ def render(*, name: str, module: str, part: str, class_name: str, kind: str) -> 
         "kind": kind,
         "head_class": class_name.removesuffix("Task") + "Head" if task else class_name,
         "hook": HOOKS[kind],
+        "register_type": REGISTER_TYPES[kind],
         "partners": f"checked {PARTNERS[kind]}",
         "description": f"The '{part}' {kind} for zoo",
         "capabilities": ', task="classification"' if kind == "head" else "",

@@ -70,6 +70,13 @@ class ModelSpec:
     extra: dict[str, Any] = field(default_factory=dict)  # provenance: source checkpoint, training run
     task: PartChoice | None = None  # None only while reading a version-1 config (zoo.model fills it in)
 
+    @property
+    def task_choice(self) -> PartChoice:
+        """``task``, once set: every spec zoo hands out has one (a version-1 config gets its head's task)."""
+        if self.task is None:
+            raise ZooError("the model spec names no task yet")
+        return self.task
+
     def to_dict(self) -> dict[str, Any]:
         from .constants import VERSION as __version__
 
@@ -100,7 +107,7 @@ class ModelSpec:
         parts = data.get("parts")
         if not isinstance(parts, dict):
             raise bad("missing or invalid 'parts'")
-        choices: dict[str, PartChoice | None] = {"task": None}
+        choices: dict[str, PartChoice] = {}
         for kind in MODEL_PARTS:
             p = parts.get(kind)
             if kind == "task" and p is None and version < 2:
@@ -134,7 +141,7 @@ class ModelSpec:
             labels,
             tokenizer,
             extra,
-            choices["task"],
+            choices.get("task"),
         )
 
     @classmethod

@@ -262,7 +262,7 @@ def head_task(head_ref: str) -> str:
     from .manager import get_registry
 
     part = get_registry().resolve("head", head_ref)
-    task = part.task or LEGACY_LABEL_FORMATS.get(part.capabilities.get("labels"))
+    task = part.task or LEGACY_LABEL_FORMATS.get(part.capabilities.get("labels", ""))
     if task is None:
         raise ZooError(
             f"head '{part.name}' (plugin '{part.plugin}') names no task; register it with task=..."

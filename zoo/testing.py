@@ -19,9 +19,10 @@ from __future__ import annotations
 import json
 import tempfile
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import Tensor
@@ -30,6 +31,9 @@ from .errors import ExportMismatch, ZooError, unknown
 from .manager import DEFAULT_PLUGINS, get_registry
 from .model import DEFAULT_ATTENTION, ZooModel, build_model, load_model
 from .registry import KINDS, MODEL_PARTS
+
+if TYPE_CHECKING:
+    from _pytest.mark.structures import ParameterSet  # what pytest.param returns
 
 DEFAULT_ENCODER = "transformer"
 DEFAULT_HEAD = "cls"
@@ -88,7 +92,7 @@ def builtin_names(kind: str) -> list[str]:
     return [p.name for p in get_registry().parts(_kind(kind)) if p.plugin in DEFAULT_PLUGINS]
 
 
-def parts(kind: str, *, exclude: dict[str, str] | None = None) -> list[Any]:
+def parts(kind: str, *, exclude: dict[str, str] | None = None) -> list[ParameterSet]:
     """pytest params for every part of ``kind`` registered now, by any plugin; ``exclude`` maps a
     name to the reason it is skipped. A name two plugins claim appears once per plugin as 'plugin:name'."""
     import pytest
@@ -219,7 +223,7 @@ def run_checks(case: Case, *, export: bool) -> list[str]:
     if fixed:  # a task with a fixed number of outputs (one score per text) sets the head's size
         case.sizes["num_labels"] = fixed
     model = build(case)
-    resolved["task"] = registry.resolve("task", model.spec.task.ref)
+    resolved["task"] = registry.resolve("task", model.spec.task_choice.ref)
     batch = make_batch(case)
     check_shapes(case, model, batch)
     check_mask_and_loss(case, model, batch)
@@ -332,7 +336,7 @@ def check_shapes(case: Case, model: ZooModel, batch: tuple[Tensor, Tensor]) -> N
         logits = _call(case, "head forward", model.head, hidden, mask.bool())
         again = model.head(model.encoder(ids, mask.bool()), mask.bool())
     num_labels = case.sizes["num_labels"]
-    want = model.task.output_shape(*ids.shape, num_labels)
+    want = model.task.output_shape(ids.shape[0], ids.shape[1], num_labels)
     if not isinstance(logits, Tensor) or not _shape_fits(tuple(logits.shape), want):
         got = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
         raise case.fail(f"head returned {got}; expected {want} for task '{model.task.name}'")
@@ -363,16 +367,16 @@ def check_mask_and_loss(case: Case, model: ZooModel, batch: tuple[Tensor, Tensor
         )
         for kind in ("encoder", "head")
     ]
-    head_loss = model.head.loss
+    head_loss = cast("Callable[..., Tensor]", model.head.loss)
 
     def recording_loss(logits: Tensor, labels: Tensor, loss_mask: Tensor | None = None) -> Tensor:
         seen["loss"].append(loss_mask)
         return head_loss(logits, labels, loss_mask)
 
     generator = torch.Generator().manual_seed(case.seed + 5)
-    labels = make_labels(model.task, *ids.shape, case.sizes["num_labels"], generator)
+    labels = make_labels(model.task, ids.shape[0], ids.shape[1], case.sizes["num_labels"], generator)
     model.eval()
-    model.head.loss = recording_loss  # an instance attribute: ZooModel.loss finds it first
+    model.head.loss = recording_loss  # type: ignore[assignment]  # an instance attribute: ZooModel.loss finds it first
     try:
         with torch.no_grad():
             for attention_mask in (mask, None):
@@ -473,6 +477,7 @@ def script_part(case: Case, model: ZooModel, part: Any) -> str | None:
     scripted, failure = try_script(module)
     if failure is not None:
         return str(failure)
+    assert scripted is not None  # try_script returns one of the two
     with torch.no_grad():
         eager, compiled = module(*inputs), scripted(*inputs)
     diff = _max_diff(eager, compiled)
@@ -498,7 +503,7 @@ def check_backward(case: Case, model: ZooModel, batch: tuple[Tensor, Tensor]) ->
     model.train()
     model.zero_grad(set_to_none=True)
     generator = torch.Generator().manual_seed(case.seed + 2)
-    labels = make_labels(model.task, *ids.shape, case.sizes["num_labels"], generator)
+    labels = make_labels(model.task, ids.shape[0], ids.shape[1], case.sizes["num_labels"], generator)
     logits = _call(case, "forward in training mode", model, ids, mask)
     loss = _call(
         case,
@@ -516,7 +521,7 @@ def check_backward(case: Case, model: ZooModel, batch: tuple[Tensor, Tensor]) ->
     if missing:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
         raise case.fail(f"parameter '{missing[0]}'{more} received no gradient; is it used in forward?")
-    bad = [n for n, p in named if not torch.isfinite(p.grad).all()]
+    bad = [n for n, p in named if p.grad is not None and not torch.isfinite(p.grad).all()]
     if bad:
         raise case.fail(f"parameter '{bad[0]}' received a NaN or inf gradient")
     model.zero_grad(set_to_none=True)
@@ -596,7 +601,7 @@ def check_task(case: Case, model: ZooModel, batch: tuple[Tensor, Tensor]) -> Non
     lengths = mask.sum(dim=1).tolist()
     outputs = [logits[i, :n] if task.per_token else logits[i] for i, n in enumerate(lengths)]
     generator = torch.Generator().manual_seed(case.seed + 4)
-    labels = make_labels(task, *ids.shape, case.sizes["num_labels"], generator).numpy()
+    labels = make_labels(task, ids.shape[0], ids.shape[1], case.sizes["num_labels"], generator).numpy()
     targets = [labels[i, :n] if task.per_token else labels[i] for i, n in enumerate(lengths)]
     names = [f"label{i}" for i in range(case.sizes["num_labels"])] if task.named_labels else None
     metrics = _call(case, f"task '{task.name}' evaluate", task.evaluate, outputs, targets, names)

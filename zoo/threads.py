@@ -70,8 +70,8 @@ def cgroup_cpu_quota(root: Path = CGROUP_ROOT, proc_cgroup: Path = Path("/proc/s
     for directory in _cgroup_dirs(root, proc_cgroup):
         quotas.append(_v2_quota(directory / "cpu.max"))
         quotas.append(_v1_quota(directory / "cpu.cfs_quota_us", directory / "cpu.cfs_period_us"))
-    quotas = [q for q in quotas if q is not None]
-    return min(quotas) if quotas else None
+    known = [q for q in quotas if q is not None]
+    return min(known) if known else None
 
 
 def _cgroup_dirs(root: Path, proc_cgroup: Path) -> list[Path]:

@@ -3,6 +3,7 @@ names, shapes and dtypes against a model, and strict loading. Nothing is ever un
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -38,7 +39,7 @@ _SAFETENSORS_DTYPES = {
 
 def check_tensors(
     expected: dict[str, Tensor],
-    header: dict[str, tuple[tuple[int, ...], str | None]],
+    header: Mapping[str, tuple[tuple[int, ...], str | None]],
     file: Path | str,
     context: str = "",
 ) -> None:

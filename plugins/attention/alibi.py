@@ -26,6 +26,7 @@ class ALiBiAttention(QKVAttention):
     def __init__(self, *, d_model: int, num_heads: int, dropout: float = 0.0):
         super().__init__(d_model=d_model, num_heads=num_heads, dropout=dropout)
         self.register_buffer("slopes", alibi_slopes(num_heads)[:, None, None], persistent=False)
+        self.slopes: Tensor  # the buffer's type, for type checkers
 
     def attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
         positions = torch.arange(q.shape[-2], device=q.device)

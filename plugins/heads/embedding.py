@@ -49,7 +49,7 @@ class EmbeddingHead(nn.Module):
 
     def forward(self, hidden: Tensor, mask: Tensor | None = None) -> Tensor:
         x = pool(hidden, mask, self.pooling)  # (B, D)
-        if self.dense is not None:
+        if self.dense is not None and self.activation is not None:  # set together
             x = self.activation(self.dense(x))  # (B, dim)
         if self.normalize:
             x = F.normalize(x, p=2.0, dim=-1)

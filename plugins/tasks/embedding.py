@@ -61,7 +61,7 @@ class Embedding(Task):
             )
         return Table(
             str(path),
-            cells["anchor"],
+            cells["anchor"],  # type: ignore[arg-type]  # a required column: never None
             cells["positive"],
             cells["score"],
             lines,

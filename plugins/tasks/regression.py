@@ -60,9 +60,9 @@ class Regression(Task):
         a, b = (
             zip(*[(x.reshape(len(x), -1), y.reshape(len(y), -1)) for x, y, _ in pairs]) if pairs else ((), ())
         )
-        a, b = np.concatenate(a), np.concatenate(b)
-        tolerance = SPREAD_SHARE * max(float(a.max() - a.min()), 1e-6)
-        close = np.abs(a - b).max(axis=1) <= tolerance
+        fp32, int8 = np.concatenate(a), np.concatenate(b)
+        tolerance = SPREAD_SHARE * max(float(fp32.max() - fp32.min()), 1e-6)
+        close = np.abs(fp32 - int8).max(axis=1) <= tolerance
         return {
             "agreement": float(close.mean()),
             "compared": int(close.size),

@@ -24,7 +24,7 @@ def parts(as_json: bool, kind: str | None) -> None:
     if as_json:
         click.echo(json.dumps(data, indent=2, ensure_ascii=False))
         return
-    rows = [
+    rows: list[tuple[str, ...]] = [
         (k, p["name"], ", ".join(p["aliases"]) or "-", p["plugin"], p["description"])
         for k, items in data.items()
         for p in items
@@ -42,7 +42,7 @@ def plugins(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps([i.as_dict() for i in infos], indent=2))
         return
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for i in infos:
         registered = "; ".join(f"{k}: {', '.join(v)}" for k, v in i.parts.items())
         rows.append(

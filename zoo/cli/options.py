@@ -56,7 +56,7 @@ def data_columns(f):
     return f
 
 
-def human_bytes(n: int) -> str:
+def human_bytes(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1024 or unit == "GB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -89,7 +89,7 @@ class Choice(click.Choice):
         try:
             return super().convert(value, param, ctx)
         except click.BadParameter as exc:
-            exc.message = exc.message.rstrip(".") + (did_you_mean(str(value), map(str, self.choices)) or ".")
+            exc.message = exc.message.rstrip(".") + (did_you_mean(str(value), map(str, self.choices)) or ".")  # type: ignore[misc]  # Final in click's hints
             raise
 
 

@@ -59,7 +59,7 @@ def predict(
             encoding=encoding,
         )
     else:
-        tables = [Table("arguments", list(texts), None, None, list(range(1, len(texts) + 1)))]
+        tables = iter([Table("arguments", list(texts), None, None, list(range(1, len(texts) + 1)))])
     task = predictor.task
     if top_k > 1 and not task.uses_top_k:
         click.echo(f"zoo: --top-k does not apply to task '{task.name}'; ignored", err=True)

@@ -27,6 +27,33 @@ from .options import threads_option
     help="Padded tokens per batch (longest row x rows).",
 )
 @click.option(
+    "--max-batch-requests",
+    type=click.IntRange(1),
+    default=None,
+    help="Rows per batch (and per window of rows sorted by length), at most [default: only --max-batch-tokens].",
+)
+@click.option(
+    "--max-batch-delay-ms",
+    type=click.FloatRange(0),
+    default=0.0,
+    show_default=True,
+    help="How long a batch that is not full may wait for more rows (0: it runs as soon as the model is free).",
+)
+@click.option(
+    "--max-batch-padding",
+    type=click.FloatRange(0),
+    default=0.25,
+    show_default=True,
+    help="Padding a batch may add, as a fraction of its real tokens (rows of unlike length go in separate batches).",
+)
+@click.option(
+    "--batch-workers",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="Batches that run at once, each in its own thread with --threads threads.",
+)
+@click.option(
     "--max-concurrent-requests",
     type=click.IntRange(1),
     default=512,
@@ -61,13 +88,18 @@ def serve(
     port,
     api_key,
     max_batch_tokens,
+    max_batch_requests,
+    max_batch_delay_ms,
+    max_batch_padding,
+    batch_workers,
     max_concurrent_requests,
     max_client_batch_size,
     payload_limit,
     batch_delay_s,
     threads,
 ):
-    """Serve an export directory over HTTP: POST /predict, /embed, /tokenize; GET /health, /info, /metrics."""
+    """Serve an export directory over HTTP: POST /predict, /embed, /tokenize; GET /health, /info, /metrics,
+    /openapi.json, /docs."""
     from pathlib import Path
 
     from zoo.constants import CONFIG_NAME, ONNX_NAME
@@ -86,6 +118,10 @@ def serve(
             model,
             api_key=api_key or None,
             max_batch_tokens=max_batch_tokens,
+            max_batch_requests=max_batch_requests,
+            max_batch_delay_ms=max_batch_delay_ms,
+            max_batch_padding=max_batch_padding,
+            batch_workers=batch_workers,
             max_concurrent_requests=max_concurrent_requests,
             max_client_batch_size=max_client_batch_size,
             payload_limit=payload_limit,

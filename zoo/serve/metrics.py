@@ -31,6 +31,9 @@ class Metrics:
         self.batch_tokens = Histogram(
             "zoo_batch_tokens", "Padded tokens per batch (longest row x rows)", buckets=TOKENS, registry=r
         )
+        self.skipped_rows = Counter(
+            "zoo_skipped_rows", "Rows taken out of the queue uncomputed: their client went away", registry=r
+        )
         self.queue_depth = Gauge("zoo_queue_depth", "Rows waiting for a batch", registry=r)
         self.in_flight = Gauge("zoo_in_flight_requests", "Requests in the server", registry=r)
 

@@ -11,7 +11,7 @@ from zoo.data import pad
 
 
 def epoch_batches(
-    lengths: Sequence[int],
+    lengths: Sequence[int] | np.ndarray,
     batch_size: int,
     seed: int,
     epoch: int,

@@ -48,7 +48,8 @@ class StopRequest:
     """SIGINT/SIGTERM ask the recipe to stop after the current step and save; a second one aborts."""
 
     def __init__(self, progress: Progress):
-        self.requested, self.progress, self.previous, self.signal = False, progress, {}, None
+        self.requested, self.progress, self.signal = False, progress, None
+        self.previous: dict[int, Any] = {}  # signal number -> the handler it had before
 
     def __enter__(self) -> StopRequest:
         if threading.current_thread() is threading.main_thread():
@@ -332,10 +333,10 @@ class FineTuneRecipe:
         ]
         sizes = [max(len(b), cfg.grad_accum * env.world_size) for b in batches for _ in range(cfg.grad_accum)]
         collate = Collate(self.train_ids, self.train_targets, self.model.spec.tokenizer["pad_id"], self.task)
-        loader = torch.utils.data.DataLoader(
-            pieces,
+        loader: torch.utils.data.DataLoader[Any] = torch.utils.data.DataLoader(
+            pieces,  # type: ignore[arg-type]  # a list is a map-style dataset (indexable and sized)
             batch_size=None,
-            collate_fn=collate,
+            collate_fn=collate,  # type: ignore[arg-type]  # batch_size=None: it gets one item, not a list
             pin_memory=self.device.startswith("cuda"),
             generator=torch.Generator(),
         )

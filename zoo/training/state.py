@@ -91,11 +91,15 @@ def _check_info(path: Path, info: Any, tensors: dict[str, torch.Tensor]) -> None
         raise bad("its metadata is not a JSON object")
     for fields, data, where in (
         (_INFO_TYPES, info, ""),
-        (_POSITION_TYPES, info.get("position"), "position."),
+        (_POSITION_TYPES, info.get("position") or {}, "position."),  # a dict: checked in the first round
     ):
         for key, kind in fields.items():
             value = data.get(key)
-            if not isinstance(value, kind) or isinstance(value, bool) or (kind is int and value < 0):
+            if (
+                not isinstance(value, kind)
+                or isinstance(value, bool)
+                or (kind is int and isinstance(value, int) and value < 0)
+            ):
                 raise bad(
                     f"'{where}{key}' is missing or not a {'non-negative ' if kind is int else ''}"
                     f"{kind.__name__}"
