@@ -134,21 +134,24 @@ RERANK_METRICS = ("map", "mrr@10", "ndcg@10")
 
 
 def rerank_metrics(
-    scores: Sequence[float], labels: Sequence[float], groups: Sequence[object], at_k: int = 10
+    scores: Sequence[float] | np.ndarray,
+    labels: Sequence[float] | np.ndarray,
+    groups: Sequence[object],
+    at_k: int = 10,
 ) -> dict[str, float]:
     """Each query's candidates (the rows sharing a ``groups`` key) ranked by score: ``map`` (average
     precision over all of them), ``mrr@10`` and ``ndcg@10`` (gain = the label, so graded labels count as
     graded), averaged over queries; a query with no relevant candidate (no label above 0) counts 0. These
     are sentence-transformers' CrossEncoderRerankingEvaluator's metrics, with sklearn's average precision
     and NDCG (ties in score taken in a fixed order rather than averaged)."""
-    scores, labels = np.asarray(scores, dtype=np.float64), np.asarray(labels, dtype=np.float64)
+    score, label = np.asarray(scores, dtype=np.float64), np.asarray(labels, dtype=np.float64)
     rows: dict[object, list[int]] = {}
     for i, key in enumerate(groups):
         rows.setdefault(key, []).append(i)
     sums = dict.fromkeys(RERANK_METRICS, 0.0)
     discounts = 1.0 / np.log2(np.arange(2, at_k + 2))
     for index in rows.values():
-        y, s = labels[index], scores[index]
+        y, s = label[index], score[index]
         relevant = y > 0
         if not relevant.any():
             continue

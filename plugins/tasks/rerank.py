@@ -50,7 +50,7 @@ class Rerank(Task):
             given=given,
             encoding=encoding,
         )
-        queries = cells["query"]
+        queries = cells["query"] or []
         if cells["text"] is not None and cells["label"] is not None:
             for label, line in zip(cells["label"], lines):
                 if not 0 <= label <= 1:
