@@ -146,7 +146,7 @@ def export_model(
                     model.task,
                     min_agreement,
                     calibration=calibration,
-                    trained="training" in model.spec.extra,
+                    trained=_head_trained(model),
                     **({"methods": tuple(int8_methods)} if int8_methods else {}),
                 )
                 manifest["int8"]["texts"] = source_of
@@ -353,6 +353,17 @@ def _held_out(model, tokenizer, texts, sizes, pad: int):
     )
 
 
+def _head_trained(model) -> bool:
+    """Whether the head's outputs mean something: training is recorded, or every head tensor came from the
+    imported checkpoint (a sentence-transformers model's pooling, a CrossEncoder's classifier); a fresh
+    classifier on an imported encoder is not."""
+    if "training" in model.spec.extra:
+        return True
+    imported = set((model.spec.extra.get("source") or {}).get("imported") or [])
+    names = {".".join(f"head.{name}".split(".")[:2]) for name, _ in model.head.named_parameters()}
+    return "source" in model.spec.extra and names <= imported
+
+
 def _training_texts(model) -> list[str]:
     """The texts of the training file recorded in the model directory, or [] when it is gone or unreadable."""
     from zoo.data import read_table
@@ -363,7 +374,11 @@ def _training_texts(model) -> list[str]:
     try:
         table = read_table(path, require_labels=False)
     except ZooError:
-        return []
+        try:  # a task's own layout (an embedding model's anchor,positive pairs): each text in it
+            table = model.task.read(path)
+        except ZooError:
+            return []
+        return [*table.texts, *(table.pairs or [])]
     return [t if isinstance(t, str) else " ".join(t) for t in table.texts]
 
 
@@ -387,6 +402,7 @@ def _note_int8(section: dict[str, Any], failures: list[str], log, names: Mapping
     summary = (
         f"int8 ({section['method']}{kept}): predictions agree with fp32 on {section['agreement']:.2%} of "
         f"{section['compared']} ({section['rule']}), logit error {section['logit_error']:.1%} of their spread"
+        + (f"; {section['measures']['detail']}" if "detail" in section.get("measures", {}) else "")
     )
     if section["measure"] == "logit_error":
         log(

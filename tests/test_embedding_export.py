@@ -54,3 +54,54 @@ def test_minilm_export_matches_sentence_transformers_encode(tmp_path):
     assert ours.shape == (len(MIXED), 384)
     assert np.abs(ours - reference).max() < 1e-5
     assert np.abs(embed(model, MIXED) - ours).max() < 1e-5
+
+
+# ---- the int8 check for embeddings: retrieval against fp32 ---------------------------------------------
+
+
+def test_the_embedding_int8_check_is_ndcg_of_neighbours_against_fp32():
+    sklearn = pytest.importorskip("sklearn.metrics")
+    from zoo.tasks import load_task
+
+    task = load_task("embedding")
+    rng = np.random.default_rng(0)
+    fp32 = rng.normal(size=(60, 16))
+    int8 = fp32 + rng.normal(size=fp32.shape) * 0.08
+    same = task.agreement([(fp32, fp32, None)])
+    assert same["agreement"] == 1.0 and same["ndcg@10_drop"] == 0.0
+    result = task.agreement([(fp32[:25], int8[:25], None), (fp32[25:], int8[25:], None)])  # two batches
+    a = fp32 / np.linalg.norm(fp32, axis=1, keepdims=True)
+    b = int8 / np.linalg.norm(int8, axis=1, keepdims=True)
+    want = []
+    for i in range(60):  # each text a query against the 59 others, its fp32 cosine the relevance
+        others = np.arange(60) != i
+        truth, scores = a[others] @ a[i], b[others] @ b[i]
+        want.append(sklearn.ndcg_score([np.maximum(truth, 0)], [scores], k=10))
+    assert abs(result["agreement"] - np.mean(want)) < 1e-9 and result["agreement"] < 1.0
+    assert abs(result["ndcg@10_drop"] - (1 - np.mean(want))) < 1e-9
+    assert abs(result["mean_cosine"] - np.mean(np.sum(a * b, axis=1))) < 1e-9
+    far = task.agreement([(fp32, fp32 + rng.normal(size=fp32.shape), None)])  # mean cosine far below 0.98
+    assert far["mean_cosine"] < 0.98 and far["agreement"] == 0.0
+
+
+def test_an_imported_head_counts_as_trained_and_a_fresh_one_does_not(tmp_path):
+    from test_embedding import save_sentence_dir
+
+    from zoo.export.pipeline import _head_trained
+    from zoo.hf import import_pretrained
+
+    directory = save_sentence_dir(tmp_path, pooling="mean", dense=True)
+    assert _head_trained(import_pretrained(directory, head=None))  # pooling + the directory's Dense
+    assert not _head_trained(
+        import_pretrained(directory, head="cls", labels=["a", "b"])
+    )  # a fresh classifier
+
+
+def test_an_embedding_model_calibrates_int8_on_every_text_of_its_pairs_file(tmp_path):
+    from zoo.export.pipeline import _training_texts
+
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("anchor,positive\nthe cat,sat on the mat\na dog,was very good\n")
+    model = tiny_embedding_model()
+    model.spec.extra["training"] = {"train": str(pairs)}
+    assert _training_texts(model) == ["the cat", "a dog", "sat on the mat", "was very good"]

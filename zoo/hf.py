@@ -23,10 +23,12 @@ from .errors import ZooError
 
 def default_head(path: str | Path) -> str:
     """The head an import gets when none is asked for: ``embedding`` for a sentence-transformers directory
-    (modules.json with a Pooling module), else ``cls``."""
-    from .sentence_dir import is_sentence_transformers
+    (modules.json with a Pooling module), ``rerank`` for a sentence-transformers CrossEncoder, else ``cls``."""
+    from .sentence_dir import is_cross_encoder, is_sentence_transformers
 
-    return "embedding" if is_sentence_transformers(path) else "cls"
+    if is_sentence_transformers(path):
+        return "embedding"
+    return "rerank" if is_cross_encoder(path) else "cls"
 
 
 def default_head_options(

@@ -130,13 +130,62 @@ def first_rows(keys: Sequence[object]) -> dict[object, int]:
     return out
 
 
+RERANK_METRICS = ("map", "mrr@10", "ndcg@10")
+
+
+def rerank_metrics(
+    scores: Sequence[float] | np.ndarray,
+    labels: Sequence[float] | np.ndarray,
+    groups: Sequence[object],
+    at_k: int = 10,
+) -> dict[str, float]:
+    """Each query's candidates (the rows sharing a ``groups`` key) ranked by score: ``map`` (average
+    precision over all of them), ``mrr@10`` and ``ndcg@10`` (gain = the label, so graded labels count as
+    graded), averaged over queries; a query with no relevant candidate (no label above 0) counts 0. These
+    are sentence-transformers' CrossEncoderRerankingEvaluator's metrics, with sklearn's average precision
+    and NDCG (ties in score taken in a fixed order rather than averaged)."""
+    score, label = np.asarray(scores, dtype=np.float64), np.asarray(labels, dtype=np.float64)
+    rows: dict[object, list[int]] = {}
+    for i, key in enumerate(groups):
+        rows.setdefault(key, []).append(i)
+    sums = dict.fromkeys(RERANK_METRICS, 0.0)
+    discounts = 1.0 / np.log2(np.arange(2, at_k + 2))
+    for index in rows.values():
+        y, s = label[index], score[index]
+        relevant = y > 0
+        if not relevant.any():
+            continue
+        order = np.argsort(-s, kind="stable")
+        top = order[:at_k]
+        first = np.flatnonzero(relevant[top])
+        sums[f"mrr@{at_k}"] += 1.0 / (first[0] + 1) if first.size else 0.0
+        ideal = np.sort(y)[::-1][:at_k]
+        sums[f"ndcg@{at_k}"] += float(
+            (y[top] * discounts[: len(top)]).sum() / (ideal * discounts[: len(ideal)]).sum()
+        )
+        sums["map"] += average_precision(relevant[order], s[order])
+    n = max(len(rows), 1)
+    return {**{k: float(v / n) for k, v in sums.items()}, "queries": len(rows)}
+
+
+def average_precision(hits: np.ndarray, ranked_scores: np.ndarray) -> float:
+    """sklearn's average_precision_score of candidates sorted by descending score: precision at each
+    distinct score threshold, weighted by the recall it adds (tied scores form one threshold)."""
+    ends = np.r_[np.flatnonzero(np.diff(ranked_scores)), len(hits) - 1]  # last row of each tie group
+    found = np.cumsum(hits)[ends]
+    precision, recall = found / (ends + 1), found / max(int(hits.sum()), 1)
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
 __all__ = [
     "METRICS",
+    "RERANK_METRICS",
     "cosine_scores",
     "pair_retrieval",
     "pearson",
     "rank_metrics",
     "ranks",
+    "rerank_metrics",
     "sts_metrics",
     "top_k",
     "unit",

@@ -136,3 +136,14 @@ def max_seq_length(path: str | Path) -> int | None:
     data = read_json(Path(path) / "sentence_bert_config.json", missing_ok=True)
     value = data.get("max_seq_length") if isinstance(data, dict) else None
     return int(value) if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+def is_cross_encoder(path: str | Path) -> bool:
+    """A sentence-transformers CrossEncoder directory (config_sentence_transformers.json says so, or, before
+    sentence-transformers 4, config.json names its default activation): a reranker."""
+    path = Path(path)
+    data = read_json(path / "config_sentence_transformers.json", missing_ok=True)
+    if isinstance(data, dict) and data.get("model_type") == "CrossEncoder":
+        return True
+    config = read_json(path / "config.json", missing_ok=True)
+    return isinstance(config, dict) and "sbert_ce_default_activation_function" in config

@@ -37,3 +37,10 @@ def register_heads(register):
         description="Sentence embeddings: pooling mean|cls|max|weighted-mean|last, optional dense and "
         "L2 normalisation; in-batch-negatives ranking loss",
     )
+    register(
+        "rerank",
+        f"{here}.rerank:RerankHead",
+        task="rerank",
+        description="Cross-encoder reranking: one relevance score per (query, text) pair (sigmoid, "
+        "binary cross-entropy); pooling cls|mean, optional pooler",
+    )

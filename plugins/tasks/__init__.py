@@ -32,3 +32,8 @@ def register_tasks(register):
         f"{here}.embedding:Embedding",
         description="One vector per text (sentence embeddings); retrieval metrics mrr@10, ndcg@10, recall@k, map@100",
     )
+    register(
+        "rerank",
+        f"{here}.rerank:Rerank",
+        description="One relevance score per (query, text) pair (cross-encoder); map, mrr@10, ndcg@10 per query",
+    )

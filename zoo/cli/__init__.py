@@ -25,6 +25,7 @@ COMMANDS = {
     "parts": "zoo.cli.listing:parts",
     "plugins": "zoo.cli.listing:plugins",
     "plugin": "zoo.cli.scaffold:plugin",
+    "rerank": "zoo.cli.rerank:rerank",
     "serve": "zoo.cli.serve:serve",
 }
 

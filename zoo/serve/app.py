@@ -23,6 +23,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from zoo.constants import VERSION
 
 from .openapi import ApiRoute, page, schema
+from .rerank import rerank_routes
 from .service import ApiError, ServeConfig, Service, endpoint, error_response, flag, inputs_table, read_body
 
 __all__ = ["ROUTES", "ServeConfig", "build_app", "core_routes"]
@@ -203,7 +204,7 @@ def core_routes(service: Service) -> list[ApiRoute]:
 
 
 # Each function gives the routes of one family; build_app mounts them all, in this order.
-ROUTES: list[Callable[[Service], list[ApiRoute]]] = [core_routes]
+ROUTES: list[Callable[[Service], list[ApiRoute]]] = [core_routes, rerank_routes]
 
 
 async def http_error(request: Request, exc: HTTPException) -> Response:
