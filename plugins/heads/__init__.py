@@ -37,3 +37,11 @@ def register_heads(register):
         description="Sentence embeddings: pooling mean|cls|max|weighted-mean|last, optional dense and "
         "L2 normalisation; in-batch-negatives ranking loss",
     )
+    register(
+        "mlm",
+        f"{here}.mlm:MLMHead",
+        task="mlm",
+        description="Masked language modelling (pre-training): dense+GELU+LayerNorm, decoder tied to the "
+        "word embeddings; loss on masked tokens only",
+        capabilities={"torchscript": "trace"},
+    )

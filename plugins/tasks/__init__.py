@@ -32,3 +32,8 @@ def register_tasks(register):
         f"{here}.embedding:Embedding",
         description="One vector per text (sentence embeddings); retrieval metrics mrr@10, ndcg@10, recall@k, map@100",
     )
+    register(
+        "mlm",
+        f"{here}.mlm:MaskedLM",
+        description="Masked language modelling (pre-training, `zoo pretrain`); loss and accuracy on masked tokens",
+    )

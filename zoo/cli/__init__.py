@@ -21,6 +21,7 @@ COMMANDS = {
     "info": "zoo.cli.info:info",
     "merge": "zoo.cli.merge:merge",
     "predict": "zoo.cli.predict:predict",
+    "pretrain": "zoo.cli.pretrain:pretrain",
     "export": "zoo.cli.export:export",
     "parts": "zoo.cli.listing:parts",
     "plugins": "zoo.cli.listing:plugins",
