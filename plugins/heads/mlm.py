@@ -53,6 +53,9 @@ class MLMHead(nn.Module):
         self.dense = nn.Linear(d_model, d_model)
         self.act = ACTIVATIONS[transform_activation]()
         self.norm = nn.LayerNorm(d_model, eps=transform_norm_eps)
+        # fresh weights: logits of unit scale whatever the embeddings' scale (zoo's encoders draw them from
+        # N(0, 1), so an untied-scale decoder would start with logits of std √d_model)
+        nn.init.constant_(self.norm.weight, d_model**-0.5)
         self.decoder: nn.Linear | None = nn.Linear(d_model, num_labels)  # replaced by the tie
         self.bias: nn.Parameter | None = None
         self.__dict__["_embedding"] = None  # not a submodule: the encoder owns (and saves) the matrix
