@@ -3,9 +3,12 @@ transformers' BertForMaskedLM, and fine-tuning a pre-trained model with a task h
 
 from __future__ import annotations
 
+import json
 import os
 import random
+import shutil
 import signal
+import subprocess
 
 import numpy as np
 import pytest
@@ -334,3 +337,62 @@ def test_mlm_logits_match_transformers_bert_for_masked_lm(tmp_path):
     with torch.no_grad():
         assert (again(ids, mask)[real] - want[real]).abs().max().item() < 1e-5
     assert again.head.__dict__["_embedding"] is again.encoder.embeddings.word_embeddings
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_gloo_match_one_process(tmp_path):
+    torchrun, zoo_exe = shutil.which("torchrun"), shutil.which("zoo")
+    if not torchrun or not zoo_exe:
+        pytest.skip("torchrun or the zoo script is not on PATH")
+    corpus = write_corpus(tmp_path / "corpus.txt", docs=300)
+    zoo.build_model("transformer", "mlm", seed=0, **TINY).save(tmp_path / "base")
+    common = [
+        "pretrain",
+        str(tmp_path / "base"),
+        "--data",
+        str(corpus),
+        "--max-steps",
+        "6",
+        "--eval-every",
+        "3",
+        "--batch-size",
+        "16",
+        "--max-length",
+        "32",
+        "--precision",
+        "fp32",
+        "--threads",
+        "1",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    base = zoo.load_model(tmp_path / "base")
+    base.tokenizer = train_wordpiece(list(documents(corpus, 20, False)), 120)  # both runs share one tokenizer
+    base.save(tmp_path / "base")
+    ddp = subprocess.run(
+        [
+            torchrun,
+            "--standalone",
+            "--nproc-per-node",
+            "2",
+            "--no-python",
+            zoo_exe,
+            *common,
+            "-o",
+            str(tmp_path / "ddp"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    assert ddp.stderr.count("final eval") == 1
+    single = CliRunner().invoke(cli, [*common, "-o", str(tmp_path / "single")])
+    assert single.exit_code == 0, single.output
+    assert (
+        json.loads((tmp_path / "ddp" / "config.json").read_text())["extra"]["pretraining"]["world_size"] == 2
+    )
+    a = load_file(str(tmp_path / "ddp" / "model.safetensors"))
+    b = load_file(str(tmp_path / "single" / "model.safetensors"))
+    worst = max((a[k] - b[k]).abs().max().item() for k in a)
+    assert worst < 1e-2, f"DDP and single-process weights differ by {worst}"  # same blocks, same masks

@@ -335,20 +335,37 @@ def _fmt(value: Any, digits: int = 4) -> str:
 def leaderboard_markdown(rows: list[dict[str, Any]]) -> str:
     rows = ranked(rows)
     metric = next((r["finetune"]["metric"] for r in rows if r.get("finetune")), "metric")
-    lines = [
-        f"| # | encoder | attention | {metric} | macro-F1 | accuracy | MLM loss | tokens/s | params | "
-        "peak MB | wall s | status |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    extra = [k for k in ("macro_f1", "accuracy") if k != metric]  # the metric's column is not repeated
+    head = [
+        "#",
+        "encoder",
+        "attention",
+        metric,
+        *extra,
+        "MLM loss",
+        "tokens/s",
+        "params",
+        "peak MB",
+        "wall s",
     ]
+    lines = ["| " + " | ".join([*head, "status"]) + " |", "|" + "---|" * (len(head) + 1)]
     for rank, r in enumerate(rows, start=1):
         ft, pre = r.get("finetune") or {}, r.get("pretrain") or {}
         status = r["status"] if r["status"] == "ok" else f"failed: {r.get('reason', '')}".replace("|", "\\|")
-        lines.append(
-            f"| {rank if r['status'] == 'ok' else '–'} | {r['arch']} | {r['attention']} | {_fmt(ft.get('value'))} | "
-            f"{_fmt(ft.get('macro_f1'))} | {_fmt(ft.get('accuracy'))} | {_fmt(pre.get('mlm_loss'))} | "
-            f"{_fmt(throughput(r), 0)} | {_fmt(r.get('params'))} | {_fmt(r.get('peak_memory_mb'), 0)} | "
-            f"{_fmt(r.get('wall_s'), 1)} | {status} |"
-        )
+        cells = [
+            str(rank) if r["status"] == "ok" else "–",
+            r["arch"],
+            r["attention"],
+            _fmt(ft.get("value")),
+            *(_fmt(ft.get(k)) for k in extra),
+            _fmt(pre.get("mlm_loss")),
+            _fmt(throughput(r), 0),
+            _fmt(r.get("params")),
+            _fmt(r.get("peak_memory_mb"), 0),
+            _fmt(r.get("wall_s"), 1),
+            status,
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 

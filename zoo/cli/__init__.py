@@ -14,6 +14,7 @@ from zoo.errors import ZooError
 # command name -> "module:attribute"; a module is imported only when its command runs or is listed.
 COMMANDS = {
     "build": "zoo.cli.build:build",
+    "compare": "zoo.cli.compare:compare",
     "demo": "zoo.cli.demo:demo",
     "embed": "zoo.cli.embed:embed",
     "evaluate": "zoo.cli.evaluate:evaluate",

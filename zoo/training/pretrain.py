@@ -185,21 +185,25 @@ class PretrainRecipe(FineTuneRecipe):
         return torch.Generator().manual_seed(seed)
 
     def _loader(self, _batches=None):
-        """(micro-batch, global rows, rows) for every micro-step from the current step on."""
+        """(micro-batch, global rows, rows) for every micro-step from the current step on. The whole global
+        batch is masked with the step's generator, then cut into this process's micro-batches, so the masks
+        do not depend on the number of processes or accumulation steps."""
         cfg, env = self.config, self.env
         blocks = self.corpus.train_blocks(skip=self.state.step * cfg.batch_size)
         for step in itertools.count(self.state.step + 1):
             chunk = list(itertools.islice(blocks, cfg.batch_size))
-            ids, starts = np.stack([b[0] for b in chunk]), np.stack([b[1] for b in chunk])
+            ids = torch.from_numpy(np.stack([b[0] for b in chunk]))
+            starts = torch.from_numpy(np.stack([b[1] for b in chunk])) if cfg.whole_word else None
+            inputs, labels = mask_tokens(ids, self.masking, self._generator(step), starts)
             for micro in range(cfg.grad_accum):
-                rows = micro_batch(np.arange(len(chunk)), micro, cfg.grad_accum, env.rank, env.world_size)
-                inputs, labels = mask_tokens(
-                    torch.from_numpy(ids[rows]),
-                    self.masking,
-                    self._generator(step, micro, env.rank),
-                    torch.from_numpy(starts[rows]) if cfg.whole_word else None,
+                rows = torch.from_numpy(
+                    micro_batch(np.arange(len(chunk)), micro, cfg.grad_accum, env.rank, env.world_size)
                 )
-                batch = {"input_ids": inputs, "attention_mask": torch.ones_like(inputs), "labels": labels}
+                batch = {
+                    "input_ids": inputs[rows],
+                    "attention_mask": torch.ones_like(inputs[rows]),
+                    "labels": labels[rows],
+                }
                 yield batch, max(len(chunk), cfg.grad_accum * env.world_size), len(rows)
 
     def _finished(self) -> bool:
