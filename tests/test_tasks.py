@@ -96,6 +96,7 @@ def test_heads_name_their_task_and_first_wave_heads_still_work():
         "regression": "regression",
         "token-cls": "token-classification",
         "embedding": "embedding",
+        "mlm": "mlm",
     }
     from zoo.registry import make_part
 
