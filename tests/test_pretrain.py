@@ -27,7 +27,7 @@ from zoo.tokenizer import encode, train_wordpiece
 from zoo.training import TrainConfig, finetune
 from zoo.training.corpus import Corpus, documents
 from zoo.training.masking import MaskingConfig, mask_tokens
-from zoo.training.pretrain import pretrain
+from zoo.training.pretrain import PretrainRecipe, pretrain
 from zoo.training.pretrain_config import PretrainConfig, parse_duration
 
 ANIMALS, VERBS, PLACES = (
@@ -396,3 +396,21 @@ def test_torchrun_two_processes_gloo_match_one_process(tmp_path):
     b = load_file(str(tmp_path / "single" / "model.safetensors"))
     worst = max((a[k] - b[k]).abs().max().item() for k in a)
     assert worst < 1e-2, f"DDP and single-process weights differ by {worst}"  # same blocks, same masks
+
+
+def test_a_time_budget_ends_the_run_and_drives_the_schedule(tmp_path):
+    corpus = write_corpus(tmp_path / "corpus.txt", docs=200)
+    model = zoo.build_model("transformer", "mlm", seed=0, **TINY)
+    result = pretrain(model, corpus, output=tmp_path / "pre", config=fast(time_budget="1s"), progress=False)
+    info = zoo.load_model(tmp_path / "pre").spec.extra["pretraining"]
+    assert info["seconds"] >= 1 and info["steps"] == result.history[-1]["step"] >= 1
+    recipe = PretrainRecipe.__new__(PretrainRecipe)  # the schedule alone: share of the budget spent -> factor
+    recipe.config, recipe.budget = fast(time_budget="100s", warmup_ratio=0.1, schedule="wsd"), 100.0
+    factors = []
+    for spent in (5, 10, 50, 80, 90, 100):
+        recipe.elapsed = spent
+        factors.append(round(recipe.lr_factor(1), 6))
+    assert factors == [0.5, 1.0, 1.0, 1.0, 0.5, 0.0]
+    recipe.config = fast(time_budget="100s", warmup_ratio=0.1)  # linear: straight down after warm-up
+    recipe.elapsed = 55
+    assert recipe.lr_factor(1) == pytest.approx(0.5)

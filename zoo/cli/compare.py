@@ -17,11 +17,18 @@ def _settings(config_class, given: dict, what: str) -> dict:
 
     from zoo.errors import ZooError, did_you_mean
 
-    known = {f.name for f in fields(config_class)}
+    known = {f.name: f.name for f in fields(config_class)}
+    known.update(  # a flag's name is fine too: finetune.threads is num_threads
+        {
+            f.metadata["flag"][2:].replace("-", "_"): f.name
+            for f in fields(config_class)
+            if f.metadata.get("flag")
+        }
+    )
     for key in given:
         if key not in known:
             raise ZooError(f"--set {what}.{key}: no such setting{did_you_mean(key, known) or ''}")
-    return given
+    return {known[k]: v for k, v in given.items()}
 
 
 @click.command()

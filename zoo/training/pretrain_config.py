@@ -31,6 +31,9 @@ class PretrainConfig(TrainConfig):
 
     batch_size: int = option(64, "Blocks per optimizer step, over all processes and accumulation steps.")
     max_length: int = option(128, "Tokens per packed block (capped by the model's positions).")
+    lr: float | None = option(
+        None, "Peak learning rate [default: 1e-3 from scratch, 1e-4 for an imported checkpoint]."
+    )
     warmup_ratio: float = option(0.06, "Share of the run (steps or time) with a linear warm-up from 0.")
     max_steps: int | None = option(None, "Stop after this many optimizer steps.")
     time_budget: str | None = option(None, "Stop after this much training time: 90s, 20m, 1.5h.")
