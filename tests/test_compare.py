@@ -107,6 +107,9 @@ def test_failed_runs_are_rows_with_their_reason_and_shards_merge(tmp_path):
     assert len(list((tmp_path / "merged" / "runs").glob("*/result.json"))) == 2
     again = compare(spec, tmp_path / "merged", progress=False)  # finished (failed) runs are not rerun
     assert again == rows_of(tmp_path / "merged") and len(again) == 2
+    spec.attentions, spec.seed = ["sdpa"], 1  # a result of another setting is not taken for this one's
+    rerun = compare(spec, tmp_path / "merged", progress=False)
+    assert {r["run"]: r["seed"] for r in rerun} == {"transformer+sdpa": 1, "transformer+local": 0}
 
 
 def test_leaderboard_order_and_arguments():

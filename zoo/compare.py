@@ -100,6 +100,13 @@ def compare(
             continue
         run_dir = output / "runs" / name
         done = _read_result(run_dir / RESULT_NAME)
+        base = _base_row(spec, name, arch, attention)
+        if done is not None and any(done.get(k) != v for k, v in base.items()):
+            _note(
+                progress,
+                f"zoo compare: {name}: its result is from another setting (seed, sizes, budget); rerunning",
+            )
+            done = None
         if done is not None and (done["status"] == "ok" or not retry_failed):
             _note(progress, f"zoo compare: {name}: finished before ({done['status']}); skipped")
             continue
@@ -207,6 +214,8 @@ def run_one(
             progress=progress,
             encoding=spec.encoding,
         )
+        if pre.interrupted:
+            raise ZooError("interrupted while pre-training")
         info = load_model(run_dir / "pre").spec.extra.get("pretraining", {})
         last = (pre.history[-1].get("eval") if pre.history else None) or {}
         row["pretrain"] = {
@@ -234,6 +243,8 @@ def run_one(
         progress=progress,
         encoding=spec.encoding,
     )
+    if result.interrupted:
+        raise ZooError("interrupted while fine-tuning")
     model = load_model(run_dir / "ft")
     task = model.task
     if spec.test is not None:
