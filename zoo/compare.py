@@ -123,7 +123,7 @@ def compare(
                 )
                 | {"wall_s": round(time.perf_counter() - start, 2)},
             )
-        row = _read_result(run_dir / RESULT_NAME)
+        row = _read_result(run_dir / RESULT_NAME) or {"status": "failed", "reason": "no result"}
         _note(
             progress,
             f"zoo compare: {name}: {row['status']}" + (f" ({row['reason']})" if row.get("reason") else ""),
@@ -195,7 +195,7 @@ def run_one(
         torch.cuda.reset_peak_memory_stats()
     model = build_model(arch, "mlm" if spec.pretrain else spec.head, attention, seed=spec.seed, **spec.sizes)
     row = _base_row(spec, name, arch, attention) | {"params": model.num_parameters(), "status": "ok"}
-    start = model
+    start: Any = model
     if spec.pretrain:
         config = PretrainConfig(
             **{
@@ -230,13 +230,13 @@ def run_one(
             "train_loss": pre.history[-1]["train_loss"] if pre.history else None,
         }
         start = run_dir / "pre"
-    config = TrainConfig(**{"seed": spec.seed, "head": spec.head, **spec.finetune_settings})
+    tune = TrainConfig(**{"seed": spec.seed, "head": spec.head, **spec.finetune_settings})
     result = finetune(
         start,
         spec.train,
         output=run_dir / "ft",
         eval=spec.eval,
-        config=config,
+        config=tune,
         text_column=spec.text_column,
         label_column=spec.label_column,
         overwrite=True,

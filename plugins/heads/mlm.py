@@ -12,13 +12,19 @@ states of only those positions ((N, D) instead of (B, S, D)), the head decodes o
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from zoo.constants import IGNORE_INDEX
 
-ACTIVATIONS = {"gelu": nn.GELU, "gelu_new": lambda: nn.GELU(approximate="tanh"), "relu": nn.ReLU}
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+    "gelu": nn.GELU,
+    "gelu_new": lambda: nn.GELU(approximate="tanh"),
+    "relu": nn.ReLU,
+}
 
 
 def input_embeddings(encoder: nn.Module) -> nn.Embedding:
@@ -75,6 +81,7 @@ class MLMHead(nn.Module):
         x = self.norm(self.act(self.dense(hidden)))
         embedding = self.__dict__["_embedding"]
         if embedding is None:
+            assert self.decoder is not None  # untied: the head's own decoder
             return self.decoder(x)
         return F.linear(x, embedding.weight, self.bias)
 

@@ -62,7 +62,7 @@ class MaskedLM(Task):
         results = []
         for text, encoding, x in zip(table.texts, encodings, outputs):
             tokens = list(encoding.tokens)
-            masks = []
+            masks: list[dict[str, Any]] = []
             for position, token in enumerate(tokens[: len(x)]):
                 if token != MASK_TOKEN:
                     continue

@@ -11,7 +11,7 @@ import itertools
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -32,19 +32,24 @@ from .progress import Progress
 from .recipe import FineTuneRecipe, StopRequest, TrainResult, _NoLock
 from .state import model_from_state, read_state
 
+if TYPE_CHECKING:
+    from zoo.model import ZooModel
+
 
 class SparseMLM(nn.Module):
     """The model as pre-training runs it (and DDP wraps it): encode, decode only the masked positions, and
     return the loss. The head gets hidden states of shape (N, D), one row per masked token."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: ZooModel):
         super().__init__()
         self.model = model
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor, labels: Tensor) -> Tensor:
         hidden = self.model.encoder(input_ids, attention_mask.bool())
         chosen = labels != IGNORE_INDEX
-        return self.model.head.loss(self.model.head(hidden[chosen]), labels[chosen])
+        head: Any = self.model.head
+        loss: Tensor = head.loss(head(hidden[chosen]), labels[chosen])
+        return loss
 
 
 class PretrainProgress(Progress):
@@ -77,13 +82,15 @@ class PretrainRecipe(FineTuneRecipe):
         saved = read_state(self.output / STATE_NAME) if resume else None
         if saved is not None:
             try:
-                self.config = PretrainConfig.from_dict(saved[1]["config"])
+                config = PretrainConfig.from_dict(saved[1]["config"])
+                assert isinstance(config, PretrainConfig)
+                self.config = config
             except TypeError as exc:
                 raise ZooError(f"{self.output / STATE_NAME}: damaged training checkpoint ({exc})") from None
         self.budget = parse_duration(self.config.time_budget)
         self.elapsed = float((saved[1].get("pretrain") or {}).get("elapsed_s", 0.0)) if saved else 0.0
         self._place()
-        self.progress = PretrainProgress(
+        self.progress = self.pretrain_progress = PretrainProgress(
             self.show_progress and self.env.is_main, self.config.log_every, self.config.max_steps, self.budget
         )
         self._data(model, data, eval, saved, columns)
@@ -225,7 +232,7 @@ class PretrainRecipe(FineTuneRecipe):
                     tick = time.perf_counter()
                     loss, rows, tokens = self.train_step(pending, state.step + 1)
                     self.elapsed += time.perf_counter() - tick
-                    self.progress.elapsed = self.elapsed
+                    self.pretrain_progress.elapsed = self.elapsed
                     state.batch += 1
                     state.step += 1
                     state.losses.append([state.step, loss])
