@@ -161,6 +161,7 @@ def test_parts_table_and_json():
     assert [p["name"] for p in json.loads(run("parts", "--json", "--kind", "task").output)["task"]] == [
         "classification",
         "embedding",
+        "mlm",
         "multilabel",
         "regression",
         "token-classification",
@@ -194,6 +195,7 @@ def test_plugins_lists_builtins():
         "regression",
         "token-cls",
         "embedding",
+        "mlm",
     ]
     assert "zoo.attention" in run("plugins").output
 

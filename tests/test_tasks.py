@@ -97,6 +97,7 @@ def test_heads_name_their_task_and_first_wave_heads_still_work():
         "token-cls": "token-classification",
         "embedding": "embedding",
         "rerank": "rerank",
+        "mlm": "mlm",
     }
     from zoo.registry import make_part
 

@@ -404,11 +404,19 @@ def assemble(spec: ModelSpec, parts: dict[str, Part] | None = None) -> ZooModel:
             dropout=sizes["dropout"],
             **spec.head.options,
         )
+        tie_head(head, encoder)
     except (ValueError, TypeError, RuntimeError, OverflowError) as exc:
         raise ZooError(
             f"cannot build {spec.encoder.name}/{spec.attention.name}/{spec.head.name}: {exc}"
         ) from exc
     return ZooModel(spec, encoder, head)
+
+
+def tie_head(head: nn.Module, encoder: nn.Module) -> None:
+    """A head with ``tie_weights(encoder)`` (the mlm decoder) shares the encoder's tensors it names."""
+    tie = getattr(head, "tie_weights", None)
+    if callable(tie):
+        tie(encoder)
 
 
 def build_model(

@@ -130,6 +130,25 @@ def plot_confusion(matrix: Sequence[Sequence[int]], labels: Sequence[str], path:
     return out
 
 
+def plot_leaderboard(
+    points: Sequence[tuple[str, float | None, float]], path: str | Path, *, metric: str
+) -> Path:
+    """`zoo compare`'s plot: each run's metric against its throughput (tokens/s), labelled by run."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for label, speed, value in points:
+        if speed is None:
+            continue
+        ax.scatter([speed], [value], s=30)
+        ax.annotate(label, (speed, value), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.set(xlabel="throughput (tokens/s)", ylabel=metric, title=f"{metric} against throughput")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    out = _save(fig, Path(path))
+    plt.close(fig)
+    return out
+
+
 def write_report(
     metrics: dict[str, Any], directory: str | Path, title: str = "Evaluation", headline: Sequence[str] = ()
 ) -> Path:

@@ -131,4 +131,5 @@ def train_wordpiece(texts, vocab_size: int, lowercase: bool = True):
     tokenizer.normalizer = normalizer
     tokenizer.pre_tokenizer = pre_tokenizer
     tokenizer.post_processor = BertProcessing(("[SEP]", 3), ("[CLS]", 2))
+    tokenizer.add_special_tokens(list(SPECIAL_TOKENS))  # "[MASK]" in a text is the mask token, as in BERT's
     return tokenizer

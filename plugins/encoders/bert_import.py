@@ -10,6 +10,8 @@ Key mapping (HF -> zoo), after dropping a leading ``bert.`` (a *For...* checkpoi
     encoder.layer.N.output.dense / LayerNorm         -> encoder.layer.N.output / output_norm
     pooler.dense                                     -> head pooler.0   (when the head has a pooler)
     classifier                                       -> head classifier (when the shapes match)
+    cls.predictions.transform.dense / LayerNorm      -> mlm head dense / norm  (the decoder is tied)
+    cls.predictions.bias                             -> mlm head bias
 """
 
 from __future__ import annotations
@@ -57,6 +59,32 @@ def pooler_weights(state: dict, dense: str) -> dict:
     return {f"pooler.0.{key.rsplit('.', 1)[1]}": t for key, t in state.items() if key.startswith(f"{dense}.")}
 
 
+MLM_RENAMES = {
+    "cls.predictions.transform.dense.": "dense.",
+    "cls.predictions.transform.LayerNorm.": "norm.",
+    "cls.predictions.bias": "bias",
+}
+
+
+def mlm_weights(state: dict) -> dict:
+    """A masked-LM checkpoint's ``cls.predictions`` tensors as the mlm head's (its decoder is the tied
+    word-embedding matrix, so ``cls.predictions.decoder.weight`` is not needed)."""
+    out = {}
+    for key, tensor in state.items():
+        for prefix, name in MLM_RENAMES.items():
+            if key.startswith(prefix):
+                out[name + key[len(prefix) :]] = tensor
+    return out
+
+
+def mlm_options(config: dict) -> dict:
+    """How the checkpoint's MLM transform computes (taken where the chosen head has these options)."""
+    return {
+        "transform_activation": config.get("hidden_act", "gelu"),
+        "transform_norm_eps": float(config.get("layer_norm_eps", 1e-12)),
+    }
+
+
 def bert_sizes(config: dict) -> dict:
     """The size options from a BERT-style config.json (hidden_size, num_hidden_layers, ...)."""
     return {
@@ -89,6 +117,7 @@ def import_bert(checkpoint: Checkpoint) -> EncoderImport:
     state = checkpoint.without_prefix("bert.")
     head = pooler_weights(state, "pooler.dense")
     head.update({key: t for key, t in state.items() if key.startswith("classifier.")})
+    head.update(mlm_weights(state))
     sep_id = checkpoint.token_id("[SEP]")
     return EncoderImport(
         encoder="bert",
@@ -99,4 +128,5 @@ def import_bert(checkpoint: Checkpoint) -> EncoderImport:
         },
         weights=bert_weights(state),
         head_weights=head,
+        head_options=mlm_options(checkpoint.config),
     )

@@ -44,3 +44,11 @@ def register_heads(register):
         description="Cross-encoder reranking: one relevance score per (query, text) pair (sigmoid, "
         "binary cross-entropy); pooling cls|mean, optional pooler",
     )
+    register(
+        "mlm",
+        f"{here}.mlm:MLMHead",
+        task="mlm",
+        description="Masked language modelling (pre-training): dense+GELU+LayerNorm, decoder tied to the "
+        "word embeddings; loss on masked tokens only",
+        capabilities={"torchscript": "trace"},
+    )

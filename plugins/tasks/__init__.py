@@ -37,3 +37,8 @@ def register_tasks(register):
         f"{here}.rerank:Rerank",
         description="One relevance score per (query, text) pair (cross-encoder); map, mrr@10, ndcg@10 per query",
     )
+    register(
+        "mlm",
+        f"{here}.mlm:MaskedLM",
+        description="Masked language modelling (pre-training, `zoo pretrain`); loss and accuracy on masked tokens",
+    )

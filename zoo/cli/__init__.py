@@ -14,6 +14,7 @@ from zoo.errors import ZooError
 # command name -> "module:attribute"; a module is imported only when its command runs or is listed.
 COMMANDS = {
     "build": "zoo.cli.build:build",
+    "compare": "zoo.cli.compare:compare",
     "demo": "zoo.cli.demo:demo",
     "embed": "zoo.cli.embed:embed",
     "evaluate": "zoo.cli.evaluate:evaluate",
@@ -21,6 +22,7 @@ COMMANDS = {
     "info": "zoo.cli.info:info",
     "merge": "zoo.cli.merge:merge",
     "predict": "zoo.cli.predict:predict",
+    "pretrain": "zoo.cli.pretrain:pretrain",
     "export": "zoo.cli.export:export",
     "parts": "zoo.cli.listing:parts",
     "plugins": "zoo.cli.listing:plugins",

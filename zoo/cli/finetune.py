@@ -9,12 +9,13 @@ import click
 from .options import Choice, data_columns, encoding_option
 
 
-def config_options(f):
-    """One flag per TrainConfig setting (zoo/training/config.py declares each once: default, help, flag)."""
-    from zoo.training.config import cli_fields, default_of
+def config_options(f, config_class: type | None = None):
+    """One flag per TrainConfig setting (zoo/training/config.py declares each once: default, help, flag);
+    ``config_class``: a subclass's settings instead (`zoo pretrain`)."""
+    from zoo.training.config import TrainConfig, cli_fields, default_of
 
     types = {"int": int, "float": float, "str": str, "bool": bool}
-    for spec in reversed(cli_fields()):
+    for spec in reversed(cli_fields(config_class or TrainConfig)):
         flag = spec.metadata["flag"] or "--" + spec.name.replace("_", "-")
         kind = types[str(spec.type).removesuffix(" | None")]
         default, help_text = default_of(spec), spec.metadata["help"]

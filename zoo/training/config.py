@@ -71,6 +71,10 @@ class TrainConfig:
         "directory; the output is a small adapter directory. Options: --set "
         "adapter.r=8.",
     )
+    head: str | None = option(
+        None,
+        "The task head a pre-trained (mlm) MODEL gets in place of its mlm head [default: cls].",
+    )
     adapter_options: dict | None = option(
         None, "The adapter's options (r, alpha, dropout, targets for lora).", cli=False
     )
@@ -113,9 +117,9 @@ class TrainConfig:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
-def cli_fields() -> list[Any]:
-    """The fields `zoo finetune` offers as flags, in declaration order."""
-    return [f for f in fields(TrainConfig) if f.metadata.get("cli", True)]
+def cli_fields(config_class: type = TrainConfig) -> list[Any]:
+    """The fields `zoo finetune` (or the command of another config class) offers as flags, in order."""
+    return [f for f in fields(config_class) if f.metadata.get("cli", True)]
 
 
 def default_of(f: Any) -> Any:

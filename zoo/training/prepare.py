@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -78,16 +79,53 @@ def replace_head(model, num_labels: int, seed: int) -> None:
     sizes["num_labels"] = num_labels
 
 
+DEFAULT_HEAD = "cls"  # the head a pre-trained (mlm) model is fine-tuned with unless --head names another
+
+
+def replace_pretraining_head(model, head: str, seed: int) -> None:
+    """Swap a pre-training head (mlm) for a fresh ``head`` serving its own task; the encoder stays. The
+    pre-training record moves to ``extra["pretraining"]``, so the new head is fitted to the data's labels."""
+    from zoo.model import part_options, served_task, tie_head
+    from zoo.spec import PartChoice
+
+    part = get_registry().resolve("head", head)
+    task = served_task(part)
+    if getattr(model.task.__class__, "pretraining", False) and task.name == model.spec.task.name:
+        raise ZooError(f"head '{part.name}' is a pre-training head; fine-tune with a task head (--head cls)")
+    options = part_options(part, {})
+    torch.manual_seed(seed)
+    sizes = model.spec.sizes
+    new = part.load()(
+        d_model=getattr(model.encoder, "d_model", sizes["d_model"]),
+        num_labels=sizes["num_labels"],
+        dropout=sizes["dropout"],
+        **options,
+    )
+    tie_head(new, model.encoder)
+    model.head = new
+    model.spec.head = PartChoice(part.name, part.plugin, options)
+    model.spec.task = PartChoice(task.name, task.plugin, part_options(task, {}))
+    model.spec.labels = None
+    extra = model.spec.extra
+    extra["pretraining"] = extra.pop("training", None) or extra.get("pretraining")
+    if extra["pretraining"] is None:
+        del extra["pretraining"]
+
+
 def ensure_tokenizer(model, table: Table) -> None:
     """A model built from scratch gets a WordPiece tokenizer trained on the training text."""
-    from zoo.tokenizer import pad_id, train_wordpiece
-
     if model.tokenizer is not None:
         return
-    texts = list(table.texts) + list(table.pairs or [])
+    fit_tokenizer(model, [*table.texts, *(table.pairs or [])], table.source)
+
+
+def fit_tokenizer(model, texts: Iterable[Any], source: str) -> None:
+    """A WordPiece tokenizer trained on ``texts`` (read once: a stream will do) for the model's vocabulary."""
+    from zoo.tokenizer import pad_id, train_wordpiece
+
     model.tokenizer = train_wordpiece(texts, vocab_size=model.spec.sizes["vocab_size"])
     model.spec.tokenizer.update(
-        {"pad_id": pad_id(model.tokenizer), "lowercase": True, "trained_on": Path(table.source).name}
+        {"pad_id": pad_id(model.tokenizer), "lowercase": True, "trained_on": Path(source).name}
     )
     sep = model.tokenizer.token_to_id("[SEP]")
     if hasattr(model.encoder, "sep_token_id") and model.encoder.sep_token_id is None:

@@ -29,7 +29,15 @@ from .board import Board
 from .config import ADAPTER_LR, PRETRAINED_LR, SCRATCH_LR, TrainConfig
 from .loggers import Curves, Logger, MetricsFile, StepCallback
 from .optim import lr_factor, make_optimizer, set_lr, warmup_steps
-from .prepare import ensure_tokenizer, fit_labels, lengths, load_start_model, max_length
+from .prepare import (
+    DEFAULT_HEAD,
+    ensure_tokenizer,
+    fit_labels,
+    lengths,
+    load_start_model,
+    max_length,
+    replace_pretraining_head,
+)
 from .progress import Progress
 from .state import TrainState, model_from_state, read_state, restore, save_state
 
@@ -167,6 +175,8 @@ class FineTuneRecipe:
             self.model, names = model_from_state(self.output / STATE_NAME, *saved)
         else:
             self.model = load_start_model(model, self.config.seed)
+            if getattr(self.model.task, "pretraining", False):  # a pre-trained (mlm) model gets a task head
+                replace_pretraining_head(self.model, self.config.head or DEFAULT_HEAD, self.config.seed)
         self.task = self.model.task
         self.task.check_training(self.config)
         train_table = self.task.read(train, **columns)
@@ -197,15 +207,24 @@ class FineTuneRecipe:
             else SCRATCH_LR
         )
         self.optimizer = make_optimizer(self.model, self.base_lr, cfg.weight_decay, self.device)
-        self.steps_per_epoch = math.ceil(len(self.train_ids) / cfg.batch_size)
-        self.total_steps = cfg.epochs * self.steps_per_epoch
-        self.warmup = warmup_steps(self.total_steps, cfg.warmup_ratio)
+        self._schedule()
         self.scaler = D.grad_scaler(self.precision, self.device)
         self.state = TrainState()
         if saved is not None:
             restore(saved[0], saved[1], self.model, self.optimizer)
             self.state = TrainState.from_dict(saved[1]["position"])
             self.progress.note(f"zoo: resuming at epoch {self.state.epoch + 1}, step {self.state.step}")
+
+    def _schedule(self) -> None:
+        """Steps per epoch, all steps and the warm-up (the learning-rate schedule's shape)."""
+        cfg = self.config
+        self.steps_per_epoch = math.ceil(len(self.train_ids) / cfg.batch_size)
+        self.total_steps = cfg.epochs * self.steps_per_epoch
+        self.warmup = warmup_steps(self.total_steps, cfg.warmup_ratio)
+
+    def lr_factor(self, step: int) -> float:
+        """The multiplier of the peak learning rate at optimizer step ``step``."""
+        return lr_factor(step, self.total_steps, self.warmup)
 
     def _check_output(self, overwrite: bool) -> None:
         output = self.output
@@ -352,10 +371,7 @@ class FineTuneRecipe:
             last = micro == cfg.grad_accum - 1
             sync = self.wrapped.no_sync() if self.env.distributed and not last else _NoLock()
             with sync:
-                with D.autocast(self.device, self.precision):
-                    logits = self.wrapped(batch["input_ids"], batch["attention_mask"])
-                # a task whose loss compares rows (in-batch negatives) sees every process's batch
-                loss = self.model.loss(*self.task.gather(logits, batch["labels"], batch["attention_mask"]))
+                loss = self.forward_loss(batch)
                 # every row weighs the same in the global batch; DDP averages over processes
                 self.scaler.scale(loss * (rows * self.env.world_size / global_rows)).backward()
             total_loss += loss.item() * rows
@@ -363,7 +379,7 @@ class FineTuneRecipe:
             total_tokens += int(batch["attention_mask"].sum())
         if self._agree(not math.isfinite(total_loss)):  # before the step: bad weights are never applied
             self._stop_on_bad_loss(total_loss / max(1, total_rows), step)
-        set_lr(self.optimizer, self.base_lr * lr_factor(step, self.total_steps, self.warmup))
+        set_lr(self.optimizer, self.base_lr * self.lr_factor(step))
         if cfg.max_grad_norm:
             self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
@@ -371,6 +387,13 @@ class FineTuneRecipe:
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         return total_loss / max(1, total_rows), total_rows, total_tokens
+
+    def forward_loss(self, batch: dict[str, Any]) -> torch.Tensor:
+        """The loss of one micro-batch, through the (DDP-wrapped) model."""
+        with D.autocast(self.device, self.precision):
+            logits = self.wrapped(batch["input_ids"], batch["attention_mask"])
+        # a task whose loss compares rows (in-batch negatives) sees every process's batch
+        return self.model.loss(*self.task.gather(logits, batch["labels"], batch["attention_mask"]))
 
     def _stop_on_bad_loss(self, loss: float, step: int) -> None:
         kept = (
@@ -472,6 +495,10 @@ class FineTuneRecipe:
         """trainer_state.safetensors: everything ``--resume`` needs (main process only)."""
         if not self.env.is_main:
             return
+        save_state(self.output / STATE_NAME, self.model, self.optimizer, self.checkpoint_info())
+
+    def checkpoint_info(self) -> dict[str, Any]:
+        """The JSON part of the checkpoint: position, config, spec, tokenizer, labels (and the adapter)."""
         info = {
             "position": self.state.to_dict(),
             "config": self.config.to_dict(),
@@ -481,7 +508,7 @@ class FineTuneRecipe:
         }
         if self.model.adapter is not None:  # the checkpoint holds the adapter and head only, over this base
             info["adapter"] = self.model.adapter.to_dict()
-        save_state(self.output / STATE_NAME, self.model, self.optimizer, info)
+        return info
 
     def cleanup(self, wait_for_peers: bool = False) -> None:
         """Close every logger (curves.png is drawn here) and leave the process group this recipe joined.
