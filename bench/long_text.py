@@ -14,8 +14,8 @@ Arms, each from the same pretrained MiniLM with the same settings:
 and a TF-IDF + linear SVM that reads every word (bench/finetune.py's). Prints a markdown table and writes
 bench/results/long_text.json.
 
-    python bench/long_text.py                                  # 600 train / 400 test, 2 epochs, len 128
-    python bench/long_text.py --train-size 1200 --max-length 256
+    python bench/long_text.py          # 200 train / 120 test articles, len 128, truncate 2 epochs, window 1
+    python bench/long_text.py --train-size 1200 --test-size 400 --epochs 3 --window-epochs 3
 """
 
 from __future__ import annotations
@@ -88,8 +88,8 @@ def train(model_dir, train_csv, out: Path, args, long_text: str) -> float:
     from zoo.training import TrainConfig, finetune
 
     config = TrainConfig(
-        epochs=args.epochs,
-        batch_size=16,
+        epochs=args.window_epochs if long_text == "window" else args.epochs,
+        batch_size=args.batch_size,
         max_length=args.max_length,
         seed=args.seed,
         patience=None,
@@ -133,10 +133,16 @@ def lengths(model_dir, texts, max_length: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--train-size", type=int, default=600)
-    parser.add_argument("--test-size", type=int, default=400)
-    parser.add_argument("--epochs", type=int, default=2)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--train-size", type=int, default=200)
+    parser.add_argument("--test-size", type=int, default=120)
+    parser.add_argument("--epochs", type=int, default=2, help="Epochs of the truncate arm.")
+    parser.add_argument(
+        "--window-epochs", type=int, default=1, help="Epochs of the window arm (each has ~6x the rows)."
+    )
+    parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None)
@@ -171,7 +177,10 @@ def main() -> None:
     results["arms"]["tf-idf + linear SVM"] = {**tfidf_svm(train_rows, test_rows, args.seed)}
     results["arms"]["tf-idf + linear SVM"]["train_seconds"] = time.perf_counter() - start
 
-    print(f"\n{results['machine']}; {results['data']}; --max-length {args.max_length}, {args.epochs} epochs")
+    print(
+        f"\n{results['machine']}; {results['data']}; --max-length {args.max_length}, batch {args.batch_size}, "
+        f"epochs: truncate {args.epochs}, window {args.window_epochs}"
+    )
     print(
         f"test articles: median {stats['median_tokens']:.0f} tokens, "
         f"{stats['cut_share']:.0%} longer than {args.max_length}\n"

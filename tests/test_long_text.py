@@ -295,6 +295,8 @@ def test_an_export_reads_long_texts_as_the_eager_model_does(head, tmp_path):
     labels = {"cls": ("a", "b", "c"), "token-cls": ("O", "X"), "embedding": None}[head]
     model = tiny(head, labels=labels, long_text=LongText("window", 4))
     export_model(model, tmp_path / "out")
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["tokenizer_settings"]["long_text"] == {"mode": "window", "stride": 4}
     onnx = OnnxModel(tmp_path / "out")
     assert onnx.long_text == LongText("window", 4, chosen=True)
     lengths = (3, 14, 30, 57, 90)
@@ -335,3 +337,37 @@ def _served(directory, table: Table) -> list[np.ndarray]:
         return outputs
 
     return asyncio.run(run())
+
+
+def test_the_commands_take_long_text_and_stride(tmp_path):
+    from click.testing import CliRunner
+
+    from zoo.cli import cli
+
+    model = tiny()
+    model.save(tmp_path / "m")
+    long = text(45)
+    run = CliRunner().invoke
+    result = run(
+        cli, ["predict", str(tmp_path / "m"), long, "--json", "--long-text", "window", "--stride", "2"]
+    )
+    assert result.exit_code == 0, result.output
+    windowed = ModelPredictor(model)
+    windowed.long_text = LongText("window", 2, chosen=True)
+    (want,) = predict_table(windowed, Table("t", [long], None, None, [1]))
+    got = json.loads(result.stdout)
+    assert got["label"] == want["label"] and got["probability"] == pytest.approx(
+        want["probability"], abs=1e-5
+    )
+    assert "were cut" not in result.output  # windows cut nothing
+    result = run(cli, ["predict", str(tmp_path / "m"), long, "--stride", "2"])
+    assert (
+        result.exit_code == 2
+        and "--stride sets how much windows overlap; add --long-text window" in result.output
+    )
+    data = tmp_path / "d.csv"
+    data.write_text(f"text,label\n{long},a\n{text(3)},b\n")
+    result = run(
+        cli, ["evaluate", str(tmp_path / "m"), "--data", str(data), "--long-text", "window-max", "--json"]
+    )
+    assert result.exit_code == 0 and json.loads(result.stdout)["task"] == "classification"
