@@ -21,6 +21,7 @@ from zoo.errors import ZooError
 from zoo.io import read_json
 from zoo.threads import requested as requested_threads
 from zoo.threads import usable_cpus
+from zoo.windows import LongText
 
 if TYPE_CHECKING:
     from zoo.tasks import Task
@@ -176,6 +177,10 @@ class OnnxModel:
             )
         self.max_length: int = int(self.manifest.get("max_length") or 512)  # where encode() cuts text
         self.max_positions: int = int(self.manifest.get("max_positions") or self.max_length)
+        # how texts longer than max_length are read (zoo.inference, zoo serve): as the model was trained
+        self.long_text = LongText.from_record(
+            (self.manifest.get("tokenizer_settings") or {}).get("long_text"), str(directory / MANIFEST_NAME)
+        )
         self.tokenizer = None
         if (directory / TOKENIZER_NAME).is_file():
             from zoo.tokenizer import load_tokenizer

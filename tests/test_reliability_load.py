@@ -103,7 +103,7 @@ def test_streamed_output_equals_predicting_the_whole_file(model_dir, monkeypatch
         cli, ["predict", str(model), "--file", str(path), "--json", "--batch-size", "5"]
     )
     assert result.exit_code == 0, result.output
-    streamed = [json.loads(line) for line in result.output.splitlines()]
+    streamed = [json.loads(line) for line in result.stdout.splitlines()]
     whole = predict_table(load_predictor(model), read_table(path, require_labels=False), batch_size=64)
     assert [r["text"] for r in streamed] == [r["text"] for r in whole] == [text(i) for i in range(300)]
     assert [r["label"] for r in streamed] == [r["label"] for r in whole]

@@ -22,3 +22,6 @@ INT8_NAME = "model.int8.onnx"
 TORCHSCRIPT_NAME = "model.pt"
 
 IGNORE_INDEX = -100  # a target position without a label (padding, a word's later pieces); losses skip it
+# --long-text: cut texts longer than the model, or read them in windows whose outputs are averaged (window)
+# or max-pooled (window-max) per text (zoo.windows)
+LONG_TEXT_MODES = ("truncate", "window", "window-max")

@@ -1,6 +1,7 @@
 """Predict and evaluate with a model directory (torch) or an export directory (onnxruntime, no torch).
 
-Both are "predictors": ``.labels``, ``.task`` (a zoo.tasks.Task), ``.max_length``, ``.tokenizer`` and
+Both are "predictors": ``.labels``, ``.task`` (a zoo.tasks.Task), ``.max_length``, ``.tokenizer``,
+``.long_text`` (zoo.windows.LongText: how texts longer than max_length are read) and
 ``.logits(input_ids, attention_mask) -> np.ndarray``. torch is imported only for a model directory.
 """
 
@@ -16,6 +17,8 @@ from .constants import CONFIG_NAME, ONNX_NAME
 from .data import Table, pad
 from .errors import ZooError
 from .tokenizer import ids_of
+from .windows import LongText, note_cut, setting
+from .windows import encode as encode_windows
 
 
 class ModelPredictor:
@@ -28,6 +31,7 @@ class ModelPredictor:
         self.num_labels = int(model.spec.sizes["num_labels"])
         self.tokenizer = model.tokenizer
         self.max_length = int(model.spec.tokenizer.get("max_length") or model.spec.sizes["max_length"])
+        self.long_text = LongText.from_record(model.spec.tokenizer.get("long_text"))
 
     def logits(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         import torch
@@ -89,10 +93,14 @@ def row_logits(predictor, ids: Sequence[np.ndarray], batch_size: int = 64) -> li
 
 def table_outputs(predictor, table: Table, batch_size: int = 64) -> tuple[list[Any], list[np.ndarray]]:
     """The task's encodings of the table's rows, and the model's outputs for each of their sequences
-    (in ``task.sequences`` order; one per row for a one-text task)."""
-    tokenizer = _require_tokenizer(predictor)
-    encodings = predictor.task.inputs(tokenizer, table, predictor.max_length)
-    return encodings, row_logits(predictor, predictor.task.sequences(ids_of(encodings)), batch_size)
+    (in ``task.sequences`` order; one per row for a one-text task). Texts longer than the model's length
+    are cut, or read in windows whose outputs the task combines per text (``predictor.long_text``)."""
+    tokenizer, task, long_text = _require_tokenizer(predictor), predictor.task, setting(predictor)
+    encodings, plan = encode_windows(task, tokenizer, table, predictor.max_length, long_text)
+    if plan is not None:
+        return encodings, plan.combine(task, row_logits(predictor, plan.ids, batch_size), long_text.how)
+    note_cut(predictor, task.sequences(encodings), predictor.max_length, long_text)
+    return encodings, row_logits(predictor, task.sequences(ids_of(encodings)), batch_size)
 
 
 def evaluate_table(predictor, table: Table, batch_size: int = 64) -> dict[str, Any]:

@@ -119,8 +119,9 @@ class Task:
         raise NotImplementedError
 
     # ---- inputs and batches -----------------------------------------------------------------------
-    def inputs(self, tokenizer: Any, table: Table, max_length: int) -> list[Any]:
-        """Token encodings (``tokenizers.Encoding``) per row: the text, or the text pair. A task that
+    def inputs(self, tokenizer: Any, table: Table, max_length: int | None) -> list[Any]:
+        """Token encodings (``tokenizers.Encoding``) per row: the text, or the text pair, cut at
+        ``max_length`` (None: whole, for --long-text window, which cuts windows itself). A task that
         makes several sequences of one row (anchor, positive, negative) gives a list of encodings per row
         and a list of targets per row, and says in ``sequences`` how a batch's rows become sequences."""
         from .tokenizer import encode_rows
@@ -165,6 +166,16 @@ class Task:
     ) -> list[dict[str, Any]]:
         """One JSON-ready result per row (what `zoo predict --json` prints)."""
         raise NotImplementedError
+
+    def combine(self, outputs: Outputs, windows: Any, how: str = "mean") -> np.ndarray:
+        """One text's output from the outputs of its windows (``--long-text window``; ``windows``: a
+        zoo.windows.Windows, where each window sits in the text). Default: a per-token task stitches the
+        windows (each token from the window where it is most central); others average the windows'
+        outputs, or take their element-wise max when ``how`` is "max"."""
+        if self.per_token:
+            return windows.stitch(outputs)
+        stacked = np.stack([np.asarray(o) for o in outputs])
+        return stacked.max(axis=0) if how == "max" else stacked.mean(axis=0)
 
     def format_prediction(self, result: dict[str, Any]) -> str:
         """One line of plain-text `zoo predict` output; newlines in the text are escaped."""

@@ -32,13 +32,16 @@ def encode_rows(
     tokenizer,
     texts: Sequence,
     pairs: Sequence[str] | None = None,
-    max_length: int = 512,
+    max_length: int | None = 512,
     pretokenized: bool | None = None,
 ) -> list:
-    """One unpadded ``tokenizers.Encoding`` per row, cut at ``max_length``: texts, text pairs, or word lists
-    (``pretokenized``; by default when the texts are lists of words)."""
+    """One unpadded ``tokenizers.Encoding`` per row, cut at ``max_length`` (None: whole, for windows): texts,
+    text pairs, or word lists (``pretokenized``; by default when the texts are lists of words)."""
     tokenizer.no_padding()
-    tokenizer.enable_truncation(max_length)
+    if max_length is None:
+        tokenizer.no_truncation()
+    else:
+        tokenizer.enable_truncation(max_length)
     if pretokenized is None:
         pretokenized = bool(texts) and isinstance(texts[0], list)
     if pretokenized:

@@ -154,6 +154,15 @@ class Embedding(Task):
     def predict(self, table, encodings, outputs, names, top_k=1) -> list[dict[str, Any]]:
         return [{"text": text, "embedding": [float(v) for v in x]} for text, x in zip(table.texts, outputs)]
 
+    def combine(self, outputs, windows, how="mean"):
+        """A long text's vector: the mean (or max) of its windows' vectors, scaled back to length 1 when
+        the model's vectors have length 1 (a head that normalises)."""
+        vectors = np.stack([np.asarray(o, dtype=np.float64) for o in outputs])
+        combined = vectors.max(axis=0) if how == "max" else vectors.mean(axis=0)
+        if np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-3):
+            combined = R.unit(combined[None])[0]
+        return combined.astype(np.asarray(outputs[0]).dtype)
+
     def format_prediction(self, result: dict[str, Any]) -> str:
         vector = result["embedding"]
         shown = " ".join(f"{v:.4f}" for v in vector[:4]) + (" ..." if len(vector) > 4 else "")

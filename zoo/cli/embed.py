@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from .options import long_text_options
+
 CHUNK_ROWS = 4096  # rows read and embedded at a time
 WRITERS = (".npy", ".jsonl")
 
@@ -25,8 +27,10 @@ WRITERS = (".npy", ".jsonl")
 @click.option("--batch-size", type=int, default=32, show_default=True)
 @click.option("--prefix", default="", help='Put before every text, for models trained with one ("query: ").')
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array of vectors (one per text).")
-def embed(model, texts, file, text_column, output, normalize, batch_size, prefix, as_json):
+@long_text_options
+def embed(model, texts, file, text_column, output, normalize, batch_size, prefix, as_json, long_text, stride):
     """Embed texts: one vector per text (an embedding model)."""
+    from zoo import windows
     from zoo.data import Table, iter_tables
     from zoo.embedding import embed_tables, require_embeddings, set_normalize
     from zoo.errors import ZooError
@@ -43,6 +47,7 @@ def embed(model, texts, file, text_column, output, normalize, batch_size, prefix
     predictor = load_predictor(model)
     require_embeddings(predictor, model)
     set_normalize(predictor, normalize, model)
+    windows.use(predictor, long_text, stride)
     tables = (
         iter_tables(file, CHUNK_ROWS, text_column=text_column, require_labels=False)
         if file

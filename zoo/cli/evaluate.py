@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .options import data_columns, encoding_option, precision_option, threads_option
+from .options import data_columns, encoding_option, long_text_options, precision_option, threads_option
 
 
 @click.command()
@@ -35,6 +35,7 @@ from .options import data_columns, encoding_option, precision_option, threads_op
 @encoding_option
 @threads_option
 @precision_option
+@long_text_options
 def evaluate(
     model,
     data,
@@ -50,12 +51,15 @@ def evaluate(
     encoding,
     threads,
     precision,
+    long_text,
+    stride,
 ):
     """Accuracy, macro-F1, per-class P/R/F1 and the confusion matrix (or the task's own metrics).
 
     An embedding model takes a pairs file (query,positive: every query ranked against every distinct
     positive), a scored-pairs file (sentence1,sentence2,score: Spearman and Pearson of the cosine), or
     --beir DIR (every judged query ranked against the corpus)."""
+    from zoo import windows
     from zoo.errors import ZooError
     from zoo.inference import evaluate_table, load_predictor
     from zoo.io import check_output, staged_directory
@@ -75,6 +79,7 @@ def evaluate(
         check_output(report_dir, overwrite)
     use(threads)
     predictor = load_predictor(model)
+    windows.use(predictor, long_text, stride)
     task = predictor.task
     if beir is not None:
         from zoo.embedding import evaluate_beir, require_embeddings
@@ -94,6 +99,7 @@ def evaluate(
     predictor = for_inference(
         predictor, precision, table, batch_size=batch_size, note=lambda line: click.echo(line, err=True)
     )
+    windows.use(predictor, long_text, stride)
     metrics = evaluate_table(predictor, table, batch_size)
     if report_dir:
         from zoo.reports import write_report

@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from zoo.constants import LONG_TEXT_MODES
 from zoo.errors import ZooError, did_you_mean
 from zoo.registry import MODEL_PARTS
 
@@ -102,4 +103,21 @@ def precision_option(f):
         show_default=True,
         help="auto: bf16 where the CPU has AMX or AVX512-BF16 and bf16 agrees with fp32 on "
         "≥ 99.5% of the data's first 512 rows; model directories only.",
+    )(f)
+
+
+def long_text_options(f):
+    """--long-text and --stride for the commands that read text (the command calls zoo.windows.use)."""
+    f = click.option(
+        "--stride",
+        type=click.IntRange(min=0),
+        default=None,
+        help="Tokens that neighbouring windows share [default: the model's record, else a quarter of a window].",
+    )(f)
+    return click.option(
+        "--long-text",
+        type=Choice(LONG_TEXT_MODES),
+        default=None,
+        help="Texts longer than the model's length: truncate, window (overlapping windows, outputs averaged "
+        "per text) or window-max [default: as the model was trained, else truncate].",
     )(f)

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from .options import encoding_option, precision_option, threads_option
+from .options import encoding_option, long_text_options, precision_option, threads_option
 
 CHUNK_ROWS = 4096  # rows read, predicted and printed at a time
 
@@ -31,10 +31,24 @@ CHUNK_ROWS = 4096  # rows read, predicted and printed at a time
 @encoding_option
 @threads_option
 @precision_option
+@long_text_options
 def predict(
-    model, texts, file, text_column, pair_column, top_k, batch_size, as_json, encoding, threads, precision
+    model,
+    texts,
+    file,
+    text_column,
+    pair_column,
+    top_k,
+    batch_size,
+    as_json,
+    encoding,
+    threads,
+    precision,
+    long_text,
+    stride,
 ):
     """Predict the label (and its probability) of each text."""
+    from zoo import windows
     from zoo.data import Table, iter_tables
     from zoo.errors import ZooError
     from zoo.inference import load_predictor, predict_table
@@ -72,5 +86,6 @@ def predict(
                 batch_size=batch_size,
                 note=lambda line: click.echo(line, err=True),
             )
+            windows.use(predictor, long_text, stride)
         for result in predict_table(predictor, table, batch_size, top_k):
             click.echo(json.dumps(result, ensure_ascii=False) if as_json else task.format_prediction(result))

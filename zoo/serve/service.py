@@ -23,6 +23,8 @@ from starlette.responses import JSONResponse, Response
 from zoo.data import Table
 from zoo.errors import ZooError
 from zoo.tokenizer import ids_of, pad_id
+from zoo.windows import Plan, setting
+from zoo.windows import encode as encode_windows
 
 from .batcher import Batcher, InferenceFailed, Overloaded
 from .metrics import Metrics
@@ -105,10 +107,16 @@ class Service:
             on_failure(self.failure)
 
     # ---- the work of a request --------------------------------------------------------------------
-    def encode(self, table: Table, truncate: bool) -> list:
-        """The task's encodings of a table (as `zoo predict` makes them); 422 for a row over max_length."""
+    def encode(self, table: Table, truncate: bool) -> tuple[list, Plan | None]:
+        """The task's encodings of a table (as `zoo predict` makes them) and, for a model that reads long
+        texts in windows, their windows; else 422 for a row over max_length unless ``truncate``."""
         p = self.predictor
         limit = p.max_length
+        if setting(p).windowed:  # as the model was trained: nothing is cut, so "truncate" has no say
+            try:
+                return encode_windows(p.task, p.tokenizer, table, limit, setting(p))
+            except Exception as exc:
+                raise ApiError(422, "tokenizer", f"cannot tokenize the input: {exc}") from None
         try:
             encodings = p.task.inputs(p.tokenizer, table, limit if truncate else limit + 1)
         except Exception as exc:
@@ -123,19 +131,22 @@ class Service:
                         f"{where} is longer than the model's maximum of {limit} tokens; "
                         'send "truncate": true to cut it',
                     )
-        return encodings
+        return encodings, None
 
     async def predict(
         self, table: Table, truncate: bool, top_k: int = 1, request: Request | None = None
     ) -> tuple[list[dict], list[np.ndarray]]:
         """(the task's prediction per row, the model's output per row). If the client of ``request`` goes
         away first, its rows leave the queue uncomputed and the answer is 499 (which nobody reads)."""
-        encodings = self.encode(table, truncate)
+        encodings, plan = self.encode(table, truncate)
         try:
-            outputs = await unless_disconnected(request, self.batcher.submit(ids_of(encodings)))
+            ids = plan.ids if plan else ids_of(encodings)
+            outputs = await unless_disconnected(request, self.batcher.submit(ids))
         except InferenceFailed as exc:
             raise ApiError(424, "backend", str(exc)) from None
         p = self.predictor
+        if plan is not None:  # one output per text, combined from its windows
+            outputs = plan.combine(p.task, outputs, setting(p).how)
         return p.task.predict(table, encodings, outputs, list(p.labels or []) or None, top_k), outputs
 
 

@@ -68,11 +68,18 @@ def micro_batch(batch: np.ndarray, micro: int, grad_accum: int, rank: int, world
 
 
 class Collate:
-    """Index array -> dict of tensors: input_ids, attention_mask (padded to the longest row) and labels
-    (the targets collated by the task)."""
+    """Index array -> dict of tensors: input_ids, attention_mask (padded to the longest row), labels (the
+    targets collated by the task) and, when rows carry loss weights (windows of long texts), weights."""
 
-    def __init__(self, ids: list[np.ndarray], labels: list[Any] | None, pad_id: int, task: Any):
-        self.ids, self.labels, self.pad_id, self.task = ids, labels, pad_id, task
+    def __init__(
+        self,
+        ids: list[np.ndarray],
+        labels: list[Any] | None,
+        pad_id: int,
+        task: Any,
+        weights: np.ndarray | None = None,
+    ):
+        self.ids, self.labels, self.pad_id, self.task, self.weights = ids, labels, pad_id, task, weights
 
     def __call__(self, index: np.ndarray) -> dict[str, Any]:
         import torch
@@ -83,4 +90,6 @@ class Collate:
         out = {"input_ids": torch.from_numpy(input_ids), "attention_mask": torch.from_numpy(mask)}
         if self.labels is not None:
             out["labels"] = self.task.collate(self.task.sequences([self.labels[i] for i in index]))
+        if self.weights is not None:
+            out["weights"] = torch.from_numpy(self.weights[np.asarray(index)])
         return out

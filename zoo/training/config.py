@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
+from zoo.constants import LONG_TEXT_MODES
 from zoo.errors import ZooError
 
 PRETRAINED_LR = 1e-4  # MiniLM-sized checkpoints; measured on the tweets (bench/finetune.py)
@@ -44,6 +45,24 @@ class TrainConfig:
     max_grad_norm: float = option(1.0, "Gradient clipping; 0 turns it off.")
     grad_accum: int = option(1, "Micro-batches per optimizer step.")
     max_length: int = option(256, "Truncate texts to this many tokens (capped by the model's).")
+    long_text: str | None = option(
+        None,
+        "Texts longer than --max-length: truncate (cut them), window (overlapping windows, each a training "
+        "row with the text's label; outputs averaged per text) or window-max (max-pooled). Recorded in the "
+        "model, so evaluate, predict, embed, the export and serve read texts the same way [default: truncate, "
+        "with one line saying how many texts were cut].",
+        choices=LONG_TEXT_MODES,
+    )
+    stride: int | None = option(
+        None,
+        "Tokens that neighbouring windows share with --long-text window [default: a quarter of a window].",
+    )
+    window_weight: str = option(
+        "text",
+        "text: the windows of a long text share one text's weight in the loss; window: each window weighs "
+        "as much as a short text.",
+        choices=("text", "window"),
+    )
     device: str = option("auto", "auto, cpu, cuda or cuda:N.")
     precision: str = option(
         "auto", "Autocast precision (auto: bf16 or fp16 on CUDA, fp32 on CPU).", choices=PRECISIONS
@@ -104,6 +123,12 @@ class TrainConfig:
             raise ZooError(f"adapter_options must be a dict, got {self.adapter_options!r}")
         if self.adapter_options and not self.adapter:
             raise ZooError("adapter options were given without --adapter")
+        if self.long_text is not None or self.stride is not None:
+            from zoo.windows import LongText
+
+            LongText().override(self.long_text, self.stride)  # checks the mode and the stride
+        if self.window_weight not in ("text", "window"):
+            raise ZooError(f"window-weight must be text or window, got '{self.window_weight}'")
         if self.precision not in PRECISIONS:
             raise ZooError(f"precision must be auto, fp32, bf16 or fp16, got '{self.precision}'")
 

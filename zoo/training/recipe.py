@@ -19,10 +19,12 @@ import torch.distributed as dist
 
 from zoo import device as D
 from zoo import io
-from zoo.constants import METRICS_NAME, STATE_NAME
+from zoo.constants import IGNORE_INDEX, METRICS_NAME, STATE_NAME
 from zoo.errors import ZooError
 from zoo.inference import ModelPredictor, row_logits
 from zoo.tokenizer import ids_of, pad_id
+from zoo.windows import LongText, note_cut
+from zoo.windows import encode as encode_windows
 
 from .batching import Collate, epoch_batches, micro_batch, without_duplicates
 from .board import Board
@@ -186,8 +188,8 @@ class FineTuneRecipe:
             names = self._fit(train_table)
         self.names = names or []
         num = self.model.spec.sizes["num_labels"]
-        self.train_ids, self.train_targets = self._encode(train_table, names, num)
-        self.eval_data = self._encode(eval_table, names, num) if eval_table is not None else None
+        self.train_ids, self.train_targets, self.train_weights = self._encode(train_table, names, num)
+        self.eval_data = self._encode_eval(eval_table, names, num) if eval_table is not None else None
         self.train_source = str(train)
 
     def _optimizer(self, saved) -> None:
@@ -251,11 +253,45 @@ class FineTuneRecipe:
         ensure_tokenizer(model, train_table)
         model.spec.tokenizer["max_length"] = max_length(model, self.config.max_length)
         model.spec.tokenizer.setdefault("pad_id", pad_id(model.tokenizer))
+        if self.config.long_text is not None or self.config.stride is not None:  # chosen: the model keeps it
+            model.spec.tokenizer["long_text"] = self.long_text.record()
         return names
 
+    @property
+    def long_text(self) -> LongText:
+        """--long-text/--stride over what the starting model records."""
+        recorded = LongText.from_record(self.model.spec.tokenizer.get("long_text"))
+        return recorded.override(self.config.long_text, self.config.stride)
+
+    def _windows(self, table, names, num_labels: int):
+        encodings, plan = encode_windows(
+            self.task, self.model.tokenizer, table, self.model.spec.tokenizer["max_length"], self.long_text
+        )
+        return encodings, plan, self.task.targets(table, names, num_labels, encodings)
+
     def _encode(self, table, names, num_labels: int):
-        encodings = self.task.inputs(self.model.tokenizer, table, self.model.spec.tokenizer["max_length"])
-        return ids_of(encodings), self.task.targets(table, names, num_labels, encodings)
+        """Training rows: (token ids, targets, loss weights or None). With --long-text window each window of
+        a long text is a row with the text's target, weighted 1/windows unless --window-weight window."""
+        encodings, plan, targets = self._windows(table, names, num_labels)
+        if plan is None:
+            note_cut(
+                self, self.task.sequences(encodings), self.model.spec.tokenizer["max_length"], self.long_text
+            )
+        if plan is None or not plan.split:
+            return ids_of(encodings), targets, None
+        if encodings and isinstance(encodings[0], (list, tuple)):
+            raise ZooError(
+                f"--long-text window trains tasks of one text per row; a '{self.task.name}' row holds "
+                f"several texts and some are longer than --max-length; use --long-text truncate"
+            )
+        weights = plan.weights() if self.config.window_weight == "text" else None
+        return plan.ids, plan.spread(targets, self.task.per_token), weights
+
+    def _encode_eval(self, table, names, num_labels: int):
+        """Eval data: (ids to run, per-sequence targets, the windows plan or None); metrics are per text."""
+        encodings, plan, targets = self._windows(table, names, num_labels)
+        task = self.task
+        return (plan.ids if plan else task.sequences(ids_of(encodings))), task.sequences(targets), plan
 
     def _wrap(self):
         if not self.env.distributed:
@@ -351,7 +387,13 @@ class FineTuneRecipe:
             for m in range(cfg.grad_accum)
         ]
         sizes = [max(len(b), cfg.grad_accum * env.world_size) for b in batches for _ in range(cfg.grad_accum)]
-        collate = Collate(self.train_ids, self.train_targets, self.model.spec.tokenizer["pad_id"], self.task)
+        collate = Collate(
+            self.train_ids,
+            self.train_targets,
+            self.model.spec.tokenizer["pad_id"],
+            self.task,
+            self.train_weights,
+        )
         loader: torch.utils.data.DataLoader[Any] = torch.utils.data.DataLoader(
             pieces,  # type: ignore[arg-type]  # a list is a map-style dataset (indexable and sized)
             batch_size=None,
@@ -392,8 +434,29 @@ class FineTuneRecipe:
         """The loss of one micro-batch, through the (DDP-wrapped) model."""
         with D.autocast(self.device, self.precision):
             logits = self.wrapped(batch["input_ids"], batch["attention_mask"])
-        # a task whose loss compares rows (in-batch negatives) sees every process's batch
-        return self.model.loss(*self.task.gather(logits, batch["labels"], batch["attention_mask"]))
+        return self._loss(logits, batch)
+
+    def _loss(self, logits: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
+        """The head's loss (over every process's batch for a task whose loss compares rows, in-batch
+        negatives); with window weights, the mean over rows of each row's loss times its weight."""
+        outputs, labels, mask = self.task.gather(logits, batch["labels"], batch["attention_mask"])
+        weights = batch.get("weights")
+        if weights is None or bool((weights == 1).all()):
+            return self.model.loss(outputs, labels, mask)
+        rows = range(len(outputs))
+        if self.task.per_token:  # a window whose tokens carry no label adds nothing (and no NaN)
+            rows = [i for i in rows if bool((labels[i] != IGNORE_INDEX).any())]
+        if not rows:
+            return outputs.sum() * 0.0
+        losses = torch.stack(
+            [
+                self.model.loss(
+                    outputs[i : i + 1], labels[i : i + 1], None if mask is None else mask[i : i + 1]
+                )
+                for i in rows
+            ]
+        )
+        return (losses * weights[list(rows)].to(losses.dtype)).sum() / len(outputs)
 
     def _stop_on_bad_loss(self, loss: float, step: int) -> None:
         kept = (
@@ -420,14 +483,12 @@ class FineTuneRecipe:
         """The task's metrics on the eval data, or None without eval data."""
         if self.eval_data is None:
             return None
-        ids, targets = self.eval_data
+        ids, targets, plan = self.eval_data  # every row's sequences (or their windows), in the task's order
         predictor = ModelPredictor(self.model, self.device, self.precision)
-        task = self.task  # every row's sequences, in the task's order
-        return task.evaluate(
-            row_logits(predictor, task.sequences(ids), self.config.eval_batch_size),
-            task.sequences(targets),
-            self.names or None,
-        )
+        outputs = row_logits(predictor, ids, self.config.eval_batch_size)
+        if plan is not None:  # one output per text, combined from its windows
+            outputs = plan.combine(self.task, outputs, self.long_text.how)
+        return self.task.evaluate(outputs, targets, self.names or None)
 
     def end_epoch(self, train_loss: float, rows: int, seconds: float, tokens_s: float) -> dict[str, Any]:
         """Evaluate, keep the best epoch, count patience, tell the loggers, save."""
