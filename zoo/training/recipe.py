@@ -443,7 +443,7 @@ class FineTuneRecipe:
         weights = batch.get("weights")
         if weights is None or bool((weights == 1).all()):
             return self.model.loss(outputs, labels, mask)
-        rows = range(len(outputs))
+        rows: list[int] = list(range(len(outputs)))
         if self.task.per_token:  # a window whose tokens carry no label adds nothing (and no NaN)
             rows = [i for i in rows if bool((labels[i] != IGNORE_INDEX).any())]
         if not rows:
