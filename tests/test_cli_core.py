@@ -164,6 +164,7 @@ def test_parts_table_and_json():
         "mlm",
         "multilabel",
         "regression",
+        "rerank",
         "token-classification",
     ]
     gqa = next(p for p in data["attention"] if p["name"] == "gqa")
@@ -195,6 +196,7 @@ def test_plugins_lists_builtins():
         "regression",
         "token-cls",
         "embedding",
+        "rerank",
         "mlm",
     ]
     assert "zoo.attention" in run("plugins").output

@@ -116,7 +116,7 @@ def test_broken_plugin_is_reported_and_everything_else_works(site, tmp_path):
     assert config["parts"]["head"] == {
         "name": "ep-head",
         "plugin": "goodplug",
-        "options": {"pooling": "cls", "pooler": False, "pooler_activation": "tanh"},
+        "options": {"pooling": "cls", "pooler": False, "pooler_activation": "tanh", "pooler_norm": False},
     }
     plugins = {p["name"]: p for p in json.loads(zoo_cli(site, "plugins", "--json").stdout)}
     assert plugins["brokenplug"]["errors"] == [

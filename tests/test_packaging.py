@@ -76,7 +76,7 @@ def test_wheel_layout_and_import(tmp_path):
         env={**os.environ, "PYTHONPATH": str(tmp_path / "site")},
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "['bert', 'prenorm', 'transformer']"
+    assert result.stdout.strip() == "['bert', 'deberta', 'modernbert', 'prenorm', 'transformer']"
 
 
 @pytest.mark.slow

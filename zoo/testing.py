@@ -219,9 +219,6 @@ def run_checks(case: Case, *, export: bool) -> list[str]:
     if case.focus == "attention":
         check_attention_module(case)
         ran.append("attention-contract")
-    fixed = _task_outputs(resolved["head"])
-    if fixed:  # a task with a fixed number of outputs (one score per text) sets the head's size
-        case.sizes["num_labels"] = fixed
     model = build(case)
     resolved["task"] = registry.resolve("task", model.spec.task_choice.ref)
     batch = make_batch(case)
@@ -249,6 +246,10 @@ def run_checks(case: Case, *, export: bool) -> list[str]:
 
 
 def build(case: Case) -> ZooModel:
+    """The case's model; a task with a fixed number of outputs (one score per text) sets the head's size."""
+    fixed = _task_outputs(get_registry().resolve("head", case.head))
+    if fixed:
+        case.sizes["num_labels"] = fixed
     try:
         return build_model(
             case.encoder,

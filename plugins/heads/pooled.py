@@ -32,9 +32,14 @@ class PooledHead(nn.Module):
                 f"unknown pooler_activation '{pooler_activation}' (choices: {', '.join(POOLER_ACTIVATIONS)})"
             )
         self.pooling = pooling
-        layers = [nn.Linear(d_model, d_model), POOLER_ACTIVATIONS[pooler_activation]()]
-        self.pooler = (
-            nn.Sequential(*layers, *([nn.LayerNorm(d_model)] if pooler_norm else [])) if pooler else None
+        self.pooler = (  # built only when asked for: its initialisation draws from the seed's generator
+            nn.Sequential(
+                nn.Linear(d_model, d_model),
+                POOLER_ACTIVATIONS[pooler_activation](),
+                *([nn.LayerNorm(d_model)] if pooler_norm else []),
+            )
+            if pooler
+            else None
         )
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(d_model, num_labels)
