@@ -49,6 +49,8 @@ def run_arm(arm: str, work: Path, args) -> dict:
         num_threads=args.threads,
         curves=False,
         adapter="lora" if arm == "lora" else None,
+        adapter_options={"r": args.r, "targets": args.targets} if arm == "lora" else None,
+        lr=args.lora_lr if arm == "lora" else None,
     )
     out = work / arm
     start = time.perf_counter()
@@ -84,6 +86,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--r", type=int, default=8, help="LoRA rank")
+    parser.add_argument("--targets", default="qkv,out", help="LoRA targets: qkv, out, ffn")
+    parser.add_argument("--lora-lr", type=float, default=None, help="default: zoo's with an adapter (5e-4)")
     parser.add_argument("--output", type=Path, default=HERE / "results" / "lora.json")
     parser.add_argument("--arm", choices=ARMS, help=argparse.SUPPRESS)  # a child run
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
@@ -102,9 +107,11 @@ def main() -> None:
         for repeat in range(args.repeats):
             for arm in ARMS if repeat % 2 == 0 else ARMS[::-1]:
                 child = [sys.executable, __file__, "--arm", arm, "--work", str(work)]
+                names = ("train_size", "epochs", "threads", "seed", "r", "targets", "lora_lr")
                 child += [
                     f"--{k.replace('_', '-')}={getattr(args, k)}"
-                    for k in ("train_size", "epochs", "threads", "seed")
+                    for k in names
+                    if getattr(args, k) is not None
                 ]
                 done = subprocess.run(child, check=True, capture_output=True, text=True)
                 runs[arm].append(json.loads(done.stdout.strip().splitlines()[-1]))
@@ -122,6 +129,7 @@ def main() -> None:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2) + "\n")
     print(
+        f"LoRA r={args.r} on {args.targets}, lr {args.lora_lr or 'default'}; "
         f"MiniLM-L6 on {len(train)} tweets ({len(test)} test), {args.epochs} epochs, batch 32, max len 128, "
         f"{args.threads} threads, median of {args.repeats}; {cpu_description()}\n"
     )
