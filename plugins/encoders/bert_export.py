@@ -26,7 +26,11 @@ def _head_problems(spec: Any, activation: str, *, poolings=("cls",), norm: bool 
     ``activation``, and whether a norm follows it (``norm``, ModernBERT's)."""
     options = spec.head.options
     if spec.head.name != "cls" or options.get("pooling", "cls") not in poolings or not options.get("pooler"):
-        return [f"head '{spec.head.name}' other than {' or '.join(poolings)} pooling with its pooler"]
+        pooler = "a pooler" if options.get("pooler") else "no pooler"
+        return [
+            f"head '{spec.head.name}' with {options.get('pooling', 'cls')} pooling and {pooler} (the family's "
+            f"classifier is {' or '.join(poolings)} pooling with its pooler)"
+        ]
     if options.get("pooler_activation", "tanh") != activation or bool(options.get("pooler_norm")) != norm:
         return [f"a pooler other than dense + {activation}{' + norm' if norm else ''}"]
     return []
