@@ -1,8 +1,8 @@
 """LoRA against full fine-tuning of MiniLM on real tweets: what each trains, writes, holds in memory and scores.
 
 Both arms start from the pretrained all-MiniLM-L6-v2 checkpoint directory (no imported copy), with the same
-split, epochs, batch size (32), max length (128) and seed; each uses zoo's default learning rate for it (5e-5
-full, 5e-4 with an adapter). Each run is a process of its own, so its peak RSS is its own; the arms alternate
+split, epochs, batch size (32), max length (128) and seed; each uses zoo's default learning rate for it (1e-4
+full, 1e-3 with an adapter) and LoRA zoo's default options unless given. Each run is a process of its own, so its peak RSS is its own; the arms alternate
 (full, lora, lora, full, ...). Prints a markdown table with the ratios, writes bench/results/lora.json.
 
     python bench/lora.py                          # 3000 train / 1000 test tweets, 2 epochs, 1 repeat
@@ -49,7 +49,9 @@ def run_arm(arm: str, work: Path, args) -> dict:
         num_threads=args.threads,
         curves=False,
         adapter="lora" if arm == "lora" else None,
-        adapter_options={"r": args.r, "targets": args.targets} if arm == "lora" else None,
+        adapter_options={"r": args.r, **({"targets": args.targets} if args.targets else {})}
+        if arm == "lora"
+        else None,
         lr=args.lora_lr if arm == "lora" else None,
     )
     out = work / arm
@@ -87,8 +89,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--r", type=int, default=8, help="LoRA rank")
-    parser.add_argument("--targets", default="qkv,out", help="LoRA targets: qkv, out, ffn")
-    parser.add_argument("--lora-lr", type=float, default=None, help="default: zoo's with an adapter (5e-4)")
+    parser.add_argument("--targets", default=None, help="LoRA targets: qkv, out, ffn (default: zoo's)")
+    parser.add_argument("--lora-lr", type=float, default=None, help="default: zoo's with an adapter")
     parser.add_argument("--output", type=Path, default=HERE / "results" / "lora.json")
     parser.add_argument("--arm", choices=ARMS, help=argparse.SUPPRESS)  # a child run
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
@@ -129,7 +131,7 @@ def main() -> None:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2) + "\n")
     print(
-        f"LoRA r={args.r} on {args.targets}, lr {args.lora_lr or 'default'}; "
+        f"LoRA r={args.r} on {args.targets or 'its default targets'}, lr {args.lora_lr or 'default'}; "
         f"MiniLM-L6 on {len(train)} tweets ({len(test)} test), {args.epochs} epochs, batch 32, max len 128, "
         f"{args.threads} threads, median of {args.repeats}; {cpu_description()}\n"
     )

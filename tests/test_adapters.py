@@ -73,10 +73,12 @@ def test_lora_on_every_encoder_and_attention(tmp_path, encoder, attention):
     assert (merged - adapted_out).abs().max() <= 1e-5
 
 
-def test_default_targets_are_qkv_and_out(tmp_path):
+def test_default_targets_are_every_projection(tmp_path):
     model = load_model(base_dir(tmp_path, "prenorm", "gqa")).add_adapter("lora")
-    wrapped = sorted({n.split(".")[-1] for n, m in model.encoder.named_modules() if hasattr(m, "lora_A")})
-    assert wrapped == ["k_proj", "out_proj", "q_proj", "v_proj"]
+    wrapped = {n for n, m in model.encoder.named_modules() if hasattr(m, "lora_A")}
+    assert {n.split(".")[-1] for n in wrapped} >= {"k_proj", "out_proj", "q_proj", "v_proj"}
+    ffn = [n for n in wrapped if not n.endswith("proj")]
+    assert ffn and len(wrapped) == len(ffn) + 4 * SIZES["num_layers"]
     assert model.adapter.adapter.options == {"r": 8, "alpha": 16.0, "dropout": 0.05, "targets": None}
 
 

@@ -59,7 +59,7 @@ class LoRALinear(nn.Linear):
 def lora(
     *, encoder: nn.Module, r: int = 8, alpha: float = 16.0, dropout: float = 0.05, targets: str | None = None
 ) -> None:
-    """Put LoRA on the encoder's ``targets`` (comma-separated: qkv, out, ffn; default qkv,out, or the encoder's
+    """Put LoRA on the encoder's ``targets`` (comma-separated: qkv, out, ffn; default all three, or the encoder's
     ``adapter_targets``): rank ``r``, scaling ``alpha / r``, ``dropout`` on the update's input."""
     if not isinstance(r, int) or isinstance(r, bool) or r < 1:
         raise ValueError(f"r must be a positive integer, got {r!r}")
