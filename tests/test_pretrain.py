@@ -403,7 +403,8 @@ def test_a_time_budget_ends_the_run_and_drives_the_schedule(tmp_path):
     model = zoo.build_model("transformer", "mlm", seed=0, **TINY)
     result = pretrain(model, corpus, output=tmp_path / "pre", config=fast(time_budget="1s"), progress=False)
     info = zoo.load_model(tmp_path / "pre").spec.extra["pretraining"]
-    assert info["seconds"] >= 1 and info["steps"] == result.history[-1]["step"] >= 1
+    # the model saved is the best evaluation's, which under load may be the round before the last
+    assert info["seconds"] >= 1 and info["steps"] in [r["step"] for r in result.history]
     recipe = PretrainRecipe.__new__(PretrainRecipe)  # the schedule alone: share of the budget spent -> factor
     recipe.config, recipe.budget = fast(time_budget="100s", warmup_ratio=0.1, schedule="wsd"), 100.0
     factors = []
