@@ -318,12 +318,9 @@ def test_parts_lists_adapters():
     assert result.exit_code == 0 and json.loads(result.output)["adapter"][0]["name"] == "lora"
 
 
-def test_matches_peft_on_a_transformers_bert(tmp_path):
-    """The same LoRA weights through peft on transformers' BERT and through zoo on the imported model."""
-    peft = pytest.importorskip("peft")
+def hf_bert(path, seed=0, **settings):
+    """A tiny random BERT saved by transformers in ``path`` with a WordPiece vocabulary; returns the model."""
     transformers = pytest.importorskip("transformers")
-    from zoo.hf import import_pretrained
-
     config = transformers.BertConfig(
         vocab_size=40,
         hidden_size=16,
@@ -331,16 +328,24 @@ def test_matches_peft_on_a_transformers_bert(tmp_path):
         num_attention_heads=2,
         intermediate_size=32,
         max_position_embeddings=32,
-        hidden_dropout_prob=0.0,
-        attention_probs_dropout_prob=0.0,
+        **settings,
     )
-    torch.manual_seed(0)
-    reference = transformers.BertModel(config).eval()
-    (tmp_path / "hf").mkdir()
-    (tmp_path / "hf" / "vocab.txt").write_text(
+    torch.manual_seed(seed)
+    model = transformers.BertModel(config)
+    model.save_pretrained(path)
+    (path / "vocab.txt").write_text(
         "\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [f"w{i}" for i in range(35)])
     )
-    reference.save_pretrained(tmp_path / "hf")
+    return model
+
+
+def test_matches_peft_on_a_transformers_bert(tmp_path):
+    """The same LoRA weights through peft on transformers' BERT and through zoo on the imported model."""
+    peft = pytest.importorskip("peft")
+    pytest.importorskip("transformers")
+    from zoo.hf import import_pretrained
+
+    reference = hf_bert(tmp_path / "hf", hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0).eval()
     import_pretrained(tmp_path / "hf", num_labels=2).save(tmp_path / "base")
     model = load_model(tmp_path / "base").add_adapter(
         "lora", r=4, alpha=8, dropout=0.0, targets="qkv,out,ffn"
@@ -398,29 +403,11 @@ def test_matches_peft_on_a_transformers_bert(tmp_path):
     assert (merged - want)[real].abs().max() <= 1e-5
 
 
-def hf_bert(path, seed=0):
-    """A tiny random BERT checkpoint saved by transformers, with a WordPiece vocabulary."""
-    transformers = pytest.importorskip("transformers")
-    config = transformers.BertConfig(
-        vocab_size=40,
-        hidden_size=16,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=32,
-        max_position_embeddings=32,
-    )
-    torch.manual_seed(seed)
-    transformers.BertModel(config).save_pretrained(path)
-    (path / "vocab.txt").write_text(
-        "\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [f"w{i}" for i in range(35)])
-    )
-    return path
-
-
 def test_finetune_an_adapter_straight_over_a_hugging_face_checkpoint(tmp_path):
     """`zoo finetune HF_DIR --adapter lora`: no imported copy of the base; the adapter directory records the
     checkpoint and loads onto it (the same outputs as the model in memory); other weights there are refused."""
-    hf = hf_bert(tmp_path / "hf")
+    hf = tmp_path / "hf"
+    hf_bert(hf)
     rows = [("w1 w2 w3 w4", "pos"), ("w9 w8 w7 w6", "neg")] * 24
     (tmp_path / "train.csv").write_text("text,label\n" + "".join(f"{t},{label}\n" for t, label in rows))
     args = ["finetune", str(hf), "--train", str(tmp_path / "train.csv"), "-o", str(tmp_path / "ft")]
