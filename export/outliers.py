@@ -11,7 +11,7 @@ a Gather, a small MatMul and an Add per such MatMul; fp32 results are unchanged 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -35,8 +35,11 @@ def matmuls(model) -> list:
     ]
 
 
-def channel_maxima(source: Path, batches: Iterable[tuple[np.ndarray, np.ndarray]]) -> dict[str, np.ndarray]:
-    """max |x| per channel of every such MatMul's input over the real tokens of ``batches``."""
+def matmul_inputs(
+    source: Path, batches: Iterable[tuple[np.ndarray, np.ndarray]]
+) -> Iterator[dict[str, np.ndarray]]:
+    """For each of ``batches``: {name: values at the real tokens (tokens × channels)} of every such MatMul's
+    input."""
     import onnx
     import onnxruntime as ort
 
@@ -52,11 +55,21 @@ def channel_maxima(source: Path, batches: Iterable[tuple[np.ndarray, np.ndarray]
         providers=["CPUExecutionProvider"],
         disabled_optimizers=DISABLED_OPTIMIZERS,
     )
-    maxima: dict[str, np.ndarray] = {}
     for ids, mask in batches:
         real = mask.astype(bool)
-        for name, value in zip(names, session.run(names, {"input_ids": ids, "attention_mask": mask})):
-            value = np.abs(value[real] if value.ndim == 3 else value.reshape(-1, value.shape[-1])).max(axis=0)
+        values = session.run(names, {"input_ids": ids, "attention_mask": mask})
+        yield {
+            name: value[real] if value.ndim == 3 else value.reshape(-1, value.shape[-1])
+            for name, value in zip(names, values)
+        }
+
+
+def channel_maxima(source: Path, batches: Iterable[tuple[np.ndarray, np.ndarray]]) -> dict[str, np.ndarray]:
+    """max |x| per channel of every such MatMul's input over the real tokens of ``batches``."""
+    maxima: dict[str, np.ndarray] = {}
+    for values in matmul_inputs(source, batches):
+        for name, rows in values.items():
+            value = np.abs(rows).max(axis=0)
             maxima[name] = value if name not in maxima else np.maximum(maxima[name], value)
     return maxima
 

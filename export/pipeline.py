@@ -317,14 +317,20 @@ CALIBRATION_SHARE, MAX_CALIBRATION_ROWS, MAX_TEXTS = 3, 256, 1000
 
 def _held_out(model, tokenizer, texts, sizes, pad: int):
     """(check batches, calibration batches, where they came from). Real text when there is some: the given
-    texts, else the training data recorded in the model directory (up to MAX_TEXTS, a seeded sample); one
-    text in CALIBRATION_SHARE calibrates (at most MAX_CALIBRATION_ROWS) and the rest checks agreement, so
-    the check never sees the calibration text. Without text or a tokenizer: generated ids for both."""
+    texts, else the data recorded in the model directory. The check never sees the calibration text: given
+    texts (and training data without evaluation data) are split, one text in CALIBRATION_SHARE calibrating
+    (at most MAX_CALIBRATION_ROWS) and the rest checking; a model trained with evaluation data calibrates on
+    its training texts and is checked on the evaluation texts, which it was not fitted to (a fine-tuned
+    model is surer of its training texts, so agreement measured there flatters int8: bench/NOTES.md).
+    Without text or a tokenizer: generated ids for both."""
     from .quantize import generated_batches, text_batches
 
+    longest = sizes["max_length"]
     source = "--calibration-data" if texts else None
+    held_out: list[str] = []
     if not texts and tokenizer is not None:
-        texts, source = _training_texts(model), "training data"
+        texts, source = _recorded_texts(model, "train"), "training data"
+        held_out = _recorded_texts(model, "eval") if texts else []
     if not texts:
         generated = generated_batches(sizes["vocab_size"], sizes["max_length"], pad)
         return (
@@ -332,25 +338,31 @@ def _held_out(model, tokenizer, texts, sizes, pad: int):
             generated_batches(sizes["vocab_size"], sizes["max_length"], pad, seed=8),
             "generated ids",
         )
-    texts = list(texts)
-    if len(texts) > MAX_TEXTS:
-        texts = [
-            texts[i] for i in sorted(np.random.default_rng(0).choice(len(texts), MAX_TEXTS, replace=False))
+    texts = _sample(list(texts), MAX_TEXTS)
+    if held_out:
+        calibration, check = _sample(texts, MAX_CALIBRATION_ROWS), _sample(held_out, MAX_TEXTS)
+        source = "training data calibrates, evaluation data checks"
+    else:
+        calibration = texts[::CALIBRATION_SHARE][:MAX_CALIBRATION_ROWS]
+        check = [
+            t
+            for i, t in enumerate(texts)
+            if i % CALIBRATION_SHARE or i // CALIBRATION_SHARE >= MAX_CALIBRATION_ROWS
         ]
-    calibration = texts[::CALIBRATION_SHARE][:MAX_CALIBRATION_ROWS]
-    check = [
-        t
-        for i, t in enumerate(texts)
-        if i % CALIBRATION_SHARE or i // CALIBRATION_SHARE >= MAX_CALIBRATION_ROWS
-    ]
     if not check:  # a single text: it does both
         check = calibration
-    longest = sizes["max_length"]
     return (
         text_batches(tokenizer, check, longest),
         text_batches(tokenizer, calibration, longest),
         f"{source}: {len(calibration)} calibrate, {len(check)} check agreement",
     )
+
+
+def _sample(texts: list[str], limit: int) -> list[str]:
+    """At most ``limit`` of ``texts``, a seeded sample in their order."""
+    if len(texts) <= limit:
+        return texts
+    return [texts[i] for i in sorted(np.random.default_rng(0).choice(len(texts), limit, replace=False))]
 
 
 def _head_trained(model) -> bool:
@@ -364,11 +376,12 @@ def _head_trained(model) -> bool:
     return "source" in model.spec.extra and names <= imported
 
 
-def _training_texts(model) -> list[str]:
-    """The texts of the training file recorded in the model directory, or [] when it is gone or unreadable."""
+def _recorded_texts(model, which: str) -> list[str]:
+    """The texts of the training ("train") or evaluation ("eval") file recorded in the model directory, or []
+    when none is recorded or it is gone or unreadable."""
     from zoo.data import read_table
 
-    path = (model.spec.extra.get("training") or {}).get("train")
+    path = (model.spec.extra.get("training") or {}).get(which)
     if not path or not Path(path).is_file():
         return []
     try:

@@ -26,11 +26,14 @@ def agreement(run_a: Callable, run_b: Callable, batches: Batches, task) -> dict[
     return task.agreement([(run_a(ids, mask), run_b(ids, mask), mask) for ids, mask in batches])
 
 
-# Fastest first (bench/NOTES.md): the first that meets the bar is kept. "+outliers": the few outlier input
-# channels of each MatMul are multiplied in fp32 beside the int8 product (outliers.py).
+# Fastest first (bench/NOTES.md): the first that meets the bar is kept. "per-token": one activation scale per
+# row of each MatMul's input (pertoken.py). "+outliers": the few outlier input channels of each MatMul are
+# multiplied in fp32 beside the int8 product (outliers.py).
 METHODS = (
     "dynamic",
+    "per-token",
     "dynamic+outliers",
+    "per-token+outliers",
     "static-minmax+outliers",
     "static-percentile+outliers",
     "static-entropy+outliers",
@@ -63,9 +66,12 @@ def quantize_int8(
     *,
     calibration: Batches | None = None,
     exclude: Sequence[str] = (),
-) -> None:
+    per_token_inputs: set[str] | None = None,
+) -> list[str]:
     """Write ``source`` quantised with ``method`` (its "+outliers" suffix is ignored here: ``source`` is
-    already split), leaving the nodes named in ``exclude`` and the fp32 outlier products in fp32."""
+    already split), leaving the nodes named in ``exclude`` and the fp32 outlier products in fp32. For
+    "per-token": the MatMuls reading ``per_token_inputs`` get per-token scales (default: those whose rows
+    spread on ``calibration``, pertoken.py); returns the MatMuls that did."""
     import onnx
 
     from .outliers import MARK
@@ -88,10 +94,17 @@ def quantize_int8(
                 weight_type=QuantType.QInt8,
                 nodes_to_exclude=exclude,
             )
-        return
+        return []
+    if kind == "per-token":
+        from .pertoken import quantize_per_token, spiky_inputs
+
+        if per_token_inputs is None:
+            per_token_inputs = spiky_inputs(source, calibration or [])
+        return quantize_per_token(source, target, per_token_inputs, exclude)
     from .calibrate import quantize_static_qdq
 
     quantize_static_qdq(source, target, calibration, kind.removeprefix("static-"), exclude=exclude)
+    return []
 
 
 def best_int8(
@@ -144,6 +157,8 @@ class _Trials:
         self.tried: list[dict[str, Any]] = []
         self.files: dict[int, Path] = {}
         self.outlier_channels: dict[str, list[int]] = {}
+        self.spiky: dict[Path, set[str]] = {}  # per graph: the MatMul inputs per-token scales are for
+        self.per_token_nodes: list[str] = []  # of the last quantisation
 
     def graph(self, method: str) -> Path:
         """The fp32 graph ``method`` quantises: ``source``, or for "+outliers" its split form (made once)."""
@@ -159,7 +174,16 @@ class _Trials:
         return split
 
     def quantize(self, method: str, path: Path, exclude: Sequence[str] = ()) -> None:
-        quantize_int8(self.graph(method), path, method, calibration=self.calibration, exclude=exclude)
+        graph, inputs = self.graph(method), None
+        if method.startswith("per-token"):
+            from .pertoken import spiky_inputs
+
+            if graph not in self.spiky:
+                self.spiky[graph] = spiky_inputs(graph, self.calibration)
+            inputs = self.spiky[graph]
+        self.per_token_nodes = quantize_int8(
+            graph, path, method, calibration=self.calibration, exclude=exclude, per_token_inputs=inputs
+        )
 
     def attempt(self, method: str, exclude: Sequence[str] = ()) -> dict[str, Any]:
         path = self.target.with_name(f".{len(self.tried)}.{self.target.name}")
@@ -170,6 +194,7 @@ class _Trials:
             result = {
                 "method": method,
                 "fp32_nodes": list(exclude),
+                "per_token_nodes": self.per_token_nodes,
                 **agreed,
                 "logit_error": logit_error(self.fp32_run, run, self.batches),
                 # what else the task measured (an embedding's mean cosine and ndcg@10 drop)
@@ -196,7 +221,7 @@ class _Trials:
         """For mixed precision: the best-agreeing dynamic method, then the best static one (slower: the
         attention stays fp32 and every quantised input is a separate node; bench/NOTES.md)."""
         out = []
-        for family in ("dynamic", "static"):
+        for family in (("dynamic", "per-token"), ("static",)):
             done = [r for r in self.tried if "error" not in r and r["method"].startswith(family)]
             if done:
                 out.append(max(done, key=self.score))
@@ -230,6 +255,7 @@ class _Trials:
             "passed": best["passed"],
             "fp32_nodes": best.get("why", []),
             "outlier_channels": self.outlier_channels if best["method"].endswith("+outliers") else {},
+            "per_token_nodes": best["per_token_nodes"],
             # the file needs no session options: Add -> LayerNormalization is written as Sum (plain.py)
             "session_options": {},
             "layer_norm_sums": guarded,
@@ -237,7 +263,10 @@ class _Trials:
             "fp32_bytes": fp32_size,
             "size_ratio": size / fp32_size,
             "calibration_rows": sum(len(ids) for ids, _ in self.calibration),
-            "tried": [{k: v for k, v in t.items() if k not in ("why", "rule")} for t in self.tried],
+            "tried": [
+                {k: v for k, v in t.items() if k not in ("why", "rule", "per_token_nodes")}
+                for t in self.tried
+            ],
         }
 
 

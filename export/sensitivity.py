@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-QUANTISABLE = {"dynamic": ("MatMul", "Attention", "Gather")}
+QUANTISABLE = dict.fromkeys(("dynamic", "per-token"), ("MatMul", "Attention", "Gather"))
 STATIC_QUANTISABLE = ("MatMul", "Gather")  # com.microsoft.Attention has no QDQ form: it stays fp32 anyway
 SENSITIVITY_ROWS = 64  # calibration rows each leave-one-out quantisation is scored on
 MAX_FP32_SHARE = 0.5  # past half the quantisable nodes in fp32 the file is no longer an int8 model

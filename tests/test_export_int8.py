@@ -194,3 +194,94 @@ def test_logit_error_is_relative_to_the_spread_of_the_logits():
 def test_unknown_int8_method_names_the_choices(tmp_path):
     with pytest.raises(ZooError, match=r"^unknown int8 method 'dynamc'; did you mean 'dynamic'\?"):
         best_int8(tmp_path / "a.onnx", tmp_path / "b.onnx", None, None, [], None, 0.99, methods=("dynamc",))
+
+
+def _matmul_graph(path, weight):
+    """x (rows × K) · weight, as an ONNX file with the model's input names beside it (unused)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"], name="matmul")],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["rows", weight.shape[0]])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["rows", weight.shape[1]])],
+        [numpy_helper.from_array(weight, "w")],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+
+
+def test_per_token_int8_keeps_every_row_accurate_beside_a_spiking_one(tmp_path):
+    import onnxruntime as ort
+
+    rng = np.random.default_rng(0)
+    weight = rng.normal(size=(64, 48)).astype(np.float32)
+    x = rng.normal(size=(16, 64)).astype(np.float32)
+    x[3] *= 40  # one token spikes, as [CLS]/[SEP] do in BERT-family models
+    _matmul_graph(tmp_path / "fp32.onnx", weight)
+    quantize_int8(tmp_path / "fp32.onnx", tmp_path / "dynamic.onnx", "dynamic")
+    rewritten = quantize_int8(
+        tmp_path / "fp32.onnx", tmp_path / "token.onnx", "per-token", per_token_inputs={"x"}
+    )
+    assert rewritten == ["matmul"]
+
+    def row_error(path):  # each row's error relative to that row's own fp32 values
+        y = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+        reference = x.astype(np.float64) @ weight
+        return np.abs(y - reference).max(axis=1) / np.abs(reference).max(axis=1)
+
+    token, dynamic = row_error(tmp_path / "token.onnx"), row_error(tmp_path / "dynamic.onnx")
+    quiet = np.arange(16) != 3
+    assert token.max() < 0.03  # int8 with the row's own scale: ~1/127 of each row's range
+    assert (
+        dynamic[quiet].mean() > 5 * token[quiet].mean()
+    )  # one shared scale: the spike sets every row's step
+    graph = onnx.load(str(tmp_path / "token.onnx"))
+    assert {i.name: i.data_type for i in graph.graph.initializer}.get("w") is None  # the fp32 weight is gone
+    assert "MatMulIntegerToFloat" in {n.op_type for n in graph.graph.node}
+
+
+@pytest.mark.slow
+def test_per_token_int8_reaches_the_bar_plain_dynamic_misses_on_spiking_tokens(tmp_path):
+    model, _ = trained_model(steps=40)
+    model.spec.extra["training"] = {"train": None}
+    vocab = model.tokenizer.get_vocab()
+    with torch.no_grad():  # three frequent words become tokens whose FFN input spikes in channel 5
+        for word in ("w7", "w11", "w9"):
+            row = model.encoder.token_embedding.weight[vocab[word]]
+            row.zero_()
+            row[5] = 5.0
+        model.encoder.blocks[0].norm1.weight[5] *= 12
+    texts, _ = sentences(600, seed=3)
+    int8 = _export(model, tmp_path / "out", texts, min_agreement=1.0, int8_methods=("dynamic", "per-token"))
+
+    dynamic, token = int8["tried"][:2]
+    assert (dynamic["method"], dynamic["passed"], token["method"]) == ("dynamic", False, "per-token")
+    assert token["logit_error"] < dynamic["logit_error"]
+    assert int8["method"] == "per-token" and int8["passed"] and int8["agreement"] == 1.0
+    assert int8["fp32_nodes"] == []
+    # only the FFN input spikes (the attention output does not): one MatMul gets per-token scales
+    assert len(int8["per_token_nodes"]) == 1
+    graph = onnx.load(str(tmp_path / "out" / "model.int8.onnx"))
+    assert sum(n.op_type == "MatMulIntegerToFloat" for n in graph.graph.node) == 1
+
+
+@pytest.mark.slow
+def test_a_model_trained_with_evaluation_data_is_checked_on_it_and_calibrated_on_its_training_data(tmp_path):
+    model, _ = trained_model(steps=40)
+    train, _ = sentences(90, seed=4)
+    held_out, _ = sentences(50, seed=5)
+    for name, texts in (("train", train), ("eval", held_out)):
+        with open(tmp_path / f"{name}.csv", "w", newline="") as f:
+            csv.writer(f).writerows([["text", "label"], *([t, "pos"] for t in texts)])
+    model.spec.extra["training"] = {"train": str(tmp_path / "train.csv"), "eval": str(tmp_path / "eval.csv")}
+    int8 = export_model(model, tmp_path / "out", quantize="int8", int8_methods=("dynamic",))["int8"]
+    assert (
+        int8["texts"] == "training data calibrates, evaluation data checks: 90 calibrate, 50 check agreement"
+    )
+    assert (int8["calibration_rows"], int8["compared"]) == (90, 50)
+
+    del model.spec.extra["training"][
+        "eval"
+    ]  # without it, the training texts are split: one in three calibrates
+    int8 = export_model(model, tmp_path / "out2", quantize="int8", int8_methods=("dynamic",))["int8"]
+    assert (int8["calibration_rows"], int8["compared"]) == (30, 60)
