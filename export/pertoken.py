@@ -83,7 +83,7 @@ def rewrite(model, names: set[str]) -> None:
         model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
     graph = model.graph
     weights = {i.name: i for i in graph.initializer}
-    shared = {
+    shared: dict[str, np.ndarray] = {
         f"{MARK}/zero_point": np.array(128, np.uint8),
         f"{MARK}/inv127": np.array(1 / 127, np.float32),
         f"{MARK}/tiny": np.array(1e-8, np.float32),
