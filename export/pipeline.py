@@ -63,7 +63,7 @@ def export_model(
     Raises ExportMismatch (exit code 1) when an export differs from the eager model beyond
     ``atol + rtol·|eager|`` on a probe shape, or int8 agrees with fp32 on fewer than ``min_agreement``
     of the predictions; ``allow_mismatch`` keeps the files anyway and records the failure.
-    ``int8_methods``: the int8 methods to try, in order (default: all of export.quantize.METHODS).
+    ``int8_methods``: the int8 methods to try, in order (default: export.quantize.DEFAULT_METHODS).
     ``argument_names``: how messages name the arguments (the keywords here; `zoo export` passes its flags).
     """
     names = argument_names
