@@ -141,7 +141,7 @@ class Service:
         encodings, plan = self.encode(table, truncate)
         try:
             ids = plan.ids if plan else ids_of(encodings)
-            outputs = await unless_disconnected(request, self.batcher.submit(ids))
+            outputs = await unless_disconnected(request, self.batcher.enqueue(ids))
         except InferenceFailed as exc:
             raise ApiError(424, "backend", str(exc)) from None
         p = self.predictor
@@ -151,7 +151,8 @@ class Service:
 
 
 async def unless_disconnected(request: Request | None, work: Awaitable[T]) -> T:
-    """``work``'s result, or ApiError 499 with ``work`` cancelled as soon as the client disconnects."""
+    """``work``'s result, or ApiError 499 with ``work`` cancelled as soon as the client disconnects. ``work``
+    may be a future (the batcher's: no task is made for it)."""
     if request is None:
         return await work
     task = asyncio.ensure_future(work)
