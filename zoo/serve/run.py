@@ -12,6 +12,9 @@ from zoo.errors import ZooError
 from .app import ServeConfig, build_app
 
 
+SWITCH_INTERVAL_S = 0.0002
+
+
 class GracefulServer(uvicorn.Server):
     def handle_exit(self, sig, frame) -> None:
         super().handle_exit(sig, frame)
@@ -32,6 +35,9 @@ def serve(config: ServeConfig, host: str = "127.0.0.1", port: int = 8080) -> Non
         if server is not None:
             server.should_exit = True
 
+    import os
+
+    sys.setswitchinterval(float(os.environ.get("ZOO_SWITCH", "0.005")))
     app = build_app(config, on_failure)
     server = GracefulServer(
         uvicorn.Config(
