@@ -1,18 +1,23 @@
-"""Load benchmark of `zoo serve` (issue 13) against the server a user writes by hand: a Starlette app (what
-FastAPI runs on) whose synchronous handler tokenises one text and makes one onnxruntime call per request,
-in the thread pool FastAPI uses for `def` handlers, with a plain session (thread count set, no spinning).
-Both serve the same ONNX file with the same threads per call on 127.0.0.1; an async HTTP/1.1 client (one
-keep-alive connection per concurrent client) sends real tweets, one text per request, at each concurrency
-in turn, alternating the two servers, and stops each run after --requests requests or --time-limit
-seconds (--rounds such passes; the table holds medians). Every answer must be 200 with the label
-onnxruntime gives for that text on its own; the report counts errors and disagreements.
+"""Load benchmark of `zoo serve` (issue 13) against two peers on the same ONNX file: the server a user writes
+by hand (bench/serve_fastapi.py: FastAPI, a `def` handler run in FastAPI's thread pool, an onnxruntime session
+with its default options, one session.run per request; the issue's peer) and the same server tuned by hand
+(Starlette without FastAPI's validation, --threads onnxruntime threads per call that do not spin). zoo serve
+runs with its defaults unless --zoo-options says otherwise. An async HTTP/1.1 client on 127.0.0.1 (one
+keep-alive connection per concurrent client) sends real tweets, one text per request, at each concurrency in
+turn, the servers alternating, and stops each run after --requests requests or --time-limit seconds (--rounds
+such passes; the table holds medians). Each of --files (fp32 and int8) is served in turn. Every answer must be
+200 with the label onnxruntime gives that text on its own; the report counts errors and disagreements, and
+the CPU time each server process used per request (user + system, all threads: what other jobs on a shared
+machine change far less than the wall-clock figures).
 
-    python bench/serve.py                              # MiniLM-L6 + a 3-label head, fp32 (built once in --work)
-    python bench/serve.py --export zoo-demo/export     # any export directory, e.g. the demo's classifier
+    python bench/serve.py                              # the demo's model, fp32 and int8 (built once in --work)
+    python bench/serve.py --export zoo-demo/export     # any export directory, e.g. the full demo's
     python bench/serve.py --requests 300 --concurrency 1 16 --time-limit 10   # a smoke run
 
-Writes bench/results/serve.json and prints a markdown table (requests/s, p50/p95/p99 latency, the mean rows
-per batch zoo ran, and zoo / peer ratios), with the CPU model and the load average.
+The default export is `zoo demo` run cheaply (1,000 tweets, one epoch): the demo's MiniLM-L6 classifier, its
+graphs and files, with less training. Writes bench/results/serve.json and prints a markdown table per file
+(requests/s, p50/p95/p99 latency, server CPU ms per request, the mean rows per batch zoo ran, zoo / each peer),
+with the CPU model and the load average.
 """
 
 from __future__ import annotations
