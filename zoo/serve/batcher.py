@@ -251,7 +251,7 @@ class Batcher:
             if self.metrics is not None and error is None:
                 self.metrics.inference_time.observe(time.perf_counter() - started)
             try:
-                self._loop.call_soon_threadsafe(self._deliver, batch, lengths, out, error)  # type: ignore[union-attr]
+                self._loop.call_soon_threadsafe(self._deliver, batch, lengths, out, error)
             except RuntimeError:  # the event loop has closed: nobody waits for these answers
                 return
 

@@ -102,7 +102,7 @@ class Service:
                 max_batch_requests=self.config.max_batch_requests,
                 max_batch_delay_s=self.config.max_batch_delay_ms / 1000,
                 max_padding=self.config.max_batch_padding,
-                workers=self.config.batch_workers,
+                workers=self.config.batch_workers or 1,  # set by _load
                 metrics=self.metrics,
                 delay_s=self.config.batch_delay_s,
             )
