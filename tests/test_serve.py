@@ -587,3 +587,24 @@ def test_a_dynamically_quantised_file_is_served_a_row_per_batch(tmp_path):
                 dict(zip(reference.labels, row.tolist())), abs=1e-5
             )
         assert c.metric("zoo_batch_size_sum") == c.metric("zoo_batch_size_count")  # one row per batch
+
+
+@pytest.mark.parametrize(
+    "method, served, interact",
+    [
+        ("dynamic", "model.int8.onnx", True),
+        ("dynamic+outliers", "model.int8.onnx", True),
+        ("per-token", "model.int8.onnx", True),  # its other MatMuls are quantised at run time
+        ("static-minmax+outliers", "model.int8.onnx", False),  # fixed scales: rows stay independent
+        ("dynamic", "model.onnx", False),  # the fp32 file of an export with an int8 one
+    ],
+)
+def test_which_files_are_served_a_row_per_batch(method, served, interact):
+    from types import SimpleNamespace
+
+    from zoo.serve.service import rows_interact
+
+    predictor = SimpleNamespace(
+        path=f"/x/{served}", manifest={"int8": {"file": "model.int8.onnx", "method": method}}
+    )
+    assert rows_interact(predictor) is interact

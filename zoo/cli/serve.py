@@ -31,7 +31,7 @@ from .options import threads_option
     type=click.IntRange(1),
     default=None,
     help="Rows per batch (and per window of rows sorted by length), at most [default: only --max-batch-tokens; "
-    "1 for a dynamically quantised int8 file, whose rows' answers depend on their batch].",
+    "1 for an int8 file quantised at run time, whose rows' answers depend on their batch].",
 )
 @click.option(
     "--max-batch-delay-ms",

@@ -159,16 +159,18 @@ class Service:
 
 
 def rows_interact(predictor: Any) -> bool:
-    """Whether one row's outputs depend on the other rows of its batch: a dynamically quantised int8 file
-    (onnxruntime's DynamicQuantizeLinear takes one scale per tensor, over every row and the padding), whose
-    served labels then differ from `zoo predict` on the text alone. Such a file is served a row per batch."""
+    """Whether one row's outputs depend on the other rows of its batch: an int8 file whose activations are
+    quantised at run time ("dynamic", and "per-token", whose other MatMuls are dynamic): onnxruntime's
+    DynamicQuantizeLinear takes one scale per tensor, over every row and the padding, so a batched row's label
+    could differ from `zoo predict` on the text alone. Such a file is served a row per batch; a static int8
+    file (fixed scales) and fp32 are not."""
     int8 = (getattr(predictor, "manifest", None) or {}).get("int8")
     path = getattr(predictor, "path", None)
     return (
         isinstance(int8, dict)
         and path is not None
         and int8.get("file") == Path(path).name
-        and str(int8.get("method", "")).startswith("dynamic")
+        and not str(int8.get("method", "")).startswith("static")
     )
 
 
