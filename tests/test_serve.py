@@ -175,6 +175,7 @@ def test_health_info_tokenize_and_metrics(client, export_dir):
     status, info = client.call("/info")
     assert status == 200 and info["task"] == "classification" and info["labels"] == ["neg", "pos", "neu"]
     assert info["max_input_length"] == 32 and info["max_client_batch_size"] == 8 and info["embeds"] is False
+    assert info["batch_workers"] == 1 and info["max_batch_requests"] is None  # --threads 1: one worker
     status, tokens = client.call("/tokenize", {"inputs": "pos1 w3"})
     ids = OnnxModel(export_dir, warn=False).encode(["pos1 w3"])[0][0].tolist()
     assert status == 200 and [t["id"] for t in tokens[0]] == ids
@@ -532,3 +533,78 @@ def test_batch_workers_run_batches_at_once():
     assert [float(r[0][0]) for r in results] == [2, 9] and sorted(shapes) == [(1, 2), (1, 9)]
     results, _ = shapes_run(1)  # one worker: the first batch waits for a second that never comes
     assert all(isinstance(r, InferenceFailed) for r in results[:1])
+
+
+def test_workers_take_their_next_batches_while_the_event_loop_is_busy():
+    """The worker threads take batch after batch from the queue themselves: a loop that is busy (here
+    blocked outright) with other requests' HTTP work never leaves a worker waiting for its next batch."""
+    shapes = []
+
+    def run(ids, mask):
+        shapes.append(ids.shape)
+        return ids.sum(axis=1, keepdims=True).astype(np.float32)
+
+    async def main():
+        batcher = Batcher(run, pad_value=0, max_batch_tokens=100, max_concurrent=10, max_batch_requests=1)
+        futures = [batcher.enqueue([np.ones(n, dtype=np.int64)]) for n in (2, 3, 4)]
+        deadline = time.monotonic() + TIMEOUT
+        while len(shapes) < 3 and time.monotonic() < deadline:  # blocks the loop: none of its callbacks run
+            time.sleep(0.01)
+        ran_while_blocked = list(shapes)
+        results = await asyncio.gather(*futures)
+        await batcher.stop()
+        return ran_while_blocked, results
+
+    ran, results = asyncio.run(main())
+    assert ran == [(1, 2), (1, 3), (1, 4)]
+    assert [float(r[0][0]) for r in results] == [2, 3, 4]
+
+
+@pytest.mark.slow
+def test_a_dynamically_quantised_file_is_served_a_row_per_batch(tmp_path):
+    """onnxruntime's dynamic int8 takes one activation scale over a whole batch, so a row's outputs depend on
+    the rows batched with it; served alone, each answer equals OnnxModel's on that text alone."""
+    model, _ = trained_model(seed=1)
+    texts, _ = sentences(12, seed=3)
+    out = tmp_path / "int8"
+    manifest = export_model(model, out, quantize="int8", calibration_texts=texts)
+    assert manifest["serve"] == "model.int8.onnx" and manifest["int8"]["method"].startswith("dynamic")
+    reference = OnnxModel(out, warn=False)
+    alone = np.concatenate([reference.logits(*reference.encode([t])) for t in texts])
+    together = reference.logits(*reference.encode(texts))
+    assert not np.allclose(alone, together, atol=1e-6)  # why: batched rows change each other's outputs
+    with server(out, "--threads", "2", "--max-batch-delay-ms", "50") as c:
+        status, info = c.call("/info")
+        assert status == 200 and info["max_batch_requests"] == 1 and info["batch_workers"] == 2
+        threads, results = in_threads(
+            [lambda t=t: c.call("/predict", {"inputs": t, "raw_scores": True}) for t in texts]
+        )
+        for t in threads:
+            t.join(TIMEOUT)
+        for (status, scores), row in zip(results, alone):
+            assert status == 200
+            assert {x["label"]: x["score"] for x in scores} == pytest.approx(
+                dict(zip(reference.labels, row.tolist())), abs=1e-5
+            )
+        assert c.metric("zoo_batch_size_sum") == c.metric("zoo_batch_size_count")  # one row per batch
+
+
+@pytest.mark.parametrize(
+    "method, served, interact",
+    [
+        ("dynamic", "model.int8.onnx", True),
+        ("dynamic+outliers", "model.int8.onnx", True),
+        ("per-token", "model.int8.onnx", True),  # its other MatMuls are quantised at run time
+        ("static-minmax+outliers", "model.int8.onnx", False),  # fixed scales: rows stay independent
+        ("dynamic", "model.onnx", False),  # the fp32 file of an export with an int8 one
+    ],
+)
+def test_which_files_are_served_a_row_per_batch(method, served, interact):
+    from types import SimpleNamespace
+
+    from zoo.serve.service import rows_interact
+
+    predictor = SimpleNamespace(
+        path=f"/x/{served}", manifest={"int8": {"file": "model.int8.onnx", "method": method}}
+    )
+    assert rows_interact(predictor) is interact

@@ -30,7 +30,8 @@ from .options import threads_option
     "--max-batch-requests",
     type=click.IntRange(1),
     default=None,
-    help="Rows per batch (and per window of rows sorted by length), at most [default: only --max-batch-tokens].",
+    help="Rows per batch (and per window of rows sorted by length), at most [default: only --max-batch-tokens; "
+    "1 for an int8 file quantised at run time, whose rows' answers depend on their batch].",
 )
 @click.option(
     "--max-batch-delay-ms",
@@ -49,9 +50,9 @@ from .options import threads_option
 @click.option(
     "--batch-workers",
     type=click.IntRange(1),
-    default=1,
-    show_default=True,
-    help="Batches that run at once, each in its own thread with --threads threads.",
+    default=None,
+    help="Batches that run at once, each in its own thread, sharing the --threads onnxruntime threads "
+    "[default: --threads, one thread per batch].",
 )
 @click.option(
     "--max-concurrent-requests",

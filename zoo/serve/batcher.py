@@ -6,19 +6,22 @@ as much as a real one, and a bigger batch buys little else). A window's batches 
 before any younger row, so sorting never costs a row more than one window's wait. While batches run, the
 requests that arrive queue up for the next window, so there is no fixed delay unless ``max_batch_delay_s``
 asks for one (then a window that is not a full batch waits up to that long after its oldest row arrived).
-``workers`` batches may run at once, each in its own thread (an onnxruntime session runs calls in
-parallel). A bounded number of requests may be in the server at once; beyond it :meth:`Batcher.admit`
-refuses at once (HTTP 429), so nothing queues without bound. A request cancelled while it waits (its client
-went away) takes its rows out of the queue and the ready batches: they are never computed."""
+
+``workers`` threads each take a batch, pad it, run it and take the next one themselves: the event loop only
+queues rows and receives each batch's outputs (one callback per batch), so a busy loop (many connections)
+never leaves a worker waiting for its next batch. An onnxruntime session runs calls in parallel. A bounded
+number of requests may be in the server at once; beyond it :meth:`Batcher.admit` refuses at once (HTTP 429),
+so nothing queues without bound. A request cancelled while it waits (its client went away) takes its rows out
+of the queue and the ready batches: they are never computed."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,7 +48,7 @@ class Job:
 
 
 class Batcher:
-    """``run(input_ids, attention_mask) -> outputs`` is called in one worker thread, one batch at a time.
+    """``run(input_ids, attention_mask) -> outputs`` is called in the worker threads, one batch per call.
     ``delay_s`` makes every batch that much slower (for tests of backpressure and shutdown)."""
 
     def __init__(
@@ -67,12 +70,15 @@ class Batcher:
         self.max_batch_requests, self.max_batch_delay_s = max_batch_requests, max_batch_delay_s
         self.max_padding, self.workers = max_padding, workers
         self.skipped = 0  # rows dropped from the queue because their request was cancelled
+        # the queue and the ready batches are shared by the event loop (which adds and drops rows) and the
+        # workers (which take batches): both under ``lock``, which also wakes an idle worker
+        self.lock = threading.Condition()
         self.queue: deque[tuple[Job, int]] = deque()  # rows that wait for a window
         self.ready: deque[list[tuple[Job, int]]] = deque()  # the batches cut from the last window
         self.in_flight = 0
-        self.executor = ThreadPoolExecutor(workers, thread_name_prefix="zoo-serve-batch")
-        self._wake: asyncio.Event | None = None
-        self._tasks: list[asyncio.Task] = []
+        self._threads: list[threading.Thread] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping = False
 
     # ---- requests ---------------------------------------------------------------------------------
     @contextmanager
@@ -90,29 +96,34 @@ class Batcher:
             self.in_flight -= 1
             self._gauge()
 
-    async def submit(self, rows: list[np.ndarray]) -> list[Any]:
-        """The model's output per row (per-token outputs cut to the row's length)."""
+    def enqueue(self, rows: list[np.ndarray]) -> asyncio.Future:
+        """Queue ``rows``; the future's result is the model's output per row (per-token outputs cut to the
+        row's length). Cancelling the future takes the rows that still wait out of the queue."""
         self.start()
-        job = Job(
-            rows, asyncio.get_running_loop().create_future(), outputs=[None] * len(rows), pending=len(rows)
-        )
+        assert self._loop is not None
+        future = self._loop.create_future()
         if not rows:
-            return []
-        self.queue.extend((job, i) for i in range(len(rows)))
+            future.set_result([])
+            return future
+        job = Job(rows, future, outputs=[None] * len(rows), pending=len(rows))
+        future.add_done_callback(lambda f: self._drop(job) if f.cancelled() else None)
+        with self.lock:
+            self.queue.extend((job, i) for i in range(len(rows)))
+            self.lock.notify_all() if self.max_batch_delay_s else self.lock.notify()
         self._gauge()
-        self._wake.set()
-        try:
-            return await job.future
-        except asyncio.CancelledError:  # the request went away: its waiting rows are never computed
-            self._drop(job)
-            raise
+        return future
+
+    async def submit(self, rows: list[np.ndarray]) -> list[Any]:
+        """The model's output per row; a cancelled submit's waiting rows are never computed."""
+        return await self.enqueue(rows)
 
     def _drop(self, job: Job) -> None:
-        waiting = self._waiting()
-        self.queue = deque(entry for entry in self.queue if entry[0] is not job)
-        for piece in self.ready:
-            piece[:] = [entry for entry in piece if entry[0] is not job]
-        dropped = waiting - self._waiting()
+        with self.lock:
+            waiting = self._waiting()
+            self.queue = deque(entry for entry in self.queue if entry[0] is not job)
+            for piece in self.ready:
+                piece[:] = [entry for entry in piece if entry[0] is not job]
+            dropped = waiting - self._waiting()
         self.skipped += dropped
         if self.metrics is not None:
             self.metrics.skipped_rows.inc(dropped)
@@ -121,19 +132,25 @@ class Batcher:
     def _waiting(self) -> int:
         return len(self.queue) + sum(len(piece) for piece in self.ready)
 
-    # ---- the worker -------------------------------------------------------------------------------
+    # ---- the workers ------------------------------------------------------------------------------
     def start(self) -> None:
-        if not self._tasks:
-            self._wake = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            self._tasks = [loop.create_task(self._loop()) for _ in range(self.workers)]
+        if not self._threads:
+            self._loop = asyncio.get_running_loop()
+            self._threads = [
+                threading.Thread(target=self._work, name=f"zoo-serve-batch_{i}", daemon=True)
+                for i in range(self.workers)
+            ]
+            for thread in self._threads:
+                thread.start()
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-            with suppress(asyncio.CancelledError):
-                await task
-        self.executor.shutdown(wait=True)
+        """Stop the workers once their current batches are done (rows still queued are not run)."""
+        with self.lock:
+            self._stopping = True
+            self.lock.notify_all()
+        threads, self._threads = self._threads, []
+        for thread in threads:
+            await asyncio.get_running_loop().run_in_executor(None, thread.join)
 
     def _fits(self, longest: int, rows: int, real: int | None = None) -> bool:
         """Whether ``rows`` rows padded to ``longest`` tokens fit in one batch (and, given their ``real``
@@ -179,66 +196,81 @@ class Batcher:
         self.ready.extend(pieces[1:])
         return pieces[0] if pieces else []
 
-    async def _delay(self) -> None:
-        """With a delay window, wait until the oldest row has waited max_batch_delay_s or a batch is full."""
+    def _delay(self) -> None:
+        """With a delay window, wait until the oldest row has waited max_batch_delay_s or a batch is full
+        (called with the lock held; waiting releases it)."""
         if not self.max_batch_delay_s or self.ready or not self.queue:
             return
         deadline = self.queue[0][0].enqueued + self.max_batch_delay_s
-        while self.queue and not self._full() and (left := deadline - time.perf_counter()) > 0:
-            self._wake.clear()
-            with suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), left)
+        while (
+            self.queue
+            and not self._stopping
+            and not self._full()
+            and (left := deadline - time.perf_counter()) > 0
+        ):
+            self.lock.wait(left)
 
-    def _infer(self, ids: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, float]:
-        started = time.perf_counter()
-        if self.delay_s:
-            time.sleep(self.delay_s)
-        return self.run(ids, mask), time.perf_counter() - started
-
-    async def _loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            if not self.queue and not self.ready:
-                self._wake.clear()
-                await self._wake.wait()
-                continue
-            await self._delay()
+    def _next(self) -> list[tuple[Job, int]] | None:
+        """The next batch to run, waiting for rows while there are none; None once stopping."""
+        with self.lock:
+            while not self._stopping and not (self.queue or self.ready):
+                self.lock.wait()
+            if self._stopping:
+                return None
+            self._delay()
             batch = self._take()
-            self._gauge()
+            if self.queue or self.ready:  # more work: another idle worker may take it
+                self.lock.notify()
+        self._gauge()
+        return batch
+
+    def _work(self) -> None:
+        """A worker thread: take a batch, pad it, run it, hand the outputs to the event loop; repeat."""
+        while (batch := self._next()) is not None:
             if not batch:
                 continue
-            rows = [job.rows[i] for job, i in batch]
-            longest = max(len(r) for r in rows)
-            ids = np.full((len(rows), longest), self.pad_value, dtype=np.int64)
+            lengths = [len(job.rows[i]) for job, i in batch]
+            ids = np.full((len(batch), max(lengths)), self.pad_value, dtype=np.int64)
             mask = np.zeros_like(ids)
-            for r, row in enumerate(rows):
-                ids[r, : len(row)], mask[r, : len(row)] = row, 1
-            now = time.perf_counter()
+            for r, (job, i) in enumerate(batch):
+                ids[r, : lengths[r]], mask[r, : lengths[r]] = job.rows[i], 1
+            started = time.perf_counter()
             if self.metrics is not None:
                 for job in {id(j): j for j, _ in batch}.values():
-                    self.metrics.queue_time.observe(now - job.enqueued)
-                self.metrics.batch_size.observe(len(rows))
+                    self.metrics.queue_time.observe(started - job.enqueued)
+                self.metrics.batch_size.observe(len(batch))
                 self.metrics.batch_tokens.observe(ids.size)
+            out: np.ndarray | None = None
+            error: Exception | None = None
             try:
-                out, took = await loop.run_in_executor(self.executor, self._infer, ids, mask)
-                out = np.asarray(out)
+                if self.delay_s:
+                    time.sleep(self.delay_s)
+                out = np.asarray(self.run(ids, mask))
             except Exception as exc:  # onnxruntime raises its own types; every request in the batch fails
                 error = InferenceFailed(f"inference failed: {type(exc).__name__}: {exc}")
-                for job, _ in batch:
-                    if not job.future.done():
-                        job.future.set_exception(error)
+            if self.metrics is not None and error is None:
+                self.metrics.inference_time.observe(time.perf_counter() - started)
+            try:
+                self._loop.call_soon_threadsafe(self._deliver, batch, lengths, out, error)
+            except RuntimeError:  # the event loop has closed: nobody waits for these answers
+                return
+
+    def _deliver(self, batch: list[tuple[Job, int]], lengths: list[int], out: Any, error: Any) -> None:
+        """On the event loop: each row's output to its request; a request is answered with its last row."""
+        for r, (job, i) in enumerate(batch):
+            if job.future.done():
                 continue
-            if self.metrics is not None:
-                self.metrics.inference_time.observe(took)
-            for r, (job, i) in enumerate(batch):
-                if job.future.done():
-                    continue
-                job.outputs[i] = out[r, : len(rows[r])] if out.ndim == 3 else out[r]
-                job.pending -= 1
-                if job.pending == 0:
-                    job.future.set_result(job.outputs)
+            if error is not None:
+                job.future.set_exception(error)
+                continue
+            job.outputs[i] = out[r, : lengths[r]] if out.ndim == 3 else out[r]
+            job.pending -= 1
+            if job.pending == 0:
+                job.future.set_result(job.outputs)
 
     def _gauge(self) -> None:
         if self.metrics is not None:
-            self.metrics.queue_depth.set(self._waiting())
+            with self.lock:
+                waiting = self._waiting()
+            self.metrics.queue_depth.set(waiting)
             self.metrics.in_flight.set(self.in_flight)

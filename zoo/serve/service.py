@@ -14,6 +14,7 @@ import traceback
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
@@ -45,7 +46,7 @@ class ServeConfig:
     max_batch_requests: int | None = None  # rows per batch; None: only the token budget bounds a batch
     max_batch_delay_ms: float = 0.0  # how long a batch that is not full may wait for more rows
     max_batch_padding: float | None = 0.25  # padded tokens over real ones a batch may add; None: no bound
-    batch_workers: int = 1  # batches run at once
+    batch_workers: int | None = None  # batches run at once; None: --threads (default: physical cores)
     batch_delay_s: float = 0.0  # added to every batch: for tests of backpressure and shutdown
 
 
@@ -73,10 +74,15 @@ class Service:
 
     # ---- loading ----------------------------------------------------------------------------------
     def _load(self) -> None:
+        from zoo.export.runtime import physical_cores
         from zoo.inference import load_predictor
         from zoo.threads import use
 
-        use(self.config.threads)
+        # --threads (default: the usable physical cores) shared among the workers, each batch on its own
+        # share: batches of short texts keep one core busy each, so W workers beat one call on W threads
+        cores = self.config.threads or physical_cores()
+        self.config.batch_workers = self.config.batch_workers or cores
+        use(max(1, cores // self.config.batch_workers))
         predictor = load_predictor(self.config.model)
         if predictor.tokenizer is None:
             raise ZooError(f"{self.config.model}: the export has no tokenizer.json")
@@ -86,6 +92,8 @@ class Service:
         try:
             await asyncio.get_running_loop().run_in_executor(None, self._load)
             p = self.predictor
+            if self.config.max_batch_requests is None and rows_interact(p):
+                self.config.max_batch_requests = 1  # a row's answer must not depend on its batch
             self.batcher = Batcher(
                 p.logits,
                 pad_value=pad_id(p.tokenizer),
@@ -94,7 +102,7 @@ class Service:
                 max_batch_requests=self.config.max_batch_requests,
                 max_batch_delay_s=self.config.max_batch_delay_ms / 1000,
                 max_padding=self.config.max_batch_padding,
-                workers=self.config.batch_workers,
+                workers=self.config.batch_workers or 1,  # set by _load
                 metrics=self.metrics,
                 delay_s=self.config.batch_delay_s,
             )
@@ -141,7 +149,7 @@ class Service:
         encodings, plan = self.encode(table, truncate)
         try:
             ids = plan.ids if plan else ids_of(encodings)
-            outputs = await unless_disconnected(request, self.batcher.submit(ids))
+            outputs = await unless_disconnected(request, self.batcher.enqueue(ids))
         except InferenceFailed as exc:
             raise ApiError(424, "backend", str(exc)) from None
         p = self.predictor
@@ -150,8 +158,25 @@ class Service:
         return p.task.predict(table, encodings, outputs, list(p.labels or []) or None, top_k), outputs
 
 
+def rows_interact(predictor: Any) -> bool:
+    """Whether one row's outputs depend on the other rows of its batch: an int8 file whose activations are
+    quantised at run time ("dynamic", and "per-token", whose other MatMuls are dynamic): onnxruntime's
+    DynamicQuantizeLinear takes one scale per tensor, over every row and the padding, so a batched row's label
+    could differ from `zoo predict` on the text alone. Such a file is served a row per batch; a static int8
+    file (fixed scales) and fp32 are not."""
+    int8 = (getattr(predictor, "manifest", None) or {}).get("int8")
+    path = getattr(predictor, "path", None)
+    return (
+        isinstance(int8, dict)
+        and path is not None
+        and int8.get("file") == Path(path).name
+        and not str(int8.get("method", "")).startswith("static")
+    )
+
+
 async def unless_disconnected(request: Request | None, work: Awaitable[T]) -> T:
-    """``work``'s result, or ApiError 499 with ``work`` cancelled as soon as the client disconnects."""
+    """``work``'s result, or ApiError 499 with ``work`` cancelled as soon as the client disconnects. ``work``
+    may be a future (the batcher's: no task is made for it)."""
     if request is None:
         return await work
     task = asyncio.ensure_future(work)
