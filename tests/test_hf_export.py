@@ -69,9 +69,15 @@ def test_import_then_export_hf_round_trips_through_transformers(tmp_path):
     [
         (["--arch", "bert", "--head", "cls", "--attention", "local"], "attention 'local'"),
         (["--arch", "prenorm", "--head", "cls"], "encoder 'prenorm' has no transformers equivalent"),
-        (["--arch", "bert", "--head", "token-cls"], "head 'token-cls'"),
+        (["--arch", "bert", "--head", "mlm"], "head 'mlm' has no transformers equivalent"),
+        (["--arch", "bert", "--head", "cls"], "head 'cls' with cls pooling and no pooler"),
+        (
+            ["--arch", "modernbert", "--head", "token-cls"],
+            "head 'token-cls' (ModernBertForTokenClassification",
+        ),
+        (["--arch", "bert", "--head", "rerank", "--attention", "alibi"], "attention 'alibi'"),
     ],
-    ids=["attention", "encoder", "head"],
+    ids=["attention", "encoder", "head", "pooler", "modernbert-token", "rerank-attention"],
 )
 def test_a_part_without_a_transformers_equivalent_is_named_in_one_line(tmp_path, args, part):
     size = [

@@ -59,6 +59,12 @@ def pooler_weights(state: dict, dense: str) -> dict:
     return {f"pooler.0.{key.rsplit('.', 1)[1]}": t for key, t in state.items() if key.startswith(f"{dense}.")}
 
 
+def token_classifier_weights(state: dict) -> dict:
+    """A plain linear ``classifier`` (a *ForTokenClassification's, where the family's sequence classifier is
+    ``classifier.dense`` + ``classifier.out_proj``) as the head's classifier."""
+    return {key: t for key, t in state.items() if key in ("classifier.weight", "classifier.bias")}
+
+
 MLM_RENAMES = {
     "cls.predictions.transform.dense.": "dense.",
     "cls.predictions.transform.LayerNorm.": "norm.",

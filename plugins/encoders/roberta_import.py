@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from zoo.hf import Checkpoint, EncoderImport
 
-from .bert_import import bert_options, bert_sizes, bert_weights, pooler_weights
+from .bert_import import bert_options, bert_sizes, bert_weights, pooler_weights, token_classifier_weights
 
 
 def import_roberta(checkpoint: Checkpoint) -> EncoderImport:
@@ -34,6 +34,7 @@ def import_roberta(checkpoint: Checkpoint) -> EncoderImport:
             if key.startswith("classifier.out_proj.")
         }
     )
+    head.update(token_classifier_weights(state))
     return EncoderImport(
         encoder="bert",
         sizes=sizes,
