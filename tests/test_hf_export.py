@@ -75,13 +75,19 @@ def test_import_then_export_hf_round_trips_through_transformers(tmp_path):
         (["--arch", "prenorm", "--head", "cls"], "encoder 'prenorm' has no transformers equivalent"),
         (["--arch", "bert", "--head", "mlm"], "head 'mlm' has no transformers equivalent"),
         (["--arch", "bert", "--head", "cls"], "head 'cls' with cls pooling and no pooler"),
-        (
-            ["--arch", "modernbert", "--head", "token-cls"],
-            "head 'token-cls' (ModernBertForTokenClassification",
-        ),
+        (["--arch", "modernbert", "--head", "token-cls"], "head 'token-cls' without a transform"),
+        (["--arch", "bert", "--head", "token-cls", "--set", "head.transform=true"], "with a transform"),
         (["--arch", "bert", "--head", "rerank", "--attention", "alibi"], "attention 'alibi'"),
     ],
-    ids=["attention", "encoder", "head", "pooler", "modernbert-token", "rerank-attention"],
+    ids=[
+        "attention",
+        "encoder",
+        "head",
+        "pooler",
+        "modernbert-token",
+        "bert-token-transform",
+        "rerank-attention",
+    ],
 )
 def test_a_part_without_a_transformers_equivalent_is_named_in_one_line(tmp_path, args, part):
     size = [

@@ -20,10 +20,6 @@ from zoo.hf import import_pretrained
 transformers = pytest.importorskip("transformers")
 st = pytest.importorskip("sentence_transformers")
 
-TOKEN_EXPORT_REFUSED = {  # families whose *ForTokenClassification zoo's token-cls head does not compute
-    "modernbert": "ModernBertForTokenClassification puts dense + activation + norm before its classifier",
-}
-
 
 def zoo(*args):
     return CliRunner().invoke(cli, [str(a) for a in args])
@@ -38,14 +34,15 @@ def export(model, tmp_path):
     return report
 
 
-@pytest.mark.parametrize("model_type", [t for t in PARAMS if t not in TOKEN_EXPORT_REFUSED])
+@pytest.mark.parametrize("model_type", PARAMS)
 def test_token_classification_round_trips(tmp_path, model_type):
-    """The family's *ForTokenClassification -> zoo (token-cls) -> AutoModelForTokenClassification: the same
-    logits at every real token, and the tag names."""
+    """The family's *ForTokenClassification -> zoo (token-cls; ModernBERT's with its dense + norm transform) ->
+    AutoModelForTokenClassification: the same logits at every real token, and the tag names."""
     reference, _ = save_family(
         tmp_path / "hf", model_type, architecture="ForTokenClassification", num_labels=3
     )
     model = import_pretrained(tmp_path / "hf", head="token-cls", labels=["O", "B-X", "I-X"])
+    assert model.spec.head.options["transform"] == (model_type == "modernbert")
     ids, mask = padded_batch(model)
     real = mask.bool()
     with torch.no_grad():

@@ -21,7 +21,7 @@ import copy
 import importlib
 import inspect
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,14 @@ def refuse(problems: list[str], architecture: str) -> None:
         raise ZooError(f"no transformers equivalent for {architecture}: {', '.join(problems)}")
 
 
-PLAIN_TOKEN_CLASSIFIER = {"classifier": "classifier"}  # *ForTokenClassification: one linear layer per token
+def plain_token_classifier(head: Any) -> dict[str, str]:
+    """*ForTokenClassification of most families: one linear layer per token (the default)."""
+    if head.options.get("transform"):
+        refuse(
+            [f"head '{head.name}' with a transform (the family's token classifier is one linear layer)"],
+            "the family's ForTokenClassification",
+        )
+    return {"classifier": "classifier"}
 
 
 @dataclass
@@ -58,7 +65,7 @@ class HFEncoder:
     stem: str  # transformers class names are stem + "Model", "ForSequenceClassification", ...
     rename: Rename
     classifier: Callable[[Any], dict[str, str]]
-    token_classifier: Callable[[Any], dict[str, str]] = field(default=lambda head: PLAIN_TOKEN_CLASSIFIER)
+    token_classifier: Callable[[Any], dict[str, str]] = plain_token_classifier
 
     def build(self, suffix: str, **settings: Any) -> Any:
         """A fresh transformers model ``stem + suffix`` on a copy of the config updated with ``settings``; a

@@ -3,8 +3,8 @@
 The reverse of modernbert_import: q/k/v are stacked into ``Wqkv``. zoo's attention projections and the head's
 pooler keep biases, so the config says ``attention_bias`` and ``classifier_bias``; the head's norm bias must
 be zero unless the encoder's norms have biases (``norm_bias``), since transformers uses one setting for both.
-ModernBertForTokenClassification puts a dense + activation + norm before its classifier, which zoo's
-`token-cls` head does not compute, so a token classifier is refused.
+ModernBertForTokenClassification puts a dense + activation + norm before its classifier: zoo's `token-cls` head
+with ``transform=true`` (what an import of one gets).
 """
 
 from __future__ import annotations
@@ -28,6 +28,13 @@ def rename(key: str) -> str | list[str]:
     if module == "attn.Wqkv":
         return [f"encoder.layers.{layer}.attention.{p}_proj.{leaf}" for p in "qkv"]
     return f"encoder.layers.{layer}.{LAYER_MODULES.get(module, module)}.{leaf}"
+
+
+def _special_ids(model: Any) -> dict[str, int | None]:
+    """The tokenizer's [CLS] and [SEP] ids for the config (its defaults are ModernBERT's own vocabulary's)."""
+    vocab = model.tokenizer.get_vocab() if model.tokenizer is not None else {}
+    cls, sep = vocab.get("[CLS]", vocab.get("<s>")), vocab.get("[SEP]", vocab.get("</s>"))
+    return {"bos_token_id": cls, "cls_token_id": cls, "eos_token_id": sep, "sep_token_id": sep}
 
 
 def export_modernbert(model: Any) -> HFEncoder:
@@ -64,25 +71,33 @@ def export_modernbert(model: Any) -> HFEncoder:
         attention_bias=True,
         classifier_bias=True,
         pad_token_id=int(spec.tokenizer.get("pad_id", 0)),
+        **_special_ids(model),
     )
+
+    def check_norm_bias(name: str, architecture: str) -> None:
+        if not norm_bias and model.state_dict()[f"head.{name}.bias"].abs().max() > 0:
+            refuse(["the head's norm has a bias while the encoder's norms have none"], architecture)
 
     def classifier(head: Any) -> dict[str, str]:
         architecture = "ModernBertForSequenceClassification"
         classifier_check(head, architecture, None, poolings=("cls", "mean"), norm=True)
-        if not norm_bias and model.state_dict()["head.pooler.2.bias"].abs().max() > 0:
-            refuse(["the head's norm has a bias while the encoder's norms have none"], architecture)
+        check_norm_bias("pooler.2", architecture)
         config.classifier_pooling = head.options.get("pooling", "cls")
         config.classifier_activation = head.options.get("pooler_activation", "tanh")
         return {"head.dense": "pooler.0", "head.norm": "pooler.2", "classifier": "classifier"}
 
     def token_classifier(head: Any) -> dict[str, str]:
-        refuse(
-            [
-                f"head '{head.name}' (ModernBertForTokenClassification puts dense + activation + norm "
-                "before its classifier; the head is one linear layer)"
-            ],
-            "ModernBertForTokenClassification",
-        )
-        return {}
+        architecture = "ModernBertForTokenClassification"
+        if not head.options.get("transform"):
+            refuse(
+                [
+                    f"head '{head.name}' without a transform (ModernBERT's token classifier puts dense + "
+                    "activation + norm before the linear layer: token-cls transform=true)"
+                ],
+                architecture,
+            )
+        check_norm_bias("transform.2", architecture)
+        config.classifier_activation = head.options.get("transform_activation", "gelu")
+        return {"head.dense": "transform.0", "head.norm": "transform.2", "classifier": "classifier"}
 
     return HFEncoder(config, "ModernBert", rename, classifier, token_classifier)
