@@ -97,6 +97,7 @@ class HFEncoder:
         ours = model.state_dict()
         prefix = "" if hf_model.base_model is hf_model else f"{hf_model.base_model_prefix}."
         architecture = type(hf_model).__name__
+        buffers = {name for name, _ in hf_model.named_buffers()}
         state, used = {}, set(elsewhere)
         for key in hf_model.state_dict():
             module, _, leaf = key.rpartition(".")
@@ -105,8 +106,10 @@ class HFEncoder:
             elif key.startswith(prefix):
                 found = self.rename(key.removeprefix(prefix))
                 names = [] if found is None else [found] if isinstance(found, str) else list(found)
+                if not names and key in buffers:
+                    continue  # a buffer (position_ids) that the model computes for itself
                 if not names:
-                    continue  # a buffer (position_ids)
+                    refuse([f"nothing in the model computes its '{module}'"], architecture)
             else:
                 refuse([f"nothing in the model computes its '{module}'"], architecture)
             missing = [n for n in names if n not in ours]
