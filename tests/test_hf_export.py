@@ -157,6 +157,31 @@ def test_regression_and_multilabel_name_their_problem_type(tmp_path, head, probl
         assert (model(ids, mask) - loaded(input_ids=ids, attention_mask=mask).logits).abs().max() <= 1e-5
 
 
+def test_an_adapter_directory_exports_its_merged_model(tmp_path):
+    """A LoRA adapter directory (over an imported checkpoint) -> transformers gets the adapted model."""
+    bert_checkpoint(tmp_path / "hf")
+    model = import_pretrained(tmp_path / "hf", labels=["neg", "neu", "pos"]).add_adapter("lora")
+    torch.manual_seed(3)
+    with torch.no_grad():  # LoRA starts as a no-op (B = 0); give it an effect to carry over
+        for name, tensor in model.named_parameters():
+            if "lora" in name:
+                tensor.normal_(0, 0.2)
+    model.save(tmp_path / "ad")
+    result = CliRunner().invoke(cli, ["export", str(tmp_path / "ad"), "--hf", "-o", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    loaded = transformers.AutoModelForSequenceClassification.from_pretrained(tmp_path / "out").eval()
+    plain = import_pretrained(tmp_path / "hf", labels=["neg", "neu", "pos"])
+    ids, mask = encode(model.tokenizer, TEXTS, max_length=64)
+    ids, mask = torch.from_numpy(ids), torch.from_numpy(mask)
+    with torch.no_grad():
+        ours, theirs = (
+            zoo.load_model(tmp_path / "ad")(ids, mask),
+            loaded(input_ids=ids, attention_mask=mask).logits,
+        )
+        assert (ours - theirs).abs().max() <= 1e-5
+        assert (plain(ids, mask) - theirs).abs().max() > 1e-3  # the adapter's change came along
+
+
 @pytest.mark.slow
 def test_the_pretrained_minilm_goes_back_to_sentence_transformers(tmp_path):
     """The real all-MiniLM-L6-v2 (a sentence-transformers directory): import, export --hf, and

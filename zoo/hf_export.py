@@ -195,6 +195,8 @@ def hf_tokenizer(model: Any, token_types: bool = False):
 def export_hf(model: Any, output: str | Path, *, overwrite: bool = False) -> dict[str, Any]:
     """Write the transformers directory; returns a report with the parity figures."""
     check_output(output, overwrite)
+    if getattr(model, "adapter", None) is not None:  # an adapter directory exports as its merged model
+        model = model.merged()
     model.eval()
     export = hf_exporter(model)(model)
     hf_model = export.model.eval()
