@@ -73,7 +73,11 @@ def test_import_then_export_hf_round_trips_through_transformers(tmp_path):
     [
         (["--arch", "bert", "--head", "cls", "--attention", "local"], "attention 'local'"),
         (["--arch", "prenorm", "--head", "cls"], "encoder 'prenorm' has no transformers equivalent"),
-        (["--arch", "bert", "--head", "mlm"], "head 'mlm' has no transformers equivalent"),
+        (
+            ["--arch", "bert", "--head", "mlm", "--set", "head.transform_activation=relu"],
+            "head 'mlm' with transform_activation=relu",
+        ),
+        (["--arch", "prenorm", "--head", "embedding"], "encoder 'prenorm' has no transformers equivalent"),
         (["--arch", "bert", "--head", "cls"], "head 'cls' with cls pooling and no pooler"),
         (["--arch", "modernbert", "--head", "token-cls"], "head 'token-cls' without a transform"),
         (["--arch", "bert", "--head", "token-cls", "--set", "head.transform=true"], "with a transform"),
@@ -82,7 +86,8 @@ def test_import_then_export_hf_round_trips_through_transformers(tmp_path):
     ids=[
         "attention",
         "encoder",
-        "head",
+        "mlm-activation",
+        "embedding-encoder",
         "pooler",
         "modernbert-token",
         "bert-token-transform",
@@ -155,6 +160,25 @@ def test_regression_and_multilabel_name_their_problem_type(tmp_path, head, probl
     ids, mask = torch.from_numpy(ids), torch.from_numpy(mask)
     with torch.no_grad():
         assert (model(ids, mask) - loaded(input_ids=ids, attention_mask=mask).logits).abs().max() <= 1e-5
+
+
+def test_a_bert_masked_lm_round_trips(tmp_path):
+    """BertForMaskedLM -> zoo (mlm head, decoder tied) -> AutoModelForMaskedLM: the original's logits."""
+    bert_checkpoint(tmp_path / "hf", "BertForMaskedLM")
+    reference = transformers.BertForMaskedLM.from_pretrained(tmp_path / "hf").eval()
+    model = import_pretrained(tmp_path / "hf", head="mlm")
+    model.save(tmp_path / "m")
+    result = CliRunner().invoke(cli, ["export", str(tmp_path / "m"), "--hf", "-o", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    loaded = transformers.AutoModelForMaskedLM.from_pretrained(tmp_path / "out").eval()
+    assert loaded.cls.predictions.decoder.weight is loaded.bert.embeddings.word_embeddings.weight
+    ids, mask = encode(model.tokenizer, TEXTS, max_length=64)
+    ids, mask = torch.from_numpy(ids), torch.from_numpy(mask)
+    real = mask.bool()
+    with torch.no_grad():
+        theirs = loaded(input_ids=ids, attention_mask=mask).logits
+        assert (reference(input_ids=ids, attention_mask=mask).logits - theirs)[real].abs().max() <= 1e-5
+        assert (model(ids, mask) - theirs)[real].abs().max() <= 1e-5
 
 
 def test_an_adapter_directory_exports_its_merged_model(tmp_path):

@@ -66,6 +66,9 @@ class HFEncoder:
     rename: Rename
     classifier: Callable[[Any], dict[str, str]]
     token_classifier: Callable[[Any], dict[str, str]] = plain_token_classifier
+    # the family's *ForMaskedLM head (None: it has none zoo's mlm head computes); its map may also name a
+    # transformers tensor by its full name, with the full zoo name as the value ("cls.predictions.bias": "head.bias")
+    masked_lm: Callable[[Any], dict[str, str]] | None = None
 
     def build(self, suffix: str, **settings: Any) -> Any:
         """A fresh transformers model ``stem + suffix`` on a copy of the config updated with ``settings``; a
@@ -88,9 +91,11 @@ class HFEncoder:
         self, model: Any, hf_model: Any, head: dict[str, str] | None = None, elsewhere: Iterable[str] = ()
     ) -> Any:
         """Copy the zoo tensors into ``hf_model``: base-model keys through ``rename``, head keys through
-        ``head`` (transformers module -> zoo head module). Every transformers tensor must come from the model,
-        and every zoo tensor must find a place (an all-zero bias may stay behind: it adds nothing), unless
-        it is one of ``elsewhere`` (tensors the head writes to files of its own)."""
+        ``head`` (transformers module -> zoo head module, or full tensor name -> full zoo name). A tensor tied
+        to a base-model one (a decoder that is the word embeddings) comes from the same zoo tensor. Every
+        transformers tensor must come from the model, and every zoo tensor must find a place (an all-zero
+        bias may stay behind: it adds nothing), unless it is one of ``elsewhere`` (tensors the head writes to
+        files of its own)."""
         import torch
 
         head = head or {}
@@ -98,13 +103,20 @@ class HFEncoder:
         prefix = "" if hf_model.base_model is hf_model else f"{hf_model.base_model_prefix}."
         architecture = type(hf_model).__name__
         buffers = {name for name, _ in hf_model.named_buffers()}
+        tied: dict[int, list[str]] = {}
+        for name, parameter in hf_model.named_parameters(remove_duplicate=False):
+            tied.setdefault(id(parameter), []).append(name)
+        aliases = {name: names for names in tied.values() for name in names}
         state, used = {}, set(elsewhere)
         for key in hf_model.state_dict():
             module, _, leaf = key.rpartition(".")
-            if module in head:
-                names: list[str] = [f"head.{head[module]}.{leaf}"]
-            elif key.startswith(prefix):
-                found = self.rename(key.removeprefix(prefix))
+            base = [a for a in aliases.get(key, [key]) if a.startswith(prefix) and a not in head]
+            if key in head:
+                names: list[str] = [head[key]]
+            elif module in head:
+                names = [f"head.{head[module]}.{leaf}"]
+            elif base:
+                found = self.rename(base[0].removeprefix(prefix))
                 names = [] if found is None else [found] if isinstance(found, str) else list(found)
                 if not names and key in buffers:
                     continue  # a buffer (position_ids) that the model computes for itself

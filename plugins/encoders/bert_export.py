@@ -61,6 +61,33 @@ def fixed_classifier(stem: str, modules: dict[str, str], activation: str) -> Any
     return classifier
 
 
+def masked_lm_check(head: Any, architecture: str, activation: str, eps: float) -> None:
+    """Refuse an mlm head whose transform is not the family's: its activation and LayerNorm epsilon."""
+    options = head.options
+    used, used_eps = options.get("transform_activation", "gelu"), options.get("transform_norm_eps", 1e-12)
+    if used != activation or abs(float(used_eps) - float(eps)) > 1e-15:
+        refuse(
+            [
+                f"head '{head.name}' with transform_activation={used} transform_norm_eps={used_eps} (the "
+                f"family's is {activation}, {eps})"
+            ],
+            architecture,
+        )
+
+
+def bert_masked_lm(
+    stem: str, activation: str, eps: float, dense: str, norm: str, biases: tuple[str, ...]
+) -> Any:
+    """A family's masked-LM head: ``dense`` and ``norm`` modules, ``biases`` the decoder's bias by its names
+    (tied: one tensor), the decoder weight tied to the word embeddings."""
+
+    def masked_lm(head: Any) -> dict[str, str]:
+        masked_lm_check(head, f"{stem}ForMaskedLM", activation, eps)
+        return {dense: "dense", norm: "norm", **dict.fromkeys(biases, "head.bias")}
+
+    return masked_lm
+
+
 def _common(model: Any) -> dict[str, Any]:
     encoder, layer = model.encoder, model.encoder.layer[0]
     dropout = encoder.embeddings.dropout.p
@@ -124,7 +151,17 @@ def export_bert(model: Any) -> HFEncoder:
             pad_token_id=pad,
         )
         head = {"pre_classifier": "pooler.0", "classifier": "classifier"}
-        return HFEncoder(config, stem, distilbert_import.rename, fixed_classifier(stem, head, "relu"))
+        masked_lm = bert_masked_lm(
+            stem,
+            common["hidden_act"],
+            1e-12,
+            "vocab_transform",
+            "vocab_layer_norm",
+            ("vocab_projector.bias",),
+        )
+        return HFEncoder(
+            config, stem, distilbert_import.rename, fixed_classifier(stem, head, "relu"), masked_lm=masked_lm
+        )
     config_cls = getattr(transformers, f"{stem}Config")
     extra = {"embedding_size": options["embedding_size"]} if family == "electra" else {}
     config = config_cls(
@@ -135,18 +172,32 @@ def export_bert(model: Any) -> HFEncoder:
         layer_norm_eps=options.get("layer_norm_eps", 1e-12),
         pad_token_id=offset - 1 if offset else pad,
     )
+    eps = config.layer_norm_eps
+    masked_lm = None  # ELECTRA's generator head maps hidden_size to embedding_size: no zoo mlm head does
     if family == "bert":
         activation, head = "tanh", {"bert.pooler.dense": "pooler.0", "classifier": "classifier"}
+        masked_lm = bert_masked_lm(
+            stem,
+            common["hidden_act"],
+            eps,
+            "cls.predictions.transform.dense",
+            "cls.predictions.transform.LayerNorm",
+            ("cls.predictions.bias", "cls.predictions.decoder.bias"),
+        )
     else:
         activation = "gelu" if family == "electra" else "tanh"
         head = {"classifier.dense": "pooler.0", "classifier.out_proj": "classifier"}
+    if family in ROBERTA_LIKE:
+        masked_lm = bert_masked_lm(
+            stem, "gelu", eps, "lm_head.dense", "lm_head.layer_norm", ("lm_head.bias", "lm_head.decoder.bias")
+        )
 
     def rename(key: str) -> str | None:
         if key.startswith("embeddings_project."):
             return f"encoder.{key}"
         return bert_import.rename(key)
 
-    return HFEncoder(config, stem, rename, fixed_classifier(stem, head, activation))
+    return HFEncoder(config, stem, rename, fixed_classifier(stem, head, activation), masked_lm=masked_lm)
 
 
 def export_deberta(model: Any) -> HFEncoder:
@@ -184,4 +235,15 @@ def export_deberta(model: Any) -> HFEncoder:
         config.pooler_hidden_act = head.options.get("pooler_activation", "tanh")
         return {"pooler.dense": "pooler.0", "classifier": "classifier"}
 
-    return HFEncoder(config, "DebertaV2", deberta_import.rename, classifier)
+    masked_lm = None  # the legacy cls.predictions head; its dense maps hidden_size to embedding_size
+    if config.embedding_size == config.hidden_size:
+        config.legacy = True
+        masked_lm = bert_masked_lm(
+            "DebertaV2",
+            common["hidden_act"],
+            config.layer_norm_eps,
+            "cls.predictions.transform.dense",
+            "cls.predictions.transform.LayerNorm",
+            ("cls.predictions.bias", "cls.predictions.decoder.bias"),
+        )
+    return HFEncoder(config, "DebertaV2", deberta_import.rename, classifier, masked_lm=masked_lm)

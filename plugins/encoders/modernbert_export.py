@@ -14,7 +14,7 @@ from typing import Any
 
 from zoo.hf_export import HFEncoder, refuse
 
-from .bert_export import classifier_check
+from .bert_export import classifier_check, masked_lm_check
 
 LAYER_MODULES = {"attn.Wo": "attention.out_proj", "mlp.Wi": "mlp.wi", "mlp.Wo": "mlp.wo"}
 
@@ -100,4 +100,11 @@ def export_modernbert(model: Any) -> HFEncoder:
         config.classifier_activation = head.options.get("transform_activation", "gelu")
         return {"head.dense": "transform.0", "head.norm": "transform.2", "classifier": "classifier"}
 
-    return HFEncoder(config, "ModernBert", rename, classifier, token_classifier)
+    def masked_lm(head: Any) -> dict[str, str]:
+        architecture = "ModernBertForMaskedLM"
+        masked_lm_check(head, architecture, head.options.get("transform_activation", "gelu"), config.norm_eps)
+        check_norm_bias("norm", architecture)
+        config.classifier_activation = head.options.get("transform_activation", "gelu")
+        return {"head.dense": "dense", "head.norm": "norm", "decoder.bias": "head.bias"}
+
+    return HFEncoder(config, "ModernBert", rename, classifier, token_classifier, masked_lm)

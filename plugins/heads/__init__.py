@@ -56,5 +56,5 @@ def register_heads(register):
         task="mlm",
         description="Masked language modelling (pre-training): dense+GELU+LayerNorm, decoder tied to the "
         "word embeddings; loss on masked tokens only",
-        capabilities={"torchscript": "trace"},
+        capabilities={"torchscript": "trace", "hf_export": f"{here}.hf_export:export_mlm"},
     )

@@ -6,7 +6,8 @@ encoder's zoo.hf_export.HFEncoder and gives a zoo.hf_export.HFExport.
 - `rerank`: the same with one label, and the sigmoid sentence-transformers' CrossEncoder applies to it;
 - `token-cls`: the family's *ForTokenClassification;
 - `embedding`: the family's base model (AutoModel) and a sentence-transformers layout beside it: Pooling with
-  the head's mode, a Dense for its projection, a Normalize when it normalises.
+  the head's mode, a Dense for its projection, a Normalize when it normalises;
+- `mlm`: the family's *ForMaskedLM (transform, decoder tied to the word embeddings, its bias).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo import sentence_dir
-from zoo.hf_export import HFEncoder, HFExport
+from zoo.hf_export import HFEncoder, HFExport, refuse
 
 SIGMOID = "torch.nn.modules.activation.Sigmoid"
 
@@ -52,6 +53,24 @@ def export_token_classification(model: Any, encoder: HFEncoder) -> HFExport:
     hf_model = encoder.build("ForTokenClassification", num_labels=model.head.classifier.out_features)
     return HFExport(
         encoder.fill(model, hf_model, modules), "AutoModelForTokenClassification", kind="token classification"
+    )
+
+
+def export_mlm(model: Any, encoder: HFEncoder) -> HFExport:
+    """The family's *ForMaskedLM: the transform, and the decoder tied to the word embeddings."""
+    architecture = f"{encoder.stem}ForMaskedLM"
+    name = model.spec.head.name
+    if encoder.masked_lm is None:
+        refuse([f"head '{name}' (the family's masked-LM head is not the one zoo's computes)"], architecture)
+    if not getattr(model.head, "tied", False):
+        refuse(
+            [f"head '{name}' with a decoder of its own (transformers ties it to the embeddings)"],
+            architecture,
+        )
+    modules = encoder.masked_lm(model.spec.head)  # type: ignore[misc]  # checked above
+    hf_model = encoder.build("ForMaskedLM")
+    return HFExport(
+        encoder.fill(model, hf_model, modules), "AutoModelForMaskedLM", kind="masked language modelling"
     )
 
 
