@@ -72,12 +72,13 @@ MLM_RENAMES = {
 }
 
 
-def mlm_weights(state: dict) -> dict:
-    """A masked-LM checkpoint's ``cls.predictions`` tensors as the mlm head's (its decoder is the tied
-    word-embedding matrix, so ``cls.predictions.decoder.weight`` is not needed)."""
+def mlm_weights(state: dict, renames: dict[str, str] = MLM_RENAMES) -> dict:
+    """A masked-LM checkpoint's ``cls.predictions`` tensors (or those ``renames`` names: checkpoint prefix ->
+    mlm head name) as the mlm head's (its decoder is the tied word-embedding matrix, so the decoder's weight is
+    not needed)."""
     out = {}
     for key, tensor in state.items():
-        for prefix, name in MLM_RENAMES.items():
+        for prefix, name in renames.items():
             if key.startswith(prefix):
                 out[name + key[len(prefix) :]] = tensor
     return out

@@ -74,8 +74,14 @@ def import_modernbert(checkpoint: Checkpoint) -> EncoderImport:
     head.update({k: t for k, t in state.items() if k.startswith("classifier.")})
     for name in ("pooler.0", "pooler.2"):
         _with_zero_bias(head, name, d_model)
-    # the same dense and norm before a token classifier (ModernBertForTokenClassification): the token-cls transform
+    # the same dense and norm before a token classifier (ModernBertForTokenClassification): the token-cls transform;
+    # and before ModernBertForMaskedLM's decoder (tied to the embeddings, with a bias): the mlm head's
     head.update({f"transform.{k.split('.', 1)[1]}": t for k, t in head.items() if k.startswith("pooler.")})
+    if any(str(a).endswith("ForMaskedLM") for a in config.get("architectures") or []):
+        head.update({f"dense.{k.split('.', 2)[2]}": t for k, t in head.items() if k.startswith("pooler.0.")})
+        head.update({f"norm.{k.split('.', 2)[2]}": t for k, t in head.items() if k.startswith("pooler.2.")})
+        if "decoder.bias" in state:  # without one (decoder_bias false) the tied head's bias stays zero
+            head["bias"] = state["decoder.bias"]
     return EncoderImport(
         encoder="modernbert",
         sizes={
@@ -104,5 +110,6 @@ def import_modernbert(checkpoint: Checkpoint) -> EncoderImport:
             "pooler_activation": config.get("classifier_activation", "gelu"),
             "pooler_norm": True,
             "transform_activation": config.get("classifier_activation", "gelu"),
+            "transform_norm_eps": float(config.get("norm_eps", 1e-5)),
         },
     )
