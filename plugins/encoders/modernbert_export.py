@@ -30,7 +30,7 @@ def rename(key: str) -> str | list[str]:
     return f"encoder.layers.{layer}.{LAYER_MODULES.get(module, module)}.{leaf}"
 
 
-def _special_ids(model: Any) -> dict[str, int | None]:
+def _special_ids(model: Any) -> dict[str, Any]:
     """The tokenizer's [CLS] and [SEP] ids for the config (its defaults are ModernBERT's own vocabulary's)."""
     vocab = model.tokenizer.get_vocab() if model.tokenizer is not None else {}
     cls, sep = vocab.get("[CLS]", vocab.get("<s>")), vocab.get("[SEP]", vocab.get("</s>"))
