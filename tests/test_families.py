@@ -178,13 +178,18 @@ POOLER_ACTIVATION = {
 }
 
 
-def save_family(path, model_type, *, classifier=False, num_labels=3, seed=0, **overrides):
-    """A random model of the family saved by transformers (safetensors) with its tokenizer files."""
+def save_family(path, model_type, *, classifier=False, num_labels=3, seed=0, architecture=None, **overrides):
+    """A random model of the family saved by transformers (safetensors) with its tokenizer files: the base
+    model, its *ForSequenceClassification (``classifier``) or its ``architecture`` ("ForTokenClassification")."""
     config_cls, options, base, classifier_cls, make_tokenizer = FAMILIES[model_type]
     tokenizer = make_tokenizer()
     config = config_cls(vocab_size=len(tokenizer) + 3, num_labels=num_labels, **{**options, **overrides})
     torch.manual_seed(seed)
-    model = (classifier_cls if classifier else base)(config).eval()
+    if architecture:
+        cls = getattr(transformers, base.__name__.removesuffix("Model") + architecture)
+    else:
+        cls = classifier_cls if classifier else base
+    model = cls(config).eval()
     path.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(path, safe_serialization=True)
     tokenizer.save_pretrained(path)

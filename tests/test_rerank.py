@@ -157,7 +157,12 @@ def test_a_cross_encoder_imports_as_rerank_with_parity(models):
     st = pytest.importorskip("sentence_transformers")
     model = load_model(models["zce"])
     assert model.spec.head.name == "rerank" and model.task.name == "rerank"
-    assert model.spec.head.options == {"pooling": "cls", "pooler": True, "pooler_activation": "tanh"}
+    assert model.spec.head.options == {
+        "pooling": "cls",
+        "pooler": True,
+        "pooler_activation": "tanh",
+        "pooler_norm": False,
+    }
     reference = st.CrossEncoder(str(models["ce"]), device="cpu").predict(
         [[QUERY, t] for t in TEXTS], batch_size=3
     )

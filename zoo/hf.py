@@ -36,8 +36,9 @@ def default_head_options(
 ) -> dict[str, Any]:
     """Pooling that matches how the checkpoint was trained. A head that can normalise (an embedding head)
     takes what a sentence-transformers directory says: pooling, Dense projection, Normalize. Other heads:
-    mean for sentence-transformers models, else [CLS] + pooler (dense+tanh) when the checkpoint has one,
-    plus the importer's ``suggested`` options the head takes (the pooler's activation)."""
+    mean for sentence-transformers models, else [CLS] + pooler (dense+tanh) when the checkpoint has one (and a
+    token head's transform when the importer found one), plus the importer's ``suggested`` options the head
+    takes (the pooler's activation)."""
     import inspect
 
     from . import sentence_dir
@@ -52,6 +53,8 @@ def default_head_options(
         options["pooling"] = "mean" if sentence_model else "cls"
     if "pooler" in params:
         options["pooler"] = not sentence_model and "pooler.0.weight" in head_weights
+    if "transform" in params:  # a token head's dense + norm before its classifier (ModernBERT's)
+        options["transform"] = "transform.0.weight" in head_weights
     options.update({k: v for k, v in (suggested or {}).items() if k in params})
     return options
 

@@ -1,6 +1,7 @@
 """Read a sentence-transformers directory (modules.json, 1_Pooling/config.json, a Dense and a Normalize
 module, sentence_bert_config.json) as embedding-head options, so an import encodes as
-``SentenceTransformer(dir).encode`` does. JSON and safetensors only; sentence-transformers is not needed."""
+``SentenceTransformer(dir).encode`` does; and write one (:func:`write`) for `zoo export --hf`. JSON and
+safetensors only; sentence-transformers is not needed."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ZooError
-from .io import read_json
+from .io import read_json, write_json
 
 MODULES = "modules.json"
 # 1_Pooling/config.json flag -> zoo's pooling name
@@ -30,6 +31,13 @@ POOLING_MODES = {
     "lasttoken": "last",
 }
 ACTIVATIONS = {"Tanh": "tanh", "Identity": "identity", "ReLU": "relu", "GELU": "gelu"}
+# zoo's Dense activation -> the torch class sentence-transformers writes (and imports when it loads)
+ACTIVATION_CLASSES = {
+    "tanh": "torch.nn.modules.activation.Tanh",
+    "identity": "torch.nn.modules.linear.Identity",
+    "relu": "torch.nn.modules.activation.ReLU",
+    "gelu": "torch.nn.modules.activation.GELU",
+}
 
 
 def modules(path: Path) -> list[dict[str, Any]]:
@@ -139,11 +147,74 @@ def max_seq_length(path: str | Path) -> int | None:
 
 
 def is_cross_encoder(path: str | Path) -> bool:
-    """A sentence-transformers CrossEncoder directory (config_sentence_transformers.json says so, or, before
-    sentence-transformers 4, config.json names its default activation): a reranker."""
+    """A sentence-transformers CrossEncoder directory (config_sentence_transformers.json says so, or config.json
+    names its activation: ``sentence_transformers.activation_fn``, before version 4
+    ``sbert_ce_default_activation_function``): a reranker."""
     path = Path(path)
     data = read_json(path / "config_sentence_transformers.json", missing_ok=True)
     if isinstance(data, dict) and data.get("model_type") == "CrossEncoder":
         return True
     config = read_json(path / "config.json", missing_ok=True)
-    return isinstance(config, dict) and "sbert_ce_default_activation_function" in config
+    if not isinstance(config, dict):
+        return False
+    settings = config.get("sentence_transformers")  # sentence-transformers 4+ (and zoo export --hf)
+    return "sbert_ce_default_activation_function" in config or (
+        isinstance(settings, dict) and "activation_fn" in settings
+    )
+
+
+def write(
+    path: str | Path,
+    *,
+    dim: int,
+    pooling: str,
+    normalize: bool,
+    max_seq_length: int,
+    dense: dict[str, Any] | None = None,
+) -> None:
+    """The sentence-transformers files beside a transformers model in ``path``: modules.json (Transformer,
+    Pooling, an optional Dense, an optional Normalize), 1_Pooling/config.json, 2_Dense/ (config.json and
+    model.safetensors: ``dense`` holds weight, bias (or None) and activation), sentence_bert_config.json and
+    config_sentence_transformers.json, in the layout every sentence-transformers since 2.x reads."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    flags = {flag: name == pooling for flag, name in POOLING_FLAGS.items()}
+    if not any(flags.values()):
+        raise ZooError(f"no sentence-transformers equivalent for pooling '{pooling}'")
+    found = [("", "Transformer"), ("1_Pooling", "Pooling")]
+    write_json(path / "1_Pooling" / "config.json", {"word_embedding_dimension": dim, **flags})
+    if dense is not None:
+        activation = dense["activation"]
+        if activation not in ACTIVATION_CLASSES:
+            raise ZooError(f"no sentence-transformers equivalent for a Dense activation '{activation}'")
+        weight, bias = dense["weight"], dense["bias"]
+        found.append(("2_Dense", "Dense"))
+        (path / "2_Dense").mkdir(exist_ok=True)
+        tensors = {"linear.weight": weight.detach().contiguous()}
+        if bias is not None:
+            tensors["linear.bias"] = bias.detach().contiguous()
+        save_file(tensors, str(path / "2_Dense" / "model.safetensors"))
+        write_json(
+            path / "2_Dense" / "config.json",
+            {
+                "in_features": int(weight.shape[1]),
+                "out_features": int(weight.shape[0]),
+                "bias": bias is not None,
+                "activation_function": ACTIVATION_CLASSES[activation],
+            },
+        )
+    if normalize:
+        found.append((f"{len(found)}_Normalize", "Normalize"))
+    write_json(
+        path / MODULES,
+        [
+            {"idx": i, "name": str(i), "path": sub, "type": f"sentence_transformers.models.{kind}"}
+            for i, (sub, kind) in enumerate(found)
+        ],
+    )
+    write_json(path / "sentence_bert_config.json", {"max_seq_length": max_seq_length, "do_lower_case": False})
+    write_json(
+        path / "config_sentence_transformers.json",
+        {"model_type": "SentenceTransformer", "prompts": {}, "default_prompt_name": None},
+    )

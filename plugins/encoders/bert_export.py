@@ -1,60 +1,91 @@
-"""The `bert` and `deberta` encoders with a `cls` head, back to transformers' *ForSequenceClassification.
+"""The `bert` and `deberta` encoders back to transformers: the family's config, the map of its base-model
+tensors, and the layout of its *ForSequenceClassification head (zoo.hf_export.HFEncoder).
 
 Every transformers tensor is named by the family importer's own rename table (``rename``: HF name -> zoo
 name), so the two directions cannot drift apart. Which family a `bert` encoder is follows from its options,
-as the importers set them: ``position_offset`` -> RoBERTa, ``embedding_size`` -> ELECTRA, no token types ->
-DistilBERT, else BERT. Only what the family computes maps back: softmax attention over its own biased
-projections (DeBERTa: the `disentangled` attention), and the head's [CLS] pooling with the family's pooler.
+as the importers set them: ``position_offset`` -> RoBERTa (XLM-RoBERTa or CamemBERT when the model was
+imported from one), ``embedding_size`` -> ELECTRA, no token types -> DistilBERT, else BERT. Only what the
+family computes maps back: softmax attention over its own biased projections (DeBERTa: the `disentangled`
+attention), and, for a sequence classifier, the head's [CLS] pooling with the family's pooler.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from zoo.errors import ZooError
+from zoo.hf_export import HFEncoder, refuse
 
 from . import bert_import, deberta_import, distilbert_import
 
-
-def _refuse_if(problems: list[str], architecture: str) -> None:
-    if problems:
-        raise ZooError(f"no transformers equivalent for {architecture}: {', '.join(problems)}")
-
-
-def _head_problems(spec: Any, activation: str, *, poolings=("cls",), norm: bool = False) -> list[str]:
-    """What keeps the head from being the family's classifier: ``poolings`` it may use, the pooler's
-    ``activation``, and whether a norm follows it (``norm``, ModernBERT's)."""
-    options = spec.head.options
-    if spec.head.name != "cls" or options.get("pooling", "cls") not in poolings or not options.get("pooler"):
-        pooler = "a pooler" if options.get("pooler") else "no pooler"
-        return [
-            f"head '{spec.head.name}' with {options.get('pooling', 'cls')} pooling and {pooler} (the family's "
-            f"classifier is {' or '.join(poolings)} pooling with its pooler)"
-        ]
-    if options.get("pooler_activation", "tanh") != activation or bool(options.get("pooler_norm")) != norm:
-        return [f"a pooler other than dense + {activation}{' + norm' if norm else ''}"]
-    return []
+# model_type -> transformers class-name stem
+STEMS = {
+    "bert": "Bert",
+    "roberta": "Roberta",
+    "xlm-roberta": "XLMRoberta",
+    "camembert": "Camembert",
+    "electra": "Electra",
+    "distilbert": "DistilBert",
+    "deberta-v2": "DebertaV2",
+}
+ROBERTA_LIKE = ("roberta", "xlm-roberta", "camembert")
 
 
-def fill(model: Any, hf_model: Any, prefix: str, rename, head: dict[str, str]) -> Any:
-    """Copy the zoo tensors into ``hf_model``: base-model keys (under ``prefix``) through ``rename``, head keys
-    through ``head`` (HF module -> zoo head module). Every zoo tensor must find a place."""
-    ours = model.state_dict()
-    state, used = {}, set()
-    for key in hf_model.state_dict():
-        bare = key.removeprefix(prefix)
-        module, _, leaf = key.rpartition(".")
-        name = f"head.{head[module]}.{leaf}" if module in head else rename(bare)
-        if name is None:
-            continue  # a buffer (position_ids)
-        if name not in ours:
-            raise ZooError(f"the model has no tensor for transformers' '{key}' (looked for '{name}')")
-        state[key] = ours[name]
-        used.add(name)
-    left = sorted(set(ours) - used)
-    _refuse_if([f"tensors with no place: {', '.join(left[:3])}"] if left else [], type(hf_model).__name__)
-    hf_model.load_state_dict(state, strict=False)
-    return hf_model
+def classifier_check(
+    head: Any, architecture: str, activation: str | None, *, poolings=("cls",), norm: bool = False
+) -> None:
+    """Refuse a head that is not the family's sequence classifier: ``poolings`` it may use, the pooler's
+    ``activation`` (None: any, the config says which) and whether a norm follows it (``norm``, ModernBERT's)."""
+    options = head.options
+    pooling, pooler = options.get("pooling", "cls"), bool(options.get("pooler"))
+    if pooling not in poolings or not pooler:
+        refuse(
+            [
+                f"head '{head.name}' with {pooling} pooling and {'a' if pooler else 'no'} pooler (the family's "
+                f"classifier is {' or '.join(poolings)} pooling with its pooler)"
+            ],
+            architecture,
+        )
+    used = options.get("pooler_activation", "tanh")
+    if (activation is not None and used != activation) or bool(options.get("pooler_norm")) != norm:
+        wanted = f"dense + {activation or used}{' + norm' if norm else ''}"
+        refuse([f"head '{head.name}' with a pooler other than {wanted}"], architecture)
+
+
+def fixed_classifier(stem: str, modules: dict[str, str], activation: str) -> Any:
+    """The classifier layout of a family whose pooler activation is fixed."""
+
+    def classifier(head: Any) -> dict[str, str]:
+        classifier_check(head, f"{stem}ForSequenceClassification", activation)
+        return modules
+
+    return classifier
+
+
+def masked_lm_check(head: Any, architecture: str, activation: str, eps: float) -> None:
+    """Refuse an mlm head whose transform is not the family's: its activation and LayerNorm epsilon."""
+    options = head.options
+    used, used_eps = options.get("transform_activation", "gelu"), options.get("transform_norm_eps", 1e-12)
+    if used != activation or abs(float(used_eps) - float(eps)) > 1e-15:
+        refuse(
+            [
+                f"head '{head.name}' with transform_activation={used} transform_norm_eps={used_eps} (the "
+                f"family's is {activation}, {eps})"
+            ],
+            architecture,
+        )
+
+
+def bert_masked_lm(
+    stem: str, activation: str, eps: float, dense: str, norm: str, biases: tuple[str, ...]
+) -> Any:
+    """A family's masked-LM head: ``dense`` and ``norm`` modules, ``biases`` the decoder's bias by its names
+    (tied: one tensor), the decoder weight tied to the word embeddings."""
+
+    def masked_lm(head: Any) -> dict[str, str]:
+        masked_lm_check(head, f"{stem}ForMaskedLM", activation, eps)
+        return {dense: "dense", norm: "norm", **dict.fromkeys(biases, "head.bias")}
+
+    return masked_lm
 
 
 def _common(model: Any) -> dict[str, Any]:
@@ -62,7 +93,6 @@ def _common(model: Any) -> dict[str, Any]:
     dropout = encoder.embeddings.dropout.p
     return {
         "vocab_size": encoder.embeddings.word_embeddings.num_embeddings,
-        "num_labels": model.head.classifier.out_features,
         "hidden_act": model.spec.encoder.options.get("hidden_act", "gelu"),
         "hidden_dropout_prob": dropout,
         "attention_probs_dropout_prob": dropout,
@@ -73,22 +103,25 @@ def _common(model: Any) -> dict[str, Any]:
     }
 
 
-def export_bert(model: Any):
+def _family(spec: Any) -> str:
+    options = spec.encoder.options
+    if options.get("type_vocab_size", 2) == 0:
+        return "distilbert"
+    if options.get("position_offset", 0):
+        source = spec.extra.get("source", {}).get("model_type")
+        return source if source in ROBERTA_LIKE else "roberta"
+    return "electra" if options.get("embedding_size") else "bert"
+
+
+def export_bert(model: Any) -> HFEncoder:
     import transformers
 
     spec, encoder = model.spec, model.encoder
     options = spec.encoder.options
     offset, types = options.get("position_offset", 0), options.get("type_vocab_size", 2)
-    family = "roberta" if offset else "electra" if options.get("embedding_size") else "bert"
-    family = "distilbert" if types == 0 else family
-    architecture = {
-        "bert": "BertForSequenceClassification",
-        "roberta": "RobertaForSequenceClassification",
-        "electra": "ElectraForSequenceClassification",
-        "distilbert": "DistilBertForSequenceClassification",
-    }[family]
-    activation = {"bert": "tanh", "roberta": "tanh", "electra": "gelu", "distilbert": "relu"}[family]
-    problems = _head_problems(spec, activation)
+    family = _family(spec)
+    stem = STEMS[family]
+    problems = []
     if not all(layer.attention.is_plain_softmax_attention() for layer in encoder.layer):
         problems.append(f"attention '{spec.attention.name}'")
     positions = encoder.embeddings.position_embeddings
@@ -98,12 +131,10 @@ def export_bert(model: Any):
         problems.append("sinusoidal positions outside DistilBERT")
     if family == "distilbert" and (offset or options.get("embedding_size")):
         problems.append("no token types together with position_offset or embedding_size")
-    _refuse_if(problems, architecture)
+    refuse(problems, f"{stem}Model")
     common = _common(model)
     rows = positions.num_embeddings
-    eps = options.get("layer_norm_eps", 1e-12)
     pad = int(spec.tokenizer.get("pad_id", 0))
-    cls = getattr(transformers, architecture)
     if family == "distilbert":
         config = transformers.DistilBertConfig(
             vocab_size=common["vocab_size"],
@@ -114,50 +145,74 @@ def export_bert(model: Any):
             activation=common["hidden_act"],
             dropout=common["hidden_dropout_prob"],
             attention_dropout=common["hidden_dropout_prob"],
+            seq_classif_dropout=common["hidden_dropout_prob"],
             max_position_embeddings=rows,
             sinusoidal_pos_embds=bool(options.get("sinusoidal_positions")),
-            num_labels=common["num_labels"],
             pad_token_id=pad,
         )
         head = {"pre_classifier": "pooler.0", "classifier": "classifier"}
-        return fill(model, cls(config), "distilbert.", distilbert_import.rename, head)
-    config_cls = getattr(transformers, architecture.replace("ForSequenceClassification", "Config"))
+        masked_lm = bert_masked_lm(
+            stem,
+            common["hidden_act"],
+            1e-12,
+            "vocab_transform",
+            "vocab_layer_norm",
+            ("vocab_projector.bias",),
+        )
+        return HFEncoder(
+            config, stem, distilbert_import.rename, fixed_classifier(stem, head, "relu"), masked_lm=masked_lm
+        )
+    config_cls = getattr(transformers, f"{stem}Config")
     extra = {"embedding_size": options["embedding_size"]} if family == "electra" else {}
     config = config_cls(
         **common,
         **extra,
         max_position_embeddings=rows,
         type_vocab_size=types,
-        layer_norm_eps=eps,
-        pad_token_id=offset - 1 if family == "roberta" else pad,
+        layer_norm_eps=options.get("layer_norm_eps", 1e-12),
+        pad_token_id=offset - 1 if offset else pad,
     )
+    eps = config.layer_norm_eps
+    masked_lm = None  # ELECTRA's generator head maps hidden_size to embedding_size: no zoo mlm head does
     if family == "bert":
-        head = {"bert.pooler.dense": "pooler.0", "classifier": "classifier"}
+        activation, head = "tanh", {"bert.pooler.dense": "pooler.0", "classifier": "classifier"}
+        masked_lm = bert_masked_lm(
+            stem,
+            common["hidden_act"],
+            eps,
+            "cls.predictions.transform.dense",
+            "cls.predictions.transform.LayerNorm",
+            ("cls.predictions.bias", "cls.predictions.decoder.bias"),
+        )
     else:
+        activation = "gelu" if family == "electra" else "tanh"
         head = {"classifier.dense": "pooler.0", "classifier.out_proj": "classifier"}
-    hf_model = cls(config)
-    prefix = f"{family}."
+    if family in ROBERTA_LIKE:
+        masked_lm = bert_masked_lm(
+            stem, "gelu", eps, "lm_head.dense", "lm_head.layer_norm", ("lm_head.bias", "lm_head.decoder.bias")
+        )
 
     def rename(key: str) -> str | None:
         if key.startswith("embeddings_project."):
             return f"encoder.{key}"
         return bert_import.rename(key)
 
-    return fill(model, hf_model, prefix, rename, head)
+    return HFEncoder(config, stem, rename, fixed_classifier(stem, head, activation), masked_lm=masked_lm)
 
 
-def export_deberta(model: Any):
+def export_deberta(model: Any) -> HFEncoder:
     import transformers
 
     spec, encoder = model.spec, model.encoder
     options, attention = spec.encoder.options, spec.attention.options
-    problems = _head_problems(spec, spec.head.options.get("pooler_activation", "gelu"))
     if spec.attention.name != "disentangled":
-        problems.append(f"attention '{spec.attention.name}' (DeBERTa-v2 exports with 'disentangled')")
-    _refuse_if(problems, "DebertaV2ForSequenceClassification")
+        refuse(
+            [f"attention '{spec.attention.name}' (DeBERTa-v2 exports with 'disentangled')"], "DebertaV2Model"
+        )
     terms = attention.get("pos_att_type", "c2p|p2c")
+    common = _common(model)
     config = transformers.DebertaV2Config(
-        **_common(model),
+        **common,
         max_position_embeddings=spec.sizes.get("max_length", 512),
         type_vocab_size=options.get("type_vocab_size", 0),
         layer_norm_eps=options.get("layer_norm_eps", 1e-7),
@@ -169,12 +224,26 @@ def export_deberta(model: Any):
         pos_att_type=[t for t in terms.split("|") if t],
         share_att_key=bool(attention.get("share_att_key", True)),
         norm_rel_ebd="layer_norm" if attention.get("norm_rel_ebd", True) else "none",
-        pooler_hidden_act=spec.head.options.get("pooler_activation", "gelu"),
-        pooler_dropout=encoder.embeddings.dropout.p,
+        pooler_dropout=common["hidden_dropout_prob"],
         pad_token_id=int(spec.tokenizer.get("pad_id", 0)),
     )
     if encoder.embeddings.position_embeddings is not None:
         config.max_position_embeddings = encoder.embeddings.position_embeddings.num_embeddings
-    head = {"pooler.dense": "pooler.0", "classifier": "classifier"}
-    hf_model = transformers.DebertaV2ForSequenceClassification(config)
-    return fill(model, hf_model, "deberta.", deberta_import.rename, head)
+
+    def classifier(head: Any) -> dict[str, str]:
+        classifier_check(head, "DebertaV2ForSequenceClassification", None)
+        config.pooler_hidden_act = head.options.get("pooler_activation", "tanh")
+        return {"pooler.dense": "pooler.0", "classifier": "classifier"}
+
+    masked_lm = None  # the legacy cls.predictions head; its dense maps hidden_size to embedding_size
+    if config.embedding_size == config.hidden_size:
+        config.legacy = True
+        masked_lm = bert_masked_lm(
+            "DebertaV2",
+            common["hidden_act"],
+            config.layer_norm_eps,
+            "cls.predictions.transform.dense",
+            "cls.predictions.transform.LayerNorm",
+            ("cls.predictions.bias", "cls.predictions.decoder.bias"),
+        )
+    return HFEncoder(config, "DebertaV2", deberta_import.rename, classifier, masked_lm=masked_lm)

@@ -59,6 +59,12 @@ def pooler_weights(state: dict, dense: str) -> dict:
     return {f"pooler.0.{key.rsplit('.', 1)[1]}": t for key, t in state.items() if key.startswith(f"{dense}.")}
 
 
+def token_classifier_weights(state: dict) -> dict:
+    """A plain linear ``classifier`` (a *ForTokenClassification's, where the family's sequence classifier is
+    ``classifier.dense`` + ``classifier.out_proj``) as the head's classifier."""
+    return {key: t for key, t in state.items() if key in ("classifier.weight", "classifier.bias")}
+
+
 MLM_RENAMES = {
     "cls.predictions.transform.dense.": "dense.",
     "cls.predictions.transform.LayerNorm.": "norm.",
@@ -66,12 +72,13 @@ MLM_RENAMES = {
 }
 
 
-def mlm_weights(state: dict) -> dict:
-    """A masked-LM checkpoint's ``cls.predictions`` tensors as the mlm head's (its decoder is the tied
-    word-embedding matrix, so ``cls.predictions.decoder.weight`` is not needed)."""
+def mlm_weights(state: dict, renames: dict[str, str] = MLM_RENAMES) -> dict:
+    """A masked-LM checkpoint's ``cls.predictions`` tensors (or those ``renames`` names: checkpoint prefix ->
+    mlm head name) as the mlm head's (its decoder is the tied word-embedding matrix, so the decoder's weight is
+    not needed)."""
     out = {}
     for key, tensor in state.items():
-        for prefix, name in MLM_RENAMES.items():
+        for prefix, name in renames.items():
             if key.startswith(prefix):
                 out[name + key[len(prefix) :]] = tensor
     return out

@@ -21,7 +21,7 @@ import re
 from zoo.errors import ZooError
 from zoo.hf import Checkpoint, EncoderImport
 
-from .bert_import import bert_sizes, pooler_weights
+from .bert_import import bert_sizes, mlm_options, mlm_weights, pooler_weights
 
 LAYER_RENAMES = {
     "attention.self.query_proj": "attention.q_proj",
@@ -92,6 +92,7 @@ def import_deberta_v2(checkpoint: Checkpoint) -> EncoderImport:
         }
     head = pooler_weights(state, "pooler.dense")
     head.update({key: t for key, t in state.items() if key.startswith("classifier.")})
+    head.update(mlm_weights(state))  # the legacy cls.predictions head of DebertaV2ForMaskedLM
     return EncoderImport(
         encoder="deberta",
         sizes=sizes,
@@ -100,5 +101,5 @@ def import_deberta_v2(checkpoint: Checkpoint) -> EncoderImport:
         attention_options=attention_options,
         weights={name: t for key, t in state.items() if (name := rename(key)) is not None},
         head_weights=head,
-        head_options={"pooler_activation": config.get("pooler_hidden_act", "gelu")},
+        head_options={"pooler_activation": config.get("pooler_hidden_act", "gelu"), **mlm_options(config)},
     )

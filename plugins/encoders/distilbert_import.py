@@ -20,7 +20,7 @@ import re
 
 from zoo.hf import Checkpoint, EncoderImport
 
-from .bert_import import pooler_weights
+from .bert_import import mlm_weights, pooler_weights
 
 LAYER_RENAMES = {
     "attention.q_lin": "attention.q_proj",
@@ -43,11 +43,15 @@ def rename(key: str) -> str | None:
     return None
 
 
+MLM_HEAD = {"vocab_transform.": "dense.", "vocab_layer_norm.": "norm.", "vocab_projector.bias": "bias"}
+
+
 def import_distilbert(checkpoint: Checkpoint) -> EncoderImport:
     config = checkpoint.config
     state = checkpoint.without_prefix("distilbert.")
     head = pooler_weights(state, "pre_classifier")
     head.update({key: t for key, t in state.items() if key.startswith("classifier.")})
+    head.update(mlm_weights(state, MLM_HEAD))
     return EncoderImport(
         encoder="bert",
         sizes={
@@ -67,5 +71,9 @@ def import_distilbert(checkpoint: Checkpoint) -> EncoderImport:
         },
         weights={name: t for key, t in state.items() if (name := rename(key)) is not None},
         head_weights=head,
-        head_options={"pooler_activation": "relu"},
+        head_options={
+            "pooler_activation": "relu",
+            "transform_activation": config.get("activation", "gelu"),
+            "transform_norm_eps": 1e-12,
+        },
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from zoo.hf import Checkpoint, EncoderImport
 
-from .bert_import import bert_options, bert_sizes, bert_weights, pooler_weights
+from .bert_import import bert_options, bert_sizes, bert_weights, pooler_weights, token_classifier_weights
 
 
 def import_electra(checkpoint: Checkpoint) -> EncoderImport:
@@ -28,6 +28,7 @@ def import_electra(checkpoint: Checkpoint) -> EncoderImport:
             if key.startswith("classifier.out_proj.")
         }
     )
+    head.update(token_classifier_weights(state))
     sep_id = checkpoint.token_id("[SEP]")
     options = {
         **bert_options(checkpoint),

@@ -1,8 +1,10 @@
-"""The `modernbert` encoder with a `cls` head, back to transformers' ModernBertForSequenceClassification.
+"""The `modernbert` encoder back to transformers' ModernBERT (zoo.hf_export.HFEncoder).
 
 The reverse of modernbert_import: q/k/v are stacked into ``Wqkv``. zoo's attention projections and the head's
 pooler keep biases, so the config says ``attention_bias`` and ``classifier_bias``; the head's norm bias must
 be zero unless the encoder's norms have biases (``norm_bias``), since transformers uses one setting for both.
+ModernBertForTokenClassification puts a dense + activation + norm before its classifier: zoo's `token-cls` head
+with ``transform=true`` (what an import of one gets).
 """
 
 from __future__ import annotations
@@ -10,37 +12,47 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import torch
+from zoo.hf_export import HFEncoder, refuse
 
-from zoo.errors import ZooError
+from .bert_export import classifier_check, masked_lm_check
 
-from .bert_export import _head_problems, _refuse_if
+LAYER_MODULES = {"attn.Wo": "attention.out_proj", "mlp.Wi": "mlp.wi", "mlp.Wo": "mlp.wo"}
 
 
-def export_modernbert(model: Any):
+def rename(key: str) -> str | list[str]:
+    """A ModernBertModel tensor name -> the zoo name(s); Wqkv is q, k and v stacked."""
+    match = re.match(r"layers\.(\d+)\.(.+)\.(\w+)$", key)
+    if not match:
+        return f"encoder.{key}"
+    layer, module, leaf = match.groups()
+    if module == "attn.Wqkv":
+        return [f"encoder.layers.{layer}.attention.{p}_proj.{leaf}" for p in "qkv"]
+    return f"encoder.layers.{layer}.{LAYER_MODULES.get(module, module)}.{leaf}"
+
+
+def _special_ids(model: Any) -> dict[str, Any]:
+    """The tokenizer's [CLS] and [SEP] ids for the config (its defaults are ModernBERT's own vocabulary's)."""
+    vocab = model.tokenizer.get_vocab() if model.tokenizer is not None else {}
+    cls, sep = vocab.get("[CLS]", vocab.get("<s>")), vocab.get("[SEP]", vocab.get("</s>"))
+    return {"bos_token_id": cls, "cls_token_id": cls, "eos_token_id": sep, "sep_token_id": sep}
+
+
+def export_modernbert(model: Any) -> HFEncoder:
     import transformers
 
     spec, encoder = model.spec, model.encoder
     options = spec.encoder.options
-    head_options = spec.head.options
-    activation = head_options.get("pooler_activation", "gelu")
-    problems = _head_problems(spec, activation, poolings=("cls", "mean"), norm=True)
     global_attention = encoder.layers[0].attention
     if not (
         getattr(global_attention, "computes_softmax_attention", False)
         and getattr(global_attention, "rotary", None) is not None
         and global_attention.num_kv_heads == global_attention.num_heads
     ):
-        problems.append(
-            f"attention '{spec.attention.name}' (ModernBERT's global layers are rotary softmax attention)"
+        refuse(
+            [f"attention '{spec.attention.name}' (ModernBERT's global layers are rotary softmax attention)"],
+            "ModernBertModel",
         )
-    _refuse_if(problems, "ModernBertForSequenceClassification")
-    ours = model.state_dict()
     norm_bias = bool(options.get("norm_bias", False))
-    if not norm_bias and ours["head.pooler.2.bias"].abs().max() > 0:
-        raise ZooError(
-            "no transformers equivalent: the head's norm has a bias while the encoder's norms have none"
-        )
     config = transformers.ModernBertConfig(
         vocab_size=encoder.embeddings.tok_embeddings.num_embeddings,
         hidden_size=encoder.d_model,
@@ -58,37 +70,41 @@ def export_modernbert(model: Any):
         mlp_bias=bool(options.get("mlp_bias", False)),
         attention_bias=True,
         classifier_bias=True,
-        classifier_pooling=head_options.get("pooling", "cls"),
-        classifier_activation=head_options.get("pooler_activation", "gelu"),
-        num_labels=model.head.classifier.out_features,
         pad_token_id=int(spec.tokenizer.get("pad_id", 0)),
+        **_special_ids(model),
     )
-    hf_model = transformers.ModernBertForSequenceClassification(config)
-    state, used = {}, set()
-    for key in hf_model.state_dict():
-        module, _, leaf = key.rpartition(".")
-        match = re.match(r"model\.layers\.(\d+)\.(.+)$", module)
-        if module.startswith("model.") and not match:
-            names = [f"encoder.{key.removeprefix('model.')}"]
-        elif match and match.group(2) == "attn.Wqkv":
-            names = [f"encoder.layers.{match.group(1)}.attention.{p}_proj.{leaf}" for p in "qkv"]
-        elif match:
-            rest = {"attn.Wo": "attention.out_proj", "mlp.Wi": "mlp.wi", "mlp.Wo": "mlp.wo"}.get(
-                match.group(2)
+
+    def check_norm_bias(name: str, architecture: str) -> None:
+        if not norm_bias and model.state_dict()[f"head.{name}.bias"].abs().max() > 0:
+            refuse(["the head's norm has a bias while the encoder's norms have none"], architecture)
+
+    def classifier(head: Any) -> dict[str, str]:
+        architecture = "ModernBertForSequenceClassification"
+        classifier_check(head, architecture, None, poolings=("cls", "mean"), norm=True)
+        check_norm_bias("pooler.2", architecture)
+        config.classifier_pooling = head.options.get("pooling", "cls")
+        config.classifier_activation = head.options.get("pooler_activation", "tanh")
+        return {"head.dense": "pooler.0", "head.norm": "pooler.2", "classifier": "classifier"}
+
+    def token_classifier(head: Any) -> dict[str, str]:
+        architecture = "ModernBertForTokenClassification"
+        if not head.options.get("transform"):
+            refuse(
+                [
+                    f"head '{head.name}' without a transform (ModernBERT's token classifier puts dense + "
+                    "activation + norm before the linear layer: token-cls transform=true)"
+                ],
+                architecture,
             )
-            names = [f"encoder.layers.{match.group(1)}.{rest or match.group(2)}.{leaf}"]
-        else:
-            head = {"head.dense": "pooler.0", "head.norm": "pooler.2", "classifier": "classifier"}
-            names = [f"head.{head.get(module, module)}.{leaf}"]
-        missing = [n for n in names if n not in ours]
-        if missing:
-            raise ZooError(f"the model has no tensor for transformers' '{key}' (looked for '{missing[0]}')")
-        state[key] = torch.cat([ours[n] for n in names]) if len(names) > 1 else ours[names[0]]
-        used.update(names)
-    left = sorted(n for n in set(ours) - used if n != "head.pooler.2.bias")
-    _refuse_if(
-        [f"tensors with no place: {', '.join(left[:3])}"] if left else [],
-        "ModernBertForSequenceClassification",
-    )
-    hf_model.load_state_dict(state, strict=False)
-    return hf_model
+        check_norm_bias("transform.2", architecture)
+        config.classifier_activation = head.options.get("transform_activation", "gelu")
+        return {"head.dense": "transform.0", "head.norm": "transform.2", "classifier": "classifier"}
+
+    def masked_lm(head: Any) -> dict[str, str]:
+        architecture = "ModernBertForMaskedLM"
+        masked_lm_check(head, architecture, head.options.get("transform_activation", "gelu"), config.norm_eps)
+        check_norm_bias("norm", architecture)
+        config.classifier_activation = head.options.get("transform_activation", "gelu")
+        return {"head.dense": "dense", "head.norm": "norm", "decoder.bias": "head.bias"}
+
+    return HFEncoder(config, "ModernBert", rename, classifier, token_classifier, masked_lm)

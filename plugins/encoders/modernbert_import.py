@@ -6,7 +6,8 @@
     layers.N.{attn_norm, mlp_norm}            -> encoder.layers.N.{attn_norm, mlp_norm}
     layers.N.mlp.{Wi, Wo}                     -> encoder.layers.N.mlp.{wi, wo}
     final_norm                                -> encoder.final_norm
-    head.dense / head.norm, classifier        -> head pooler.0 / pooler.2 (pooler_norm), classifier
+    head.dense / head.norm, classifier        -> head pooler.0 / pooler.2 (pooler_norm), classifier; for a
+                                                 token-cls head transform.0 / transform.2, classifier
 
 zoo's attentions and the head's pooler keep biases; where the checkpoint has none (``attention_bias``,
 ``classifier_bias``, ``norm_bias`` false) they are imported as zeros, which computes the same.
@@ -73,6 +74,14 @@ def import_modernbert(checkpoint: Checkpoint) -> EncoderImport:
     head.update({k: t for k, t in state.items() if k.startswith("classifier.")})
     for name in ("pooler.0", "pooler.2"):
         _with_zero_bias(head, name, d_model)
+    # the same dense and norm before a token classifier (ModernBertForTokenClassification): the token-cls transform;
+    # and before ModernBertForMaskedLM's decoder (tied to the embeddings, with a bias): the mlm head's
+    head.update({f"transform.{k.split('.', 1)[1]}": t for k, t in head.items() if k.startswith("pooler.")})
+    if any(str(a).endswith("ForMaskedLM") for a in config.get("architectures") or []):
+        head.update({f"dense.{k.split('.', 2)[2]}": t for k, t in head.items() if k.startswith("pooler.0.")})
+        head.update({f"norm.{k.split('.', 2)[2]}": t for k, t in head.items() if k.startswith("pooler.2.")})
+        if "decoder.bias" in state:  # without one (decoder_bias false) the tied head's bias stays zero
+            head["bias"] = state["decoder.bias"]
     return EncoderImport(
         encoder="modernbert",
         sizes={
@@ -100,5 +109,7 @@ def import_modernbert(checkpoint: Checkpoint) -> EncoderImport:
             "pooling": config.get("classifier_pooling", "cls"),
             "pooler_activation": config.get("classifier_activation", "gelu"),
             "pooler_norm": True,
+            "transform_activation": config.get("classifier_activation", "gelu"),
+            "transform_norm_eps": float(config.get("norm_eps", 1e-5)),
         },
     )

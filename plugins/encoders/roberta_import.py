@@ -16,7 +16,16 @@ from __future__ import annotations
 
 from zoo.hf import Checkpoint, EncoderImport
 
-from .bert_import import bert_options, bert_sizes, bert_weights, pooler_weights
+from .bert_import import (
+    bert_options,
+    bert_sizes,
+    bert_weights,
+    mlm_weights,
+    pooler_weights,
+    token_classifier_weights,
+)
+
+LM_HEAD = {"lm_head.dense.": "dense.", "lm_head.layer_norm.": "norm.", "lm_head.bias": "bias"}  # *ForMaskedLM
 
 
 def import_roberta(checkpoint: Checkpoint) -> EncoderImport:
@@ -34,10 +43,16 @@ def import_roberta(checkpoint: Checkpoint) -> EncoderImport:
             if key.startswith("classifier.out_proj.")
         }
     )
+    head.update(token_classifier_weights(state))
+    head.update(mlm_weights(state, LM_HEAD))
     return EncoderImport(
         encoder="bert",
         sizes=sizes,
         encoder_options={**bert_options(checkpoint), "position_offset": offset},
         weights=bert_weights(state),
         head_weights=head,
+        head_options={  # RobertaLMHead: dense, gelu, layer_norm
+            "transform_activation": "gelu",
+            "transform_norm_eps": float(config.get("layer_norm_eps", 1e-12)),
+        },
     )

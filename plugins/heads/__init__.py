@@ -11,24 +11,28 @@ def register_heads(register):
         f"{here}.classification:ClassificationHead",
         task="classification",
         description="Sequence classification (softmax, cross-entropy); pooling cls|mean",
+        capabilities={"hf_export": f"{here}.hf_export:export_classification"},
     )
     register(
         "multilabel",
         f"{here}.classification:MultiLabelHead",
         task="multilabel",
         description="Multi-label classification (sigmoid per label, binary cross-entropy)",
+        capabilities={"hf_export": f"{here}.hf_export:export_multilabel"},
     )
     register(
         "regression",
         f"{here}.regression:RegressionHead",
         task="regression",
         description="Regression of num_labels real values (mean squared error)",
+        capabilities={"hf_export": f"{here}.hf_export:export_regression"},
     )
     register(
         "token-cls",
         f"{here}.token:TokenClassificationHead",
         task="token-classification",
         description="Per-token classification (tagging, NER); padding and -100 labels ignored",
+        capabilities={"hf_export": f"{here}.hf_export:export_token_classification"},
     )
     register(
         "embedding",
@@ -36,6 +40,7 @@ def register_heads(register):
         task="embedding",
         description="Sentence embeddings: pooling mean|cls|max|weighted-mean|last, optional dense and "
         "L2 normalisation; in-batch-negatives ranking loss",
+        capabilities={"hf_export": f"{here}.hf_export:export_embedding"},
     )
     register(
         "rerank",
@@ -43,6 +48,7 @@ def register_heads(register):
         task="rerank",
         description="Cross-encoder reranking: one relevance score per (query, text) pair (sigmoid, "
         "binary cross-entropy); pooling cls|mean, optional pooler",
+        capabilities={"hf_export": f"{here}.hf_export:export_rerank"},
     )
     register(
         "mlm",
@@ -50,5 +56,5 @@ def register_heads(register):
         task="mlm",
         description="Masked language modelling (pre-training): dense+GELU+LayerNorm, decoder tied to the "
         "word embeddings; loss on masked tokens only",
-        capabilities={"torchscript": "trace"},
+        capabilities={"torchscript": "trace", "hf_export": f"{here}.hf_export:export_mlm"},
     )

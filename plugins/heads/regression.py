@@ -20,6 +20,7 @@ class RegressionHead(PooledHead):
         pooling: str = "mean",
         pooler: bool = False,
         pooler_activation: str = "tanh",
+        pooler_norm: bool = False,
     ):
         super().__init__(
             d_model=d_model,
@@ -28,6 +29,7 @@ class RegressionHead(PooledHead):
             pooling=pooling,
             pooler=pooler,
             pooler_activation=pooler_activation,
+            pooler_norm=pooler_norm,
         )
 
     def loss(self, logits: Tensor, labels: Tensor, mask: Tensor | None = None) -> Tensor:

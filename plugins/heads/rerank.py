@@ -26,6 +26,7 @@ class RerankHead(PooledHead):
         pooling: str = "cls",
         pooler: bool = False,
         pooler_activation: str = "tanh",
+        pooler_norm: bool = False,
     ):
         if num_labels != 1:
             raise ValueError(
@@ -38,6 +39,7 @@ class RerankHead(PooledHead):
             pooling=pooling,
             pooler=pooler,
             pooler_activation=pooler_activation,
+            pooler_norm=pooler_norm,
         )
 
     def loss(self, logits: Tensor, labels: Tensor, mask: Tensor | None = None) -> Tensor:

@@ -1,4 +1,5 @@
-"""Per-token classification: a linear layer on every position."""
+"""Per-token classification: a linear layer on every position, optionally after a transform (dense,
+activation, LayerNorm: ModernBertForTokenClassification's ``head``)."""
 
 from __future__ import annotations
 
@@ -7,16 +8,40 @@ from torch import Tensor, nn
 
 from zoo.constants import IGNORE_INDEX
 
+from .pooled import POOLER_ACTIVATIONS
+
 
 class TokenClassificationHead(nn.Module):
     """labels: (B, S) class indices; -100 and padded positions are ignored by the loss."""
 
-    def __init__(self, *, d_model: int, num_labels: int, dropout: float):
+    def __init__(
+        self,
+        *,
+        d_model: int,
+        num_labels: int,
+        dropout: float,
+        transform: bool = False,
+        transform_activation: str = "gelu",
+    ):
         super().__init__()
+        if transform_activation not in POOLER_ACTIVATIONS:
+            raise ValueError(
+                f"unknown transform_activation '{transform_activation}' "
+                f"(choices: {', '.join(POOLER_ACTIVATIONS)})"
+            )
+        self.transform = (  # built only when asked for: its initialisation draws from the seed's generator
+            nn.Sequential(
+                nn.Linear(d_model, d_model), POOLER_ACTIVATIONS[transform_activation](), nn.LayerNorm(d_model)
+            )
+            if transform
+            else None
+        )
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(d_model, num_labels)
 
     def forward(self, hidden: Tensor, mask: Tensor | None = None) -> Tensor:
+        if self.transform is not None:
+            hidden = self.transform(hidden)
         return self.classifier(self.dropout(hidden))  # (B, S, num_labels)
 
     def loss(self, logits: Tensor, labels: Tensor, mask: Tensor | None = None) -> Tensor:

@@ -20,8 +20,9 @@ CALIBRATION_ROWS = 1000  # the held-out sample for int8 agreement is at most thi
 @click.option(
     "--hf",
     is_flag=True,
-    help="Write a directory transformers loads (config.json, model.safetensors, tokenizer, id2label), "
-    "checked against zoo's outputs.",
+    help="Write a directory transformers loads (config.json, model.safetensors, tokenizer, id2label; an "
+    "embedding model also for SentenceTransformer, a rerank model for CrossEncoder), checked against zoo's "
+    "outputs.",
 )
 @click.option("--output", "-o", required=True, type=click.Path(), help="Export directory to write.")
 @click.option("--opset", type=int, default=None, help="ONNX opset [default: the exporter's].")
@@ -140,7 +141,10 @@ def export_hf_dir(model_dir: str, output: str, overwrite: bool, as_json: bool, t
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
-    click.echo(f"exported {output} ({report['architecture']}; max abs diff {report['max_abs_diff']:.1e})")
+    click.echo(
+        f"exported {output} ({report['architecture']}, loads with {report['auto_class']}; "
+        f"max abs diff {report['max_abs_diff']:.1e})"
+    )
 
 
 def calibration_texts(path: str, text_column: str | None, encoding: str | None = None) -> list[str]:
