@@ -26,7 +26,7 @@ def agreement(
     """How often two runners give the same answers over ``batches``, as the model's task (a zoo.tasks.Task)
     compares them: {"agreement", "compared", "rule"}; ``targets``: the labels of the batches' sequences."""
     outputs = [(run_a(ids, mask), run_b(ids, mask), mask) for ids, mask in batches]
-    return task.agreement(outputs, targets) if targets is not None else task.agreement(outputs)
+    return task.labelled_agreement(outputs, targets) if targets is not None else task.agreement(outputs)
 
 
 # Fastest first (bench/NOTES.md): the first that meets the bar is kept. "+outliers": the few outlier input
@@ -115,7 +115,8 @@ def best_int8(
     ``batches`` (or, when none does, the best one with its most harmful nodes kept fp32); returns the report.
     ``calibration``: the batches static ranges and sensitivities come from (default ``batches``).
     ``trained=False``: an untrained head: the first method is kept without a gate (see above).
-    ``targets``: the labels of ``batches``' sequences, for a task that scores both runs (``Task.agreement``)."""
+    ``targets``: the labels of ``batches``' sequences, for a task that scores both runs
+    (``Task.labelled_agreement``)."""
     from zoo.errors import unknown
 
     from .sensitivity import keep_fp32

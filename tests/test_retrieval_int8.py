@@ -97,17 +97,17 @@ def test_the_labelled_embedding_check_fails_on_a_drop_or_a_low_cosine():
     positives = anchors + rng.normal(size=anchors.shape) * 0.3
     fp32 = np.concatenate([anchors, positives])
     targets = [(0, f"q{i}", None) for i in range(30)] + [(1, f"d{i}", None) for i in range(30)]
-    same = task.agreement([(fp32, fp32, None)], targets)
+    same = task.labelled_agreement([(fp32, fp32, None)], targets)
     assert same["agreement"] == 1.0 and same["ndcg@10_drop"] == 0.0 and same["labelled"]
     assert same["ndcg@10_fp32"] == pytest.approx(pair_retrieval(anchors, positives)["ndcg@10"])
     shuffled = np.concatenate([anchors, positives[rng.permutation(30)]])  # the positives swapped about
-    worse = task.agreement([(fp32, shuffled, None)], targets)
+    worse = task.labelled_agreement([(fp32, shuffled, None)], targets)
     want = pair_retrieval(anchors, positives)["ndcg@10"] - pair_retrieval(anchors, shuffled[30:])["ndcg@10"]
     assert worse["ndcg@10_drop"] == pytest.approx(want) and want > 0.1
     assert worse["agreement"] == 0.0 or worse["agreement"] == pytest.approx(1 - want)
     noisy = fp32 + rng.normal(size=fp32.shape) * 2  # rankings may survive, the vectors do not
-    assert task.agreement([(fp32, noisy, None)], targets)["mean_cosine"] < 0.98
-    assert task.agreement([(fp32, noisy, None)], targets)["agreement"] == 0.0
+    assert task.labelled_agreement([(fp32, noisy, None)], targets)["mean_cosine"] < 0.98
+    assert task.labelled_agreement([(fp32, noisy, None)], targets)["agreement"] == 0.0
 
 
 def test_an_export_whose_int8_misses_the_cosine_bound_fails(checkpoint, tmp_path, monkeypatch):

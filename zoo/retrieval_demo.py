@@ -193,26 +193,32 @@ def search_and_rerank(embedder, reranker, table, candidates: int) -> dict[str, A
     """Each query of a pairs table searched among all its documents by cosine, then its top ``candidates``
     reordered by the reranker (the rest keep their order below them): the metrics of both orders, and the
     first query's top documents under each."""
+    from .data import Table
     from .embedding import embed_texts
-    from .rerank import rerank
+    from .inference import table_outputs
+    from .rerank import ranked
     from .retrieval import rank_metrics, top_k
 
     queries, documents = list(table.texts), list(table.pairs)
     scores = (
         embed_texts(embedder, queries, normalize=True) @ embed_texts(embedder, documents, normalize=True).T
     )
-    relevant = [{i} for i in range(len(queries))]
     best = top_k(scores, candidates)
+    pairs = [(q, int(d)) for q, row in enumerate(best) for d in row]  # every query's candidates, one batch
+    _, outputs = table_outputs(
+        reranker,
+        Table("candidates", [queries[q] for q, _ in pairs], [documents[d] for _, d in pairs], None, []),
+        batch_size=32,
+    )
     reranked = scores.copy()
     orders = []
     for q, row in enumerate(best):
-        ranked = rerank(reranker, queries[q], [documents[d] for d in row])
-        order = [int(row[r["index"]]) for r in ranked]
+        answers = ranked(outputs[q * len(row) : (q + 1) * len(row)])
+        order = [int(row[r["index"]]) for r in answers]
         for place, d in enumerate(order):  # above every other document, in the reranker's order
             reranked[q, d] = 10.0 + len(order) - place
-        orders.append((row, order, ranked))
-    row, order, ranked = orders[0]
-    score_of = {int(row[r["index"]]): r["score"] for r in ranked}
+        orders.append((order, {int(row[r["index"]]): r["score"] for r in answers}))
+    order, score_of = orders[0]
 
     def shown(ids) -> list[dict[str, Any]]:
         return [
@@ -226,8 +232,14 @@ def search_and_rerank(embedder, reranker, table, candidates: int) -> dict[str, A
             for d in ids[:SHOWN]
         ]
 
+    relevant = [{i} for i in range(len(queries))]
     return {
         "embedding": rank_metrics(scores, relevant),
         "reranked": rank_metrics(reranked, relevant),
-        "example": {"query": queries[0], "search": shown(list(row)), "reranked": shown(order)},
+        "example": {
+            "query": queries[0],
+            "candidates": [int(d) for d in best[0]],  # rows of the test file, in the search's order
+            "search": shown(list(best[0])),
+            "reranked": shown(order),
+        },
     }

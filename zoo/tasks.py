@@ -201,22 +201,26 @@ class Task:
         )
 
     def labelled(self, table: Table) -> bool:
-        """Whether the rows of ``table`` (read by ``read``) can score this task's int8 check (``agreement``'s
-        targets); only asked of a task with ``labelled_int8``."""
+        """Whether the rows of ``table`` (read by ``read``) can score this task's int8 check
+        (``labelled_agreement``); only asked of a task with ``labelled_int8``."""
         return table.labels is not None
 
-    def agreement(
-        self, pairs: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]], targets: list[Any] | None = None
-    ) -> dict[str, Any]:
+    def agreement(self, pairs: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> dict[str, Any]:
         """How often two runs of a model (fp32 and int8) give the same answers, over (a, b, mask) batches:
-        {"agreement": fraction, "compared": count, "rule": what was compared}. Default: argmax per row.
-        ``targets`` (a ``labelled_int8`` task, labelled check rows): the target of each compared sequence,
-        in order, as ``sequences(targets(...))`` gives them, so that the task can score both runs."""
+        {"agreement": fraction, "compared": count, "rule": what was compared}. Default: argmax per row."""
         agree = total = 0
         for a, b, _ in pairs:
             pa, pb = a.reshape(a.shape[0], -1).argmax(-1), b.reshape(b.shape[0], -1).argmax(-1)
             agree, total = agree + int((pa == pb).sum()), total + pa.size
         return {"agreement": agree / max(total, 1), "compared": total, "rule": "argmax"}
+
+    def labelled_agreement(
+        self, pairs: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]], targets: list[Any]
+    ) -> dict[str, Any]:
+        """``agreement`` on labelled check rows (a task with ``labelled_int8``): ``targets`` holds the target
+        of each compared sequence, in order, as ``sequences(targets(...))`` gives them, so that the task can
+        score both runs by its metric. Default: ``agreement``, the targets unused."""
+        return self.agreement(pairs)
 
     # ---- the conformance kit ----------------------------------------------------------------------
     def output_shape(self, batch: int, seq: int, num_labels: int) -> tuple[int | None, ...]:

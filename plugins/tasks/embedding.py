@@ -177,7 +177,10 @@ class Embedding(Task):
         shown = [k for k in (*R.METRICS, "spearman_cosine", "pearson_cosine", "loss") if k in metrics]
         return "\n".join(f"{k:<16} {metrics[k]:.4f}" for k in shown)
 
-    def agreement(self, pairs, targets=None) -> dict[str, Any]:
+    def agreement(self, pairs) -> dict[str, Any]:
+        return self.labelled_agreement(pairs, None)
+
+    def labelled_agreement(self, pairs, targets) -> dict[str, Any]:
         """int8 against fp32, as retrieval sees it. With labelled pairs (``targets``: the check rows' anchors
         and positives), both rank every anchor against every positive, and the agreement is 1 - the drop in
         ndcg@10 from fp32 to int8 (so --min-agreement 0.99 allows a drop of 0.01). Without: every compared

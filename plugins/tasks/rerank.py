@@ -110,7 +110,10 @@ class Rerank(Task):
         shown = [k for k in (*self.summary_metrics, "loss") if k in metrics]
         return "\n".join(f"{k:<12} {metrics[k]:.4f}" for k in shown)
 
-    def agreement(self, pairs, targets=None) -> dict[str, Any]:
+    def agreement(self, pairs) -> dict[str, Any]:
+        return self.labelled_agreement(pairs, None)
+
+    def labelled_agreement(self, pairs, targets) -> dict[str, Any]:
         """int8 against fp32. With labelled (query, text) rows (``targets``: (query, label) per row), both
         rank each query's candidates, and the agreement is 1 - the drop in ndcg@10 from fp32 to int8 (so
         --min-agreement 0.99 allows a drop of 0.01). Without: the fraction of scores (sigmoid) within
