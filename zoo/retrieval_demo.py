@@ -75,6 +75,7 @@ def _run(output, samples, epochs, candidates, seed, overwrite, progress, log, th
     from .hf import import_pretrained
     from .inference import ModelPredictor, evaluate_table, load_predictor
     from .io import prepare_output, write_json
+    from .model import load_model
     from .numpy_docs import write_splits
     from .training.config import TrainConfig
     from .training.recipe import finetune
@@ -105,7 +106,7 @@ def _run(output, samples, epochs, candidates, seed, overwrite, progress, log, th
         progress=progress,
     )
     embed_seconds = time.perf_counter() - start
-    tuned = ModelPredictor(load_model_dir(output / "embedding"))
+    tuned = ModelPredictor(load_model(output / "embedding"))
     finetuned = evaluate_table(tuned, tables["test"])
     log("[4/6] exporting ONNX fp32 and int8 (int8 gated on ndcg@10 of the evaluation pairs)")
     manifest = export_model(
@@ -169,12 +170,6 @@ def pick(metrics: dict[str, Any]) -> dict[str, float]:
     from .retrieval import METRICS
 
     return {k: float(metrics[k]) for k in (*METRICS, "queries") if k in metrics}
-
-
-def load_model_dir(path: Path):
-    from .model import load_model
-
-    return load_model(path)
 
 
 def similarities(embedder, queries: list[str], documents: list[str]) -> np.ndarray:
