@@ -1,100 +1,14 @@
-"""A real retrieval set derived from installed documentation: numpy's docstrings, summary -> the rest.
-
-Each public numpy function (numpy, numpy.linalg, numpy.fft, numpy.random, numpy.ma, numpy.char,
-numpy.polynomial.polynomial) with a numpydoc docstring gives one pair: the query is its one-paragraph summary
-("Return the cumulative sum of the elements along a given axis."), the document its Parameters, Returns and
-Notes sections (the name, signature, See Also and Examples are dropped, so the name cannot give the answer
-away). Aliases with the same docstring count once. Functions are split 70/30 by a seeded shuffle into
-train.csv (anchor,positive) and test.csv (query,positive); evaluation ranks every test query against every
-test document. numpy is BSD-licensed; the text is its documentation.
+"""The numpy-docstring retrieval set (zoo/numpy_docs.py), written for bench/ and the README's table:
+70/30 train/test with seed 0.
 
     python bench/retrieval_data.py -o data/numpy-docs
 """
 
 from __future__ import annotations
 
-import argparse
-import csv
-import importlib
-import inspect
-import random
-import re
-from pathlib import Path
+from zoo.numpy_docs import main, pairs, sections
 
-MODULES = (
-    "numpy",
-    "numpy.linalg",
-    "numpy.fft",
-    "numpy.random",
-    "numpy.ma",
-    "numpy.char",
-    "numpy.polynomial.polynomial",
-)
-KEEP = ("Parameters", "Returns", "Notes")
-MAX_DOC_CHARS = 1500
-
-
-def sections(doc: str) -> tuple[str, dict[str, str]]:
-    """(summary, {section title: text}) of a numpydoc docstring."""
-    lines = doc.splitlines()
-    out: dict[str, list[str]] = {"": []}
-    title = ""
-    i = 0
-    while i < len(lines):
-        if i + 1 < len(lines) and re.fullmatch(r"-{3,}", lines[i + 1].strip()) and lines[i].strip():
-            title = lines[i].strip()
-            out[title] = []
-            i += 2
-            continue
-        out[title].append(lines[i])
-        i += 1
-    head = "\n".join(out.pop("")).strip()
-    paragraphs = [p.strip() for p in re.split(r"\n\s*\n", head) if p.strip()]
-    summary = " ".join(paragraphs[0].split()) if paragraphs else ""
-    return summary, {k: "\n".join(v).strip() for k, v in out.items()}
-
-
-def pairs() -> list[tuple[str, str, str]]:
-    seen_docs, seen_summaries, rows = set(), set(), []
-    for module_name in MODULES:
-        module = importlib.import_module(module_name)
-        for name in sorted(dir(module)):
-            obj = getattr(module, name)
-            if name.startswith("_") or not callable(obj) or inspect.isclass(obj):
-                continue
-            doc = inspect.getdoc(obj) or ""
-            summary, parts = sections(doc)
-            if summary.endswith(")") and "(" in summary.split(" ")[0]:  # a signature line: skip past it
-                continue
-            body = " ".join(" ".join(parts[k].split()) for k in KEEP if parts.get(k))
-            if len(summary) < 20 or len(body) < 80 or doc in seen_docs or summary in seen_summaries:
-                continue
-            seen_docs.add(doc)
-            seen_summaries.add(summary)
-            rows.append((f"{module_name}.{name}", summary, body[:MAX_DOC_CHARS]))
-    return rows
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("-o", "--output", default="data/numpy-docs")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    rows = pairs()
-    random.Random(args.seed).shuffle(rows)
-    cut = int(len(rows) * 0.7)
-    out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
-    for file, header, part in (
-        ("train.csv", ("anchor", "positive"), rows[:cut]),
-        ("test.csv", ("query", "positive"), rows[cut:]),
-    ):
-        with open(out / file, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(header)
-            writer.writerows((summary, body) for _, summary, body in part)
-    print(f"{len(rows)} functions: {cut} train, {len(rows) - cut} test pairs in {out}")
-
+__all__ = ["pairs", "sections"]
 
 if __name__ == "__main__":
     main()

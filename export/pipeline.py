@@ -31,6 +31,7 @@ from zoo.registry import MODEL_PARTS
 
 from . import parity
 from .arguments import PYTHON_NAMES, check_formats
+from .held_out import held_out
 from .onnx_export import EXPORTERS, ExportFailed, export_onnx
 from .runtime import session_options
 
@@ -51,6 +52,9 @@ def export_model(
     optimize: bool = False,
     quantize: str | None = None,
     calibration_texts: Sequence[str] | None = None,
+    calibration_data: str | Path | None = None,
+    calibration_column: str | None = None,
+    calibration_encoding: str | None = None,
     allow_mismatch: bool = False,
     min_agreement: float = 0.99,
     overwrite: bool = False,
@@ -63,6 +67,9 @@ def export_model(
     Raises ExportMismatch (exit code 1) when an export differs from the eager model beyond
     ``atol + rtol·|eager|`` on a probe shape, or int8 agrees with fp32 on fewer than ``min_agreement``
     of the predictions; ``allow_mismatch`` keeps the files anyway and records the failure.
+    ``calibration_data``: a file to calibrate and check int8 on, instead of ``calibration_texts``: an embedding
+    or rerank model reads it as labelled rows (pairs; query,text,label) and is judged by ndcg@10 against
+    fp32 (export/held_out.py), other models read its texts (``calibration_column``, ``calibration_encoding``).
     ``int8_methods``: the int8 methods to try, in order (default: export.quantize.DEFAULT_METHODS).
     ``argument_names``: how messages name the arguments (the keywords here; `zoo export` passes its flags).
     """
@@ -75,7 +82,17 @@ def export_model(
     output = Path(output_dir)
     io.check_output(output, overwrite)
     parts = check_capabilities(model, formats)
-    if calibration_texts is not None and getattr(model, "tokenizer", None) is None:
+    if calibration_data is not None and not getattr(model.task, "single_texts", True):
+        try:  # before any export work: this model's inputs are pairs, and so must its calibration data be
+            model.task.read(calibration_data, encoding=calibration_encoding)
+        except ZooError as exc:
+            raise ZooError(
+                f"{names['calibration']}: a {model.task.name} model calibrates int8 on its own rows "
+                f"(text pairs), not single texts: {exc}"
+            ) from None
+    if (calibration_texts is not None or calibration_data is not None) and getattr(
+        model, "tokenizer", None
+    ) is None:
         raise ZooError("calibration data needs a model with a tokenizer; this model has none")
 
     source = _cpu_float32(model)
@@ -138,18 +155,30 @@ def export_model(
                     manifest["serve"] = OPTIMIZED_NAME
             if quantize:
                 base = work / manifest["serve"]
-                check, calibration, source_of = _held_out(model, tokenizer, calibration_texts, sizes, pad)
+                data = held_out(
+                    model,
+                    tokenizer,
+                    calibration_texts,
+                    sizes,
+                    pad,
+                    calibration_data,
+                    text_column=calibration_column,
+                    encoding=calibration_encoding,
+                )
                 manifest["int8"] = _int8(
                     base,
                     work / INT8_NAME,
-                    check,
+                    data.check,
                     model.task,
                     min_agreement,
-                    calibration=calibration,
+                    calibration=data.calibration,
                     trained=_head_trained(model),
+                    targets=data.targets,
                     **({"methods": tuple(int8_methods)} if int8_methods else {}),
                 )
-                manifest["int8"]["texts"] = source_of
+                manifest["int8"]["texts"] = data.source
+                if "ndcg@10_drop" in manifest["int8"]["measures"]:  # a retrieval model: agreement = 1 - drop
+                    manifest["int8"]["max_ndcg_drop"] = round(1 - min_agreement, 12)
                 _note_int8(manifest["int8"], failures, log, names)
                 if manifest["int8"]["passed"]:
                     manifest["serve"] = INT8_NAME
@@ -312,59 +341,6 @@ def _int8(base: Path, target: Path, batches, task, min_agreement: float, **optio
     return {**report, "quantized_from": base.name}
 
 
-CALIBRATION_SHARE, MAX_CALIBRATION_ROWS, MAX_TEXTS = 3, 256, 1000
-
-
-def _held_out(model, tokenizer, texts, sizes, pad: int):
-    """(check batches, calibration batches, where they came from). Real text when there is some: the given
-    texts, else the data recorded in the model directory. The check never sees the calibration text: given
-    texts (and training data without evaluation data) are split, one text in CALIBRATION_SHARE calibrating
-    (at most MAX_CALIBRATION_ROWS) and the rest checking; a model trained with evaluation data calibrates on
-    its training texts and is checked on the evaluation texts, which it was not fitted to (a fine-tuned
-    model is surer of its training texts, so agreement measured there flatters int8: bench/NOTES.md).
-    Without text or a tokenizer: generated ids for both."""
-    from .quantize import generated_batches, text_batches
-
-    longest = sizes["max_length"]
-    source = "--calibration-data" if texts else None
-    held_out: list[str] = []
-    if not texts and tokenizer is not None:
-        texts, source = _recorded_texts(model, "train"), "training data"
-        held_out = _recorded_texts(model, "eval") if texts else []
-    if not texts:
-        generated = generated_batches(sizes["vocab_size"], sizes["max_length"], pad)
-        return (
-            generated,
-            generated_batches(sizes["vocab_size"], sizes["max_length"], pad, seed=8),
-            "generated ids",
-        )
-    texts = _sample(list(texts), MAX_TEXTS)
-    if held_out:
-        calibration, check = _sample(texts, MAX_CALIBRATION_ROWS), _sample(held_out, MAX_TEXTS)
-        source = "training data calibrates, evaluation data checks"
-    else:
-        calibration = texts[::CALIBRATION_SHARE][:MAX_CALIBRATION_ROWS]
-        check = [
-            t
-            for i, t in enumerate(texts)
-            if i % CALIBRATION_SHARE or i // CALIBRATION_SHARE >= MAX_CALIBRATION_ROWS
-        ]
-    if not check:  # a single text: it does both
-        check = calibration
-    return (
-        text_batches(tokenizer, check, longest),
-        text_batches(tokenizer, calibration, longest),
-        f"{source}: {len(calibration)} calibrate, {len(check)} check agreement",
-    )
-
-
-def _sample(texts: list[str], limit: int) -> list[str]:
-    """At most ``limit`` of ``texts``, a seeded sample in their order."""
-    if len(texts) <= limit:
-        return texts
-    return [texts[i] for i in sorted(np.random.default_rng(0).choice(len(texts), limit, replace=False))]
-
-
 def _head_trained(model) -> bool:
     """Whether the head's outputs mean something: training is recorded, or every head tensor came from the
     imported checkpoint (a sentence-transformers model's pooling, a CrossEncoder's classifier); a fresh
@@ -374,25 +350,6 @@ def _head_trained(model) -> bool:
     imported = set((model.spec.extra.get("source") or {}).get("imported") or [])
     names = {".".join(f"head.{name}".split(".")[:2]) for name, _ in model.head.named_parameters()}
     return "source" in model.spec.extra and names <= imported
-
-
-def _recorded_texts(model, which: str) -> list[str]:
-    """The texts of the training ("train") or evaluation ("eval") file recorded in the model directory, or []
-    when none is recorded or it is gone or unreadable."""
-    from zoo.data import read_table
-
-    path = (model.spec.extra.get("training") or {}).get(which)
-    if not path or not Path(path).is_file():
-        return []
-    try:
-        table = read_table(path, require_labels=False)
-    except ZooError:
-        try:  # a task's own layout (an embedding model's anchor,positive pairs): each text in it
-            table = model.task.read(path)
-        except ZooError:
-            return []
-        return [*table.texts, *(table.pairs or [])]
-    return [t if isinstance(t, str) else " ".join(t) for t in table.texts]
 
 
 def _note(section: dict[str, Any], what: str, failures: list[str], log) -> None:

@@ -21,10 +21,13 @@ from .onnx_export import quiet
 Batches = list[tuple[np.ndarray, np.ndarray]]
 
 
-def agreement(run_a: Callable, run_b: Callable, batches: Batches, task) -> dict[str, Any]:
+def agreement(
+    run_a: Callable, run_b: Callable, batches: Batches, task, targets: list[Any] | None = None
+) -> dict[str, Any]:
     """How often two runners give the same answers over ``batches``, as the model's task (a zoo.tasks.Task)
-    compares them: {"agreement", "compared", "rule"}."""
-    return task.agreement([(run_a(ids, mask), run_b(ids, mask), mask) for ids, mask in batches])
+    compares them: {"agreement", "compared", "rule"}; ``targets``: the labels of the batches' sequences."""
+    outputs = [(run_a(ids, mask), run_b(ids, mask), mask) for ids, mask in batches]
+    return task.labelled_agreement(outputs, targets) if targets is not None else task.agreement(outputs)
 
 
 # Every int8 method. "per-token": one activation scale per row of each MatMul input whose rows spread
@@ -126,11 +129,14 @@ def best_int8(
     calibration: Batches | None = None,
     methods: Sequence[str] = DEFAULT_METHODS,
     trained: bool = True,
+    targets: list[Any] | None = None,
 ) -> dict[str, Any]:
     """Quantise ``source`` into ``target`` with the first of ``methods`` that meets ``min_agreement`` on
     ``batches`` (or, when none does, the best one with its most harmful nodes kept fp32); returns the report.
     ``calibration``: the batches static ranges and sensitivities come from (default ``batches``).
-    ``trained=False``: an untrained head: the first method is kept without a gate (see above)."""
+    ``trained=False``: an untrained head: the first method is kept without a gate (see above).
+    ``targets``: the labels of ``batches``' sequences, for a task that scores both runs
+    (``Task.labelled_agreement``)."""
     from zoo.errors import unknown
 
     from .sensitivity import keep_fp32
@@ -140,6 +146,7 @@ def best_int8(
             raise unknown("int8 method", method, METHODS)
     calibration = calibration or batches
     work = _Trials(source, target, fp32_run, make_run, batches, calibration, task, min_agreement, trained)
+    work.targets = targets
     for method in methods:
         if work.attempt(method).get("passed"):
             break
@@ -161,6 +168,7 @@ class _Trials:
         self.source, self.target, self.fp32_run, self.make_run = source, target, fp32_run, make_run
         self.batches, self.calibration, self.task = batches, calibration, task
         self.min_agreement, self.trained = min_agreement, trained
+        self.targets: list[Any] | None = None  # labels of the check batches' sequences (best_int8)
         self.tried: list[dict[str, Any]] = []
         self.files: dict[int, Path] = {}
         self.outlier_channels: dict[str, list[int]] = {}
@@ -197,7 +205,7 @@ class _Trials:
         try:
             self.quantize(method, path, exclude)
             run = self.make_run(path)
-            agreed = agreement(self.fp32_run, run, self.batches, self.task)
+            agreed = agreement(self.fp32_run, run, self.batches, self.task, self.targets)
             result = {
                 "method": method,
                 "fp32_nodes": list(exclude),

@@ -98,10 +98,10 @@ def test_an_imported_head_counts_as_trained_and_a_fresh_one_does_not(tmp_path):
 
 
 def test_an_embedding_model_calibrates_int8_on_every_text_of_its_pairs_file(tmp_path):
-    from zoo.export.pipeline import _recorded_texts
+    from zoo.export.held_out import recorded_texts
 
     pairs = tmp_path / "pairs.csv"
     pairs.write_text("anchor,positive\nthe cat,sat on the mat\na dog,was very good\n")
     model = tiny_embedding_model()
     model.spec.extra["training"] = {"train": str(pairs)}
-    assert _recorded_texts(model, "train") == ["the cat", "a dog", "sat on the mat", "was very good"]
+    assert recorded_texts(model) == ["the cat", "a dog", "sat on the mat", "was very good"]

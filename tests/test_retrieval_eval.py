@@ -159,10 +159,18 @@ def test_ranks_share_ties():
 def test_bad_input_is_one_line(models, tmp_path):
     _, emb = models
     write_beir(tmp_path / "beir", random.Random(3), bad_qrel=True)
+    write_beir(tmp_path / "beir-q", random.Random(3))
+    with open(tmp_path / "beir-q" / "qrels" / "test.tsv", "a") as f:
+        f.write("q99\td1\t1\n")  # a query that queries.jsonl does not hold
+    write_beir(tmp_path / "beir-e", random.Random(3))
+    with open(tmp_path / "beir-e" / "queries.jsonl", "a") as f:
+        f.write('{"_id": "q12", "text": "  "}\n')
     (tmp_path / "q.csv").write_text("query,positive\nthe cat,the dog\n,a film\n")
     (tmp_path / "m.csv").write_text("query,other\nthe cat,the dog\n")
     cases = {
         ("--beir", tmp_path / "beir"): "document 'nowhere' is not in corpus.jsonl",
+        ("--beir", tmp_path / "beir-q"): "query 'q99' is not in queries.jsonl",
+        ("--beir", tmp_path / "beir-e"): "queries.jsonl line 13: empty query 'q12'",
         ("--beir", tmp_path / "beir", "--split", "dev"): "no qrels/dev.tsv (splits: test)",
         ("--data", tmp_path / "q.csv"): "line 3: the anchor in column 'query' is empty",
         ("--data", tmp_path / "m.csv"): "no positive column",
@@ -170,5 +178,10 @@ def test_bad_input_is_one_line(models, tmp_path):
     }
     for args, message in cases.items():
         out = zoo("evaluate", emb, *args)
-        assert out.exit_code != 0 and message in out.output, (args, out.output)
-        assert len(out.output.strip().splitlines()) == 1
+        assert out.exit_code == 2 and message in out.output, (args, out.output)
+        assert len(out.output.strip().splitlines()) == 1 and out.output.startswith("error: ")
+    # training reads pairs files the same way: a missing column or an empty query is one line, exit 2
+    for data, message in ((tmp_path / "m.csv", "no positive column"), (tmp_path / "q.csv", "is empty")):
+        out = zoo("finetune", emb, "--train", data, "-o", tmp_path / "ft")
+        assert out.exit_code == 2 and message in out.output, out.output
+        assert len(out.output.strip().splitlines()) == 1 and out.output.startswith("error: ")

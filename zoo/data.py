@@ -70,6 +70,21 @@ class Table:
     def __len__(self) -> int:
         return len(self.texts)
 
+    def select(self, rows: Sequence[int]) -> Table:
+        """The table of the given rows, in that order."""
+
+        def pick(values):
+            return None if values is None else [values[i] for i in rows]
+
+        return Table(
+            self.source,
+            [self.texts[i] for i in rows],
+            pick(self.pairs),
+            pick(self.labels),
+            [self.lines[i] for i in rows] if self.lines else [],
+            {k: [v[i] for i in rows] for k, v in self.columns.items()},
+        )
+
 
 def _encoding(path: Path, given: str | None = None) -> str:
     """``given`` (--encoding); else the encoding a byte-order mark names (UTF-8, UTF-16, UTF-32); else

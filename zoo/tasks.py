@@ -50,6 +50,10 @@ class Task:
     output_names: tuple[str, ...] = ("logits",)  # the ONNX graph's outputs
     uses_top_k: bool = False  # whether `zoo predict --top-k` means something
     allows_empty_labels: bool = False  # an empty label cell is a label (no labels), not a missing one
+    labelled_int8: bool = (
+        False  # int8 is checked on labelled rows (``agreement``'s targets) when there are some
+    )
+    single_texts: bool = True  # plain texts are inputs of the model (a reranker's are (query, text) pairs)
 
     # ---- reading data -----------------------------------------------------------------------------
     def read(
@@ -196,6 +200,11 @@ class Task:
             f"{k} {metrics[k]:.4f}" for k in self.summary_metrics or (self.main_metric,) if k in metrics
         )
 
+    def labelled(self, table: Table) -> bool:
+        """Whether the rows of ``table`` (read by ``read``) can score this task's int8 check
+        (``labelled_agreement``); only asked of a task with ``labelled_int8``."""
+        return table.labels is not None
+
     def agreement(self, pairs: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> dict[str, Any]:
         """How often two runs of a model (fp32 and int8) give the same answers, over (a, b, mask) batches:
         {"agreement": fraction, "compared": count, "rule": what was compared}. Default: argmax per row."""
@@ -204,6 +213,14 @@ class Task:
             pa, pb = a.reshape(a.shape[0], -1).argmax(-1), b.reshape(b.shape[0], -1).argmax(-1)
             agree, total = agree + int((pa == pb).sum()), total + pa.size
         return {"agreement": agree / max(total, 1), "compared": total, "rule": "argmax"}
+
+    def labelled_agreement(
+        self, pairs: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]], targets: list[Any]
+    ) -> dict[str, Any]:
+        """``agreement`` on labelled check rows (a task with ``labelled_int8``): ``targets`` holds the target
+        of each compared sequence, in order, as ``sequences(targets(...))`` gives them, so that the task can
+        score both runs by its metric. Default: ``agreement``, the targets unused."""
+        return self.agreement(pairs)
 
     # ---- the conformance kit ----------------------------------------------------------------------
     def output_shape(self, batch: int, seq: int, num_labels: int) -> tuple[int | None, ...]:

@@ -19,26 +19,66 @@ from .options import threads_option
     help="Directory for the data splits, the model, the exports and the report.",
 )
 @click.option(
-    "--samples",
-    default=3000,
+    "--task",
+    type=click.Choice(["classification", "retrieval"]),
+    default="classification",
     show_default=True,
-    type=click.IntRange(min=30),
-    help="Tweets to use (80% train, 10% eval, 10% test).",
+    help="classification: sentiment of real tweets; retrieval: search and rerank numpy's documentation.",
 )
-@click.option("--epochs", default=2, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--samples",
+    default=None,
+    type=click.IntRange(min=30),
+    help="Tweets to use (80% train, 10% eval, 10% test) [default: 3000]; for --task retrieval, numpy "
+    "functions (60% train, 10% eval, 30% test) [default: all].",
+)
+@click.option("--epochs", default=None, type=click.IntRange(min=1), help="[default: 2; retrieval: 1]")
+@click.option(
+    "--candidates",
+    default=10,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="--task retrieval: the embedding search's best documents the reranker reorders per query.",
+)
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--overwrite", is_flag=True, help="Replace an existing output directory.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @threads_option
-def demo(output, samples, epochs, seed, overwrite, as_json, threads):
-    """Import MiniLM, fine-tune on real tweets, evaluate, export ONNX fp32 + int8, serve, summarise."""
-    from zoo.demo import run_demo
+def demo(output, task, samples, epochs, candidates, seed, overwrite, as_json, threads):
+    """Import MiniLM, fine-tune on real tweets, evaluate, export ONNX fp32 + int8, serve, summarise
+    (--task retrieval: embed, fine-tune, export, rerank and search numpy's documentation)."""
     from zoo.threads import use
 
     use(threads)
     log = (lambda message: click.echo(message, err=True)) if as_json else click.echo
+    if task == "retrieval":
+        from zoo.retrieval_demo import run_retrieval_demo
+
+        summary = run_retrieval_demo(
+            output,
+            samples=samples,
+            epochs=epochs or 1,
+            candidates=candidates,
+            seed=seed,
+            overwrite=overwrite,
+            log=log,
+            threads=threads,
+        )
+        if as_json:
+            click.echo(json.dumps(summary, indent=2))
+        else:
+            print_retrieval(summary)
+        return
+    from zoo.demo import run_demo
+
     summary = run_demo(
-        output, samples=samples, epochs=epochs, seed=seed, overwrite=overwrite, log=log, threads=threads
+        output,
+        samples=samples or 3000,
+        epochs=epochs or 2,
+        seed=seed,
+        overwrite=overwrite,
+        log=log,
+        threads=threads,
     )
     if as_json:
         click.echo(json.dumps(summary, indent=2))
@@ -80,3 +120,65 @@ def demo(output, samples, epochs, seed, overwrite, as_json, threads):
     if summary["report"]:
         click.echo(f"  report              {summary['report']} (+ confusion.png, curves.png)")
     click.echo(f'  next                zoo predict {summary["output"]}/export "your text here"')
+
+
+def print_retrieval(summary) -> None:
+    data, before, after = summary["data"], summary["pretrained"], summary["finetuned"]
+    search, reranked, int8 = summary["search"], summary["reranked"], summary["int8"]
+
+    def row(name, m):
+        return (
+            f"  {name:<30}ndcg@10 {m['ndcg@10']:.3f}   mrr@10 {m['mrr@10']:.3f}   "
+            f"recall@1 {m['recall@1']:.3f}   recall@10 {m['recall@10']:.3f}"
+        )
+
+    click.echo("")
+    click.echo(
+        f"zoo demo --task retrieval: numpy's docstrings, {data['train']} train / {data['eval']} eval / "
+        f"{data['test']} test functions (query: the summary; document: the rest)"
+    )
+    click.echo(f"  test: each of {data['test']} queries ranked against every test document")
+    click.echo(row("pretrained all-MiniLM-L6-v2", before))
+    click.echo(row(f"fine-tuned ({summary['embed_seconds']:.0f} s)", after))
+    click.echo(f"  {'':<30}ndcg@10 {after['ndcg@10'] - before['ndcg@10']:+.3f} from contrastive fine-tuning")
+    if "ndcg@10_drop" in int8:
+        gate = (
+            f"ndcg@10 fp32 {int8['ndcg@10_fp32']:.3f} -> int8 {int8['ndcg@10_int8']:.3f} on the "
+            f"{'evaluation pairs' if int8.get('labelled') else 'neighbours'} (drop {int8['ndcg@10_drop']:+.4f}, "
+            f"bound {int8['max_ndcg_drop']:g}), mean cosine {int8['mean_cosine']:.4f}"
+        )
+    else:
+        gate = "untrained head: not gated"
+    verdict = "int8 passes: it is served" if int8["passed"] else "int8 fails its gate: fp32 is served"
+    click.echo(f"  ONNX export         parity max abs diff {summary['parity_max_abs']:.1e}; {gate}")
+    click.echo(
+        f"  {'':<20}{verdict} ({summary['served']}, {int8['method']}, {int8['size_ratio']:.0%} of the fp32 size)"
+    )
+    click.echo(
+        f"  search + rerank     the export embeds, the reranker (trained in {summary['rerank_seconds']:.0f} s) "
+        f"reorders the top {summary['candidates']}:"
+    )
+    click.echo(row("embedding search", search))
+    click.echo(row(f"+ rerank top {summary['candidates']}", reranked))
+    change = reranked["ndcg@10"] - search["ndcg@10"]
+    note = (
+        ""
+        if change >= 0
+        else " (a scoring layer trained for minutes is no match yet for the fine-tuned embeddings)"
+    )
+    click.echo(f"  {'':<30}ndcg@10 {change:+.3f} from reranking{note}")
+    example = summary["example"]
+    click.echo(f'  sample query        "{example["query"]}"')
+    for name in ("search", "reranked"):
+        for place, hit in enumerate(example[name], 1):
+            mark = "*" if hit["relevant"] else " "
+            click.echo(
+                f"    {name if place == 1 else '':<9}{place}.{mark} cosine {hit['cosine']:.3f}  "
+                f"rerank {hit['rerank_score']:.3f}  {hit['text'][:70]}"
+            )
+    click.echo("    (* the query's own document)")
+    out = summary["output"]
+    click.echo(
+        f'  next                zoo embed {out}/embedding-export "some text"; '
+        f'zoo rerank {out}/reranker -q "query" "text 1" "text 2"'
+    )

@@ -8,8 +8,6 @@ import click
 
 from .options import encoding_option, threads_option
 
-CALIBRATION_ROWS = 1000  # the held-out sample for int8 agreement is at most this many rows
-
 
 @click.command()
 @click.argument("model_dir", type=click.Path())
@@ -39,8 +37,9 @@ CALIBRATION_ROWS = 1000  # the held-out sample for int8 agreement is at most thi
     "--calibration-data",
     type=click.Path(),
     default=None,
-    help="CSV/TSV/JSONL of texts to calibrate int8 (a third) and check its agreement (the rest) "
-    "[default: the training data recorded in the model directory, else generated ids].",
+    help="CSV/TSV/JSONL of texts to calibrate int8 (a third) and check its agreement (the rest); for an "
+    "embedding or rerank model, labelled rows (anchor,positive; query,text,label) checked by ndcg@10 "
+    "[default: the training (and evaluation) data recorded in the model directory, else generated ids].",
 )
 @click.option("--text-column", default=None, help="Text column of --calibration-data [default: text].")
 @click.option(
@@ -48,7 +47,8 @@ CALIBRATION_ROWS = 1000  # the held-out sample for int8 agreement is at most thi
     type=float,
     default=0.99,
     show_default=True,
-    help="Least fraction of int8 predictions that must agree with fp32.",
+    help="Least fraction of int8 predictions that must agree with fp32; for an embedding or rerank model, "
+    "1 - the largest ndcg@10 drop allowed (0.99: 0.01).",
 )
 @click.option(
     "--allow-mismatch", is_flag=True, help="Keep an export that fails its checks (recorded, loudly)."
@@ -97,9 +97,8 @@ def export(
     check_formats(
         onnx, torchscript, optimize, quantize, CLI_NAMES
     )  # before torch and the model load (seconds)
-    texts = None
-    if calibration_data:
-        texts = calibration_texts(calibration_data, text_column, encoding)
+    if calibration_data and not Path(calibration_data).is_file():
+        raise ZooError(f"--calibration-data {calibration_data}: no such file")
     use(threads)  # the parity and int8 checks run torch and onnxruntime
     from zoo.export import export_model
     from zoo.model import load_model
@@ -115,7 +114,9 @@ def export(
         rtol=rtol,
         optimize=optimize,
         quantize=quantize,
-        calibration_texts=texts,
+        calibration_data=calibration_data,
+        calibration_column=text_column,
+        calibration_encoding=encoding,
         allow_mismatch=allow_mismatch,
         min_agreement=min_agreement,
         overwrite=overwrite,
@@ -145,17 +146,3 @@ def export_hf_dir(model_dir: str, output: str, overwrite: bool, as_json: bool, t
         f"exported {output} ({report['architecture']}, loads with {report['auto_class']}; "
         f"max abs diff {report['max_abs_diff']:.1e})"
     )
-
-
-def calibration_texts(path: str, text_column: str | None, encoding: str | None = None) -> list[str]:
-    """A fixed random sample of up to CALIBRATION_ROWS texts (labels, if any, are not needed)."""
-    import numpy as np
-
-    from zoo.data import read_table
-
-    table = read_table(path, text_column=text_column, require_labels=False, encoding=encoding)
-    texts = [t if isinstance(t, str) else " ".join(t) for t in table.texts]
-    if len(texts) > CALIBRATION_ROWS:
-        keep = np.sort(np.random.default_rng(0).choice(len(texts), CALIBRATION_ROWS, replace=False))
-        texts = [texts[i] for i in keep]
-    return texts

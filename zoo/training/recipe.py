@@ -191,7 +191,7 @@ class FineTuneRecipe:
         self.train_ids, self.train_targets, self.train_weights = self._encode(train_table, names, num)
         self.eval_data = self._encode_eval(eval_table, names, num) if eval_table is not None else None
         self.train_source = str(train)
-        self.eval_source = str(eval) if eval_table is not None else None
+        self.eval_source = str(eval) if eval is not None else None
 
     def _optimizer(self, saved) -> None:
         """AdamW, the schedule and the state: fresh, or exactly as saved (weights, moments, RNG, position)."""
