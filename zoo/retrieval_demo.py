@@ -197,7 +197,7 @@ def write_rerank_rows(embedder, table, path: Path, seed: int = 0) -> Path:
         writer.writerow(["query", "text", "label"])
         for i, query in enumerate(queries):
             others = [d for d in range(len(documents)) if d != i and d not in hard[i]]
-            easy = rng.choice(others, size=min(EASY, len(others)), replace=False) if others else []
+            easy: Any = rng.choice(others, size=min(EASY, len(others)), replace=False) if others else []
             writer.writerow([query, documents[i], 1])
             writer.writerows([query, documents[int(d)], 0] for d in [*hard[i], *easy])
     return path
