@@ -4,7 +4,9 @@ hits all alike. Runners: sentence-transformers (torch), zoo eager (torch, batche
 ONNX fp32 and, with --int8, zoo ONNX int8 (the export's own `zoo export --quantize int8` choice, with its
 retrieval check). Each round embeds every text once; the table gives the median seconds per round, texts per
 second, the speed-up over sentence-transformers (its median time over the runner's), and the vectors' worst
-cosine with sentence-transformers'. Writes bench/results/embed.json.
+cosine with sentence-transformers'. Threads default to the usable CPUs, with OpenMP waiting passively (set
+before torch loads, as `zoo embed` does); the header gives the load average and the token positions (real and
+padding) each runner's batching computes. Writes bench/results/embed.json.
 
     python bench/embed.py                          # 1,000 tweets, batch 32, 3 rounds
     python bench/embed.py --texts 200 --rounds 2 --int8
