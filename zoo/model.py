@@ -114,9 +114,21 @@ class ZooModel(nn.Module):
         self.active_adapter: str | None = None  # its name among the adapters loaded over this base
         self._adapter_slots: dict[str, _AdapterSlot] = {}  # the inactive ones (load_adapter, set_adapter)
 
-    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
+    def forward(
+        self, input_ids: Tensor, attention_mask: Tensor | None = None, groups: list[int] | None = None
+    ) -> Tensor:
+        """``groups``: sizes of consecutive row groups (summing to B) that run through the encoder one by
+        one, each cut to its own longest row, for a head whose output is one vector per row (B, ...). A
+        contrastive batch of short queries and long documents then computes no query padding."""
         mask = None if attention_mask is None else attention_mask.bool()
-        return self.head(self.encoder(input_ids, mask), mask)
+        if mask is None or not groups or len(groups) < 2:
+            return self.head(self.encoder(input_ids, mask), mask)
+        outputs = []
+        for ids, part in zip(input_ids.split(groups), mask.split(groups)):
+            width = max(1, int(part.sum(dim=1).max()))  # right padding: the longest row's length
+            ids, part = ids[:, :width], part[:, :width]
+            outputs.append(self.head(self.encoder(ids, part), part))
+        return torch.cat(outputs)
 
     def loss(self, logits: Tensor, labels: Tensor, attention_mask: Tensor | None = None) -> Tensor:
         mask = None if attention_mask is None else attention_mask.bool()

@@ -151,6 +151,12 @@ class Task:
         compares rows with each other (in-batch negatives) gathers every process's (torch)."""
         return outputs, labels, mask
 
+    def row_groups(self, labels: Any) -> list[int] | None:
+        """Sizes of consecutive groups of a training batch's rows that the model should run one by one, each
+        padded only to its own longest (ZooModel.forward's ``groups``); only for tasks with one output per
+        row. None (default): one forward over the batch."""
+        return None
+
     def collate(self, targets: list[Any]) -> Any:
         """The targets of one batch as a tensor for the head's loss (torch)."""
         raise NotImplementedError

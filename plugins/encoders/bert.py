@@ -13,7 +13,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from zoo.nn import activation
+from zoo.nn import _tracing, activation
 
 from .positions import learned_positions
 
@@ -95,6 +95,17 @@ class BertLayer(nn.Module):
 
     def forward(self, x: Tensor, mask: Tensor | None) -> Tensor:
         x = self.attention_norm(x + self.dropout(self.attention(x, mask)))
+        # Training: the feed-forward (2/3 of a layer's GEMM work) runs on the real tokens only; padding
+        # positions keep their input, which no real token reads (keys are masked, pooling skips them).
+        if not torch.jit.is_scripting():  # noqa: SIM102  (TorchScript skips a branch only on this alone)
+            if mask is not None and self.training and not _tracing():
+                keep = mask.reshape(-1).nonzero().squeeze(1)
+                if keep.numel() < mask.numel():
+                    flat = x.reshape(-1, x.shape[-1])
+                    return flat.index_copy(0, keep, self.feed_forward(flat.index_select(0, keep))).view_as(x)
+        return self.feed_forward(x)
+
+    def feed_forward(self, x: Tensor) -> Tensor:
         return self.output_norm(x + self.dropout(self.output(self.activation(self.intermediate(x)))))
 
 

@@ -234,6 +234,14 @@ class Embedding(Task):
             targets = [t[0] for t in targets]
         return torch.tensor(np.asarray(targets, dtype=np.int64).reshape(-1))
 
+    def row_groups(self, labels):
+        """One group per column: the anchors, often short, are not padded to the documents' length (a
+        contrastive batch then computes as many positions as sentence-transformers' per-column forward)."""
+        if labels is None or labels.ndim != 1 or len(labels) < 2:
+            return None
+        _, counts = labels.unique_consecutive(return_counts=True)
+        return counts.tolist() if len(counts) > 1 else None
+
     def output_shape(self, batch, seq, num_labels):
         return (batch, None)  # the width is the head's (d_model, or its dense projection)
 

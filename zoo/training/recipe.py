@@ -434,7 +434,9 @@ class FineTuneRecipe:
     def forward_loss(self, batch: dict[str, Any]) -> torch.Tensor:
         """The loss of one micro-batch, through the (DDP-wrapped) model."""
         with D.autocast(self.device, self.precision):
-            logits = self.wrapped(batch["input_ids"], batch["attention_mask"])
+            groups = self.task.row_groups(batch.get("labels"))  # e.g. anchors, positives: each padded alone
+            inputs = (batch["input_ids"], batch["attention_mask"]) + ((groups,) if groups else ())
+            logits = self.wrapped(*inputs)
         return self._loss(logits, batch)
 
     def _loss(self, logits: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
