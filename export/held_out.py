@@ -167,8 +167,7 @@ def file_texts(path, text_column: str | None, encoding: str | None = None) -> li
     """The texts of a --calibration-data file (labels, if any, are not needed)."""
     from zoo.data import read_table
 
-    table = read_table(path, text_column=text_column, require_labels=False, encoding=encoding)
-    return [t if isinstance(t, str) else " ".join(t) for t in table.texts]
+    return _texts(read_table(path, text_column=text_column, require_labels=False, encoding=encoding))
 
 
 def recorded_texts(model, role: str = "train") -> list[str]:
@@ -187,4 +186,9 @@ def recorded_texts(model, role: str = "train") -> list[str]:
         except ZooError:
             return []
         return [*table.texts, *(table.pairs or [])]
+    return _texts(table)
+
+
+def _texts(table) -> list[str]:
+    """A classification table's texts, a text pair joined by a space."""
     return [t if isinstance(t, str) else " ".join(t) for t in table.texts]

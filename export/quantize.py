@@ -173,7 +173,6 @@ class _Trials:
         self.files: dict[int, Path] = {}
         self.outlier_channels: dict[str, list[int]] = {}
         self.spiky: dict[Path, set[str]] = {}  # per graph: the MatMul inputs per-token scales are for
-        self.per_token_nodes: list[str] = []  # of the last quantisation
 
     def graph(self, method: str) -> Path:
         """The fp32 graph ``method`` quantises: ``source``, or for "+outliers" its split form (made once)."""
@@ -188,7 +187,8 @@ class _Trials:
             )
         return split
 
-    def quantize(self, method: str, path: Path, exclude: Sequence[str] = ()) -> None:
+    def quantize(self, method: str, path: Path, exclude: Sequence[str] = ()) -> list[str]:
+        """Write ``path``; returns the MatMuls given per-token scales."""
         graph, inputs = self.graph(method), None
         if method.startswith("per-token"):
             from .pertoken import spiky_inputs
@@ -196,20 +196,20 @@ class _Trials:
             if graph not in self.spiky:
                 self.spiky[graph] = spiky_inputs(graph, self.calibration)
             inputs = self.spiky[graph]
-        self.per_token_nodes = quantize_int8(
+        return quantize_int8(
             graph, path, method, calibration=self.calibration, exclude=exclude, per_token_inputs=inputs
         )
 
     def attempt(self, method: str, exclude: Sequence[str] = ()) -> dict[str, Any]:
         path = self.target.with_name(f".{len(self.tried)}.{self.target.name}")
         try:
-            self.quantize(method, path, exclude)
+            per_token_nodes = self.quantize(method, path, exclude)
             run = self.make_run(path)
             agreed = agreement(self.fp32_run, run, self.batches, self.task, self.targets)
             result = {
                 "method": method,
                 "fp32_nodes": list(exclude),
-                "per_token_nodes": self.per_token_nodes,
+                "per_token_nodes": per_token_nodes,
                 **agreed,
                 "logit_error": logit_error(self.fp32_run, run, self.batches),
                 # what else the task measured (an embedding's mean cosine and ndcg@10 drop)
