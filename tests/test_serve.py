@@ -560,6 +560,45 @@ def test_workers_take_their_next_batches_while_the_event_loop_is_busy():
     assert [float(r[0][0]) for r in results] == [2, 3, 4]
 
 
+def test_a_batch_that_is_all_the_work_runs_on_every_thread():
+    """A lone request (nothing queued, no other batch running) runs on ``run_alone`` (the session with every
+    worker's threads); a batch taken while another runs, or with more work behind it, on its worker's own."""
+    calls, gate = [], threading.Event()
+
+    def runner(name):
+        def run(ids, mask):
+            calls.append((name, ids.shape))
+            if len(calls) == 2:  # the second batch holds its worker while more requests arrive
+                gate.wait(TIMEOUT)
+            return ids.sum(axis=1, keepdims=True).astype(np.float32)
+
+        return run
+
+    async def main():
+        batcher = Batcher(
+            runner("shared"),
+            run_alone=runner("alone"),
+            pad_value=0,
+            max_batch_tokens=100,
+            max_concurrent=10,
+            max_batch_requests=1,
+            workers=2,
+        )
+        lone = await batcher.submit([np.ones(2, dtype=np.int64)])
+        held = asyncio.ensure_future(batcher.submit([np.ones(3, dtype=np.int64)]))  # alone, then held
+        while len(calls) < 2:
+            await asyncio.sleep(0.01)
+        beside = await batcher.submit([np.ones(4, dtype=np.int64)])  # another batch runs: one worker's share
+        gate.set()
+        results = [lone, await held, beside]
+        await batcher.stop()
+        return results, batcher.alone
+
+    results, alone = asyncio.run(main())
+    assert [float(r[0][0]) for r in results] == [2, 3, 4]
+    assert calls == [("alone", (1, 2)), ("alone", (1, 3)), ("shared", (1, 4))] and alone == 2
+
+
 @pytest.mark.slow
 def test_a_dynamically_quantised_file_is_served_a_row_per_batch(tmp_path):
     """onnxruntime's dynamic int8 takes one activation scale over a whole batch, so a row's outputs depend on

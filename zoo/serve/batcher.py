@@ -9,7 +9,9 @@ asks for one (then a window that is not a full batch waits up to that long after
 
 ``workers`` threads each take a batch, pad it, run it and take the next one themselves: the event loop only
 queues rows and receives each batch's outputs (one callback per batch), so a busy loop (many connections)
-never leaves a worker waiting for its next batch. An onnxruntime session runs calls in parallel. A bounded
+never leaves a worker waiting for its next batch. An onnxruntime session runs calls in parallel. A batch that
+is all the work there is (nothing queued, no other worker busy: a lone client) runs on ``run_alone`` when
+given, a session with every worker's threads, so batching never makes a lone request wait on one core. A bounded
 number of requests may be in the server at once; beyond it :meth:`Batcher.admit` refuses at once (HTTP 429),
 so nothing queues without bound. A request cancelled while it waits (its client went away) takes its rows out
 of the queue and the ready batches: they are never computed."""
@@ -49,7 +51,8 @@ class Job:
 
 class Batcher:
     """``run(input_ids, attention_mask) -> outputs`` is called in the worker threads, one batch per call.
-    ``delay_s`` makes every batch that much slower (for tests of backpressure and shutdown)."""
+    ``run_alone`` (same signature) runs a batch that is all the work in the server. ``delay_s`` makes every
+    batch that much slower (for tests of backpressure and shutdown)."""
 
     def __init__(
         self,
@@ -64,8 +67,10 @@ class Batcher:
         workers: int = 1,
         metrics: Any = None,
         delay_s: float = 0.0,
+        run_alone: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
     ):
-        self.run, self.pad_value, self.metrics, self.delay_s = run, pad_value, metrics, delay_s
+        self.run, self.run_alone, self.pad_value = run, run_alone, pad_value
+        self.metrics, self.delay_s = metrics, delay_s
         self.max_batch_tokens, self.max_concurrent = max_batch_tokens, max_concurrent
         self.max_batch_requests, self.max_batch_delay_s = max_batch_requests, max_batch_delay_s
         self.max_padding, self.workers = max_padding, workers
@@ -76,6 +81,8 @@ class Batcher:
         self.queue: deque[tuple[Job, int]] = deque()  # rows that wait for a window
         self.ready: deque[list[tuple[Job, int]]] = deque()  # the batches cut from the last window
         self.in_flight = 0
+        self.busy = 0  # workers running a batch
+        self.alone = 0  # batches that ran on run_alone
         self._threads: list[threading.Thread] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = False
@@ -210,8 +217,9 @@ class Batcher:
         ):
             self.lock.wait(left)
 
-    def _next(self) -> list[tuple[Job, int]] | None:
-        """The next batch to run, waiting for rows while there are none; None once stopping."""
+    def _next(self) -> tuple[list[tuple[Job, int]], bool] | None:
+        """The next batch to run and whether it is all the work there is, waiting for rows while there are
+        none; None once stopping. The caller runs it and then calls :meth:`_done`."""
         with self.lock:
             while not self._stopping and not (self.queue or self.ready):
                 self.lock.wait()
@@ -219,41 +227,59 @@ class Batcher:
                 return None
             self._delay()
             batch = self._take()
-            if self.queue or self.ready:  # more work: another idle worker may take it
+            more = bool(self.queue or self.ready)
+            if more:  # another idle worker may take it
                 self.lock.notify()
+            alone = self.run_alone is not None and not more and self.busy == 0
+            self.busy += 1
+            self.alone += alone
         self._gauge()
-        return batch
+        return batch, alone
+
+    def _done(self) -> None:
+        with self.lock:
+            self.busy -= 1
 
     def _work(self) -> None:
         """A worker thread: take a batch, pad it, run it, hand the outputs to the event loop; repeat."""
-        while (batch := self._next()) is not None:
-            if not batch:
-                continue
-            lengths = [len(job.rows[i]) for job, i in batch]
-            ids = np.full((len(batch), max(lengths)), self.pad_value, dtype=np.int64)
-            mask = np.zeros_like(ids)
-            for r, (job, i) in enumerate(batch):
-                ids[r, : lengths[r]], mask[r, : lengths[r]] = job.rows[i], 1
-            started = time.perf_counter()
-            if self.metrics is not None:
-                for job in {id(j): j for j, _ in batch}.values():
-                    self.metrics.queue_time.observe(started - job.enqueued)
-                self.metrics.batch_size.observe(len(batch))
-                self.metrics.batch_tokens.observe(ids.size)
-            out: np.ndarray | None = None
-            error: Exception | None = None
+        while (taken := self._next()) is not None:
+            batch, alone = taken
             try:
-                if self.delay_s:
-                    time.sleep(self.delay_s)
-                out = np.asarray(self.run(ids, mask))
-            except Exception as exc:  # onnxruntime raises its own types; every request in the batch fails
-                error = InferenceFailed(f"inference failed: {type(exc).__name__}: {exc}")
-            if self.metrics is not None and error is None:
-                self.metrics.inference_time.observe(time.perf_counter() - started)
-            try:
-                self._loop.call_soon_threadsafe(self._deliver, batch, lengths, out, error)
-            except RuntimeError:  # the event loop has closed: nobody waits for these answers
-                return
+                if batch and not self._run(batch, alone):
+                    return
+            finally:
+                self._done()
+
+    def _run(self, batch: list[tuple[Job, int]], alone: bool) -> bool:
+        """Pad ``batch``, run it (on run_alone if ``alone``) and hand its outputs to the event loop; False
+        once the event loop has closed."""
+        lengths = [len(job.rows[i]) for job, i in batch]
+        ids = np.full((len(batch), max(lengths)), self.pad_value, dtype=np.int64)
+        mask = np.zeros_like(ids)
+        for r, (job, i) in enumerate(batch):
+            ids[r, : lengths[r]], mask[r, : lengths[r]] = job.rows[i], 1
+        started = time.perf_counter()
+        if self.metrics is not None:
+            for job in {id(j): j for j, _ in batch}.values():
+                self.metrics.queue_time.observe(started - job.enqueued)
+            self.metrics.batch_size.observe(len(batch))
+            self.metrics.batch_tokens.observe(ids.size)
+        out: np.ndarray | None = None
+        error: Exception | None = None
+        try:
+            if self.delay_s:
+                time.sleep(self.delay_s)
+            run = self.run_alone if alone and self.run_alone is not None else self.run
+            out = np.asarray(run(ids, mask))
+        except Exception as exc:  # onnxruntime raises its own types; every request in the batch fails
+            error = InferenceFailed(f"inference failed: {type(exc).__name__}: {exc}")
+        if self.metrics is not None and error is None:
+            self.metrics.inference_time.observe(time.perf_counter() - started)
+        try:
+            self._loop.call_soon_threadsafe(self._deliver, batch, lengths, out, error)
+        except RuntimeError:  # the event loop has closed: nobody waits for these answers
+            return False
+        return True
 
     def _deliver(self, batch: list[tuple[Job, int]], lengths: list[int], out: Any, error: Any) -> None:
         """On the event loop: each row's output to its request; a request is answered with its last row."""

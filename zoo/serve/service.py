@@ -69,12 +69,13 @@ class Service:
         self.ready = False
         self.failure: str | None = None  # why loading failed
         self.predictor: Any = None
+        self.solo: Any = None  # the export on every thread, for a batch that is all the work (a lone client)
         self.batcher: Batcher | None = None
         self.embeds = False  # whether the task's predictions carry an "embedding"
 
     # ---- loading ----------------------------------------------------------------------------------
     def _load(self) -> None:
-        from zoo.export.runtime import physical_cores
+        from zoo.export.runtime import OnnxModel, physical_cores
         from zoo.inference import load_predictor
         from zoo.threads import use
 
@@ -82,11 +83,14 @@ class Service:
         # share: batches of short texts keep one core busy each, so W workers beat one call on W threads
         cores = self.config.threads or physical_cores()
         self.config.batch_workers = self.config.batch_workers or cores
-        use(max(1, cores // self.config.batch_workers))
+        share = max(1, cores // self.config.batch_workers)
+        use(share)
         predictor = load_predictor(self.config.model)
         if predictor.tokenizer is None:
             raise ZooError(f"{self.config.model}: the export has no tokenizer.json")
         self.predictor = predictor
+        if isinstance(predictor, OnnxModel) and cores > share:  # 1.6x faster for a lone tweet on 2 cores
+            self.solo = OnnxModel(predictor.path, threads=cores, warn=False)
 
     async def load(self, on_failure: Callable[[str], None]) -> None:
         try:
@@ -105,6 +109,7 @@ class Service:
                 workers=self.config.batch_workers or 1,  # set by _load
                 metrics=self.metrics,
                 delay_s=self.config.batch_delay_s,
+                run_alone=self.solo.logits if self.solo is not None else None,
             )
             self.batcher.start()
             warm = await self.predict(Table("warm-up", ["warm up"], None, None, [1]), truncate=True)
