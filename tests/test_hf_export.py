@@ -53,6 +53,7 @@ def test_import_then_export_hf_round_trips_through_transformers(tmp_path):
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["architecture"] == "BertForSequenceClassification" and report["max_abs_diff"] <= 1e-5
+    assert "shards" not in result.stderr  # transformers' progress bars stay out of zoo's output
 
     loaded = transformers.AutoModelForSequenceClassification.from_pretrained(tmp_path / "out").eval()
     tokenizer = transformers.AutoTokenizer.from_pretrained(tmp_path / "out")

@@ -20,7 +20,8 @@ from __future__ import annotations
 import copy
 import importlib
 import inspect
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -204,6 +205,20 @@ def hf_tokenizer(model: Any, token_types: bool = False):
     )
 
 
+@contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """No transformers progress bars ("Writing model shards", "Loading weights") in zoo's output."""
+    from transformers.utils import logging
+
+    shown = logging.is_progress_bar_enabled()
+    logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if shown:
+            logging.enable_progress_bar()
+
+
 def export_hf(model: Any, output: str | Path, *, overwrite: bool = False) -> dict[str, Any]:
     """Write the transformers directory; returns a report with the parity figures."""
     check_output(output, overwrite)
@@ -217,7 +232,7 @@ def export_hf(model: Any, output: str | Path, *, overwrite: bool = False) -> dic
         hf_model.config.id2label = dict(enumerate(labels))
         hf_model.config.label2id = {name: i for i, name in enumerate(labels)}
     tokenizer = hf_tokenizer(model, int(getattr(hf_model.config, "type_vocab_size", 0) or 0) > 1)
-    with staged_directory(Path(output)) as tmp:
+    with staged_directory(Path(output)) as tmp, _quiet_transformers():
         hf_model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         if export.write is not None:
