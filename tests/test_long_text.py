@@ -325,13 +325,19 @@ def _served(directory, table: Table) -> list[np.ndarray]:
     import asyncio
 
     pytest.importorskip("starlette")
-    from zoo.serve.app import ServeConfig, Service
+    from zoo.serve.app import ServeConfig, Service, info
 
     async def run():
         service = Service(ServeConfig(str(directory), max_batch_tokens=64))
         await service.load(on_failure=pytest.fail)
         try:
             _, outputs = await service.predict(table, truncate=False)  # long texts: no 422, no cut
+            described = json.loads((await info(service, None)).body)
+            assert (
+                described["max_input_length"] is None
+                and described["window_length"] == service.predictor.max_length
+            )
+            assert described["long_text"] == service.predictor.long_text.record()
         finally:
             await service.batcher.stop()
         return outputs

@@ -175,6 +175,7 @@ def test_health_info_tokenize_and_metrics(client, export_dir):
     status, info = client.call("/info")
     assert status == 200 and info["task"] == "classification" and info["labels"] == ["neg", "pos", "neu"]
     assert info["max_input_length"] == 32 and info["max_client_batch_size"] == 8 and info["embeds"] is False
+    assert info["window_length"] is None and info["long_text"]["mode"] == "truncate"
     assert info["batch_workers"] == 1 and info["max_batch_requests"] is None  # --threads 1: one worker
     status, tokens = client.call("/tokenize", {"inputs": "pos1 w3"})
     ids = OnnxModel(export_dir, warn=False).encode(["pos1 w3"])[0][0].tolist()

@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from zoo.constants import VERSION
+from zoo.windows import setting
 
 from .openapi import ApiRoute, page, schema
 from .rerank import rerank_routes
@@ -140,6 +141,7 @@ async def tokenize(service: Service, request: Request) -> Response:
 async def info(service: Service, request: Request) -> Response:
     config, p = service.config, service.predictor
     manifest = getattr(p, "manifest", {}) or {}
+    long_text = setting(p)  # a model that reads long texts in windows takes inputs of any length
     return JSONResponse(
         {
             "model_id": str(Path(config.model).resolve()),
@@ -148,7 +150,9 @@ async def info(service: Service, request: Request) -> Response:
             "task": p.task.name,
             "labels": p.labels,
             "embeds": service.embeds,
-            "max_input_length": p.max_length,
+            "max_input_length": None if long_text.windowed else p.max_length,
+            "window_length": p.max_length if long_text.windowed else None,
+            "long_text": long_text.record(),
             "max_batch_tokens": config.max_batch_tokens,
             "max_batch_requests": config.max_batch_requests,
             "max_batch_delay_ms": config.max_batch_delay_ms,
