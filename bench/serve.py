@@ -286,11 +286,13 @@ def main() -> None:
     load_before = os.getloadavg()[0]
     print(f"{machine()}; load average {load_before:.1f}", file=sys.stderr, flush=True)
     runs: list[dict] = []
+    ceilings: dict[str, dict] = {}
     for file in args.files:
         if not (export / file).is_file():
             print(f"skipped {file}: not in {export}", file=sys.stderr)
             continue
         runs += serve_file(args, serving(export, file, args.work), file, texts)
+        ceilings[file] = arithmetic(serving(export, file, args.work), texts[:600])
 
     report = {
         "cpu": machine(),
@@ -303,6 +305,7 @@ def main() -> None:
         "time_limit_s": args.time_limit,
         "rounds": args.rounds,
         "results": medians(runs),
+        "arithmetic": ceilings,
         "runs": runs,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -358,6 +361,37 @@ def serve_file(args: argparse.Namespace, export: Path, file: str, texts: list[st
     return runs
 
 
+def arithmetic(export: Path, texts: list[str], rows: int = 10) -> dict:
+    """The model's own CPU time per text, one onnxruntime thread, in this process: run alone (as the peers
+    run each request) and in length-sorted batches of ``rows`` (zoo serve's batches at 64 clients). On a
+    machine the servers keep busy, the peer's CPU ms per request over the batched figure bounds what any
+    batching server can gain over it, even one whose HTTP costs nothing."""
+    import time
+
+    import numpy as np
+
+    from zoo.export.runtime import OnnxModel
+
+    model = OnnxModel(export, threads=1, warn=False)
+    ids, mask = model.encode(texts)
+    lengths = mask.sum(axis=1)
+    for i in range(20):  # warm-up
+        model.logits(ids[i : i + 1, : lengths[i]], mask[i : i + 1, : lengths[i]])
+    start = time.thread_time()
+    for i in range(len(texts)):
+        model.logits(ids[i : i + 1, : lengths[i]], mask[i : i + 1, : lengths[i]])
+    alone = (time.thread_time() - start) / len(texts)
+    order = np.argsort(lengths, kind="stable")
+    start = time.thread_time()
+    for s in range(0, len(order), rows):
+        chosen = order[s : s + rows]
+        longest = lengths[chosen].max()
+        model.logits(ids[chosen, :longest], mask[chosen, :longest])
+    batched = (time.thread_time() - start) / len(texts)
+    return {"texts": len(texts), "ms_per_text_alone": 1000 * alone, "rows": rows,
+            "ms_per_text_sorted_batches": 1000 * batched}  # fmt: skip
+
+
 def medians(runs: list[dict]) -> list[dict]:
     """Per file, server and concurrency: the median of each figure over the rounds; counts summed."""
     out = []
@@ -411,6 +445,19 @@ def markdown(report: dict) -> str:
                     f"{z['p99_ms'] / p['p99_ms']:.2f}× | "
                     f"{z['server_cpu_ms_per_request'] / p['server_cpu_ms_per_request']:.2f}× | | | |"
                 )
+        work = report.get("arithmetic", {}).get(file)
+        busiest = max(c for _, c in by)
+        peer = by.get(("FastAPI peer", busiest))
+        if work and peer:
+            alone, batched = work["ms_per_text_alone"], work["ms_per_text_sorted_batches"]
+            lines += [
+                "",
+                f"The model's arithmetic (one thread, {work['texts']} texts): {alone:.2f} ms per text alone, "
+                f"{batched:.2f} ms in length-sorted batches of {work['rows']} (batching saves "
+                f"{alone / batched:.2f}×). The FastAPI peer used {peer['server_cpu_ms_per_request']:.2f} CPU ms "
+                f"per request at {busiest} clients, so a server whose HTTP cost nothing would serve at most "
+                f"{peer['server_cpu_ms_per_request'] / batched:.2f}× its requests/s on the same cores.",
+            ]
     return "\n".join(lines)
 
 

@@ -55,14 +55,17 @@ def session_options(threads: int | None = None, spinning: bool = False) -> Any:
     """``threads``, else the command's --threads, else one intra-op thread per usable physical core.
     Idle threads sleep unless ``spinning``: busy-waiting threads take the cores from the working ones
     whenever anything else shares them (2 spinning threads predicted 1.9x slower than 2 sleeping ones on
-    a loaded 2-core machine; bench/NOTES.md)."""
+    a loaded 2-core machine; bench/NOTES.md). ``spinning`` threads spin between the operators of a call
+    (no wake-up per operator) and sleep once the call returns."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or requested_threads() or physical_cores()
     options.inter_op_num_threads = 1
     options.log_severity_level = 3  # errors only
-    if not spinning:
+    if spinning:
+        options.add_session_config_entry("session.force_spinning_stop", "1")
+    else:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return options
 

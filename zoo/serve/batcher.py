@@ -245,14 +245,18 @@ class Batcher:
         while (taken := self._next()) is not None:
             batch, alone = taken
             try:
-                if batch and not self._run(batch, alone):
-                    return
-            finally:
+                answer = self._run(batch, alone) if batch else None
+            finally:  # no longer busy before the answer goes out: a lone client's next request runs alone too
                 self._done()
+            if answer is None:
+                continue
+            try:
+                self._loop.call_soon_threadsafe(self._deliver, *answer)
+            except RuntimeError:  # the event loop has closed: nobody waits for these answers
+                return
 
-    def _run(self, batch: list[tuple[Job, int]], alone: bool) -> bool:
-        """Pad ``batch``, run it (on run_alone if ``alone``) and hand its outputs to the event loop; False
-        once the event loop has closed."""
+    def _run(self, batch: list[tuple[Job, int]], alone: bool) -> tuple[list, list[int], Any, Any]:
+        """Pad ``batch`` and run it (on run_alone if ``alone``): the arguments of :meth:`_deliver`."""
         lengths = [len(job.rows[i]) for job, i in batch]
         ids = np.full((len(batch), max(lengths)), self.pad_value, dtype=np.int64)
         mask = np.zeros_like(ids)
@@ -275,11 +279,7 @@ class Batcher:
             error = InferenceFailed(f"inference failed: {type(exc).__name__}: {exc}")
         if self.metrics is not None and error is None:
             self.metrics.inference_time.observe(time.perf_counter() - started)
-        try:
-            self._loop.call_soon_threadsafe(self._deliver, batch, lengths, out, error)
-        except RuntimeError:  # the event loop has closed: nobody waits for these answers
-            return False
-        return True
+        return batch, lengths, out, error
 
     def _deliver(self, batch: list[tuple[Job, int]], lengths: list[int], out: Any, error: Any) -> None:
         """On the event loop: each row's output to its request; a request is answered with its last row."""
