@@ -38,7 +38,7 @@ def nearest(weight: np.ndarray, scale: np.ndarray) -> np.ndarray:
 
 
 def gptq(
-    weight: np.ndarray, hessian: np.ndarray, scale: np.ndarray, *, damping: float = DAMPING
+    weight: np.ndarray, hessian: np.ndarray, scale: np.ndarray, *, damping: float | None = None
 ) -> np.ndarray:
     """int8 values for ``weight`` (K inputs × N outputs) with per-column ``scale``, chosen to keep ``X·W`` on
     activations whose ``XᵀX`` is ``hessian`` (K × K). Each column's largest |weight| keeps ±QMAX (so the scale
@@ -53,7 +53,7 @@ def gptq(
     h[dead, dead] = 1.0  # no input, no output error: rounded to nearest, nothing moves through them
     order = np.argsort(-np.diag(h), kind="stable")  # most active inputs first ("act order")
     w, h = w[order].copy(), h[np.ix_(order, order)]
-    h[np.diag_indices(k)] += damping * float(np.mean(np.diag(h)))
+    h[np.diag_indices(k)] += (DAMPING if damping is None else damping) * float(np.mean(np.diag(h)))
     # upper Cholesky factor of H⁻¹: row i holds how row i's error spreads over the rows after it
     upper = np.linalg.cholesky(np.linalg.inv(h)).T
     pinned = np.abs(w).argmax(axis=0)  # per column: the row whose weight sets the scale

@@ -50,7 +50,7 @@ def test_int8_agrees_with_fp32_on_a_trained_model(tmp_path):
     int8 = json.loads(result.stdout)["int8"]
     # one text in three calibrates, the other two thirds check agreement
     assert (int8["calibration_rows"], int8["compared"], int8["rule"]) == (100, 200, "argmax")
-    assert int8["method"] == "per-token" and int8["measure"] == "agreement" and int8["fp32_nodes"] == []
+    assert int8["method"] == "per-token+gptq" and int8["measure"] == "agreement" and int8["fp32_nodes"] == []
     assert int8["agreement"] >= 0.99 and int8["passed"]
     assert int8["bytes"] < int8["fp32_bytes"]
 
@@ -124,7 +124,7 @@ def test_mixed_precision_reaches_the_bar_that_plain_dynamic_int8_misses(tmp_path
     int8 = _export(model, tmp_path / "out", texts, min_agreement=1.0)
 
     first = int8["tried"][0]  # the first method, every quantisable node in int8
-    assert (first["method"], first["fp32_nodes"], first["passed"]) == ("per-token", [], False)
+    assert (first["method"], first["fp32_nodes"], first["passed"]) == ("per-token+gptq", [], False)
     assert first["agreement"] < 1.0
     assert int8["passed"] and int8["agreement"] == 1.0 and int8["method"] in METHODS
     kept = int8["fp32_nodes"]
@@ -180,7 +180,7 @@ def test_untrained_head_is_exported_and_reported_by_logit_error(tmp_path):
     )
     lines = []
     int8 = export_model(model, tmp_path / "out", quantize="int8", log=lines.append)["int8"]
-    assert (int8["measure"], int8["passed"], int8["method"]) == ("logit_error", True, "per-token")
+    assert (int8["measure"], int8["passed"], int8["method"]) == ("logit_error", True, "per-token+gptq")
     assert len(int8["tried"]) == 1 and 0 <= int8["logit_error"] < 1
     assert any("head is untrained" in line for line in lines)
 
