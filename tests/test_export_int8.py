@@ -12,7 +12,7 @@ import onnx
 import pytest
 import torch
 from click.testing import CliRunner
-from export_fixtures import sentences, trained_model
+from export_fixtures import matmul_graph, sentences, trained_model
 
 from zoo.cli import cli
 from zoo.errors import ExportMismatch, ZooError
@@ -196,20 +196,6 @@ def test_unknown_int8_method_names_the_choices(tmp_path):
         best_int8(tmp_path / "a.onnx", tmp_path / "b.onnx", None, None, [], None, 0.99, methods=("dynamc",))
 
 
-def _matmul_graph(path, weight):
-    """x (rows × K) · weight, as an ONNX file with the model's input names beside it (unused)."""
-    from onnx import TensorProto, helper, numpy_helper
-
-    graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "w"], ["y"], name="matmul")],
-        "g",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["rows", weight.shape[0]])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["rows", weight.shape[1]])],
-        [numpy_helper.from_array(weight, "w")],
-    )
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
-
-
 def test_per_token_int8_keeps_every_row_accurate_beside_a_spiking_one(tmp_path):
     import onnxruntime as ort
 
@@ -217,7 +203,7 @@ def test_per_token_int8_keeps_every_row_accurate_beside_a_spiking_one(tmp_path):
     weight = rng.normal(size=(64, 48)).astype(np.float32)
     x = rng.normal(size=(16, 64)).astype(np.float32)
     x[3] *= 40  # one token spikes, as [CLS]/[SEP] do in BERT-family models
-    _matmul_graph(tmp_path / "fp32.onnx", weight)
+    matmul_graph(tmp_path / "fp32.onnx", weight)
     quantize_int8(tmp_path / "fp32.onnx", tmp_path / "dynamic.onnx", "dynamic")
     rewritten = quantize_int8(
         tmp_path / "fp32.onnx", tmp_path / "token.onnx", "per-token", per_token_inputs={"x"}

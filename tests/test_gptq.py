@@ -8,23 +8,11 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
+from export_fixtures import matmul_graph
 from onnx import numpy_helper
 
 from zoo.export.gptq import QMAX, gptq, nearest, rounded_weights, scales, write_rounded
 from zoo.export.quantize import quantize_int8
-
-
-def _matmul_graph(path, weight):
-    from onnx import TensorProto, helper
-
-    graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "w"], ["y"], name="matmul")],
-        "g",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["rows", weight.shape[0]])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["rows", weight.shape[1]])],
-        [numpy_helper.from_array(weight, "w")],
-    )
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
 
 
 def _onnxruntime_int8(path):
@@ -68,7 +56,7 @@ def test_gptq_lowers_the_output_error_of_round_to_nearest_with_onnxruntimes_scal
     k, n = 96, 40
     weight = rng.normal(size=(k, n)).astype(np.float32)
     x = _correlated(rng, 2000, k)
-    _matmul_graph(tmp_path / "fp32.onnx", weight)
+    matmul_graph(tmp_path / "fp32.onnx", weight)
     quantize_int8(tmp_path / "fp32.onnx", tmp_path / "int8.onnx", "dynamic")
     ort_q, ort_scale = _onnxruntime_int8(tmp_path / "int8.onnx")
     # onnxruntime: symmetric, one scale per output column, [-127, 127], round to nearest
@@ -121,7 +109,7 @@ def test_rounded_weights_pass_through_onnxruntimes_quantiser_unchanged(tmp_path,
     rng = np.random.default_rng(3)
     weight = rng.normal(size=(64, 32)).astype(np.float32)
     x = _correlated(rng, 400, 64)
-    _matmul_graph(tmp_path / "fp32.onnx", weight)
+    matmul_graph(tmp_path / "fp32.onnx", weight)
     h = x.T.astype(np.float64) @ x
     # a bare MatMul graph has no input_ids to calibrate on: its input's XᵀX is given
     monkeypatch.setattr(module, "hessians", lambda source, batches: {"x": h})
