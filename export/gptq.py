@@ -54,8 +54,7 @@ def gptq(
     order = np.argsort(-np.diag(h), kind="stable")  # most active inputs first ("act order")
     w, h = w[order].copy(), h[np.ix_(order, order)]
     h[np.diag_indices(k)] += (DAMPING if damping is None else damping) * float(np.mean(np.diag(h)))
-    # upper Cholesky factor of H⁻¹: row i holds how row i's error spreads over the rows after it
-    upper = np.linalg.cholesky(np.linalg.inv(h)).T
+    upper = inverse_factor(h)
     pinned = np.abs(w).argmax(axis=0)  # per column: the row whose weight sets the scale
     keep = np.sign(w[pinned, np.arange(w.shape[1])]) * QMAX
     q = np.empty(w.shape, dtype=np.int8)
@@ -75,6 +74,15 @@ def gptq(
     out = np.empty_like(q)
     out[order] = q
     return out
+
+
+def inverse_factor(h: np.ndarray) -> np.ndarray:
+    """The upper Cholesky factor U of H⁻¹ (H⁻¹ = UᵀU): row i holds how row i's error spreads over the rows
+    after it. torch's LAPACK (one thread) is ~5x numpy's here at K = 1536."""
+    import torch
+
+    factor = torch.linalg.cholesky(torch.from_numpy(h))
+    return torch.linalg.cholesky(torch.cholesky_inverse(factor), upper=True).numpy()
 
 
 def weighted_nodes(model) -> list[tuple]:
@@ -106,9 +114,12 @@ def hessians(source: Path, batches: Iterable[tuple[np.ndarray, np.ndarray]]) -> 
     names = sorted({node.input[0] for node, _ in weighted_nodes(model)})
     out: dict[str, np.ndarray] = {}
     for values in matmul_inputs(source, batches, names):
-        for name, rows in values.items():
-            x = rows.astype(np.float64)
-            out[name] = out.get(name, 0) + x.T @ x
+        for (
+            name,
+            rows,
+        ) in values.items():  # float32 products per batch (2x float64's speed), summed in float64
+            x = rows.astype(np.float32)
+            out[name] = out.get(name, 0) + (x.T @ x).astype(np.float64)
     return out
 
 
