@@ -52,7 +52,7 @@ METHODS = (*(m + GPTQ for m in ROUNDED_METHODS), *ROUNDED_METHODS)
 # fine-tuning benchmark's test texts); static QDQ is slower and moved the demo's logits more (#23, #41, where
 # it passed the check by luck and lost a point of test accuracy): both only when asked for. Each rounds its
 # weights by GPTQ: the same file and speed, and 6-12% less logit error than rounding to nearest on both fine-tuned
-# MiniLMs (bench/NOTES.md G1-G4); the methods without "+gptq" round to nearest.
+# MiniLMs (bench/NOTES.md G1-G4, G8); the methods without "+gptq" round to nearest.
 DEFAULT_METHODS = ("per-token+gptq", "dynamic+outliers+gptq", "per-token+outliers+gptq")
 # Embedding tables smaller than this (positions, token types) stay fp32: int8 saves little there, and on
 # fine-tuned MiniLM the position table alone moved 0.5% of held-out predictions (bench/NOTES.md).
