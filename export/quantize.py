@@ -51,14 +51,15 @@ METHODS = (*(m + GPTQ for m in ROUNDED_METHODS), *ROUNDED_METHODS)
 # per-row scales that keep BERT-family answers (bench/NOTES.md #34, #40: 98.9% against 99.1% of the
 # fine-tuning benchmark's test texts); static QDQ is slower and moved the demo's logits more (#23, #41, where
 # it passed the check by luck and lost a point of test accuracy): both only when asked for. Each rounds its
-# weights by GPTQ: the same file and speed, and 6-12% less logit error than rounding to nearest on both fine-tuned
-# MiniLMs (bench/NOTES.md G1-G4, G8); the methods without "+gptq" round to nearest.
+# weights by GPTQ: the same graph and speed, and less logit error than rounding to nearest on both fine-tuned
+# MiniLMs (5-12% in 8 of their 9 per-token measurements, bench/NOTES.md G2-G3; weights alone 0.82% -> 0.48%,
+# G1); the methods without "+gptq" round to nearest.
 DEFAULT_METHODS = ("per-token+gptq", "dynamic+outliers+gptq", "per-token+outliers+gptq")
 # Embedding tables smaller than this (positions, token types) stay fp32: int8 saves little there, and on
 # fine-tuned MiniLM the position table alone moved 0.5% of held-out predictions (bench/NOTES.md).
 SMALL_TABLE = 1 << 20
 # The word-embedding table too (every lookup table, whatever its size): a lookup costs no arithmetic, so fp32
-# costs file size only (MiniLM: 23 MB -> 59 MB, against 90 MB all fp32) and it took another 3-5% off the logit
+# costs file size only (MiniLM: 23 MB -> 59 MB, against 90 MB all fp32) and it took another 2-9% off the logit
 # error on both fine-tuned MiniLMs (bench/NOTES.md G5). False: tables of SMALL_TABLE values or more are int8.
 FP32_EMBEDDINGS = True
 
