@@ -146,15 +146,24 @@ def rounded_weights(source: Path, batches: Iterable[tuple[np.ndarray, np.ndarray
 
 
 def write_rounded(
-    source: Path, target: Path, weights: dict[str, np.ndarray], exclude: Sequence[str] = ()
+    source: Path,
+    target: Path,
+    weights: dict[str, np.ndarray],
+    exclude: Sequence[str] = (),
+    fp32_ops: Sequence[str] = (),
 ) -> int:
     """Write ``source`` with its weights replaced by ``weights`` (rounded_weights), except those of the nodes
-    named in ``exclude`` (kept fp32, so they keep their own weights); returns how many were replaced."""
+    named in ``exclude`` or of a type in ``fp32_ops`` (kept fp32, so they keep their own weights); returns how
+    many were replaced."""
     import onnx
     from onnx import numpy_helper
 
     model = onnx.load(str(source))
-    kept = {node.input[1] for node, _ in weighted_nodes(model) if node.name in set(exclude)}
+    kept = {
+        node.input[1]
+        for node, _ in weighted_nodes(model)
+        if node.name in set(exclude) or node.op_type in fp32_ops
+    }
     replaced = 0
     for i, initializer in enumerate(model.graph.initializer):
         if initializer.name in weights and initializer.name not in kept:

@@ -3,7 +3,8 @@
 Several methods are tried on the same graph (``DEFAULT_METHODS``, in order): dynamic quantisation
 (activations quantised on the fly at each call, with one scale per token where a MatMul's rows spread,
 ``pertoken.py``) and static QDQ with ranges calibrated on real text (``calibrate.py``), all with int8 weights
-per output channel. The first that meets the agreement bar is kept. When none does,
+per output channel, chosen by GPTQ for each layer's output on the calibration text (``gptq.py``, the "+gptq"
+methods, the default) or rounded to nearest. The first that meets the agreement bar is kept. When none does,
 the best one gets mixed precision: the nodes whose quantisation hurts most stay fp32, one more at a time,
 until the bar holds (``sensitivity.py``); the report lists them and why.
 """
@@ -117,7 +118,10 @@ def quantize_int8(
             per_token_inputs = spiky_inputs(source, calibration or [])  # of the graph as trained
         graph = target.with_name(f".gptq.{target.name}")
         try:
-            write_rounded(source, graph, rounded, exclude)
+            # static QDQ has no form of com.microsoft.Attention: it stays fp32, with its own weights
+            write_rounded(
+                source, graph, rounded, exclude, ("Attention",) if method.startswith("static") else ()
+            )
             return quantize_int8(
                 graph,
                 target,

@@ -173,3 +173,33 @@ def test_export_records_gptq_weights_and_moves_the_logits_no_more_than_rounding_
     reference = fp32.logits(ids, mask)
     errors = [np.abs(OnnxModel(tmp_path / d).logits(ids, mask) - reference).mean() for d in ("gptq", "plain")]
     assert errors[0] <= errors[1]
+
+
+@pytest.mark.slow
+def test_static_int8_keeps_the_fp32_attentions_own_weights_and_every_weight_scale(tmp_path):
+    from export_fixtures import sentences, trained_model
+
+    from zoo.export import export_model
+
+    model, _ = trained_model(steps=40)
+    model.spec.extra["training"] = {"train": None}
+    texts, _ = sentences(200, seed=3)
+    values = {}
+    for method in ("static-minmax+outliers+gptq", "static-minmax+outliers"):
+        int8 = export_model(
+            model, tmp_path / method, quantize="int8", calibration_texts=texts, int8_methods=(method,)
+        )["int8"]
+        assert int8["weights"] == ("gptq" if method.endswith("gptq") else "nearest")
+        graph = onnx.load(str(tmp_path / method / "model.int8.onnx")).graph
+        values[method] = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+        weights = {
+            n.input[0] for n in graph.node if n.op_type == "DequantizeLinear" and n.input[0] in values[method]
+        }
+        (attention,) = [n for n in graph.node if n.op_type == "Attention"]  # no QDQ form: fp32
+    gptq_values, plain = values.values()
+    np.testing.assert_array_equal(gptq_values[attention.input[1]], plain[attention.input[1]])
+    assert weights and any(not np.array_equal(gptq_values[w], plain[w]) for w in weights)
+    for w in weights:  # the int8 weights' scales are onnxruntime's, whatever the rounding
+        np.testing.assert_array_equal(
+            gptq_values[w.replace("_quantized", "_scale")], plain[w.replace("_quantized", "_scale")]
+        )
