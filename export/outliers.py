@@ -11,7 +11,7 @@ a Gather, a small MatMul and an Add per such MatMul; fp32 results are unchanged 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -36,17 +36,17 @@ def matmuls(model) -> list:
 
 
 def matmul_inputs(
-    source: Path, batches: Iterable[tuple[np.ndarray, np.ndarray]]
+    source: Path, batches: Iterable[tuple[np.ndarray, np.ndarray]], names: Sequence[str] | None = None
 ) -> Iterator[dict[str, np.ndarray]]:
     """For each of ``batches``: {name: values at the real tokens (tokens × channels)} of every such MatMul's
-    input."""
+    input (or of the tensors ``names``)."""
     import onnx
     import onnxruntime as ort
 
     from .runtime import DISABLED_OPTIMIZERS, session_options
 
     model = onnx.load(str(source))
-    names = sorted({node.input[0] for node in matmuls(model)})
+    names = sorted({node.input[0] for node in matmuls(model)}) if names is None else list(names)
     present = {o.name for o in model.graph.output}
     model.graph.output.extend(onnx.ValueInfoProto(name=n) for n in names if n not in present)
     session = ort.InferenceSession(

@@ -3,7 +3,8 @@
 Several methods are tried on the same graph (``DEFAULT_METHODS``, in order): dynamic quantisation
 (activations quantised on the fly at each call, with one scale per token where a MatMul's rows spread,
 ``pertoken.py``) and static QDQ with ranges calibrated on real text (``calibrate.py``), all with int8 weights
-per output channel. The first that meets the agreement bar is kept. When none does,
+per output channel, chosen by GPTQ for each layer's output on the calibration text (``gptq.py``, the "+gptq"
+methods, the default) or rounded to nearest. The first that meets the agreement bar is kept. When none does,
 the best one gets mixed precision: the nodes whose quantisation hurts most stay fp32, one more at a time,
 until the bar holds (``sensitivity.py``); the report lists them and why.
 """
@@ -32,8 +33,10 @@ def agreement(
 
 # Every int8 method. "per-token": one activation scale per row of each MatMul input whose rows spread
 # (pertoken.py); "dynamic": one scale per call everywhere (onnxruntime's dynamic quantisation); "+outliers":
-# the few outlier input channels of each MatMul are multiplied in fp32 beside the int8 product (outliers.py).
-METHODS = (
+# the few outlier input channels of each MatMul are multiplied in fp32 beside the int8 product (outliers.py);
+# "+gptq": the int8 weights are chosen for each layer's output on the calibration text (GPTQ, gptq.py) instead
+# of rounded to nearest, with the same scales (so the same graph and speed).
+ROUNDED_METHODS = (
     "per-token",
     "dynamic",
     "dynamic+outliers",
@@ -42,15 +45,31 @@ METHODS = (
     "static-percentile+outliers",
     "static-entropy+outliers",
 )
+GPTQ = "+gptq"
+METHODS = (*(m + GPTQ for m in ROUNDED_METHODS), *ROUNDED_METHODS)
 # Tried in this order by default; the first that meets the bar is kept, and when none does, mixed precision
 # starts from the best of them. Plain "dynamic" is 4% faster than "per-token" but is "per-token" without the
 # per-row scales that keep BERT-family answers (bench/NOTES.md #34, #40: 98.9% against 99.1% of the
 # fine-tuning benchmark's test texts); static QDQ is slower and moved the demo's logits more (#23, #41, where
-# it passed the check by luck and lost a point of test accuracy): both only when asked for.
-DEFAULT_METHODS = ("per-token", "dynamic+outliers", "per-token+outliers")
+# it passed the check by luck and lost a point of test accuracy): both only when asked for. Each rounds its
+# weights by GPTQ: the same graph and speed, and less logit error than rounding to nearest on both fine-tuned
+# MiniLMs (5-12% in 8 of their 9 per-token measurements, bench/NOTES.md G2-G3; weights alone 0.82% -> 0.48%,
+# G1); the methods without "+gptq" round to nearest.
+DEFAULT_METHODS = ("per-token+gptq", "dynamic+outliers+gptq", "per-token+outliers+gptq")
 # Embedding tables smaller than this (positions, token types) stay fp32: int8 saves little there, and on
 # fine-tuned MiniLM the position table alone moved 0.5% of held-out predictions (bench/NOTES.md).
 SMALL_TABLE = 1 << 20
+# The word-embedding table too (every lookup table, whatever its size): a lookup costs no arithmetic, so fp32
+# costs file size only (MiniLM: 23 MB -> 59 MB, against 90 MB all fp32) and it took another 2-9% off the logit
+# error on both fine-tuned MiniLMs (bench/NOTES.md G5). False: tables of SMALL_TABLE values or more are int8.
+FP32_EMBEDDINGS = True
+
+
+def fp32_table(size: int) -> bool:
+    """Whether an embedding table of ``size`` values stays fp32."""
+    return FP32_EMBEDDINGS or size < SMALL_TABLE
+
+
 # An untrained head's predictions are near-ties, so argmax agreement says little about int8 there, and its
 # logits vary so little across texts that their relative error is no fair gate either (pretrained MiniLM with
 # a fresh cls + pooler head: 10.5% even with 11 nodes fp32). Such a model gets the first method, ungated, and
@@ -77,17 +96,45 @@ def quantize_int8(
     calibration: Batches | None = None,
     exclude: Sequence[str] = (),
     per_token_inputs: set[str] | None = None,
+    rounded: dict[str, np.ndarray] | None = None,
 ) -> list[str]:
     """Write ``source`` quantised with ``method`` (its "+outliers" suffix is ignored here: ``source`` is
     already split), leaving the nodes named in ``exclude`` and the fp32 outlier products in fp32. For
     "per-token": the MatMuls reading ``per_token_inputs`` get per-token scales (default: those whose rows
-    spread on ``calibration``, pertoken.py); returns the MatMuls that did."""
+    spread on ``calibration``, pertoken.py); returns the MatMuls that did. For "+gptq": the weights are
+    rounded by GPTQ on ``calibration`` (or given: ``rounded``, from gptq.rounded_weights)."""
     import onnx
 
     from .outliers import MARK
 
+    if method.endswith(GPTQ):
+        from .gptq import rounded_weights, write_rounded
+
+        if rounded is None:
+            rounded = rounded_weights(source, calibration or [])
+        if per_token_inputs is None and method.startswith("per-token"):
+            from .pertoken import spiky_inputs
+
+            per_token_inputs = spiky_inputs(source, calibration or [])  # of the graph as trained
+        graph = target.with_name(f".gptq.{target.name}")
+        try:
+            # static QDQ has no form of com.microsoft.Attention: it stays fp32, with its own weights
+            write_rounded(
+                source, graph, rounded, exclude, ("Attention",) if method.startswith("static") else ()
+            )
+            return quantize_int8(
+                graph,
+                target,
+                method.removesuffix(GPTQ),
+                calibration=calibration,
+                exclude=exclude,
+                per_token_inputs=per_token_inputs,
+            )
+        finally:
+            graph.unlink(missing_ok=True)
+
     graph = onnx.load(str(source), load_external_data=False).graph
-    small = {i.name for i in graph.initializer if int(np.prod(i.dims)) < SMALL_TABLE}
+    small = {i.name for i in graph.initializer if fp32_table(int(np.prod(i.dims)))}
     exclude = [
         *exclude,
         *(n.name for n in graph.node if MARK in n.name or (n.op_type == "Gather" and n.input[0] in small)),
@@ -173,10 +220,11 @@ class _Trials:
         self.files: dict[int, Path] = {}
         self.outlier_channels: dict[str, list[int]] = {}
         self.spiky: dict[Path, set[str]] = {}  # per graph: the MatMul inputs per-token scales are for
+        self.rounded: dict[Path, dict[str, np.ndarray]] = {}  # per graph: its weights rounded by GPTQ
 
     def graph(self, method: str) -> Path:
         """The fp32 graph ``method`` quantises: ``source``, or for "+outliers" its split form (made once)."""
-        if not method.endswith("+outliers"):
+        if not method.removesuffix(GPTQ).endswith("+outliers"):
             return self.source
         split = self.target.with_name(f".outliers.{self.target.name}")
         if not split.exists():
@@ -196,8 +244,18 @@ class _Trials:
             if graph not in self.spiky:
                 self.spiky[graph] = spiky_inputs(graph, self.calibration)
             inputs = self.spiky[graph]
+        if method.endswith(GPTQ) and graph not in self.rounded:
+            from .gptq import rounded_weights
+
+            self.rounded[graph] = rounded_weights(graph, self.calibration)
         return quantize_int8(
-            graph, path, method, calibration=self.calibration, exclude=exclude, per_token_inputs=inputs
+            graph,
+            path,
+            method,
+            calibration=self.calibration,
+            exclude=exclude,
+            per_token_inputs=inputs,
+            rounded=self.rounded.get(graph),
         )
 
     def attempt(self, method: str, exclude: Sequence[str] = ()) -> dict[str, Any]:
@@ -269,7 +327,10 @@ class _Trials:
             "min_agreement": self.min_agreement,
             "passed": best["passed"],
             "fp32_nodes": best.get("why", []),
-            "outlier_channels": self.outlier_channels if best["method"].endswith("+outliers") else {},
+            "outlier_channels": self.outlier_channels if "+outliers" in best["method"] else {},
+            # how the int8 weights were rounded: to nearest, or by GPTQ for each layer's output (gptq.py)
+            "weights": "gptq" if best["method"].endswith(GPTQ) else "nearest",
+            "embeddings": "fp32" if FP32_EMBEDDINGS else "int8",  # the word-embedding table
             "per_token_nodes": best["per_token_nodes"],
             # the file needs no session options: Add -> LayerNormalization is written as Sum (plain.py)
             "session_options": {},

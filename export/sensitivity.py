@@ -25,9 +25,9 @@ def candidates(source, method: str) -> list[tuple[str, str]]:
     import onnx
 
     from .outliers import MARK
+    from .quantize import GPTQ, fp32_table
 
-    ops = QUANTISABLE.get(method.removesuffix("+outliers"), STATIC_QUANTISABLE)
-    from .quantize import SMALL_TABLE
+    ops = QUANTISABLE.get(method.removesuffix(GPTQ).removesuffix("+outliers"), STATIC_QUANTISABLE)
 
     graph = onnx.load(str(source), load_external_data=False).graph
     weights = {i.name: int(np.prod(i.dims)) for i in graph.initializer}
@@ -38,7 +38,7 @@ def candidates(source, method: str) -> list[tuple[str, str]]:
         and n.name
         and MARK not in n.name
         and any(i in weights for i in n.input)
-        and not (n.op_type == "Gather" and weights.get(n.input[0], 0) < SMALL_TABLE)
+        and not (n.op_type == "Gather" and fp32_table(weights.get(n.input[0], 0)))
     ]  # fp32 anyway
 
 

@@ -77,3 +77,18 @@ def trained_model(
     with torch.no_grad():
         predicted = model(torch.from_numpy(ids), torch.from_numpy(mask)).argmax(-1).numpy()
     return model, float((predicted == np.array(test_labels)).mean())
+
+
+def matmul_graph(path, weight) -> None:
+    """x (rows × K) · weight, as an ONNX file with the model's input names beside it (unused)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"], name="matmul")],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["rows", weight.shape[0]])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["rows", weight.shape[1]])],
+        [numpy_helper.from_array(weight, "w")],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))

@@ -12,7 +12,7 @@ import onnx
 import pytest
 import torch
 from click.testing import CliRunner
-from export_fixtures import sentences, trained_model
+from export_fixtures import matmul_graph, sentences, trained_model
 
 from zoo.cli import cli
 from zoo.errors import ExportMismatch, ZooError
@@ -50,7 +50,7 @@ def test_int8_agrees_with_fp32_on_a_trained_model(tmp_path):
     int8 = json.loads(result.stdout)["int8"]
     # one text in three calibrates, the other two thirds check agreement
     assert (int8["calibration_rows"], int8["compared"], int8["rule"]) == (100, 200, "argmax")
-    assert int8["method"] == "per-token" and int8["measure"] == "agreement" and int8["fp32_nodes"] == []
+    assert int8["method"] == "per-token+gptq" and int8["measure"] == "agreement" and int8["fp32_nodes"] == []
     assert int8["agreement"] >= 0.99 and int8["passed"]
     assert int8["bytes"] < int8["fp32_bytes"]
 
@@ -124,7 +124,7 @@ def test_mixed_precision_reaches_the_bar_that_plain_dynamic_int8_misses(tmp_path
     int8 = _export(model, tmp_path / "out", texts, min_agreement=1.0)
 
     first = int8["tried"][0]  # the first method, every quantisable node in int8
-    assert (first["method"], first["fp32_nodes"], first["passed"]) == ("per-token", [], False)
+    assert (first["method"], first["fp32_nodes"], first["passed"]) == ("per-token+gptq", [], False)
     assert first["agreement"] < 1.0
     assert int8["passed"] and int8["agreement"] == 1.0 and int8["method"] in METHODS
     kept = int8["fp32_nodes"]
@@ -180,7 +180,7 @@ def test_untrained_head_is_exported_and_reported_by_logit_error(tmp_path):
     )
     lines = []
     int8 = export_model(model, tmp_path / "out", quantize="int8", log=lines.append)["int8"]
-    assert (int8["measure"], int8["passed"], int8["method"]) == ("logit_error", True, "per-token")
+    assert (int8["measure"], int8["passed"], int8["method"]) == ("logit_error", True, "per-token+gptq")
     assert len(int8["tried"]) == 1 and 0 <= int8["logit_error"] < 1
     assert any("head is untrained" in line for line in lines)
 
@@ -196,20 +196,6 @@ def test_unknown_int8_method_names_the_choices(tmp_path):
         best_int8(tmp_path / "a.onnx", tmp_path / "b.onnx", None, None, [], None, 0.99, methods=("dynamc",))
 
 
-def _matmul_graph(path, weight):
-    """x (rows × K) · weight, as an ONNX file with the model's input names beside it (unused)."""
-    from onnx import TensorProto, helper, numpy_helper
-
-    graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "w"], ["y"], name="matmul")],
-        "g",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["rows", weight.shape[0]])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["rows", weight.shape[1]])],
-        [numpy_helper.from_array(weight, "w")],
-    )
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
-
-
 def test_per_token_int8_keeps_every_row_accurate_beside_a_spiking_one(tmp_path):
     import onnxruntime as ort
 
@@ -217,7 +203,7 @@ def test_per_token_int8_keeps_every_row_accurate_beside_a_spiking_one(tmp_path):
     weight = rng.normal(size=(64, 48)).astype(np.float32)
     x = rng.normal(size=(16, 64)).astype(np.float32)
     x[3] *= 40  # one token spikes, as [CLS]/[SEP] do in BERT-family models
-    _matmul_graph(tmp_path / "fp32.onnx", weight)
+    matmul_graph(tmp_path / "fp32.onnx", weight)
     quantize_int8(tmp_path / "fp32.onnx", tmp_path / "dynamic.onnx", "dynamic")
     rewritten = quantize_int8(
         tmp_path / "fp32.onnx", tmp_path / "token.onnx", "per-token", per_token_inputs={"x"}

@@ -608,7 +608,7 @@ def test_a_dynamically_quantised_file_is_served_a_row_per_batch(tmp_path):
     texts, _ = sentences(12, seed=3)
     out = tmp_path / "int8"
     manifest = export_model(model, out, quantize="int8", calibration_texts=texts)
-    assert manifest["serve"] == "model.int8.onnx" and manifest["int8"]["method"] == "per-token"
+    assert manifest["serve"] == "model.int8.onnx" and manifest["int8"]["method"] == "per-token+gptq"
     reference = OnnxModel(out, warn=False)
     alone = np.concatenate([reference.logits(*reference.encode([t])) for t in texts])
     together = reference.logits(*reference.encode(texts))

@@ -31,7 +31,8 @@ from .options import encoding_option, threads_option
     "--quantize",
     default=None,
     metavar="int8",
-    help="int8: the fastest method whose predictions agree with fp32 (see --min-agreement).",
+    help="int8: the fastest method whose predictions agree with fp32 (see --min-agreement); weights "
+    "rounded by GPTQ on the calibration text, the word-embedding table kept fp32.",
 )
 @click.option(
     "--calibration-data",
