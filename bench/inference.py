@@ -34,7 +34,7 @@ from zoo import io
 RESULTS = Path(__file__).resolve().parent / "results" / "inference.json"
 PEAK = "fp32 matmul peak (onnxruntime, 1024³)"
 LABELS = ["negative", "neutral", "positive"]
-INT8_METHOD = "per-token"
+INT8_METHOD = "per-token+gptq"
 
 
 def tweets(limit: int = 4000) -> list[str]:

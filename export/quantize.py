@@ -59,15 +59,24 @@ DEFAULT_METHODS = ("per-token+gptq", "dynamic+outliers+gptq", "per-token+outlier
 # Embedding tables smaller than this (positions, token types) stay fp32: int8 saves little there, and on
 # fine-tuned MiniLM the position table alone moved 0.5% of held-out predictions (bench/NOTES.md).
 SMALL_TABLE = 1 << 20
-# The word-embedding table too (every lookup table, whatever its size): a lookup costs no arithmetic, so fp32
-# costs file size only (MiniLM: 23 MB -> 59 MB, against 90 MB all fp32) and it took another 2-9% off the logit
-# error on both fine-tuned MiniLMs (bench/NOTES.md G5). False: tables of SMALL_TABLE values or more are int8.
-FP32_EMBEDDINGS = True
+# True: the word-embedding table too (every lookup table). A lookup costs no arithmetic, so fp32 costs file size
+# only, but MiniLM's int8 file grows from 23 MB to 59 MB (90 MB all fp32) for 2-9% less logit error on the two
+# fine-tuned MiniLMs (bench/NOTES.md G5), within the noise of their agreement: the table stays int8.
+FP32_EMBEDDINGS = False
 
 
 def fp32_table(size: int) -> bool:
     """Whether an embedding table of ``size`` values stays fp32."""
     return FP32_EMBEDDINGS or size < SMALL_TABLE
+
+
+def table_precision(path: Path) -> str:
+    """"int8" if the file looks any embedding table up in int8, else "fp32"."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    int8 = {i.name for i in graph.initializer if i.data_type in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8)}
+    return "int8" if any(n.op_type == "Gather" and n.input[0] in int8 for n in graph.node) else "fp32"
 
 
 # An untrained head's predictions are near-ties, so argmax agreement says little about int8 there, and its
@@ -330,7 +339,7 @@ class _Trials:
             "outlier_channels": self.outlier_channels if "+outliers" in best["method"] else {},
             # how the int8 weights were rounded: to nearest, or by GPTQ for each layer's output (gptq.py)
             "weights": "gptq" if best["method"].endswith(GPTQ) else "nearest",
-            "embeddings": "fp32" if FP32_EMBEDDINGS else "int8",  # the word-embedding table
+            "embeddings": table_precision(self.target),  # how the word-embedding table is looked up
             "per_token_nodes": best["per_token_nodes"],
             # the file needs no session options: Add -> LayerNormalization is written as Sum (plain.py)
             "session_options": {},
