@@ -71,11 +71,13 @@ def fp32_table(size: int) -> bool:
 
 
 def table_precision(path: Path) -> str:
-    """"int8" if the file looks any embedding table up in int8, else "fp32"."""
+    """ "int8" if the file looks any embedding table up in int8, else "fp32"."""
     import onnx
 
     graph = onnx.load(str(path), load_external_data=False).graph
-    int8 = {i.name for i in graph.initializer if i.data_type in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8)}
+    int8 = {
+        i.name for i in graph.initializer if i.data_type in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8)
+    }
     return "int8" if any(n.op_type == "Gather" and n.input[0] in int8 for n in graph.node) else "fp32"
 
 
