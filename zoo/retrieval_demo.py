@@ -33,7 +33,11 @@ HARD, EASY = (
     4,
     1,
 )  # negatives per training query for the reranker: the embedding's best wrong ones, random ones
-RERANK_LR, RERANK_EPOCHS, RERANK_BATCH = 5e-5, 3, 8  # the best epoch on the evaluation candidates is kept
+RERANK_LR, RERANK_EPOCHS, RERANK_BATCH = (
+    5e-5,
+    8,
+    8,
+)  # the best epoch on the eval candidates is kept (patience 2)
 SHOWN = 3  # candidates shown for the sample query
 # the embedding's share in the fused score of a candidate (the reranker's: the rest), tried on the eval split
 WEIGHTS = tuple(i / 10 for i in range(11))
