@@ -174,7 +174,12 @@ def print_retrieval(summary) -> None:
         f"  {'':<30}there ndcg@10 {chosen['fused']['ndcg@10']:.3f} fused, {chosen['embedding']['ndcg@10']:.3f} "
         f"search alone, {chosen['reranker']['ndcg@10']:.3f} reranker alone"
     )
-    click.echo(f"  {'':<30}ndcg@10 {fused['ndcg@10'] - search['ndcg@10']:+.3f} from reranking")
+    verdict = (
+        " (weight 1: the search's order; on eval the reranker did not help by more than the noise)"
+        if weight == 1.0
+        else ""
+    )
+    click.echo(f"  {'':<30}ndcg@10 {fused['ndcg@10'] - search['ndcg@10']:+.3f} from reranking{verdict}")
     example = summary["example"]
     click.echo(f'  sample query        "{example["query"]}"')
     for name in ("search", "fused"):
