@@ -150,6 +150,9 @@ def test_search_and_rerank_fixes_the_weight_on_eval_then_applies_it_to_test(monk
     shown = result["example"]["fused"]
     assert [hit["document"] for hit in shown] == orders[0].tolist() and orders[0][0] != 0
     assert [hit["fused"] for hit in shown] == sorted(fused[0], reverse=True)
+    for hit in shown:  # the logit of the document's place in the search, and its sigmoid
+        logit = given["test"]["logits"][0, list(given["test"]["best"][0]).index(hit["document"])]
+        assert hit["rerank_logit"] == logit and hit["rerank_score"] == pytest.approx(1 / (1 + np.exp(-logit)))
     assert [hit["document"] for hit in result["example"]["search"]] == [0, 1, 2]
     assert [hit["relevant"] for hit in result["example"]["search"]] == [True, False, False]
 

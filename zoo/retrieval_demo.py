@@ -332,6 +332,7 @@ def search_and_rerank(embedder, reranker, evaluation, test, candidates: int) -> 
     cosine, each one's top ``candidates`` reordered by the reranker alone and by the fused score (the rest
     keep their order below them): the metrics of the three orders, and the first query's top documents."""
     from .retrieval import rank_metrics
+    from .tasks import sigmoid
 
     chosen = candidate_scores(embedder, reranker, evaluation, candidates)
     weight, curve = choose_weight(chosen)
@@ -346,7 +347,7 @@ def search_and_rerank(embedder, reranker, evaluation, test, candidates: int) -> 
                 "document": int(d),
                 "relevant": int(d) == 0,
                 "cosine": float(scores["cosine"][0, d]),
-                "rerank_score": float(1 / (1 + np.exp(-scores["logits"][0, at[int(d)]]))),
+                "rerank_score": float(sigmoid(scores["logits"][0, at[int(d)]])),  # as `zoo rerank` gives it
                 "rerank_logit": float(scores["logits"][0, at[int(d)]]),
                 "fused": float(fused[0, at[int(d)]]),
                 "text": documents[d][:100],
