@@ -104,20 +104,16 @@ def weighted_nodes(model) -> list[tuple]:
     ]
 
 
-def hessians(source: Path, batches: Iterable[tuple[np.ndarray, np.ndarray]]) -> dict[str, np.ndarray]:
-    """XᵀX (float64) of each weighted node's input over the real tokens of ``batches``."""
-    import onnx
-
+def hessians(
+    source: Path, batches: Iterable[tuple[np.ndarray, np.ndarray]], names: Sequence[str]
+) -> dict[str, np.ndarray]:
+    """XᵀX (float64) of each tensor in ``names`` (the weighted nodes' inputs) over the real tokens of
+    ``batches``: float32 products per batch (2x float64's speed), summed in float64."""
     from .outliers import matmul_inputs
 
-    model = onnx.load(str(source), load_external_data=False)
-    names = sorted({node.input[0] for node, _ in weighted_nodes(model)})
     out: dict[str, np.ndarray] = {}
     for values in matmul_inputs(source, batches, names):
-        for (
-            name,
-            rows,
-        ) in values.items():  # float32 products per batch (2x float64's speed), summed in float64
+        for name, rows in values.items():
             x = rows.astype(np.float32)
             out[name] = out.get(name, 0) + (x.T @ x).astype(np.float64)
     return out
@@ -134,9 +130,10 @@ def rounded_weights(source: Path, batches: Iterable[tuple[np.ndarray, np.ndarray
     for node in model.graph.node:
         for name in set(node.input):
             readers[name] = readers.get(name, 0) + 1
-    h = hessians(source, batches)
+    nodes = weighted_nodes(model)
+    h = hessians(source, batches, sorted({node.input[0] for node, _ in nodes}))
     out = {}
-    for node, initializer in weighted_nodes(model):
+    for node, initializer in nodes:
         if readers[initializer.name] != 1 or node.input[0] not in h:
             continue
         weight = numpy_helper.to_array(initializer).astype(np.float32)

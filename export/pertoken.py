@@ -47,24 +47,16 @@ def quantize_per_token(
     """Write ``source`` with the MatMuls that read one of ``inputs`` (but those in ``exclude``) per-token int8
     and the rest quantised dynamically; returns the MatMuls rewritten."""
     import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    from .onnx_export import quiet
     from .outliers import matmuls
+    from .quantize import quantize_dynamic_int8
 
     names = [
         n.name
         for n in matmuls(onnx.load(str(source), load_external_data=False))
         if n.input[0] in inputs and n.name not in exclude
     ]
-    with quiet():
-        quantize_dynamic(
-            str(source),
-            str(target),
-            per_channel=True,
-            weight_type=QuantType.QInt8,
-            nodes_to_exclude=[*exclude, *names],
-        )
+    quantize_dynamic_int8(source, target, [*exclude, *names])
     model = onnx.load(str(target))
     rewrite(model, set(names))
     onnx.save(model, str(target))

@@ -99,6 +99,17 @@ def logit_error(run_a: Callable, run_b: Callable, batches: Batches) -> float:
     return float(np.abs(fa - fb).mean() / max(float(fa.std(axis=0).mean()), 1e-6))
 
 
+def quantize_dynamic_int8(source: Path, target: Path, exclude: Sequence[str]) -> None:
+    """onnxruntime's dynamic int8 (weights per output channel, activations per call) of ``source``, the nodes
+    named in ``exclude`` left fp32."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with quiet():
+        quantize_dynamic(
+            str(source), str(target), per_channel=True, weight_type=QuantType.QInt8, nodes_to_exclude=exclude
+        )
+
+
 def quantize_int8(
     source: Path,
     target: Path,
@@ -152,16 +163,7 @@ def quantize_int8(
     ]
     kind = method.removesuffix("+outliers")
     if kind == "dynamic":
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-
-        with quiet():
-            quantize_dynamic(
-                str(source),
-                str(target),
-                per_channel=True,
-                weight_type=QuantType.QInt8,
-                nodes_to_exclude=exclude,
-            )
+        quantize_dynamic_int8(source, target, exclude)
         return []
     if kind == "per-token":
         from .pertoken import quantize_per_token, spiky_inputs

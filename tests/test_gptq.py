@@ -112,7 +112,7 @@ def test_rounded_weights_pass_through_onnxruntimes_quantiser_unchanged(tmp_path,
     matmul_graph(tmp_path / "fp32.onnx", weight)
     h = x.T.astype(np.float64) @ x
     # a bare MatMul graph has no input_ids to calibrate on: its input's XᵀX is given
-    monkeypatch.setattr(module, "hessians", lambda source, batches: {"x": h})
+    monkeypatch.setattr(module, "hessians", lambda source, batches, names: {"x": h})
     rounded = rounded_weights(tmp_path / "fp32.onnx", [])
     assert set(rounded) == {"w"}
     assert write_rounded(tmp_path / "fp32.onnx", tmp_path / "gptq.onnx", rounded) == 1

@@ -207,14 +207,17 @@ def hf_tokenizer(model: Any, token_types: bool = False):
 
 @contextmanager
 def _quiet_transformers() -> Iterator[None]:
-    """No transformers progress bars ("Writing model shards", "Loading weights") in zoo's output."""
+    """No transformers chatter in zoo's output: no progress bars ("Writing model shards", "Loading weights")
+    and errors only (a base model's absent pooler, when the export is loaded back, is expected, not news)."""
     from transformers.utils import logging
 
-    shown = logging.is_progress_bar_enabled()
+    shown, verbosity = logging.is_progress_bar_enabled(), logging.get_verbosity()
     logging.disable_progress_bar()
+    logging.set_verbosity_error()
     try:
         yield
     finally:
+        logging.set_verbosity(verbosity)
         if shown:
             logging.enable_progress_bar()
 
@@ -255,16 +258,12 @@ def export_hf(model: Any, output: str | Path, *, overwrite: bool = False) -> dic
 
 
 def _parity(model: Any, export: HFExport, directory: Path) -> dict[str, float]:
-    """The head's figures on a padded batch of random ids, the directory loaded back by its Auto class."""
+    """The head's figures on a padded batch of random ids, the directory loaded back by its Auto class (called
+    inside _quiet_transformers)."""
     import torch
     import transformers
 
-    verbosity = transformers.logging.get_verbosity()
-    transformers.logging.set_verbosity_error()  # a base model's absent pooler is expected, not news
-    try:
-        loaded = getattr(transformers, export.auto_class).from_pretrained(directory).eval()
-    finally:
-        transformers.logging.set_verbosity(verbosity)
+    loaded = getattr(transformers, export.auto_class).from_pretrained(directory).eval()
     generator = torch.Generator().manual_seed(0)
     vocab = int(loaded.config.vocab_size)
     ids = torch.randint(5, vocab, (3, 11), generator=generator)
