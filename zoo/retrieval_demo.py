@@ -281,9 +281,14 @@ def fused_ranking(scores: dict[str, np.ndarray], weight: float) -> np.ndarray:
 
 def fused_metrics(scores: dict[str, np.ndarray], weight: float) -> dict[str, float]:
     """The ranking metrics of the fused order (query q's document is document q)."""
+    return ranking_metrics(fused_ranking(scores, weight))
+
+
+def ranking_metrics(ranked: np.ndarray) -> dict[str, float]:
+    """The ranking metrics of (queries, documents) scores where query q's document is document q."""
     from .retrieval import rank_metrics
 
-    return rank_metrics(fused_ranking(scores, weight), [{q} for q in range(len(scores["cosine"]))])
+    return rank_metrics(ranked, [{q} for q in range(len(ranked))])
 
 
 def per_query_ndcg(ranked: np.ndarray) -> np.ndarray:
@@ -301,7 +306,8 @@ def choose_weight(scores: dict[str, np.ndarray]) -> tuple[float, dict[float, dic
     luck. The rule takes the largest weight (the most embedding, the plainer model) whose per-query ndcg@10
     falls short of the best weight's by at most one standard error of the paired differences, so the
     reranker gets a share only where it helps by more than the noise (a weight of 1 is the search's order)."""
-    ndcg = {w: per_query_ndcg(fused_ranking(scores, w)) for w in WEIGHTS}
+    ranked = {w: fused_ranking(scores, w) for w in WEIGHTS}
+    ndcg = {w: per_query_ndcg(ranked[w]) for w in WEIGHTS}
     best = max(WEIGHTS, key=lambda w: (ndcg[w].mean(), w))
 
     def close(w: float) -> bool:
@@ -309,7 +315,7 @@ def choose_weight(scores: dict[str, np.ndarray]) -> tuple[float, dict[float, dic
         error = gap.std(ddof=1) / np.sqrt(len(gap)) if len(gap) > 1 else 0.0
         return bool(gap.mean() <= error + 1e-12)
 
-    return max(w for w in WEIGHTS if close(w)), {w: fused_metrics(scores, w) for w in WEIGHTS}
+    return max(w for w in WEIGHTS if close(w)), {w: ranking_metrics(ranked[w]) for w in WEIGHTS}
 
 
 def write_candidate_rows(embedder, table, path: Path, candidates: int) -> Path:
