@@ -114,6 +114,10 @@ class Service:
                 run_alone=self.solo.logits if self.solo is not None else None,
             )
             self.batcher.start()
+            if self.solo is not None:  # the warm-up request below runs alone, on solo: warm the workers' too
+                await asyncio.get_running_loop().run_in_executor(
+                    None, lambda: p.logits(*p.encode(["warm up"]))
+                )
             warm = await self.predict(Table("warm-up", ["warm up"], None, None, [1]), truncate=True)
             self.embeds = "embedding" in warm[0][0]
             self.ready = True
