@@ -32,7 +32,7 @@ from .options import encoding_option, threads_option
     default=None,
     metavar="int8",
     help="int8: the fastest method whose predictions agree with fp32 (see --min-agreement); weights "
-    "rounded by GPTQ on the calibration text, the word-embedding table kept fp32.",
+    "rounded by GPTQ on the calibration text.",
 )
 @click.option(
     "--calibration-data",
