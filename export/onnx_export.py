@@ -8,6 +8,7 @@ Either way the graph must pass ``onnx.checker`` and keep the contract: int64 inp
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import warnings
 from collections.abc import Iterator
@@ -30,7 +31,9 @@ class ExportFailed(Exception):
 
 @contextlib.contextmanager
 def quiet() -> Iterator[None]:
-    """Silence exporter chatter (missing torchvision ops, tracer and deprecation warnings)."""
+    """Silence exporter chatter (missing torchvision ops, tracer and deprecation warnings, and what libraries
+    print: onnxruntime 1.30's optimiser prints "failed in shape inference" to stdout, which would break
+    `zoo export --json`)."""
     loggers = [
         logging.getLogger(name)
         for name in (
@@ -47,7 +50,7 @@ def quiet() -> Iterator[None]:
     for log in loggers:
         log.setLevel(logging.ERROR)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
             yield
     finally:
@@ -157,4 +160,21 @@ def export_onnx(
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise ExportFailed(f"{exporter} exporter failed: {type(exc).__name__}: {first}") from exc
+    drop_initializer_shapes(path)
     return check_graph(path, outputs)
+
+
+def drop_initializer_shapes(path: Path) -> None:
+    """Remove the value_info entries the exporter writes for initializers (a weight's shape is in the weight).
+    onnxruntime 1.30's quantiser transposes a Gemm's weight and then runs shape inference, which fails on
+    the stale entry ("Inferred shape and existing shape differ"), so without this no int8 file could be made
+    from the export, by zoo or by a user running onnxruntime's quantiser on it."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    weights = {i.name for i in model.graph.initializer}
+    kept = [v for v in model.graph.value_info if v.name not in weights]
+    if len(kept) < len(model.graph.value_info):
+        del model.graph.value_info[:]
+        model.graph.value_info.extend(kept)
+        onnx.save(model, str(path))

@@ -91,4 +91,4 @@ def matmul_graph(path, weight) -> None:
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["rows", weight.shape[1]])],
         [numpy_helper.from_array(weight, "w")],
     )
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(path))

@@ -210,6 +210,8 @@ def test_torchrun_two_processes_gloo_matches_one_process(tmp_path):
         "10",
         "--precision",
         "fp32",
+        "--device",
+        "cpu",  # gloo on the CPU: on a one-GPU machine, auto would give rank 1 cuda:1
         *TRAIN,
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -361,6 +361,8 @@ def test_torchrun_two_processes_gloo_match_one_process(tmp_path):
         "32",
         "--precision",
         "fp32",
+        "--device",
+        "cpu",  # gloo on the CPU: on a one-GPU machine, auto would give rank 1 cuda:1
         "--threads",
         "1",
     ]

@@ -92,7 +92,10 @@ def fake_export(directory, tokenizer_json):
         [helper.make_tensor("axes", TensorProto.INT64, [1], [1])],
     )
     directory.mkdir()
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), directory / "model.onnx")
+    onnx.save(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8),
+        directory / "model.onnx",
+    )
     (directory / "tokenizer.json").write_text(tokenizer_json)
     manifest = {
         "format": "zoo-export",

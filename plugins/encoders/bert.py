@@ -95,10 +95,11 @@ class BertLayer(nn.Module):
 
     def forward(self, x: Tensor, mask: Tensor | None) -> Tensor:
         x = self.attention_norm(x + self.dropout(self.attention(x, mask)))
-        # Training: the feed-forward (2/3 of a layer's GEMM work) runs on the real tokens only; padding
-        # positions keep their input, which no real token reads (keys are masked, pooling skips them).
+        # Training on a CPU: the feed-forward (2/3 of a layer's GEMM work) runs on the real tokens only;
+        # padding positions keep their input, which no real token reads (keys are masked, pooling skips them).
+        # Not on a GPU: there the FLOPs are cheap and finding the real tokens (nonzero) waits for the device.
         if not torch.jit.is_scripting():  # noqa: SIM102  (TorchScript skips a branch only on this alone)
-            if mask is not None and self.training and not _tracing():
+            if mask is not None and self.training and x.device.type == "cpu" and not _tracing():
                 keep = mask.reshape(-1).nonzero().squeeze(1)
                 if keep.numel() < mask.numel():
                     flat = x.reshape(-1, x.shape[-1])

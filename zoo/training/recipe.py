@@ -410,6 +410,7 @@ class FineTuneRecipe:
         total_loss, total_rows, total_tokens = 0.0, 0, 0
         for micro in range(cfg.grad_accum):
             batch, global_rows, rows = next(pending)
+            total_tokens += int(batch["attention_mask"].sum())  # counted on the host copy: no device sync
             batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
             last = micro == cfg.grad_accum - 1
             sync = self.wrapped.no_sync() if self.env.distributed and not last else _NoLock()
@@ -419,7 +420,6 @@ class FineTuneRecipe:
                 self.scaler.scale(loss * (rows * self.env.world_size / global_rows)).backward()
             total_loss += loss.item() * rows
             total_rows += rows
-            total_tokens += int(batch["attention_mask"].sum())
         if self._agree(not math.isfinite(total_loss)):  # before the step: bad weights are never applied
             self._stop_on_bad_loss(total_loss / max(1, total_rows), step)
         set_lr(self.optimizer, self.base_lr * self.lr_factor(step))
