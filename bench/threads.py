@@ -35,10 +35,10 @@ SMALL = [
 
 
 def tweets(directory: Path, rows: int) -> Path:
-    from zoo.demo import demo_assets, split_tweets
+    from zoo.demo import demo_assets, split_tweets, write_splits
 
     _, source = demo_assets()
-    return split_tweets(source, directory / "data", rows, seed=0)["train"]
+    return write_splits(split_tweets(source, rows * 8 // 10, 0, rows // 10), directory / "data")["train"]
 
 
 def finetune(model: Path, train: Path, out: Path, setting: str, epochs: int) -> float:

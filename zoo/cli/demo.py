@@ -29,8 +29,15 @@ from .options import threads_option
     "--samples",
     default=None,
     type=click.IntRange(min=30),
-    help="Tweets to use (80% train, 10% eval, 10% test) [default: 3000]; for --task retrieval, numpy "
-    "functions (60% train, 10% eval, 30% test) [default: all].",
+    help="Training tweets [default: 2400]; for --task retrieval, numpy functions (60% train, 10% eval, 30% "
+    "test) [default: all].",
+)
+@click.option(
+    "--held-out",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(min=10),
+    help="Tweets in each of the eval and test splits (not for --task retrieval).",
 )
 @click.option("--epochs", default=None, type=click.IntRange(min=1), help="[default: 2; retrieval: 1]")
 @click.option(
@@ -44,7 +51,7 @@ from .options import threads_option
 @click.option("--overwrite", is_flag=True, help="Replace an existing output directory.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @threads_option
-def demo(output, task, samples, epochs, candidates, seed, overwrite, as_json, threads):
+def demo(output, task, samples, held_out, epochs, candidates, seed, overwrite, as_json, threads):
     """Import MiniLM, fine-tune on real tweets, evaluate, export ONNX fp32 + int8, serve, summarise
     (--task retrieval: embed, fine-tune, export, rerank and search numpy's documentation)."""
     from zoo.threads import use
@@ -73,7 +80,8 @@ def demo(output, task, samples, epochs, candidates, seed, overwrite, as_json, th
 
     summary = run_demo(
         output,
-        samples=samples or 3000,
+        samples=samples or 2400,
+        held_out=held_out,
         epochs=epochs or 2,
         seed=seed,
         overwrite=overwrite,
@@ -98,7 +106,10 @@ def demo(output, task, samples, epochs, candidates, seed, overwrite, as_json, th
     click.echo(
         f"  {'test (n=' + str(t['n']) + ')':<20}accuracy {t['accuracy']:.3f}   macro-F1 {t['macro_f1']:.3f}   (torch)"
     )
-    click.echo(f"  test, ONNX int8     accuracy {q['accuracy']:.3f}   macro-F1 {q['macro_f1']:.3f}")
+    click.echo(
+        f"  test, ONNX int8     accuracy {q['accuracy']:.3f}   macro-F1 {q['macro_f1']:.3f}   "
+        f"({q['agreement']:.1%} of the answers as fp32's)"
+    )
     click.echo(
         f"  ONNX fp32 parity    max abs diff {parity['max_abs']:.1e}, max rel {parity['max_rel']:.1e} "
         f"on {len(parity['shapes'])} unseen shapes {parity['shapes']}"
