@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+from collections.abc import Sequence
+from typing import Any
 
 import click
 
@@ -53,6 +55,36 @@ class LazyGroup(click.Group):
                     f"no such command '{args[0]}'{did_you_mean(args[0], self.list_commands(ctx))}"
                 ) from exc
             raise
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        """As click's, except that a usage error (a misspelt option, a bad value) is one line, as zoo's own
+        errors are: ``error: no such option '--epoch'. Did you mean '--epochs'? (zoo finetune --help)``."""
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, **extra)
+        try:
+            returned = super().main(args, prog_name, complete_var, False, **extra)
+        except click.UsageError as exc:
+            if isinstance(exc, getattr(click.exceptions, "NoArgsIsHelpError", ())):  # `zoo` alone: the help
+                exc.show()
+                sys.exit(exc.exit_code)
+            message = exc.format_message()
+            where = f" ({exc.ctx.command_path} --help)" if exc.ctx is not None else ""
+            click.echo(f"error: {message[:1].lower()}{message[1:]}{where}", err=True)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.Abort:  # Ctrl-C at a prompt
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+        sys.exit(returned if isinstance(returned, int) else 0)
 
     def invoke(self, ctx: click.Context):
         try:
