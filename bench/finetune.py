@@ -263,9 +263,8 @@ def main() -> None:
     args.lr = args.lr or PRETRAINED_LR
     args.threads = args.threads or cpu_threads(1)
     torch.set_num_threads(args.threads)
-    if args.device.startswith(
-        "cuda"
-    ):  # start CUDA and cuBLAS before the clock runs, for whichever side goes first
+    if args.device.startswith("cuda"):
+        # start CUDA and cuBLAS before the clock runs, for whichever side goes first
         x = torch.ones(64, 64, device=args.device)
         (x @ x).sum().item()
     model_dir = get_model_path()
