@@ -117,6 +117,11 @@ CASES = [
         "error: invalid value for '--kind': 'atention'",
     ),
     (["demo", "--samples", "5"], "error: invalid value for '--samples': 5 is not in the range x>=30."),
+    (
+        ["demo", "--task", "retrieval", "--held-out", "50"],
+        "error: --held-out is for the tweets; --task retrieval splits numpy's functions 60/10/30 (--samples) "
+        "(zoo demo --help)",
+    ),
     # inconsistent sizes
     (
         ["build", "--d-model", "30", "--num-heads", "4", "-o", "{d}/o"],

@@ -34,10 +34,9 @@ from .options import threads_option
 )
 @click.option(
     "--held-out",
-    default=1000,
-    show_default=True,
+    default=None,
     type=click.IntRange(min=10),
-    help="Tweets in each of the eval and test splits (not for --task retrieval).",
+    help="Tweets in each of the eval and test splits [default: 1000] (not for --task retrieval).",
 )
 @click.option("--epochs", default=None, type=click.IntRange(min=1), help="[default: 2; retrieval: 1]")
 @click.option(
@@ -61,6 +60,11 @@ def demo(output, task, samples, held_out, epochs, candidates, seed, overwrite, a
     if task == "retrieval":
         from zoo.retrieval_demo import run_retrieval_demo
 
+        if held_out is not None:
+            raise click.UsageError(
+                "--held-out is for the tweets; --task retrieval splits numpy's functions 60/10/30 (--samples)"
+            )
+
         summary = run_retrieval_demo(
             output,
             samples=samples,
@@ -81,7 +85,7 @@ def demo(output, task, samples, held_out, epochs, candidates, seed, overwrite, a
     summary = run_demo(
         output,
         samples=samples or 2400,
-        held_out=held_out,
+        held_out=held_out or 1000,
         epochs=epochs or 2,
         seed=seed,
         overwrite=overwrite,
