@@ -5,6 +5,7 @@ torchrun (DDP), CPU or CUDA, resumable at any step to the same weights as an uni
 
 from __future__ import annotations
 
+import gc
 import math
 import signal
 import threading
@@ -584,6 +585,11 @@ class FineTuneRecipe:
             logger.close(state)
         self.loggers = []
         if self.started_dist:
+            # DDP's reducer holds the process group and gloo's pending work: free it first, while the interpreter
+            # is whole, so the group's threads are joined here and not in a destructor run at exit (a peer
+            # that exited that way aborted with "terminate called without an active exception")
+            self.wrapped = self.model
+            gc.collect()
             if wait_for_peers:
                 dist.barrier()
             dist.destroy_process_group()
