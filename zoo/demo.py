@@ -15,6 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .constants import CURVES_NAME, METRICS_NAME
 from .errors import ExportMismatch, ZooError
 
@@ -135,7 +137,7 @@ def _run_demo(
     from .export import export_model
     from .export.runtime import OnnxModel
     from .hf import import_pretrained
-    from .inference import evaluate_table, load_predictor, predict_table
+    from .inference import evaluate_table, load_predictor, predict_table, table_outputs
     from .io import prepare_output
     from .training.config import TrainConfig
     from .training.recipe import finetune
@@ -196,12 +198,12 @@ def _run_demo(
     examples = Table("examples", list(EXAMPLES), None, None, list(range(1, len(EXAMPLES) + 1)))
     served = OnnxModel(output / "export", warn=False)  # the file `zoo predict` serves: manifest["serve"]
     predictions = predict_table(served, examples)
-    int8_metrics = evaluate_table(onnx_int8, test)
-    # the acceptance measure for int8: how many held-out answers change (the export's own check used eval)
-    int8_test_agreement = statistics.fmean(
-        a["label"] == b["label"]
-        for a, b in zip(predict_table(onnx_fp32, test), predict_table(onnx_int8, test))
-    )
+    int8_run = table_outputs(onnx_int8, test)
+    int8_metrics = evaluate_table(onnx_int8, test, computed=int8_run)
+    # the acceptance measure for int8: how many held-out answers change (the export's own check used eval),
+    # compared as the task compares two runs; one output row per text, so the mask is all ones
+    fp32_rows, int8_rows = np.stack(table_outputs(onnx_fp32, test)[1]), np.stack(int8_run[1])
+    int8_test = onnx_int8.task.agreement([(fp32_rows, int8_rows, np.ones((len(fp32_rows), 1), np.int64))])
     one = Table("one", [EXAMPLES[0]], None, None, [1])
     latency = {
         name: median_ms(functools.partial(predict_table, p, one))
@@ -215,7 +217,7 @@ def _run_demo(
         "test": {k: metrics[k] for k in ("accuracy", "macro_f1", "n")},
         "test_int8": {
             **{k: int8_metrics[k] for k in ("accuracy", "macro_f1", "n")},
-            "agreement": int8_test_agreement,
+            "agreement": int8_test["agreement"],
         },
         "parity_fp32": {
             "max_abs": max(s["max_abs_diff"] for s in parity["shapes"]),

@@ -103,13 +103,16 @@ def table_outputs(predictor, table: Table, batch_size: int = 64) -> tuple[list[A
     return encodings, row_logits(predictor, task.sequences(ids_of(encodings)), batch_size)
 
 
-def evaluate_table(predictor, table: Table, batch_size: int = 64) -> dict[str, Any]:
-    """Tokenize a labelled table, predict, and score it with the task's metrics."""
+def evaluate_table(
+    predictor, table: Table, batch_size: int = 64, computed: tuple[list[Any], list[np.ndarray]] | None = None
+) -> dict[str, Any]:
+    """Tokenize a labelled table, predict, and score it with the task's metrics. ``computed``: what
+    ``table_outputs(predictor, table)`` returned, when the caller needs the outputs too (not run again)."""
     task = predictor.task
     names = list(predictor.labels or []) or None
     if task.named_labels and not names:
         raise ZooError("the model has no label names; fine-tune it on labelled data first")
-    encodings, outputs = table_outputs(predictor, table, batch_size)
+    encodings, outputs = computed or table_outputs(predictor, table, batch_size)
     num_labels = getattr(predictor, "num_labels", None) or (int(outputs[0].shape[-1]) if outputs else 1)
     return task.evaluate(outputs, task.sequences(task.targets(table, names, num_labels, encodings)), names)
 
